@@ -1,0 +1,26 @@
+// Small string helpers used across parts (std only).
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+
+namespace fk {
+
+// Lowercase hex of bytes.
+std::string to_hex(std::span<const std::uint8_t> bytes);
+std::string to_hex(std::string_view bytes);
+
+// Compares two secrets in time that depends only on their lengths, never on their contents.
+bool constant_time_equals(std::string_view a, std::string_view b);
+
+// Counts characters that are not JSON whitespace (AWS's policy size rule).
+std::size_t count_non_whitespace(std::string_view s);
+
+bool starts_with(std::string_view s, std::string_view prefix);
+
+// RFC 3339 / ISO 8601 UTC, e.g. 2049-12-31T23:59:59Z.
+std::string format_utc(std::int64_t epoch_seconds);
+
+}  // namespace fk

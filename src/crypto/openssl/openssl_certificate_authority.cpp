@@ -1,0 +1,299 @@
+#include "crypto/openssl/openssl_certificate_authority.h"
+
+#include <arpa/inet.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/x509v3.h>
+
+#include <algorithm>
+
+#include "base/files.h"
+#include "base/log.h"
+#include "crypto/openssl/ossl.h"
+#include "crypto/x509.h"
+
+namespace fk::crypto {
+
+using namespace ossl;  // NOLINT(google-build-using-namespace): backend-internal helpers
+
+namespace {
+
+constexpr EpochSeconds kDay = 86400;
+// CA lifetimes outlast AWS's device notAfter (2049-12-31) so a device certificate never
+// outlives its chain.
+constexpr EpochSeconds kRootNotAfter = 2871763199;     // 2060-12-31T23:59:59Z
+constexpr EpochSeconds kIssuingNotAfter = 2714083199;  // 2055-12-31T23:59:59Z
+constexpr EpochSeconds kServerLifetime = 825 * kDay;
+
+struct Extension {
+  int nid;
+  std::string value;
+};
+
+struct CertTemplate {
+  X509_NAME* subject = nullptr;  // borrowed
+  EVP_PKEY* public_key = nullptr;
+  X509* issuer = nullptr;  // null: self-signed
+  EVP_PKEY* signing_key = nullptr;
+  EpochSeconds not_before = 0;
+  EpochSeconds not_after = 0;
+  std::vector<Extension> extensions;
+};
+
+Result<Cert> build_certificate(const CertTemplate& t) {
+  ERR_clear_error();
+  Cert cert(X509_new());
+  X509_set_version(cert.get(), 2);
+  // 20 random bytes, positive and with a non-zero first byte (AWS uses 20-byte serials).
+  unsigned char serial[20];
+  if (RAND_bytes(serial, sizeof serial) != 1) return internal_error("no randomness for a serial");
+  serial[0] = static_cast<unsigned char>((serial[0] & 0x7f) | 0x40);
+  BIGNUM* bn = BN_bin2bn(serial, sizeof serial, nullptr);
+  BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(cert.get()));
+  BN_free(bn);
+  X509_set_subject_name(cert.get(), t.subject);
+  X509_set_issuer_name(cert.get(), t.issuer ? X509_get_subject_name(t.issuer) : t.subject);
+  X509_set_pubkey(cert.get(), t.public_key);
+  if (!ASN1_TIME_set(X509_getm_notBefore(cert.get()), static_cast<time_t>(t.not_before)) ||
+      !ASN1_TIME_set(X509_getm_notAfter(cert.get()), static_cast<time_t>(t.not_after)))
+    return internal_error("cannot set validity: " + last_error());
+  X509V3_CTX ctx;
+  X509V3_set_ctx_nodb(&ctx);
+  X509V3_set_ctx(&ctx, t.issuer ? t.issuer : cert.get(), cert.get(), nullptr, nullptr, 0);
+  for (const Extension& e : t.extensions) {
+    X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &ctx, e.nid, e.value.c_str());
+    if (ext == nullptr)
+      return internal_error("cannot build extension " + std::string(OBJ_nid2sn(e.nid)) + ": " +
+                            last_error());
+    X509_add_ext(cert.get(), ext, -1);
+    X509_EXTENSION_free(ext);
+  }
+  if (X509_sign(cert.get(), t.signing_key, EVP_sha256()) <= 0)
+    return internal_error("cannot sign certificate: " + last_error());
+  return cert;
+}
+
+Name make_name(const std::string& organization, const std::string& common_name) {
+  Name name(X509_NAME_new());
+  auto add = [&](const char* field, const std::string& v) {
+    X509_NAME_add_entry_by_txt(name.get(), field, MBSTRING_UTF8,
+                               reinterpret_cast<const unsigned char*>(v.data()),
+                               static_cast<int>(v.size()), -1, 0);
+  };
+  if (!organization.empty()) add("O", organization);
+  add("CN", common_name);
+  return name;
+}
+
+// "IP:127.0.0.1" or "DNS:localhost", as X509V3_EXT_conf_nid reads a subjectAltName list.
+std::string san_entry(const std::string& name) {
+  unsigned char buf[16];
+  bool is_ip = inet_pton(AF_INET, name.c_str(), buf) == 1 || inet_pton(AF_INET6, name.c_str(), buf) == 1;
+  return (is_ip ? "IP:" : "DNS:") + name;
+}
+
+std::string san_list(const std::vector<std::string>& extra) {
+  std::vector<std::string> names = {"localhost", "127.0.0.1", "::1"};
+  for (const auto& n : extra) {
+    if (std::find(names.begin(), names.end(), n) == names.end()) names.push_back(n);
+  }
+  std::string out;
+  for (const auto& n : names) {
+    if (!out.empty()) out += ',';
+    out += san_entry(n);
+  }
+  return out;
+}
+
+Status write_key(const std::string& path, EVP_PKEY* key) {
+  FK_ASSIGN_OR_RETURN(std::string pem, private_key_to_pem(key));
+  return write_file_atomic(path, pem, 0600);
+}
+
+std::vector<std::string> cert_sans(X509* cert) {
+  std::vector<std::string> out;
+  auto* names = static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
+  if (names == nullptr) return out;
+  for (int i = 0; i < sk_GENERAL_NAME_num(names); ++i) {
+    GENERAL_NAME* gn = sk_GENERAL_NAME_value(names, i);
+    if (gn->type == GEN_DNS) {
+      out.emplace_back(reinterpret_cast<const char*>(ASN1_STRING_get0_data(gn->d.dNSName)));
+    } else if (gn->type == GEN_IPADD) {
+      char buf[INET6_ADDRSTRLEN] = {0};
+      int len = ASN1_STRING_length(gn->d.iPAddress);
+      inet_ntop(len == 4 ? AF_INET : AF_INET6, ASN1_STRING_get0_data(gn->d.iPAddress), buf, sizeof buf);
+      out.emplace_back(buf);
+    }
+  }
+  GENERAL_NAMES_free(names);
+  return out;
+}
+
+}  // namespace
+
+struct OpensslCertificateAuthority::Keys {
+  Cert root_cert;
+  Cert issuing_cert;
+  Pkey issuing_key;
+};
+
+CaPaths CaPaths::in(const std::string& dir) {
+  return {dir + "/root-ca.pem",    dir + "/root-ca.key", dir + "/issuing-ca.pem",
+          dir + "/issuing-ca.key", dir + "/server.pem",  dir + "/server.key"};
+}
+
+OpensslCertificateAuthority::OpensslCertificateAuthority(CaPaths paths, CaConfig config,
+                                                         const Clock& clock)
+    : paths_(std::move(paths)), config_(std::move(config)), clock_(clock), keys_(new Keys) {}
+
+OpensslCertificateAuthority::~OpensslCertificateAuthority() = default;
+
+Result<std::unique_ptr<OpensslCertificateAuthority>> OpensslCertificateAuthority::load_or_create(
+    const std::string& dir, const CaConfig& config, const Clock& clock) {
+  FK_RETURN_IF_ERROR(make_dirs(dir, 0700));
+  std::unique_ptr<OpensslCertificateAuthority> ca(
+      new OpensslCertificateAuthority(CaPaths::in(dir), config, clock));
+  const CaPaths& p = ca->paths_;
+  Keys& k = *ca->keys_;
+  const EpochSeconds now = clock.now();
+
+  if (!file_exists(p.root_cert)) {
+    if (file_exists(p.issuing_cert))
+      return internal_error(p.issuing_cert + " exists without " + p.root_cert +
+                            ": refusing to create a new root over an existing CA");
+    FK_ASSIGN_OR_RETURN(Pkey root_key, generate_key(config.ca_key));
+    Name name = make_name(config.organization, config.organization + " Root CA");
+    CertTemplate t{name.get(), root_key.get(), nullptr, root_key.get(), now - 60, kRootNotAfter,
+                   {{NID_basic_constraints, "critical,CA:TRUE"},
+                    {NID_key_usage, "critical,keyCertSign,cRLSign"},
+                    {NID_subject_key_identifier, "hash"}}};
+    FK_ASSIGN_OR_RETURN(Cert root, build_certificate(t));
+    // Key first: a certificate on disk always has its key.
+    FK_RETURN_IF_ERROR(write_key(p.root_key, root_key.get()));
+    FK_RETURN_IF_ERROR(write_file_atomic(p.root_cert, cert_to_pem(root.get()), 0644));
+    log::info("ca.root_created", {{"path", p.root_cert}, {"key", to_string(config.ca_key)}});
+  }
+  FK_ASSIGN_OR_RETURN(std::string root_pem, read_file(p.root_cert));
+  FK_ASSIGN_OR_RETURN(k.root_cert, read_cert(root_pem));
+
+  if (!file_exists(p.issuing_cert)) {
+    FK_ASSIGN_OR_RETURN(std::string root_key_pem, read_file(p.root_key));
+    FK_ASSIGN_OR_RETURN(Pkey root_key, read_private_key(root_key_pem));
+    FK_ASSIGN_OR_RETURN(Pkey issuing_key, generate_key(config.ca_key));
+    Name name = make_name(config.organization, config.organization + " Issuing CA 1");
+    CertTemplate t{name.get(), issuing_key.get(), k.root_cert.get(), root_key.get(), now - 60,
+                   kIssuingNotAfter,
+                   {{NID_basic_constraints, "critical,CA:TRUE,pathlen:0"},
+                    {NID_key_usage, "critical,keyCertSign,cRLSign,digitalSignature"},
+                    {NID_subject_key_identifier, "hash"},
+                    {NID_authority_key_identifier, "keyid:always"}}};
+    FK_ASSIGN_OR_RETURN(Cert issuing, build_certificate(t));
+    FK_RETURN_IF_ERROR(write_key(p.issuing_key, issuing_key.get()));
+    FK_RETURN_IF_ERROR(write_file_atomic(p.issuing_cert, cert_to_pem(issuing.get()), 0644));
+    log::info("ca.issuing_created", {{"path", p.issuing_cert}});
+  }
+  FK_ASSIGN_OR_RETURN(std::string issuing_pem, read_file(p.issuing_cert));
+  FK_ASSIGN_OR_RETURN(k.issuing_cert, read_cert(issuing_pem));
+  FK_ASSIGN_OR_RETURN(std::string issuing_key_pem, read_file(p.issuing_key));
+  FK_ASSIGN_OR_RETURN(k.issuing_key, read_private_key(issuing_key_pem));
+  if (X509_check_private_key(k.issuing_cert.get(), k.issuing_key.get()) != 1)
+    return internal_error(p.issuing_key + " is not the key of " + p.issuing_cert);
+  FK_RETURN_IF_ERROR(verify_signed_by(issuing_pem, root_pem));
+
+  // Server certificate: (re)issued when missing, near expiry, or when the names changed.
+  bool reissue = !file_exists(p.server_cert) || !file_exists(p.server_key);
+  std::string wanted = san_list(config.server_names);
+  if (!reissue) {
+    FK_ASSIGN_OR_RETURN(std::string server_pem, read_file(p.server_cert));
+    auto server = read_cert(server_pem);
+    if (!server.is_ok()) {
+      reissue = true;
+    } else {
+      CertificateInfo si = describe_cert(server->get());
+      std::vector<std::string> have = cert_sans(server->get());
+      std::string have_list;
+      for (const auto& s : have) {
+        if (!have_list.empty()) have_list += ',';
+        have_list += san_entry(s);
+      }
+      reissue = have_list != wanted || si.not_after < now + 30 * kDay ||
+                verify_signed_by(server_pem, issuing_pem).code() != ErrorCode::kOk;
+    }
+  }
+  if (reissue) {
+    FK_ASSIGN_OR_RETURN(Pkey server_key, generate_key(config.ca_key));
+    Name name = make_name(config.organization, "fleetkeyd");
+    CertTemplate t{name.get(), server_key.get(), k.issuing_cert.get(), k.issuing_key.get(),
+                   now - 60, now + kServerLifetime,
+                   {{NID_basic_constraints, "critical,CA:FALSE"},
+                    {NID_key_usage, "critical,digitalSignature,keyEncipherment"},
+                    {NID_ext_key_usage, "serverAuth"},
+                    {NID_subject_alt_name, wanted},
+                    {NID_subject_key_identifier, "hash"},
+                    {NID_authority_key_identifier, "keyid:always"}}};
+    FK_ASSIGN_OR_RETURN(Cert server, build_certificate(t));
+    FK_RETURN_IF_ERROR(write_key(p.server_key, server_key.get()));
+    FK_RETURN_IF_ERROR(
+        write_file_atomic(p.server_cert, cert_to_pem(server.get()) + issuing_pem, 0644));
+    log::info("ca.server_certificate_issued", {{"path", p.server_cert}, {"names", wanted}});
+  }
+
+  ca->root_info_ = describe_cert(k.root_cert.get());
+  ca->issuing_info_ = describe_cert(k.issuing_cert.get());
+  return ca;
+}
+
+namespace {
+
+std::vector<Extension> device_extensions(EVP_PKEY* key) {
+  bool rsa = EVP_PKEY_get_base_id(key) == EVP_PKEY_RSA;
+  return {{NID_basic_constraints, "critical,CA:FALSE"},
+          {NID_key_usage, rsa ? "critical,digitalSignature,keyEncipherment"
+                              : "critical,digitalSignature"},
+          {NID_ext_key_usage, "clientAuth"},
+          {NID_subject_key_identifier, "hash"},
+          {NID_authority_key_identifier, "keyid:always"}};
+}
+
+}  // namespace
+
+Result<CertificateInfo> OpensslCertificateAuthority::issue_from_csr(std::string_view csr_pem,
+                                                                     const IssueOptions& options) {
+  FK_ASSIGN_OR_RETURN(Req req, read_checked_csr(csr_pem, nullptr));
+  EVP_PKEY* key = X509_REQ_get0_pubkey(req.get());
+  X509_NAME* subject = X509_REQ_get_subject_name(req.get());
+  Name fallback;
+  if (X509_NAME_entry_count(subject) == 0) {
+    fallback = make_name("", options.common_name);
+    subject = fallback.get();
+  }
+  const EpochSeconds now = clock_.now();
+  EpochSeconds not_after = options.not_after.value_or(
+      config_.device_validity_days > 0 ? now + config_.device_validity_days * kDay
+                                       : kAwsDefaultNotAfter);
+  CertTemplate t{subject, key, keys_->issuing_cert.get(), keys_->issuing_key.get(), now,
+                 not_after, device_extensions(key)};
+  FK_ASSIGN_OR_RETURN(Cert cert, build_certificate(t));
+  return describe_cert(cert.get());
+}
+
+Result<IssuedWithKey> OpensslCertificateAuthority::issue_with_new_key(const KeySpec& spec,
+                                                                       const IssueOptions& options) {
+  FK_ASSIGN_OR_RETURN(Pkey key, generate_key(spec));
+  Name subject = make_name("", options.common_name);
+  const EpochSeconds now = clock_.now();
+  EpochSeconds not_after = options.not_after.value_or(
+      config_.device_validity_days > 0 ? now + config_.device_validity_days * kDay
+                                       : kAwsDefaultNotAfter);
+  CertTemplate t{subject.get(), key.get(), keys_->issuing_cert.get(), keys_->issuing_key.get(),
+                 now, not_after, device_extensions(key.get())};
+  FK_ASSIGN_OR_RETURN(Cert cert, build_certificate(t));
+  IssuedWithKey out;
+  out.certificate = describe_cert(cert.get());
+  FK_ASSIGN_OR_RETURN(out.keys.private_key_pem, private_key_to_pem(key.get()));
+  FK_ASSIGN_OR_RETURN(out.keys.public_key_pem, public_key_to_pem(key.get()));
+  return out;
+}
+
+}  // namespace fk::crypto

@@ -1,0 +1,115 @@
+// OpenSSL implementation of crypto/x509.h.
+#include "crypto/x509.h"
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+#include <openssl/x509v3.h>
+
+#include "base/strings.h"
+#include "crypto/openssl/ossl.h"
+
+namespace fk::crypto {
+
+using namespace ossl;  // NOLINT(google-build-using-namespace): backend-internal helpers
+
+namespace {
+Status validation(std::string m) { return {ErrorCode::kCertificateValidation, std::move(m)}; }
+}  // namespace
+
+std::string sha256_hex(std::string_view data) {
+  unsigned char md[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), md);
+  return to_hex(std::span<const std::uint8_t>(md, sizeof md));
+}
+
+std::string random_hex(std::size_t n_bytes) {
+  std::vector<std::uint8_t> buf(n_bytes);
+  if (RAND_bytes(buf.data(), static_cast<int>(buf.size())) != 1) std::abort();  // no entropy
+  return to_hex(buf);
+}
+
+Result<CsrInfo> parse_csr(std::string_view pem) {
+  CsrInfo info;
+  FK_RETURN_IF_ERROR(read_checked_csr(pem, &info).status());
+  return info;
+}
+
+Result<CertificateInfo> parse_certificate(std::string_view pem) {
+  ERR_clear_error();
+  FK_ASSIGN_OR_RETURN(Cert cert, read_cert(pem));
+  EVP_PKEY* key = X509_get0_pubkey(cert.get());
+  if (key == nullptr) return validation("certificate has no readable public key");
+  FK_RETURN_IF_ERROR(describe_key(key).status());
+  return describe_cert(cert.get());
+}
+
+Result<KeyPair> generate_key_pair(const KeySpec& spec) {
+  FK_ASSIGN_OR_RETURN(Pkey key, generate_key(spec));
+  KeyPair pair;
+  FK_ASSIGN_OR_RETURN(pair.private_key_pem, private_key_to_pem(key.get()));
+  FK_ASSIGN_OR_RETURN(pair.public_key_pem, public_key_to_pem(key.get()));
+  return pair;
+}
+
+Status verify_signed_by(std::string_view cert_pem, std::string_view issuer_pem) {
+  ERR_clear_error();
+  FK_ASSIGN_OR_RETURN(Cert cert, read_cert(cert_pem));
+  FK_ASSIGN_OR_RETURN(Cert issuer, read_cert(issuer_pem));
+  int rc = X509_check_issued(issuer.get(), cert.get());
+  if (rc != X509_V_OK)
+    return validation(std::string("certificate was not issued by this CA: ") +
+                      X509_verify_cert_error_string(rc));
+  EVP_PKEY* issuer_key = X509_get0_pubkey(issuer.get());
+  if (issuer_key == nullptr || X509_verify(cert.get(), issuer_key) != 1) {
+    ERR_clear_error();
+    return validation("certificate signature does not verify with the CA's public key");
+  }
+  return Status::ok();
+}
+
+Status verify_chain(std::string_view cert_pem, const std::vector<std::string>& trust_anchors,
+                    const std::vector<std::string>& intermediates, EpochSeconds at) {
+  ERR_clear_error();
+  FK_ASSIGN_OR_RETURN(Cert cert, read_cert(cert_pem));
+  std::unique_ptr<X509_STORE, decltype(&X509_STORE_free)> store(X509_STORE_new(), &X509_STORE_free);
+  for (const std::string& pem : trust_anchors) {
+    FK_ASSIGN_OR_RETURN(Cert anchor, read_cert(pem));
+    X509_STORE_add_cert(store.get(), anchor.get());
+  }
+  std::unique_ptr<STACK_OF(X509), void (*)(STACK_OF(X509)*)> untrusted(
+      sk_X509_new_null(), [](STACK_OF(X509)* s) { sk_X509_pop_free(s, X509_free); });
+  for (const std::string& pem : intermediates) {
+    FK_ASSIGN_OR_RETURN(Cert c, read_cert(pem));
+    sk_X509_push(untrusted.get(), c.release());
+  }
+  std::unique_ptr<X509_STORE_CTX, decltype(&X509_STORE_CTX_free)> ctx(X509_STORE_CTX_new(),
+                                                                      &X509_STORE_CTX_free);
+  if (X509_STORE_CTX_init(ctx.get(), store.get(), cert.get(), untrusted.get()) != 1)
+    return internal_error("cannot set up certificate verification: " + last_error());
+  X509_VERIFY_PARAM* param = X509_STORE_CTX_get0_param(ctx.get());
+  X509_VERIFY_PARAM_set_time(param, static_cast<time_t>(at));
+  // A registered CA may be an intermediate: it is a trust anchor of its own.
+  X509_VERIFY_PARAM_set_flags(param, X509_V_FLAG_PARTIAL_CHAIN);
+  if (X509_verify_cert(ctx.get()) != 1) {
+    int err = X509_STORE_CTX_get_error(ctx.get());
+    ERR_clear_error();
+    return validation(std::string("certificate chain does not verify: ") +
+                      X509_verify_cert_error_string(err));
+  }
+  return Status::ok();
+}
+
+Status check_key_matches(std::string_view cert_pem, std::string_view private_key_pem) {
+  ERR_clear_error();
+  FK_ASSIGN_OR_RETURN(Cert cert, read_cert(cert_pem));
+  FK_ASSIGN_OR_RETURN(Pkey key, read_private_key(private_key_pem));
+  if (X509_check_private_key(cert.get(), key.get()) != 1) {
+    ERR_clear_error();
+    return validation("the private key does not belong to the certificate");
+  }
+  return Status::ok();
+}
+
+}  // namespace fk::crypto

@@ -1,0 +1,43 @@
+// Parsing and checking of CSRs, certificates and keys (implemented in crypto/openssl/).
+//
+// Every function takes untrusted text and returns a precise reason on failure; none throws or
+// asserts on bad input. All functions are thread-safe.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "crypto/types.h"
+
+namespace fk::crypto {
+
+// Parses a PEM CSR, verifies its self-signature and checks its key against what AWS accepts
+// (RSA >= 2048 bits, ECDSA P-256/P-384/P-521). Errors: kCertificateValidation.
+Result<CsrInfo> parse_csr(std::string_view pem);
+
+// Parses one PEM certificate. Errors: kCertificateValidation.
+Result<CertificateInfo> parse_certificate(std::string_view pem);
+
+// Generates a key pair.
+Result<KeyPair> generate_key_pair(const KeySpec& spec);
+
+// Checks that `cert_pem` carries a signature made by the key of `issuer_pem` and names it as
+// issuer. Errors: kCertificateValidation with the reason.
+Status verify_signed_by(std::string_view cert_pem, std::string_view issuer_pem);
+
+// Full path validation of `cert_pem` at time `at` against `trust_anchors` (any of which may be
+// an intermediate), with `intermediates` as untrusted helpers.
+Status verify_chain(std::string_view cert_pem, const std::vector<std::string>& trust_anchors,
+                    const std::vector<std::string>& intermediates, EpochSeconds at);
+
+// Whether `private_key_pem` is the key of `cert_pem`.
+Status check_key_matches(std::string_view cert_pem, std::string_view private_key_pem);
+
+// Lowercase hex SHA-256.
+std::string sha256_hex(std::string_view data);
+
+// Cryptographically secure random bytes as lowercase hex (2 * n characters).
+std::string random_hex(std::size_t n_bytes);
+
+}  // namespace fk::crypto
