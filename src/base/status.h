@@ -91,15 +91,17 @@ class [[nodiscard]] Result {
 
 }  // namespace fk
 
-// Propagate a non-ok Status from an expression returning Status.
-#define FK_RETURN_IF_ERROR(expr)           \
-  do {                                     \
-    ::fk::Status fk_status_ = (expr);      \
-    if (!fk_status_.is_ok()) return fk_status_; \
-  } while (0)
-
 #define FK_CONCAT_INNER(a, b) a##b
 #define FK_CONCAT(a, b) FK_CONCAT_INNER(a, b)
+
+// Propagate a non-ok Status from an expression returning Status.
+#define FK_RETURN_IF_ERROR(expr) FK_RETURN_IF_ERROR_IMPL(FK_CONCAT(fk_status_, __LINE__), expr)
+#define FK_RETURN_IF_ERROR_IMPL(tmp, expr) \
+  do {                                     \
+    ::fk::Status tmp = (expr);             \
+    if (!tmp.is_ok()) return tmp;          \
+  } while (0)
+
 // FK_ASSIGN_OR_RETURN(auto x, expr): unwrap a Result or return its Status.
 #define FK_ASSIGN_OR_RETURN(lhs, expr) FK_ASSIGN_OR_RETURN_IMPL(FK_CONCAT(fk_result_, __LINE__), lhs, expr)
 #define FK_ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr) \

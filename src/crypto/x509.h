@@ -40,4 +40,7 @@ std::string sha256_hex(std::string_view data);
 // Cryptographically secure random bytes as lowercase hex (2 * n characters).
 std::string random_hex(std::size_t n_bytes);
 
+// A random (version 4) UUID, e.g. "1b4e28ba-2fa1-41d2-883f-0016d3cca427".
+std::string random_uuid();
+
 }  // namespace fk::crypto

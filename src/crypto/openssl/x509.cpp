@@ -30,6 +30,14 @@ std::string random_hex(std::size_t n_bytes) {
   return to_hex(buf);
 }
 
+std::string random_uuid() {
+  std::string h = random_hex(16);
+  h[12] = '4';
+  h[16] = "89ab"[h[16] % 4];
+  return h.substr(0, 8) + "-" + h.substr(8, 4) + "-" + h.substr(12, 4) + "-" + h.substr(16, 4) +
+         "-" + h.substr(20);
+}
+
 Result<CsrInfo> parse_csr(std::string_view pem) {
   CsrInfo info;
   FK_RETURN_IF_ERROR(read_checked_csr(pem, &info).status());

@@ -1,0 +1,163 @@
+// The records the registry keeps, as plain values. Storage backends persist them; the domain
+// rules that keep them consistent live in registry/, not here.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/clock.h"
+#include "base/status.h"
+
+namespace fk::storage {
+
+using Attributes = std::map<std::string, std::string>;
+
+struct ThingRecord {
+  std::string name;
+  std::string thing_id;   // UUID
+  std::string type_name;  // empty: no thing type
+  Attributes attributes;
+  std::int64_t version = 1;
+  EpochSeconds created_at = 0;
+  bool operator==(const ThingRecord&) const = default;
+};
+
+struct ThingTypeRecord {
+  std::string name;
+  std::string thing_type_id;
+  std::string description;
+  std::vector<std::string> searchable_attributes;
+  bool deprecated = false;
+  EpochSeconds deprecated_at = 0;
+  EpochSeconds created_at = 0;
+  bool operator==(const ThingTypeRecord&) const = default;
+};
+
+struct ThingGroupRecord {
+  std::string name;
+  std::string group_id;
+  std::string parent_name;  // empty: a root group
+  std::string description;
+  Attributes attributes;
+  std::int64_t version = 1;
+  EpochSeconds created_at = 0;
+  bool operator==(const ThingGroupRecord&) const = default;
+};
+
+enum class CertificateStatus {
+  kActive,
+  kInactive,
+  kRevoked,
+  kPendingTransfer,
+  kRegisterInactive,
+  kPendingActivation,
+};
+std::string_view to_string(CertificateStatus s);
+Result<CertificateStatus> parse_certificate_status(std::string_view s);
+
+struct CertificateRecord {
+  std::string certificate_id;  // SHA-256 of the DER, lowercase hex
+  std::string pem;
+  CertificateStatus status = CertificateStatus::kInactive;
+  std::string ca_certificate_id;  // issuing CA's id; empty when registered without a CA
+  std::string certificate_mode = "DEFAULT";  // DEFAULT or SNI_ONLY
+  std::string subject;
+  std::string issuer;
+  std::string serial_hex;
+  EpochSeconds not_before = 0;
+  EpochSeconds not_after = 0;
+  EpochSeconds created_at = 0;
+  EpochSeconds updated_at = 0;
+  std::int64_t customer_version = 1;  // bumped on every status change
+  std::string generation_id;
+  bool operator==(const CertificateRecord&) const = default;
+};
+
+struct CaCertificateRecord {
+  std::string certificate_id;
+  std::string pem;
+  CertificateStatus status = CertificateStatus::kInactive;  // ACTIVE or INACTIVE
+  bool auto_registration = false;
+  std::string certificate_mode = "DEFAULT";
+  std::string subject;
+  EpochSeconds not_before = 0;
+  EpochSeconds not_after = 0;
+  EpochSeconds created_at = 0;
+  EpochSeconds updated_at = 0;
+  std::int64_t customer_version = 1;
+  std::string generation_id;
+  std::string registration_config;  // JSON text, may be empty
+  bool operator==(const CaCertificateRecord&) const = default;
+};
+
+struct PolicyRecord {
+  std::string name;
+  std::int64_t default_version_id = 1;
+  std::int64_t next_version_id = 2;  // version ids are never reused
+  EpochSeconds created_at = 0;
+  EpochSeconds updated_at = 0;
+  std::string generation_id;
+  bool operator==(const PolicyRecord&) const = default;
+};
+
+struct PolicyVersionRecord {
+  std::string policy_name;
+  std::int64_t version_id = 1;
+  std::string document;
+  EpochSeconds created_at = 0;
+  bool operator==(const PolicyVersionRecord&) const = default;
+};
+
+struct TemplateRecord {
+  std::string name;
+  std::string template_id;
+  std::string description;
+  std::string type = "FLEET_PROVISIONING";  // or JITP
+  bool enabled = false;
+  std::string provisioning_role_arn;
+  std::string pre_provisioning_hook;  // JSON text {targetArn, payloadVersion}, may be empty
+  std::int64_t default_version_id = 1;
+  std::int64_t next_version_id = 2;
+  EpochSeconds created_at = 0;
+  EpochSeconds updated_at = 0;
+  bool operator==(const TemplateRecord&) const = default;
+};
+
+struct TemplateVersionRecord {
+  std::string template_name;
+  std::int64_t version_id = 1;
+  std::string body;
+  EpochSeconds created_at = 0;
+  bool operator==(const TemplateVersionRecord&) const = default;
+};
+
+// Keyset pagination: items strictly after `after` in the list's order, at most `limit`
+// (0 = no limit). `after` is the key of the last item of the previous page ("" = start).
+struct Page {
+  std::string after;
+  std::size_t limit = 0;
+};
+
+struct ThingQuery {
+  std::string type_name;        // "" = any
+  std::string attribute_name;   // "" = any
+  std::string attribute_value;  // with attribute_name
+  bool attribute_value_prefix = false;
+  std::string name_prefix;  // "" = any
+  Page page;
+};
+
+struct CertificateQuery {
+  std::optional<std::string> ca_certificate_id;  // only certificates issued by this CA
+  bool ascending = true;                         // by creation time, then id
+  Page page;  // `after` is certificate_page_key() of the last certificate
+};
+
+// The key CertificateQuery pages on: creation time and id.
+std::string certificate_page_key(const CertificateRecord& c);
+
+}  // namespace fk::storage
