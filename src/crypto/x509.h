@@ -34,6 +34,10 @@ Status verify_chain(std::string_view cert_pem, const std::vector<std::string>& t
 // Whether `private_key_pem` is the key of `cert_pem`.
 Status check_key_matches(std::string_view cert_pem, std::string_view private_key_pem);
 
+// Makes a PEM CSR for the key, with subject CN=common_name, signed with SHA-256 (what a device
+// or the factory tool does with its own key).
+Result<std::string> make_csr(std::string_view private_key_pem, std::string_view common_name);
+
 // Lowercase hex SHA-256.
 std::string sha256_hex(std::string_view data);
 

@@ -120,4 +120,22 @@ Status check_key_matches(std::string_view cert_pem, std::string_view private_key
   return Status::ok();
 }
 
+Result<std::string> make_csr(std::string_view private_key_pem, std::string_view common_name) {
+  ERR_clear_error();
+  FK_ASSIGN_OR_RETURN(Pkey key, read_private_key(private_key_pem));
+  Req req(X509_REQ_new());
+  X509_NAME* name = X509_REQ_get_subject_name(req.get());
+  if (!common_name.empty() &&
+      X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8,
+                                 reinterpret_cast<const unsigned char*>(common_name.data()),
+                                 static_cast<int>(common_name.size()), -1, 0) != 1)
+    return invalid_request("bad common name: " + last_error());
+  X509_REQ_set_pubkey(req.get(), key.get());
+  if (X509_REQ_sign(req.get(), key.get(), EVP_sha256()) <= 0)
+    return internal_error("cannot sign CSR: " + last_error());
+  Bio bio(BIO_new(BIO_s_mem()));
+  PEM_write_bio_X509_REQ(bio.get(), req.get());
+  return bio_to_string(bio.get());
+}
+
 }  // namespace fk::crypto
