@@ -1,0 +1,133 @@
+#include "app/config.h"
+
+#include <set>
+#include <toml++/toml.h>
+
+#include "base/files.h"
+
+namespace fk::app {
+namespace {
+
+Status bad(const std::string& path, const std::string& why) {
+  return invalid_request(path + ": " + why);
+}
+
+Status get_string(const toml::node& node, const std::string& path, std::string& out) {
+  auto v = node.value<std::string>();
+  if (!node.is_string() || !v) return bad(path, "must be a string");
+  out = *v;
+  return Status::ok();
+}
+
+Status get_port(const toml::node& node, const std::string& path, std::uint16_t& out) {
+  if (!node.is_integer()) return bad(path, "must be an integer port number");
+  auto v = *node.value<std::int64_t>();
+  if (v < 0 || v > 65535) return bad(path, "must be 0..65535 (0 = any free port), not " + std::to_string(v));
+  out = static_cast<std::uint16_t>(v);
+  return Status::ok();
+}
+
+// Checks that `table` holds only `known` keys.
+Status only_known(const toml::table& table, const std::string& prefix,
+                  const std::set<std::string>& known) {
+  for (const auto& [key, value] : table) {
+    std::string k(key.str());
+    if (!known.count(k)) return bad(prefix + k, "unknown setting");
+  }
+  return Status::ok();
+}
+
+Status parse_listener(const toml::node& node, const std::string& name, ListenerConfig& out) {
+  const toml::table* t = node.as_table();
+  if (t == nullptr) return bad(name, "must be a table");
+  FK_RETURN_IF_ERROR(only_known(*t, name + ".", {"bind", "port"}));
+  if (auto n = t->get("bind")) FK_RETURN_IF_ERROR(get_string(*n, name + ".bind", out.bind));
+  if (auto n = t->get("port")) FK_RETURN_IF_ERROR(get_port(*n, name + ".port", out.port));
+  return Status::ok();
+}
+
+}  // namespace
+
+Status parse_config(std::string_view text, const std::string& source, Config& config) {
+  toml::table root;
+  try {  // Debian's toml++ reports syntax errors by exception; start-up only
+    root = toml::parse(text, source);
+  } catch (const toml::parse_error& err) {
+    return invalid_request(source + ":" + std::to_string(err.source().begin.line) + ":" +
+                           std::to_string(err.source().begin.column) + ": " +
+                           std::string(err.description()));
+  }
+  FK_RETURN_IF_ERROR(
+      only_known(root, "", {"data_dir", "log_level", "mqtt", "api", "ca", "aws", "storage"}));
+  if (auto n = root.get("data_dir")) FK_RETURN_IF_ERROR(get_string(*n, "data_dir", config.data_dir));
+  if (auto n = root.get("log_level")) {
+    FK_RETURN_IF_ERROR(get_string(*n, "log_level", config.log_level));
+    if (config.log_level != "debug" && config.log_level != "info" && config.log_level != "warn" &&
+        config.log_level != "error")
+      return bad("log_level", "must be debug, info, warn or error, not '" + config.log_level + "'");
+  }
+  if (auto n = root.get("mqtt")) FK_RETURN_IF_ERROR(parse_listener(*n, "mqtt", config.mqtt));
+  if (auto n = root.get("api")) FK_RETURN_IF_ERROR(parse_listener(*n, "api", config.api));
+  if (auto n = root.get("ca")) {
+    const toml::table* t = n->as_table();
+    if (t == nullptr) return bad("ca", "must be a table");
+    FK_RETURN_IF_ERROR(only_known(*t, "ca.", {"key_type", "organization", "server_names",
+                                              "device_validity_days"}));
+    if (auto k = t->get("key_type")) {
+      std::string key_type;
+      FK_RETURN_IF_ERROR(get_string(*k, "ca.key_type", key_type));
+      auto spec = crypto::parse_key_spec(key_type);
+      if (!spec.is_ok()) return bad("ca.key_type", spec.status().message());
+      if (spec->type == crypto::KeyType::kRsa && spec->rsa_bits < 3072)
+        return bad("ca.key_type", "a CA's RSA key must be at least 3072 bits");
+      config.ca.ca_key = *spec;
+    }
+    if (auto k = t->get("organization"))
+      FK_RETURN_IF_ERROR(get_string(*k, "ca.organization", config.ca.organization));
+    if (auto k = t->get("server_names")) {
+      const toml::array* a = k->as_array();
+      if (a == nullptr) return bad("ca.server_names", "must be an array of strings");
+      config.ca.server_names.clear();
+      for (std::size_t i = 0; i < a->size(); ++i) {
+        std::string name;
+        FK_RETURN_IF_ERROR(
+            get_string(*a->get(i), "ca.server_names[" + std::to_string(i) + "]", name));
+        config.ca.server_names.push_back(name);
+      }
+    }
+    if (auto k = t->get("device_validity_days")) {
+      if (!k->is_integer()) return bad("ca.device_validity_days", "must be an integer");
+      auto days = *k->value<std::int64_t>();
+      if (days < 0 || days > 36500)
+        return bad("ca.device_validity_days", "must be 0 (AWS's 2049-12-31) to 36500 days");
+      config.ca.device_validity_days = static_cast<int>(days);
+    }
+  }
+  if (auto n = root.get("aws")) {
+    const toml::table* t = n->as_table();
+    if (t == nullptr) return bad("aws", "must be a table");
+    FK_RETURN_IF_ERROR(only_known(*t, "aws.", {"region", "account_id"}));
+    if (auto k = t->get("region")) FK_RETURN_IF_ERROR(get_string(*k, "aws.region", config.aws.region));
+    if (auto k = t->get("account_id")) {
+      FK_RETURN_IF_ERROR(get_string(*k, "aws.account_id", config.aws.account_id));
+      if (config.aws.account_id.size() != 12 ||
+          config.aws.account_id.find_first_not_of("0123456789") != std::string::npos)
+        return bad("aws.account_id", "must be 12 digits");
+    }
+  }
+  if (auto n = root.get("storage")) {
+    const toml::table* t = n->as_table();
+    if (t == nullptr) return bad("storage", "must be a table");
+    FK_RETURN_IF_ERROR(only_known(*t, "storage.", {"path"}));
+    if (auto k = t->get("path")) FK_RETURN_IF_ERROR(get_string(*k, "storage.path", config.storage_path));
+  }
+  return Status::ok();
+}
+
+Status load_config_file(const std::string& path, Config& config) {
+  auto text = read_file(path);
+  if (!text.is_ok()) return invalid_request("--config " + path + ": cannot read the file");
+  return parse_config(*text, path, config);
+}
+
+}  // namespace fk::app

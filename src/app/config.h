@@ -1,0 +1,41 @@
+// fleetkeyd's configuration: one TOML file parsed into per-part structs. Every setting has a
+// documented default (docs/configuration.md); command-line flags override the file. Every
+// error names the setting's path, and an unknown setting is an error (a typo must not be
+// silently ignored).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "base/status.h"
+#include "crypto/openssl/openssl_certificate_authority.h"
+#include "registry/arn.h"
+
+namespace fk::app {
+
+struct ListenerConfig {
+  std::string bind;
+  std::uint16_t port = 0;
+};
+
+struct Config {
+  std::string data_dir = "./fleetkey-data";
+  std::string log_level = "info";            // debug, info, warn, error
+  ListenerConfig mqtt{"0.0.0.0", 8883};      // devices connect here
+  ListenerConfig api{"127.0.0.1", 8443};     // the control-plane API (admin)
+  crypto::CaConfig ca;                       // [ca] key_type, organization, server_names, ...
+  registry::ArnScope aws;                    // [aws] region, account_id
+  std::string storage_path;                  // [storage] path; "" = <data_dir>/registry.db
+
+  std::string registry_path() const {
+    return storage_path.empty() ? data_dir + "/registry.db" : storage_path;
+  }
+  std::string ca_dir() const { return data_dir + "/ca"; }
+};
+
+// Reads `path` over the defaults in `config`.
+Status load_config_file(const std::string& path, Config& config);
+// Parses TOML text (for tests); `source` names it in errors.
+Status parse_config(std::string_view toml_text, const std::string& source, Config& config);
+
+}  // namespace fk::app

@@ -1,0 +1,81 @@
+#include "app/config.h"
+
+#include <gtest/gtest.h>
+
+namespace fk::app {
+namespace {
+
+Status parse(std::string_view text, Config& c) { return parse_config(text, "test.toml", c); }
+
+TEST(Config, DefaultsAreDocumentedValues) {
+  Config c;
+  EXPECT_EQ(c.data_dir, "./fleetkey-data");
+  EXPECT_EQ(c.mqtt.port, 8883);
+  EXPECT_EQ(c.api.port, 8443);
+  EXPECT_EQ(c.api.bind, "127.0.0.1");
+  EXPECT_EQ(c.ca.ca_key.type, crypto::KeyType::kEcP256);
+  EXPECT_EQ(c.aws.region, "us-east-1");
+  EXPECT_EQ(c.registry_path(), "./fleetkey-data/registry.db");
+}
+
+TEST(Config, ParsesEverySetting) {
+  Config c;
+  Status st = parse(R"(
+data_dir = "/var/lib/fleetkey"
+log_level = "debug"
+[mqtt]
+bind = "127.0.0.1"
+port = 0
+[api]
+port = 9443
+[ca]
+key_type = "rsa-3072"
+organization = "Acme"
+server_names = ["iot.acme.test", "10.0.0.5"]
+device_validity_days = 365
+[aws]
+region = "eu-central-1"
+account_id = "000011112222"
+[storage]
+path = "/data/registry.db"
+)",
+                    c);
+  ASSERT_TRUE(st.is_ok()) << st.message();
+  EXPECT_EQ(c.data_dir, "/var/lib/fleetkey");
+  EXPECT_EQ(c.mqtt.port, 0);
+  EXPECT_EQ(c.mqtt.bind, "127.0.0.1");
+  EXPECT_EQ(c.api.port, 9443);
+  EXPECT_EQ(c.ca.ca_key.type, crypto::KeyType::kRsa);
+  EXPECT_EQ(c.ca.ca_key.rsa_bits, 3072);
+  EXPECT_EQ(c.ca.server_names.size(), 2u);
+  EXPECT_EQ(c.ca.device_validity_days, 365);
+  EXPECT_EQ(c.aws.account_id, "000011112222");
+  EXPECT_EQ(c.registry_path(), "/data/registry.db");
+}
+
+TEST(Config, ErrorsNameTheSetting) {
+  struct Case {
+    const char* toml;
+    const char* expected;
+  };
+  for (const Case& k : {
+           Case{"[mqtt]\nprot = 1\n", "mqtt.prot: unknown setting"},
+           Case{"[mqtt]\nport = \"x\"\n", "mqtt.port: must be an integer"},
+           Case{"[api]\nport = 70000\n", "api.port: must be 0..65535"},
+           Case{"[ca]\nkey_type = \"dsa\"\n", "ca.key_type: unknown key type"},
+           Case{"[ca]\nkey_type = \"rsa-2048\"\n", "ca.key_type: a CA's RSA key must be at least 3072"},
+           Case{"[ca]\nserver_names = [\"a\", 3]\n", "ca.server_names[1]: must be a string"},
+           Case{"[aws]\naccount_id = \"12\"\n", "aws.account_id: must be 12 digits"},
+           Case{"log_level = \"loud\"\n", "log_level: must be debug"},
+           Case{"colour = 1\n", "colour: unknown setting"},
+           Case{"[mqtt\n", "test.toml:1:"},
+       }) {
+    Config c;
+    Status st = parse(k.toml, c);
+    ASSERT_FALSE(st.is_ok()) << k.toml;
+    EXPECT_NE(st.message().find(k.expected), std::string::npos) << st.message();
+  }
+}
+
+}  // namespace
+}  // namespace fk::app

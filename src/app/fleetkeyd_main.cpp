@@ -1,0 +1,136 @@
+// fleetkeyd: the fleetkey server. See README.md and docs/configuration.md.
+#include <fcntl.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <boost/asio.hpp>
+#include <cstdio>
+#include <iostream>
+
+#include "app/config.h"
+#include "app/server.h"
+#include "base/files.h"
+#include "base/log.h"
+
+namespace {
+
+void install_log_sink(const std::string& level) {
+  auto logger = spdlog::stderr_color_mt("fleetkeyd");
+  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %l %v", spdlog::pattern_time_type::utc);
+  fk::log::set_sink([logger](fk::log::Level l, std::string_view line) {
+    switch (l) {
+      case fk::log::Level::kDebug: logger->debug("{}", line); break;
+      case fk::log::Level::kInfo: logger->info("{}", line); break;
+      case fk::log::Level::kWarn: logger->warn("{}", line); break;
+      case fk::log::Level::kError: logger->error("{}", line); break;
+    }
+  });
+  logger->set_level(spdlog::level::debug);
+  fk::log::Level min = fk::log::Level::kInfo;
+  if (level == "debug") min = fk::log::Level::kDebug;
+  if (level == "warn") min = fk::log::Level::kWarn;
+  if (level == "error") min = fk::log::Level::kError;
+  fk::log::set_min_level(min);
+}
+
+void print_banner(const fk::app::Config& config, const fk::app::Endpoints& e) {
+  std::printf(
+      "\nfleetkeyd is running.\n"
+      "  MQTT (mutual TLS)  %s:%u   (the MQTT broker arrives with its own issue; the port is "
+      "reserved)\n"
+      "  control-plane API  %s\n"
+      "  root CA (devices trust this, like AmazonRootCA1.pem)  %s\n"
+      "  admin credentials (AWS shared-credentials format)     %s\n"
+      "  registry (SQLite)  %s\n\n"
+      "Try next:\n"
+      "  curl -s %s/health\n"
+      "  openssl x509 -in %s -noout -subject -dates\n"
+      "  sqlite3 %s '.tables'\n"
+      "  cat %s/endpoints.json\n\n"
+      "Stop with Ctrl-C (SIGINT) or SIGTERM.\n",
+      e.mqtt_host.c_str(), e.mqtt_port, e.api_url.c_str(), e.root_ca_path.c_str(),
+      e.credentials_path.c_str(), e.registry_path.c_str(), e.api_url.c_str(),
+      e.root_ca_path.c_str(), e.registry_path.c_str(), config.data_dir.c_str());
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App cli{"fleetkeyd: self-hosted device identity for AWS IoT-compatible fleets"};
+  std::string config_file, data_dir, log_level;
+  int mqtt_port = -1, api_port = -1;
+  bool quiet = false;
+  cli.add_option("--config", config_file, "TOML configuration file")->check(CLI::ExistingFile);
+  cli.add_option("--data-dir", data_dir, "data folder (default ./fleetkey-data)");
+  cli.add_option("--mqtt-port", mqtt_port, "MQTT TLS port (0 = any free port)")
+      ->check(CLI::Range(0, 65535));
+  cli.add_option("--api-port", api_port, "control-plane API port (0 = any free port)")
+      ->check(CLI::Range(0, 65535));
+  cli.add_option("--log-level", log_level, "debug, info, warn or error")
+      ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
+  cli.add_flag("--quiet", quiet, "do not print the start-up banner");
+  CLI11_PARSE(cli, argc, argv);
+
+  fk::app::Config config;
+  if (!config_file.empty()) {
+    fk::Status st = fk::app::load_config_file(config_file, config);
+    if (!st.is_ok()) {
+      std::fprintf(stderr, "fleetkeyd: bad configuration: %s\n", st.message().c_str());
+      return 2;
+    }
+  }
+  if (!data_dir.empty()) config.data_dir = data_dir;
+  if (mqtt_port >= 0) config.mqtt.port = static_cast<std::uint16_t>(mqtt_port);
+  if (api_port >= 0) config.api.port = static_cast<std::uint16_t>(api_port);
+  if (!log_level.empty()) config.log_level = log_level;
+  install_log_sink(config.log_level);
+
+  // One server per data folder.
+  if (fk::Status st = fk::make_dirs(config.data_dir, 0700); !st.is_ok()) {
+    fk::log::error("fleetkeyd.start_failed", {{"error", st.message()}});
+    return 1;
+  }
+  std::string lock_path = config.data_dir + "/fleetkeyd.lock";
+  int lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (lock_fd < 0 || ::flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    fk::log::error("fleetkeyd.start_failed",
+                   {{"error", "another fleetkeyd is using " + config.data_dir}});
+    return 1;
+  }
+
+  // Signals are caught from here on, so a SIGTERM during start-up also ends cleanly.
+  boost::asio::io_context io;
+  boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+  auto server = fk::app::Server::start(config, io);
+  if (!server.is_ok()) {
+    fk::log::error("fleetkeyd.start_failed", {{"error", server.status().to_string()}});
+    return 1;
+  }
+  const fk::app::Endpoints& e = (*server)->endpoints();
+  std::string endpoints_path = config.data_dir + "/endpoints.json";
+  if (fk::Status st = fk::write_file_atomic(endpoints_path, e.to_json(config), 0644); !st.is_ok()) {
+    fk::log::error("fleetkeyd.start_failed", {{"error", st.message()}});
+    return 1;
+  }
+  fk::log::info("fleetkeyd.ready", {{"mqtt_port", std::to_string(e.mqtt_port)},
+                                    {"api", e.api_url},
+                                    {"endpoints", endpoints_path}});
+  if (!quiet) print_banner(config, e);
+
+  signals.async_wait([&](const boost::system::error_code& ec, int signo) {
+    if (ec) return;
+    fk::log::info("fleetkeyd.stopping", {{"signal", std::to_string(signo)}});
+    ::unlink(endpoints_path.c_str());
+    (*server)->stop();
+    io.stop();
+  });
+  io.run();
+  server->reset();  // drains and closes the registry
+  fk::log::info("fleetkeyd.stopped");
+  ::close(lock_fd);
+  return 0;
+}

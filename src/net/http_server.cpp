@@ -1,0 +1,184 @@
+#include "net/http_server.h"
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <unistd.h>
+
+#include "base/log.h"
+#include "net/tcp_listener.h"
+
+namespace fk::net {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+std::string HttpRequest::header(std::string_view name) const {
+  for (const auto& [k, v] : headers) {
+    if (k == name) return v;
+  }
+  return {};
+}
+
+namespace {
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+http::response<http::string_body> error_response(http::status status, unsigned version,
+                                                 std::string_view type, std::string_view message) {
+  http::response<http::string_body> res{status, version};
+  res.set(http::field::content_type, "application/json");
+  res.set("x-amzn-ErrorType", std::string(type));
+  res.body() = R"({"message":")" + std::string(message) + "\"}";
+  res.prepare_payload();
+  return res;
+}
+
+}  // namespace
+
+struct HttpServer::State : std::enable_shared_from_this<HttpServer::State> {
+  State(asio::io_context& io_context, HttpServerOptions o, HttpHandler h)
+      : io(io_context), options(std::move(o)), handler(std::move(h)) {}
+
+  asio::io_context& io;
+  HttpServerOptions options;
+  HttpHandler handler;
+  std::unique_ptr<TcpListener> listener;
+
+  void on_accept(int fd) {
+    tcp::socket socket(asio::make_strand(io));
+    beast::error_code ec;
+    bool v6 = options.bind_address.find(':') != std::string::npos;
+    socket.assign(v6 ? tcp::v6() : tcp::v4(), fd, ec);
+    if (ec) {
+      ::close(fd);
+      return;
+    }
+    std::make_shared<Connection>(shared_from_this(), std::move(socket))->read();
+  }
+
+  struct Connection : std::enable_shared_from_this<Connection> {
+    Connection(std::shared_ptr<State> s, tcp::socket socket)
+        : state(std::move(s)), stream(std::move(socket)) {
+      beast::error_code ec;
+      auto ep = stream.socket().remote_endpoint(ec);
+      if (!ec) remote = ep.address().to_string();
+    }
+
+    std::shared_ptr<State> state;
+    beast::tcp_stream stream;
+    beast::flat_buffer buffer;
+    std::optional<http::request_parser<http::string_body>> parser;
+    http::response<http::string_body> response;
+    std::string remote;
+
+    void read() {
+      parser.emplace();
+      parser->body_limit(state->options.max_body_bytes);
+      parser->header_limit(static_cast<std::uint32_t>(state->options.max_header_bytes));
+      stream.expires_after(std::chrono::seconds(state->options.idle_timeout_seconds));
+      http::async_read(stream, buffer, *parser,
+                       [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                         self->on_read(ec);
+                       });
+    }
+
+    void on_read(beast::error_code ec) {
+      if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
+          ec == asio::error::connection_reset || ec == asio::error::operation_aborted) {
+        close();
+        return;
+      }
+      if (ec == http::error::body_limit) {
+        write(error_response(http::status::payload_too_large, 11, "InvalidRequestException",
+                             "request body is larger than the limit"),
+              false);
+        return;
+      }
+      if (ec) {
+        log::debug("http.bad_request", {{"peer", remote}, {"error", ec.message()}});
+        write(error_response(http::status::bad_request, 11, "InvalidRequestException",
+                             "malformed HTTP request"),
+              false);
+        return;
+      }
+      auto& req = parser->get();
+      HttpRequest r;
+      r.method = std::string(req.method_string());
+      r.target = std::string(req.target());
+      for (const auto& field : req) r.headers.emplace_back(lower(field.name_string()), field.value());
+      r.body = std::move(req.body());
+      r.remote_address = remote;
+      HttpResponse out;
+      try {
+        out = state->handler(r);
+      } catch (const std::exception& e) {
+        log::error("http.handler_failed", {{"target", r.target}, {"error", e.what()}});
+        out = {500, "application/json", {{"x-amzn-ErrorType", "InternalFailureException"}},
+               R"({"message":"internal error"})"};
+      }
+      http::response<http::string_body> res{static_cast<http::status>(out.status), req.version()};
+      res.set(http::field::server, "fleetkeyd");
+      res.set(http::field::content_type, out.content_type);
+      for (const auto& [k, v] : out.headers) res.set(k, v);
+      res.body() = std::move(out.body);
+      res.keep_alive(req.keep_alive());
+      res.prepare_payload();
+      write(std::move(res), req.keep_alive());
+    }
+
+    void write(http::response<http::string_body> res, bool keep_alive) {
+      response = std::move(res);
+      if (!keep_alive) response.keep_alive(false);
+      http::async_write(stream, response,
+                        [self = shared_from_this(), keep_alive](beast::error_code ec, std::size_t) {
+                          if (ec || !keep_alive) {
+                            self->close();
+                            return;
+                          }
+                          self->read();
+                        });
+    }
+
+    void close() {
+      beast::error_code ec;
+      stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+      stream.socket().close(ec);
+    }
+  };
+};
+
+HttpServer::HttpServer(asio::io_context& io, HttpServerOptions options, HttpHandler handler)
+    : state_(std::make_shared<State>(io, std::move(options), std::move(handler))) {}
+
+HttpServer::~HttpServer() { stop(); }
+
+Status HttpServer::start() {
+  std::weak_ptr<State> weak = state_;
+  state_->listener = std::make_unique<TcpListener>(
+      state_->io, state_->options.bind_address, state_->options.port,
+      [weak](int fd, const std::string&) {
+        if (auto s = weak.lock()) {
+          s->on_accept(fd);
+        } else {
+          ::close(fd);
+        }
+      });
+  return state_->listener->start();
+}
+
+void HttpServer::stop() {
+  if (state_->listener) state_->listener->stop();
+}
+
+std::uint16_t HttpServer::port() const {
+  return state_->listener ? state_->listener->port() : 0;
+}
+
+}  // namespace fk::net
