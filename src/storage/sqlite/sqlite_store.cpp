@@ -709,6 +709,21 @@ Result<std::unique_ptr<Transaction>> SqliteStore::begin_read() {
   return std::unique_ptr<Transaction>(std::move(txn));
 }
 
+Status SqliteStore::check_integrity() {
+  FK_ASSIGN_OR_RETURN(auto conn, SqliteConnection::open(path_, options_));
+  FK_ASSIGN_OR_RETURN(sqlite3_stmt * raw, conn->prepare("PRAGMA integrity_check"));
+  Stmt s(conn->db(), raw);
+  Status st;
+  std::string report;
+  while (s.step(st)) {
+    if (!report.empty()) report += "; ";
+    report += s.text(0);
+  }
+  FK_RETURN_IF_ERROR(st);
+  if (report != "ok") return internal_error("sqlite integrity check of " + path_ + ": " + report);
+  return Status::ok();
+}
+
 void SqliteStore::release_reader(std::unique_ptr<SqliteConnection> conn) {
   std::lock_guard<std::mutex> lock(readers_mutex_);
   if (idle_readers_.size() < 16) idle_readers_.push_back(std::move(conn));

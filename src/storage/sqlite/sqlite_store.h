@@ -34,6 +34,9 @@ class SqliteStore final : public Store {
   Result<std::unique_ptr<Transaction>> begin_write() override;
   Result<std::unique_ptr<Transaction>> begin_read() override;
 
+  // PRAGMA integrity_check on a reader connection: ok, or what SQLite found wrong.
+  Status check_integrity();
+
   // The schema version this build writes (PRAGMA user_version after open()).
   static int schema_version();
 
