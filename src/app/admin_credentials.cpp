@@ -73,9 +73,10 @@ Result<AdminCredentials> load_or_create_admin_credentials(const std::string& pat
   c.access_key_id = "AKIA" + random_from("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", 16);
   c.secret_access_key =
       random_from("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/", 40);
-  std::string text = "# fleetkeyd admin credentials (AWS shared-credentials format). Keep secret.\n"
-                     "[default]\naws_access_key_id = " +
-                     c.access_key_id + "\naws_secret_access_key = " + c.secret_access_key + "\n";
+  std::string text =
+      "# fleetkeyd admin credentials (AWS shared-credentials format). Keep secret.\n"
+      "[default]\naws_access_key_id = " +
+      c.access_key_id + "\naws_secret_access_key = " + c.secret_access_key + "\n";
   FK_RETURN_IF_ERROR(write_file_atomic(path, text, 0600));
   log::info("admin.credentials_created", {{"path", path}, {"access_key_id", c.access_key_id}});
   return c;

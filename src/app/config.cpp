@@ -1,7 +1,8 @@
 #include "app/config.h"
 
-#include <set>
 #include <toml++/toml.h>
+
+#include <set>
 
 #include "base/files.h"
 
@@ -22,7 +23,8 @@ Status get_string(const toml::node& node, const std::string& path, std::string& 
 Status get_port(const toml::node& node, const std::string& path, std::uint16_t& out) {
   if (!node.is_integer()) return bad(path, "must be an integer port number");
   auto v = *node.value<std::int64_t>();
-  if (v < 0 || v > 65535) return bad(path, "must be 0..65535 (0 = any free port), not " + std::to_string(v));
+  if (v < 0 || v > 65535)
+    return bad(path, "must be 0..65535 (0 = any free port), not " + std::to_string(v));
   out = static_cast<std::uint16_t>(v);
   return Status::ok();
 }
@@ -59,7 +61,8 @@ Status parse_config(std::string_view text, const std::string& source, Config& co
   }
   FK_RETURN_IF_ERROR(
       only_known(root, "", {"data_dir", "log_level", "mqtt", "api", "ca", "aws", "storage"}));
-  if (auto n = root.get("data_dir")) FK_RETURN_IF_ERROR(get_string(*n, "data_dir", config.data_dir));
+  if (auto n = root.get("data_dir"))
+    FK_RETURN_IF_ERROR(get_string(*n, "data_dir", config.data_dir));
   if (auto n = root.get("log_level")) {
     FK_RETURN_IF_ERROR(get_string(*n, "log_level", config.log_level));
     if (config.log_level != "debug" && config.log_level != "info" && config.log_level != "warn" &&
@@ -71,8 +74,8 @@ Status parse_config(std::string_view text, const std::string& source, Config& co
   if (auto n = root.get("ca")) {
     const toml::table* t = n->as_table();
     if (t == nullptr) return bad("ca", "must be a table");
-    FK_RETURN_IF_ERROR(only_known(*t, "ca.", {"key_type", "organization", "server_names",
-                                              "device_validity_days"}));
+    FK_RETURN_IF_ERROR(only_known(
+        *t, "ca.", {"key_type", "organization", "server_names", "device_validity_days"}));
     if (auto k = t->get("key_type")) {
       std::string key_type;
       FK_RETURN_IF_ERROR(get_string(*k, "ca.key_type", key_type));
@@ -107,7 +110,8 @@ Status parse_config(std::string_view text, const std::string& source, Config& co
     const toml::table* t = n->as_table();
     if (t == nullptr) return bad("aws", "must be a table");
     FK_RETURN_IF_ERROR(only_known(*t, "aws.", {"region", "account_id"}));
-    if (auto k = t->get("region")) FK_RETURN_IF_ERROR(get_string(*k, "aws.region", config.aws.region));
+    if (auto k = t->get("region"))
+      FK_RETURN_IF_ERROR(get_string(*k, "aws.region", config.aws.region));
     if (auto k = t->get("account_id")) {
       FK_RETURN_IF_ERROR(get_string(*k, "aws.account_id", config.aws.account_id));
       if (config.aws.account_id.size() != 12 ||
@@ -119,7 +123,8 @@ Status parse_config(std::string_view text, const std::string& source, Config& co
     const toml::table* t = n->as_table();
     if (t == nullptr) return bad("storage", "must be a table");
     FK_RETURN_IF_ERROR(only_known(*t, "storage.", {"path"}));
-    if (auto k = t->get("path")) FK_RETURN_IF_ERROR(get_string(*k, "storage.path", config.storage_path));
+    if (auto k = t->get("path"))
+      FK_RETURN_IF_ERROR(get_string(*k, "storage.path", config.storage_path));
   }
   return Status::ok();
 }

@@ -5,7 +5,9 @@
 namespace fk::app {
 namespace {
 
-Status parse(std::string_view text, Config& c) { return parse_config(text, "test.toml", c); }
+Status parse(std::string_view text, Config& c) {
+  return parse_config(text, "test.toml", c);
+}
 
 TEST(Config, DefaultsAreDocumentedValues) {
   Config c;
@@ -63,7 +65,8 @@ TEST(Config, ErrorsNameTheSetting) {
            Case{"[mqtt]\nport = \"x\"\n", "mqtt.port: must be an integer"},
            Case{"[api]\nport = 70000\n", "api.port: must be 0..65535"},
            Case{"[ca]\nkey_type = \"dsa\"\n", "ca.key_type: unknown key type"},
-           Case{"[ca]\nkey_type = \"rsa-2048\"\n", "ca.key_type: a CA's RSA key must be at least 3072"},
+           Case{"[ca]\nkey_type = \"rsa-2048\"\n",
+                "ca.key_type: a CA's RSA key must be at least 3072"},
            Case{"[ca]\nserver_names = [\"a\", 3]\n", "ca.server_names[1]: must be a string"},
            Case{"[aws]\naccount_id = \"12\"\n", "aws.account_id: must be 12 digits"},
            Case{"log_level = \"loud\"\n", "log_level: must be debug"},

@@ -22,10 +22,18 @@ void install_log_sink(const std::string& level) {
   logger->set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %l %v", spdlog::pattern_time_type::utc);
   fk::log::set_sink([logger](fk::log::Level l, std::string_view line) {
     switch (l) {
-      case fk::log::Level::kDebug: logger->debug("{}", line); break;
-      case fk::log::Level::kInfo: logger->info("{}", line); break;
-      case fk::log::Level::kWarn: logger->warn("{}", line); break;
-      case fk::log::Level::kError: logger->error("{}", line); break;
+      case fk::log::Level::kDebug:
+        logger->debug("{}", line);
+        break;
+      case fk::log::Level::kInfo:
+        logger->info("{}", line);
+        break;
+      case fk::log::Level::kWarn:
+        logger->warn("{}", line);
+        break;
+      case fk::log::Level::kError:
+        logger->error("{}", line);
+        break;
     }
   });
   logger->set_level(spdlog::level::debug);

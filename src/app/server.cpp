@@ -28,10 +28,16 @@ struct Server::Parts {
 };
 
 Server::Server() : parts_(new Parts) {}
-Server::~Server() { stop(); }
+Server::~Server() {
+  stop();
+}
 
-const Endpoints& Server::endpoints() const { return parts_->endpoints; }
-registry::Registry& Server::registry() { return *parts_->registry; }
+const Endpoints& Server::endpoints() const {
+  return parts_->endpoints;
+}
+registry::Registry& Server::registry() {
+  return *parts_->registry;
+}
 
 namespace {
 
@@ -49,7 +55,8 @@ net::HttpResponse handle_api(registry::Registry& registry, const net::HttpReques
     return {200, "application/json", {}, R"({"status":"ok"})"};
   }
   nlohmann::json body = {{"message", "unknown operation " + req.method + " " + req.target}};
-  return {404, "application/json", {{"x-amzn-ErrorType", "UnknownOperationException"}}, body.dump()};
+  return {
+      404, "application/json", {{"x-amzn-ErrorType", "UnknownOperationException"}}, body.dump()};
 }
 
 }  // namespace
@@ -73,9 +80,8 @@ Result<std::unique_ptr<Server>> Server::start(const Config& config, boost::asio:
   e.aws_config_path = p.config.data_dir + "/aws-config";
   e.root_ca_path = p.ca->paths().root_cert;
   e.registry_path = absolute(p.config.registry_path());
-  FK_ASSIGN_OR_RETURN(p.admin, load_or_create_admin_credentials(e.credentials_path,
-                                                                e.aws_config_path,
-                                                                p.config.aws.region));
+  FK_ASSIGN_OR_RETURN(p.admin, load_or_create_admin_credentials(
+                                   e.credentials_path, e.aws_config_path, p.config.aws.region));
 
   net::HttpServerOptions api_options;
   api_options.bind_address = p.config.api.bind;

@@ -2,8 +2,9 @@
 // complete new one, never half-written (temporary file, fsync, rename, fsync of the folder).
 #pragma once
 
-#include <string>
 #include <sys/types.h>
+
+#include <string>
 
 #include "base/status.h"
 

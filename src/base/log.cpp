@@ -28,9 +28,15 @@ bool needs_quotes(std::string_view v) {
 
 }  // namespace
 
-void set_sink(Sink s) { sink() = std::move(s); }
-void set_min_level(Level level) { min_level().store(level); }
-bool enabled(Level level) { return level >= min_level().load(); }
+void set_sink(Sink s) {
+  sink() = std::move(s);
+}
+void set_min_level(Level level) {
+  min_level().store(level);
+}
+bool enabled(Level level) {
+  return level >= min_level().load();
+}
 
 std::string format_line(std::string_view event, std::initializer_list<Field> fields) {
   std::string line(event);

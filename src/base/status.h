@@ -58,16 +58,24 @@ class [[nodiscard]] Status {
   std::string message_;
 };
 
-inline Status invalid_request(std::string m) { return {ErrorCode::kInvalidRequest, std::move(m)}; }
-inline Status not_found(std::string m) { return {ErrorCode::kNotFound, std::move(m)}; }
-inline Status already_exists(std::string m) { return {ErrorCode::kAlreadyExists, std::move(m)}; }
-inline Status internal_error(std::string m) { return {ErrorCode::kInternal, std::move(m)}; }
+inline Status invalid_request(std::string m) {
+  return {ErrorCode::kInvalidRequest, std::move(m)};
+}
+inline Status not_found(std::string m) {
+  return {ErrorCode::kNotFound, std::move(m)};
+}
+inline Status already_exists(std::string m) {
+  return {ErrorCode::kAlreadyExists, std::move(m)};
+}
+inline Status internal_error(std::string m) {
+  return {ErrorCode::kInternal, std::move(m)};
+}
 
 // Result<T>: either a value or a non-ok Status.
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
+  Result(T value) : v_(std::move(value)) {}        // NOLINT(google-explicit-constructor)
   Result(Status status) : v_(std::move(status)) {  // NOLINT(google-explicit-constructor)
     assert(!std::get<Status>(v_).is_ok());
   }
@@ -103,7 +111,8 @@ class [[nodiscard]] Result {
   } while (0)
 
 // FK_ASSIGN_OR_RETURN(auto x, expr): unwrap a Result or return its Status.
-#define FK_ASSIGN_OR_RETURN(lhs, expr) FK_ASSIGN_OR_RETURN_IMPL(FK_CONCAT(fk_result_, __LINE__), lhs, expr)
+#define FK_ASSIGN_OR_RETURN(lhs, expr) \
+  FK_ASSIGN_OR_RETURN_IMPL(FK_CONCAT(fk_result_, __LINE__), lhs, expr)
 #define FK_ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr) \
   auto tmp = (expr);                             \
   if (!tmp.is_ok()) return tmp.status();         \

@@ -26,7 +26,8 @@ TEST(Status, OkAndError) {
 TEST(Status, ExceptionNamesMatchAws) {
   EXPECT_EQ(aws_exception_name(ErrorCode::kDeleteConflict), "DeleteConflictException");
   EXPECT_EQ(aws_exception_name(ErrorCode::kCertificateState), "CertificateStateException");
-  EXPECT_EQ(aws_exception_name(ErrorCode::kVersionsLimitExceeded), "VersionsLimitExceededException");
+  EXPECT_EQ(aws_exception_name(ErrorCode::kVersionsLimitExceeded),
+            "VersionsLimitExceededException");
 }
 
 TEST(Result, PropagatesErrors) {

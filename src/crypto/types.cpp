@@ -15,10 +15,14 @@ Result<KeySpec> parse_key_spec(std::string_view text) {
 
 std::string to_string(const KeySpec& spec) {
   switch (spec.type) {
-    case KeyType::kEcP256: return "ec-p256";
-    case KeyType::kEcP384: return "ec-p384";
-    case KeyType::kEcP521: return "ec-p521";
-    case KeyType::kRsa: return "rsa-" + std::to_string(spec.rsa_bits);
+    case KeyType::kEcP256:
+      return "ec-p256";
+    case KeyType::kEcP384:
+      return "ec-p384";
+    case KeyType::kEcP521:
+      return "ec-p521";
+    case KeyType::kRsa:
+      return "rsa-" + std::to_string(spec.rsa_bits);
   }
   return "?";
 }

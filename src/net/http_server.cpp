@@ -1,9 +1,10 @@
 #include "net/http_server.h"
 
+#include <unistd.h>
+
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <unistd.h>
 
 #include "base/log.h"
 #include "net/tcp_listener.h"
@@ -83,10 +84,9 @@ struct HttpServer::State : std::enable_shared_from_this<HttpServer::State> {
       parser->body_limit(state->options.max_body_bytes);
       parser->header_limit(static_cast<std::uint32_t>(state->options.max_header_bytes));
       stream.expires_after(std::chrono::seconds(state->options.idle_timeout_seconds));
-      http::async_read(stream, buffer, *parser,
-                       [self = shared_from_this()](beast::error_code ec, std::size_t) {
-                         self->on_read(ec);
-                       });
+      http::async_read(
+          stream, buffer, *parser,
+          [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
     }
 
     void on_read(beast::error_code ec) {
@@ -112,7 +112,8 @@ struct HttpServer::State : std::enable_shared_from_this<HttpServer::State> {
       HttpRequest r;
       r.method = std::string(req.method_string());
       r.target = std::string(req.target());
-      for (const auto& field : req) r.headers.emplace_back(lower(field.name_string()), field.value());
+      for (const auto& field : req)
+        r.headers.emplace_back(lower(field.name_string()), field.value());
       r.body = std::move(req.body());
       r.remote_address = remote;
       HttpResponse out;
@@ -120,7 +121,9 @@ struct HttpServer::State : std::enable_shared_from_this<HttpServer::State> {
         out = state->handler(r);
       } catch (const std::exception& e) {
         log::error("http.handler_failed", {{"target", r.target}, {"error", e.what()}});
-        out = {500, "application/json", {{"x-amzn-ErrorType", "InternalFailureException"}},
+        out = {500,
+               "application/json",
+               {{"x-amzn-ErrorType", "InternalFailureException"}},
                R"({"message":"internal error"})"};
       }
       http::response<http::string_body> res{static_cast<http::status>(out.status), req.version()};
@@ -157,19 +160,21 @@ struct HttpServer::State : std::enable_shared_from_this<HttpServer::State> {
 HttpServer::HttpServer(asio::io_context& io, HttpServerOptions options, HttpHandler handler)
     : state_(std::make_shared<State>(io, std::move(options), std::move(handler))) {}
 
-HttpServer::~HttpServer() { stop(); }
+HttpServer::~HttpServer() {
+  stop();
+}
 
 Status HttpServer::start() {
   std::weak_ptr<State> weak = state_;
-  state_->listener = std::make_unique<TcpListener>(
-      state_->io, state_->options.bind_address, state_->options.port,
-      [weak](int fd, const std::string&) {
-        if (auto s = weak.lock()) {
-          s->on_accept(fd);
-        } else {
-          ::close(fd);
-        }
-      });
+  state_->listener =
+      std::make_unique<TcpListener>(state_->io, state_->options.bind_address, state_->options.port,
+                                    [weak](int fd, const std::string&) {
+                                      if (auto s = weak.lock()) {
+                                        s->on_accept(fd);
+                                      } else {
+                                        ::close(fd);
+                                      }
+                                    });
   return state_->listener->start();
 }
 

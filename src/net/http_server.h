@@ -23,8 +23,8 @@ class io_context;
 namespace fk::net {
 
 struct HttpRequest {
-  std::string method;  // "GET"
-  std::string target;  // "/things/x?y=z", as received
+  std::string method;                                        // "GET"
+  std::string target;                                        // "/things/x?y=z", as received
   std::vector<std::pair<std::string, std::string>> headers;  // names lowercased
   std::string body;
   std::string remote_address;

@@ -17,17 +17,17 @@ struct TcpListener::State : std::enable_shared_from_this<TcpListener::State> {
   std::uint16_t bound_port = 0;
 
   void accept() {
-    acceptor.async_accept([self = shared_from_this()](boost::system::error_code ec,
-                                                      tcp::socket socket) {
-      if (ec == asio::error::operation_aborted) return;
-      if (!ec) {
-        socket.set_option(tcp::no_delay(true), ec);
-        auto peer = socket.remote_endpoint(ec);
-        std::string peer_text = ec ? std::string("?") : peer.address().to_string();
-        self->on_accept(socket.release(), peer_text);
-      }
-      if (self->acceptor.is_open()) self->accept();
-    });
+    acceptor.async_accept(
+        [self = shared_from_this()](boost::system::error_code ec, tcp::socket socket) {
+          if (ec == asio::error::operation_aborted) return;
+          if (!ec) {
+            socket.set_option(tcp::no_delay(true), ec);
+            auto peer = socket.remote_endpoint(ec);
+            std::string peer_text = ec ? std::string("?") : peer.address().to_string();
+            self->on_accept(socket.release(), peer_text);
+          }
+          if (self->acceptor.is_open()) self->accept();
+        });
   }
 };
 
@@ -35,7 +35,9 @@ TcpListener::TcpListener(asio::io_context& io, std::string bind_address, std::ui
                          AcceptFn on_accept)
     : state_(std::make_shared<State>(io, std::move(bind_address), port, std::move(on_accept))) {}
 
-TcpListener::~TcpListener() { stop(); }
+TcpListener::~TcpListener() {
+  stop();
+}
 
 Status TcpListener::start() {
   boost::system::error_code ec;
@@ -60,6 +62,8 @@ void TcpListener::stop() {
   state_->acceptor.close(ec);
 }
 
-std::uint16_t TcpListener::port() const { return state_->bound_port; }
+std::uint16_t TcpListener::port() const {
+  return state_->bound_port;
+}
 
 }  // namespace fk::net

@@ -13,9 +13,15 @@ using storage::Page;
 
 namespace {
 
-Status version_conflict(std::string m) { return {ErrorCode::kVersionConflict, std::move(m)}; }
-Status delete_conflict(std::string m) { return {ErrorCode::kDeleteConflict, std::move(m)}; }
-Status cert_state(std::string m) { return {ErrorCode::kCertificateState, std::move(m)}; }
+Status version_conflict(std::string m) {
+  return {ErrorCode::kVersionConflict, std::move(m)};
+}
+Status delete_conflict(std::string m) {
+  return {ErrorCode::kDeleteConflict, std::move(m)};
+}
+Status cert_state(std::string m) {
+  return {ErrorCode::kCertificateState, std::move(m)};
+}
 
 template <typename T>
 Result<T> require(storage::Maybe<T> found, const std::string& missing) {
@@ -24,7 +30,9 @@ Result<T> require(storage::Maybe<T> found, const std::string& missing) {
   return std::move(**found);
 }
 
-bool has_any(const storage::Names& names) { return names.is_ok() && !names->empty(); }
+bool has_any(const storage::Names& names) {
+  return names.is_ok() && !names->empty();
+}
 
 }  // namespace
 
@@ -48,8 +56,8 @@ Result<ThingRecord> Txn::create_thing(const CreateThingRequest& req) {
       return *existing;  // AWS: idempotent for an identical thing
     return already_exists("thing " + req.name + " already exists with a different configuration");
   }
-  ThingRecord thing{req.name, crypto::random_uuid(), req.type_name, req.attributes, 1,
-                    clock_.now()};
+  ThingRecord thing{req.name, crypto::random_uuid(), req.type_name, req.attributes,
+                    1,        clock_.now()};
   FK_RETURN_IF_ERROR(t_.put_thing(thing));
   emit(RegistryEvent::Kind::kThingChanged, thing.name);
   return thing;
@@ -72,8 +80,7 @@ Status Txn::update_thing(const UpdateThingRequest& req) {
     FK_ASSIGN_OR_RETURN(ThingTypeRecord type,
                         require(t_.get_thing_type(*req.type_name),
                                 "thing type " + *req.type_name + " does not exist"));
-    if (type.deprecated)
-      return invalid_request("thing type " + *req.type_name + " is deprecated");
+    if (type.deprecated) return invalid_request("thing type " + *req.type_name + " is deprecated");
     thing.type_name = *req.type_name;
   }
   if (req.attributes) {
@@ -131,8 +138,9 @@ Result<ThingTypeRecord> Txn::create_thing_type(std::string_view name, std::strin
       return *existing;
     return already_exists("thing type " + std::string(name) + " already exists");
   }
-  ThingTypeRecord type{std::string(name), crypto::random_uuid(), std::string(description),
-                       searchable, false, 0, clock_.now()};
+  ThingTypeRecord type{
+      std::string(name), crypto::random_uuid(), std::string(description), searchable, false, 0,
+      clock_.now()};
   FK_RETURN_IF_ERROR(t_.put_thing_type(type));
   return type;
 }
@@ -182,8 +190,9 @@ Result<ThingGroupRecord> Txn::create_thing_group(const CreateThingGroupRequest& 
       return *existing;
     return already_exists("thing group " + req.name + " already exists");
   }
-  ThingGroupRecord g{req.name, crypto::random_uuid(), req.parent_name, req.description,
-                     req.attributes, 1, clock_.now()};
+  ThingGroupRecord g{req.name,        crypto::random_uuid(), req.parent_name,
+                     req.description, req.attributes,        1,
+                     clock_.now()};
   FK_RETURN_IF_ERROR(t_.put_thing_group(g));
   return g;
 }
@@ -220,7 +229,8 @@ Result<std::int64_t> Txn::update_thing_group(std::string_view name,
   return g.version;
 }
 
-Status Txn::delete_thing_group(std::string_view name, std::optional<std::int64_t> expected_version) {
+Status Txn::delete_thing_group(std::string_view name,
+                               std::optional<std::int64_t> expected_version) {
   FK_ASSIGN_OR_RETURN(auto g, t_.get_thing_group(name));
   if (!g) return Status::ok();
   if (expected_version && *expected_version != g->version)
@@ -229,8 +239,8 @@ Status Txn::delete_thing_group(std::string_view name, std::optional<std::int64_t
   FK_ASSIGN_OR_RETURN(auto all, t_.list_thing_groups(Page{}));
   for (const auto& other : all) {
     if (other.parent_name == name)
-      return invalid_request("thing group " + std::string(name) + " has child group " +
-                             other.name + ": delete the children first");
+      return invalid_request("thing group " + std::string(name) + " has child group " + other.name +
+                             ": delete the children first");
   }
   std::string arn = config_.arns.thing_group(name);
   if (has_any(t_.list_target_policies(arn, Page{"", 1})))
@@ -250,8 +260,7 @@ Status Txn::add_thing_to_group(std::string_view group, std::string_view thing) {
   FK_ASSIGN_OR_RETURN(auto groups, t_.list_groups_of_thing(thing, Page{}));
   if (std::find(groups.begin(), groups.end(), group) != groups.end()) return Status::ok();
   if (groups.size() >= kMaxGroupsPerThing)
-    return Status(ErrorCode::kLimitExceeded, "thing " + std::string(thing) +
-                                                 " is already in " +
+    return Status(ErrorCode::kLimitExceeded, "thing " + std::string(thing) + " is already in " +
                                                  std::to_string(kMaxGroupsPerThing) + " groups");
   FK_RETURN_IF_ERROR(t_.add_group_member(group, thing));
   emit(RegistryEvent::Kind::kGroupMembershipChanged, std::string(group), std::string(thing));
@@ -386,7 +395,8 @@ Result<CaCertificateRecord> Txn::register_ca_certificate(const crypto::Certifica
 
 Result<CaCertificateRecord> Txn::describe_ca_certificate(std::string_view id) {
   FK_RETURN_IF_ERROR(check_certificate_id(id));
-  return require(t_.get_ca_certificate(id), "CA certificate " + std::string(id) + " does not exist");
+  return require(t_.get_ca_certificate(id),
+                 "CA certificate " + std::string(id) + " does not exist");
 }
 
 Status Txn::update_ca_certificate(std::string_view id, std::optional<CertificateStatus> status,
@@ -464,7 +474,8 @@ Result<PolicyVersionRecord> Txn::create_policy_version(std::string_view name,
   if (versions.size() >= config_.max_policy_versions)
     return Status(ErrorCode::kVersionsLimitExceeded,
                   "policy " + std::string(name) + " already has " +
-                      std::to_string(versions.size()) + " versions (the maximum): delete one first");
+                      std::to_string(versions.size()) +
+                      " versions (the maximum): delete one first");
   const EpochSeconds now = clock_.now();
   PolicyVersionRecord v{p.name, p.next_version_id, std::string(document), now};
   ++p.next_version_id;
@@ -479,8 +490,8 @@ Result<PolicyVersionRecord> Txn::create_policy_version(std::string_view name,
 
 Result<PolicyVersionRecord> Txn::get_policy_version(std::string_view name, std::int64_t id) {
   FK_RETURN_IF_ERROR(get_policy(name).status());
-  return require(t_.get_policy_version(name, id), "policy " + std::string(name) +
-                                                      " has no version " + std::to_string(id));
+  return require(t_.get_policy_version(name, id),
+                 "policy " + std::string(name) + " has no version " + std::to_string(id));
 }
 
 Status Txn::set_default_policy_version(std::string_view name, std::int64_t id) {
@@ -517,9 +528,9 @@ Status Txn::attach_policy(std::string_view policy, std::string_view target) {
   FK_ASSIGN_OR_RETURN(auto attached, t_.list_target_policies(target, Page{}));
   if (std::find(attached.begin(), attached.end(), policy) != attached.end()) return Status::ok();
   if (attached.size() >= config_.max_policies_per_target)
-    return Status(ErrorCode::kLimitExceeded,
-                  std::string(target) + " already has " + std::to_string(attached.size()) +
-                      " policies attached (the maximum)");
+    return Status(ErrorCode::kLimitExceeded, std::string(target) + " already has " +
+                                                 std::to_string(attached.size()) +
+                                                 " policies attached (the maximum)");
   FK_RETURN_IF_ERROR(t_.attach_policy(policy, target));
   emit(RegistryEvent::Kind::kPolicyAttachmentChanged, std::string(policy), std::string(target));
   return Status::ok();
@@ -738,7 +749,8 @@ Result<Registry::CertificateWithKeys> Registry::create_keys_and_certificate(
   FK_ASSIGN_OR_RETURN(crypto::IssuedWithKey issued, ca_.issue_with_new_key(key, {}));
   CertificateWithKeys out;
   out.keys = std::move(issued.keys);
-  NewCertificate nc{std::move(issued.certificate), ca_.issuing_certificate().certificate_id, status};
+  NewCertificate nc{std::move(issued.certificate), ca_.issuing_certificate().certificate_id,
+                    status};
   FK_RETURN_IF_ERROR(write([&](Txn& t) {
     FK_ASSIGN_OR_RETURN(out.certificate, t.record_certificate(nc));
     return Status::ok();
@@ -772,8 +784,7 @@ Result<CertificateRecord> Registry::register_certificate(std::string_view pem,
       std::vector<CaCertificateRecord> candidates;
       if (ca_id) {
         FK_ASSIGN_OR_RETURN(auto ca, t.store().get_ca_certificate(*ca_id));
-        if (!ca)
-          return not_found("CA certificate " + *ca_id + " is not registered");
+        if (!ca) return not_found("CA certificate " + *ca_id + " is not registered");
         candidates.push_back(*ca);
       } else {
         FK_ASSIGN_OR_RETURN(candidates, t.store().list_ca_certificates(storage::Page{}));
@@ -827,7 +838,8 @@ Result<CaCertificateRecord> Registry::register_ca_certificate(
   std::optional<crypto::CertificateInfo> verification;
   if (certificate_mode == "DEFAULT") {
     if (!verification_pem)
-      return invalid_request("verificationCertificate is required unless certificateMode is SNI_ONLY");
+      return invalid_request(
+          "verificationCertificate is required unless certificateMode is SNI_ONLY");
     FK_ASSIGN_OR_RETURN(verification, crypto::parse_certificate(*verification_pem));
     FK_RETURN_IF_ERROR(crypto::verify_signed_by(verification->pem, ca.pem));
   }
@@ -843,10 +855,10 @@ Result<CaCertificateRecord> Registry::register_ca_certificate(
         return Status(ErrorCode::kRegistrationCode,
                       "the verification certificate's common name is not the registration code");
     }
-    FK_ASSIGN_OR_RETURN(out, t.register_ca_certificate(
-                                 ca, set_active ? CertificateStatus::kActive
-                                                : CertificateStatus::kInactive,
-                                 auto_registration, certificate_mode));
+    FK_ASSIGN_OR_RETURN(
+        out, t.register_ca_certificate(
+                 ca, set_active ? CertificateStatus::kActive : CertificateStatus::kInactive,
+                 auto_registration, certificate_mode));
     return Status::ok();
   }));
   return out;

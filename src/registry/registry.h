@@ -145,7 +145,8 @@ class Txn {
                                           std::optional<std::string> description,
                                           std::optional<Attributes> attributes, bool merge,
                                           std::optional<std::int64_t> expected_version);
-  Status delete_thing_group(std::string_view name, std::optional<std::int64_t> expected_version = {});
+  Status delete_thing_group(std::string_view name,
+                            std::optional<std::int64_t> expected_version = {});
   Status add_thing_to_group(std::string_view group, std::string_view thing);
   Status remove_thing_from_group(std::string_view group, std::string_view thing);
 

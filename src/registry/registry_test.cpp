@@ -15,7 +15,8 @@ namespace fk::registry {
 namespace {
 
 constexpr EpochSeconds kNow = 1795000000;
-const char* kPolicy = R"({"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:Connect","Resource":"*"}]})";
+const char* kPolicy =
+    R"({"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:Connect","Resource":"*"}]})";
 const char* kTemplate = R"({"Parameters":{"SerialNumber":{"Type":"String"}},"Resources":{}})";
 const char* kRole = "arn:aws:iam::123456789012:role/provisioning";
 
@@ -61,7 +62,9 @@ class RegistryTest : public ::testing::Test {
     return must(registry_.create_certificate_from_csr(csr_for("dev"), status));
   }
 
-  std::string arn(const CertificateRecord& c) { return registry_.config().arns.certificate(c.certificate_id); }
+  std::string arn(const CertificateRecord& c) {
+    return registry_.config().arns.certificate(c.certificate_id);
+  }
 
   ErrorCode code_of(const std::function<Status(Txn&)>& fn) { return write(fn).code(); }
 
@@ -74,13 +77,15 @@ class RegistryTest : public ::testing::Test {
 // ------------------------------------------------------------------ things
 
 TEST_F(RegistryTest, ThingNameRules) {
-  for (const std::string& bad : std::vector<std::string>{"", "has space", "slash/", "ünï", std::string(129, 'a'), "dollar$"}) {
+  for (const std::string& bad : std::vector<std::string>{"", "has space", "slash/", "ünï",
+                                                         std::string(129, 'a'), "dollar$"}) {
     Status st = write([&](Txn& t) { return t.create_thing({bad, "", {}}).status(); });
     EXPECT_EQ(st.code(), ErrorCode::kInvalidRequest) << bad;
   }
   EXPECT_TRUE(write([](Txn& t) { return t.create_thing({"a:b_c-D9", "", {}}).status(); }).is_ok());
-  EXPECT_TRUE(
-      write([](Txn& t) { return t.create_thing({std::string(128, 'x'), "", {}}).status(); }).is_ok());
+  EXPECT_TRUE(write([](Txn& t) {
+                return t.create_thing({std::string(128, 'x'), "", {}}).status();
+              }).is_ok());
 }
 
 TEST_F(RegistryTest, AttributeLimits) {
@@ -95,17 +100,25 @@ TEST_F(RegistryTest, AttributeLimits) {
     if (i < 50) fifty["k" + std::to_string(i)] = "v";
     fifty_one["k" + std::to_string(i)] = "v";
   }
-  EXPECT_TRUE(write([&](Txn& t) { return t.create_thing({"t50", "locker", fifty}).status(); }).is_ok());
-  EXPECT_EQ(code_of([&](Txn& t) { return t.create_thing({"t51", "locker", fifty_one}).status(); }),
+  EXPECT_TRUE(write([&](Txn& t) {
+                return t.create_thing({"t50", "locker", fifty}).status();
+              }).is_ok());
+  EXPECT_EQ(code_of([&](Txn& t) {
+              return t.create_thing({"t51", "locker", fifty_one}).status();
+            }),
             ErrorCode::kInvalidRequest);
   // Oversize value and bad characters.
   Status big = write([](Txn& t) {
     return t.create_thing({"t", "", {{"serial", std::string(801, 'a')}}}).status();
   });
   EXPECT_NE(big.message().find("at most 800"), std::string::npos) << big.message();
-  EXPECT_EQ(code_of([](Txn& t) { return t.create_thing({"t", "", {{"bad key", "v"}}}).status(); }),
+  EXPECT_EQ(code_of([](Txn& t) {
+              return t.create_thing({"t", "", {{"bad key", "v"}}}).status();
+            }),
             ErrorCode::kInvalidRequest);
-  EXPECT_EQ(code_of([](Txn& t) { return t.create_thing({"t", "", {{"k", "a b"}}}).status(); }),
+  EXPECT_EQ(code_of([](Txn& t) {
+              return t.create_thing({"t", "", {{"k", "a b"}}}).status();
+            }),
             ErrorCode::kInvalidRequest);
   // Nothing was stored by the refused calls.
   EXPECT_EQ(registry_.read([](Txn& t) { return t.describe_thing("t").status(); }).code(),
@@ -141,10 +154,12 @@ TEST_F(RegistryTest, UpdateThingVersionsAndMerge) {
   merge.expected_version = 1;
   ASSERT_TRUE(write([&](Txn& t) { return t.update_thing(merge); }).is_ok());
   ThingRecord after;
-  ASSERT_TRUE(registry_.read([&](Txn& t) {
-                FK_ASSIGN_OR_RETURN(after, t.describe_thing("t"));
-                return Status::ok();
-              }).is_ok());
+  ASSERT_TRUE(registry_
+                  .read([&](Txn& t) {
+                    FK_ASSIGN_OR_RETURN(after, t.describe_thing("t"));
+                    return Status::ok();
+                  })
+                  .is_ok());
   EXPECT_EQ(after.version, 2);
   EXPECT_EQ(after.attributes, (Attributes{{"b", "2"}, {"c", "3"}}));
   // Stale expectedVersion.
@@ -176,9 +191,12 @@ TEST_F(RegistryTest, ThingTypeLifecycle) {
                 FK_RETURN_IF_ERROR(t.create_thing_type("locker", "lockers", {"serial"}).status());
                 return t.create_thing({"l1", "locker", {}}).status();
               }).is_ok());
-  EXPECT_EQ(code_of([](Txn& t) { return t.delete_thing_type("locker"); }), ErrorCode::kInvalidRequest);
+  EXPECT_EQ(code_of([](Txn& t) { return t.delete_thing_type("locker"); }),
+            ErrorCode::kInvalidRequest);
   ASSERT_TRUE(write([](Txn& t) { return t.deprecate_thing_type("locker", false); }).is_ok());
-  EXPECT_EQ(code_of([](Txn& t) { return t.create_thing({"l2", "locker", {}}).status(); }),
+  EXPECT_EQ(code_of([](Txn& t) {
+              return t.create_thing({"l2", "locker", {}}).status();
+            }),
             ErrorCode::kInvalidRequest);
   EXPECT_EQ(code_of([](Txn& t) { return t.delete_thing_type("locker"); }),
             ErrorCode::kInvalidRequest);  // still used by l1
@@ -186,7 +204,9 @@ TEST_F(RegistryTest, ThingTypeLifecycle) {
                 FK_RETURN_IF_ERROR(t.delete_thing("l1"));
                 return t.delete_thing_type("locker");
               }).is_ok());
-  EXPECT_EQ(code_of([](Txn& t) { return t.create_thing({"l3", "nope", {}}).status(); }),
+  EXPECT_EQ(code_of([](Txn& t) {
+              return t.create_thing({"l3", "nope", {}}).status();
+            }),
             ErrorCode::kNotFound);
 }
 
@@ -197,7 +217,9 @@ TEST_F(RegistryTest, ThingGroups) {
                 FK_RETURN_IF_ERROR(t.create_thing({"l1", "", {}}).status());
                 return t.add_thing_to_group("berlin", "l1");
               }).is_ok());
-  EXPECT_EQ(code_of([](Txn& t) { return t.create_thing_group({"x", "missing", "", {}}).status(); }),
+  EXPECT_EQ(code_of([](Txn& t) {
+              return t.create_thing_group({"x", "missing", "", {}}).status();
+            }),
             ErrorCode::kNotFound);
   EXPECT_EQ(code_of([](Txn& t) { return t.add_thing_to_group("berlin", "ghost"); }),
             ErrorCode::kNotFound);
@@ -238,21 +260,25 @@ TEST_F(RegistryTest, CertificateFromCsrIsRecordedWithItsIssuer) {
   EXPECT_EQ(c.ca_certificate_id, shared_ca("own").issuing_certificate().certificate_id);
   EXPECT_EQ(c.not_after, crypto::kAwsDefaultNotAfter);
   CertificateRecord stored;
-  ASSERT_TRUE(registry_.read([&](Txn& t) {
-                FK_ASSIGN_OR_RETURN(stored, t.describe_certificate(c.certificate_id));
-                return Status::ok();
-              }).is_ok());
+  ASSERT_TRUE(registry_
+                  .read([&](Txn& t) {
+                    FK_ASSIGN_OR_RETURN(stored, t.describe_certificate(c.certificate_id));
+                    return Status::ok();
+                  })
+                  .is_ok());
   EXPECT_EQ(stored, c);
   // A bad CSR stores nothing.
   auto bad = registry_.create_certificate_from_csr("garbage", CertificateStatus::kActive);
   EXPECT_EQ(bad.status().code(), ErrorCode::kCertificateValidation);
   storage::CertificateQuery q;
   std::size_t count = 0;
-  ASSERT_TRUE(registry_.read([&](Txn& t) {
-                FK_ASSIGN_OR_RETURN(auto all, t.store().list_certificates(q));
-                count = all.size();
-                return Status::ok();
-              }).is_ok());
+  ASSERT_TRUE(registry_
+                  .read([&](Txn& t) {
+                    FK_ASSIGN_OR_RETURN(auto all, t.store().list_certificates(q));
+                    count = all.size();
+                    return Status::ok();
+                  })
+                  .is_ok());
   EXPECT_EQ(count, 1u);
 }
 
@@ -267,7 +293,9 @@ TEST_F(RegistryTest, CertificateStatusTransitions) {
   using S = CertificateStatus;
   auto c = new_cert(S::kPendingActivation);
   const std::string id = c.certificate_id;
-  auto set = [&](S s) { return code_of([&](Txn& t) { return t.update_certificate_status(id, s); }); };
+  auto set = [&](S s) {
+    return code_of([&](Txn& t) { return t.update_certificate_status(id, s); });
+  };
   EXPECT_EQ(set(S::kPendingTransfer), ErrorCode::kInvalidRequest);
   EXPECT_EQ(set(S::kPendingActivation), ErrorCode::kInvalidRequest);
   EXPECT_EQ(set(S::kRegisterInactive), ErrorCode::kInvalidRequest);
@@ -278,10 +306,9 @@ TEST_F(RegistryTest, CertificateStatusTransitions) {
   EXPECT_EQ(set(S::kRevoked), ErrorCode::kOk);
   EXPECT_EQ(set(S::kActive), ErrorCode::kCertificateState);
   EXPECT_EQ(set(S::kInactive), ErrorCode::kCertificateState);
-  EXPECT_EQ(code_of([](Txn& t) {
-              return t.update_certificate_status(std::string(64, 'a'), S::kActive);
-            }),
-            ErrorCode::kNotFound);
+  EXPECT_EQ(
+      code_of([](Txn& t) { return t.update_certificate_status(std::string(64, 'a'), S::kActive); }),
+      ErrorCode::kNotFound);
   EXPECT_EQ(code_of([](Txn& t) { return t.update_certificate_status("xyz", S::kActive); }),
             ErrorCode::kInvalidRequest);
   // Listeners heard each change, after its commit, with the new status.
@@ -299,7 +326,8 @@ TEST_F(RegistryTest, DeleteCertificateRules) {
   const std::string id = c.certificate_id;
   Status active = write([&](Txn& t) { return t.delete_certificate(id); });
   EXPECT_EQ(active.code(), ErrorCode::kCertificateState);
-  EXPECT_EQ(active.message(), "Certificate must be deactivated (not ACTIVE) before deletion. Id: " + id);
+  EXPECT_EQ(active.message(),
+            "Certificate must be deactivated (not ACTIVE) before deletion. Id: " + id);
   ASSERT_TRUE(write([&](Txn& t) -> Status {
                 FK_RETURN_IF_ERROR(t.update_certificate_status(id, CertificateStatus::kInactive));
                 FK_RETURN_IF_ERROR(t.create_policy("p", kPolicy).status());
@@ -352,13 +380,16 @@ TEST_F(RegistryTest, PolicyVersions) {
                 }).is_ok());
     EXPECT_EQ(v.version_id, i);
   }
-  Status sixth = write([](Txn& t) { return t.create_policy_version("p", kPolicy, false).status(); });
+  Status sixth =
+      write([](Txn& t) { return t.create_policy_version("p", kPolicy, false).status(); });
   EXPECT_EQ(sixth.code(), ErrorCode::kVersionsLimitExceeded);
   PolicyRecord p;
-  ASSERT_TRUE(registry_.read([&](Txn& t) {
-                FK_ASSIGN_OR_RETURN(p, t.get_policy("p"));
-                return Status::ok();
-              }).is_ok());
+  ASSERT_TRUE(registry_
+                  .read([&](Txn& t) {
+                    FK_ASSIGN_OR_RETURN(p, t.get_policy("p"));
+                    return Status::ok();
+                  })
+                  .is_ok());
   EXPECT_EQ(p.default_version_id, 3);
   EXPECT_EQ(code_of([](Txn& t) { return t.delete_policy_version("p", 3); }),
             ErrorCode::kDeleteConflict);
@@ -387,10 +418,12 @@ TEST_F(RegistryTest, PolicyAttachments) {
   auto c = new_cert();
   ASSERT_TRUE(write([](Txn& t) { return t.create_policy("p", kPolicy).status(); }).is_ok());
   EXPECT_EQ(code_of([&](Txn& t) {
-              return t.attach_policy("p", registry_.config().arns.certificate(std::string(64, 'b')));
+              return t.attach_policy("p",
+                                     registry_.config().arns.certificate(std::string(64, 'b')));
             }),
             ErrorCode::kNotFound);
-  EXPECT_EQ(code_of([&](Txn& t) { return t.attach_policy("missing", arn(c)); }), ErrorCode::kNotFound);
+  EXPECT_EQ(code_of([&](Txn& t) { return t.attach_policy("missing", arn(c)); }),
+            ErrorCode::kNotFound);
   EXPECT_EQ(code_of([&](Txn& t) { return t.attach_policy("p", "arn:aws:iot:eu-west-1:1:cert/x"); }),
             ErrorCode::kInvalidRequest);
   ASSERT_TRUE(write([&](Txn& t) { return t.attach_policy("p", arn(c)); }).is_ok());
@@ -404,7 +437,8 @@ TEST_F(RegistryTest, PolicyAttachments) {
                 }
                 return Status::ok();
               }).is_ok());
-  EXPECT_EQ(code_of([&](Txn& t) { return t.attach_policy("q9", arn(c)); }), ErrorCode::kLimitExceeded);
+  EXPECT_EQ(code_of([&](Txn& t) { return t.attach_policy("q9", arn(c)); }),
+            ErrorCode::kLimitExceeded);
   // Thing groups are targets too.
   ASSERT_TRUE(write([&](Txn& t) -> Status {
                 FK_RETURN_IF_ERROR(t.create_thing_group({"g", "", "", {}}).status());
@@ -416,8 +450,8 @@ TEST_F(RegistryTest, PolicyAttachments) {
 // ------------------------------------------------------------------ templates
 
 TEST_F(RegistryTest, Templates) {
-  CreateTemplateRequest req{"lockers", kTemplate, kRole, "locker controllers", false,
-                            "FLEET_PROVISIONING", ""};
+  CreateTemplateRequest req{
+      "lockers", kTemplate, kRole, "locker controllers", false, "FLEET_PROVISIONING", ""};
   TemplateRecord t;
   ASSERT_TRUE(write([&](Txn& x) {
                 FK_ASSIGN_OR_RETURN(t, x.create_template(req));
@@ -515,10 +549,9 @@ TEST_F(RegistryTest, RegisterCaWithVerificationCertificateThenItsDevices) {
   auto good = must(external.issue_from_csr(csr_for(code), {}));
   auto ca = must(registry_.register_ca_certificate(ca_pem, good.pem, true, false, "DEFAULT"));
   EXPECT_EQ(ca.status, CertificateStatus::kActive);
-  EXPECT_EQ(registry_.register_ca_certificate(ca_pem, good.pem, true, false, "DEFAULT")
-                .status()
-                .code(),
-            ErrorCode::kAlreadyExists);
+  EXPECT_EQ(
+      registry_.register_ca_certificate(ca_pem, good.pem, true, false, "DEFAULT").status().code(),
+      ErrorCode::kAlreadyExists);
 
   auto reg = must(registry_.register_certificate(device.pem, ca_pem, CertificateStatus::kActive));
   EXPECT_EQ(reg.ca_certificate_id, ca.certificate_id);
@@ -528,8 +561,8 @@ TEST_F(RegistryTest, RegisterCaWithVerificationCertificateThenItsDevices) {
             ErrorCode::kAlreadyExists);
   // Without caCertificatePem the issuer is found among the registered CAs.
   auto device2 = must(external.issue_from_csr(csr_for("d2"), {}));
-  auto reg2 = must(registry_.register_certificate(device2.pem, std::nullopt,
-                                                  CertificateStatus::kInactive));
+  auto reg2 =
+      must(registry_.register_certificate(device2.pem, std::nullopt, CertificateStatus::kInactive));
   EXPECT_EQ(reg2.ca_certificate_id, ca.certificate_id);
   // While the CA is INACTIVE, its certificates cannot be registered or activated.
   ASSERT_TRUE(write([&](Txn& t) {
@@ -550,11 +583,13 @@ TEST_F(RegistryTest, RegisterCaWithVerificationCertificateThenItsDevices) {
             ErrorCode::kDeleteConflict);
   // Without a CA at all.
   auto device4 = must(external.issue_from_csr(csr_for("d4"), {}));
-  auto reg4 = must(registry_.register_certificate_without_ca(device4.pem, CertificateStatus::kActive));
+  auto reg4 =
+      must(registry_.register_certificate_without_ca(device4.pem, CertificateStatus::kActive));
   EXPECT_EQ(reg4.ca_certificate_id, "");
   // Certificates fleetkey issued itself can be registered elsewhere-style too.
   auto own = must(shared_ca("own").issue_from_csr(csr_for("own"), {}));
-  auto reg5 = must(registry_.register_certificate(own.pem, std::nullopt, CertificateStatus::kActive));
+  auto reg5 =
+      must(registry_.register_certificate(own.pem, std::nullopt, CertificateStatus::kActive));
   EXPECT_EQ(reg5.ca_certificate_id, shared_ca("own").issuing_certificate().certificate_id);
 }
 
@@ -574,14 +609,16 @@ TEST_F(RegistryTest, MultiRecordChangeIsAllOrNothing) {
   });
   EXPECT_EQ(st.code(), ErrorCode::kNotFound);
   EXPECT_TRUE(events_.empty());  // nothing was committed, nothing was announced
-  ASSERT_TRUE(registry_.read([&](Txn& t) -> Status {
-                EXPECT_EQ(t.describe_thing("locker-7").status().code(), ErrorCode::kNotFound);
-                FK_ASSIGN_OR_RETURN(auto cert, t.describe_certificate(c.certificate_id));
-                EXPECT_EQ(cert.status, CertificateStatus::kPendingActivation);
-                FK_ASSIGN_OR_RETURN(auto pols, t.store().list_target_policies(arn(c), {}));
-                EXPECT_TRUE(pols.empty());
-                return Status::ok();
-              }).is_ok());
+  ASSERT_TRUE(registry_
+                  .read([&](Txn& t) -> Status {
+                    EXPECT_EQ(t.describe_thing("locker-7").status().code(), ErrorCode::kNotFound);
+                    FK_ASSIGN_OR_RETURN(auto cert, t.describe_certificate(c.certificate_id));
+                    EXPECT_EQ(cert.status, CertificateStatus::kPendingActivation);
+                    FK_ASSIGN_OR_RETURN(auto pols, t.store().list_target_policies(arn(c), {}));
+                    EXPECT_TRUE(pols.empty());
+                    return Status::ok();
+                  })
+                  .is_ok());
 }
 
 }  // namespace

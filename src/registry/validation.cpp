@@ -113,7 +113,8 @@ Status check_certificate_id(std::string_view id) {
     return invalid_request("certificate id " + shown(id) + " must be 64 hex characters");
   for (char c : id) {
     if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
-      return invalid_request("certificate id " + shown(id) + " must be 64 lowercase hex characters");
+      return invalid_request("certificate id " + shown(id) +
+                             " must be 64 lowercase hex characters");
   }
   return Status::ok();
 }

@@ -6,12 +6,18 @@ namespace fk::storage {
 
 std::string_view to_string(CertificateStatus s) {
   switch (s) {
-    case CertificateStatus::kActive: return "ACTIVE";
-    case CertificateStatus::kInactive: return "INACTIVE";
-    case CertificateStatus::kRevoked: return "REVOKED";
-    case CertificateStatus::kPendingTransfer: return "PENDING_TRANSFER";
-    case CertificateStatus::kRegisterInactive: return "REGISTER_INACTIVE";
-    case CertificateStatus::kPendingActivation: return "PENDING_ACTIVATION";
+    case CertificateStatus::kActive:
+      return "ACTIVE";
+    case CertificateStatus::kInactive:
+      return "INACTIVE";
+    case CertificateStatus::kRevoked:
+      return "REVOKED";
+    case CertificateStatus::kPendingTransfer:
+      return "PENDING_TRANSFER";
+    case CertificateStatus::kRegisterInactive:
+      return "REGISTER_INACTIVE";
+    case CertificateStatus::kPendingActivation:
+      return "PENDING_ACTIVATION";
   }
   return "INACTIVE";
 }

@@ -63,7 +63,7 @@ struct CertificateRecord {
   std::string certificate_id;  // SHA-256 of the DER, lowercase hex
   std::string pem;
   CertificateStatus status = CertificateStatus::kInactive;
-  std::string ca_certificate_id;  // issuing CA's id; empty when registered without a CA
+  std::string ca_certificate_id;             // issuing CA's id; empty when registered without a CA
   std::string certificate_mode = "DEFAULT";  // DEFAULT or SNI_ONLY
   std::string subject;
   std::string issuer;

@@ -20,7 +20,9 @@ struct Backend {
   std::function<std::unique_ptr<Store>(const std::string& dir)> open;
 };
 
-void PrintTo(const Backend& b, std::ostream* os) { *os << b.name; }
+void PrintTo(const Backend& b, std::ostream* os) {
+  *os << b.name;
+}
 
 class StoreContract : public ::testing::TestWithParam<Backend> {
  protected:
@@ -102,9 +104,10 @@ TEST_P(StoreContract, ListThingsFiltersAndPages) {
   auto w = write();
   for (int i = 0; i < 10; ++i) {
     std::string n = "dev-" + std::to_string(i);
-    ASSERT_TRUE(w->put_thing(thing(n, i % 2 ? "odd" : "even",
-                                   {{"batch", i < 5 ? "b1" : "b2"}, {"fw.ver", "1." + std::to_string(i)}}))
-                    .is_ok());
+    ASSERT_TRUE(
+        w->put_thing(thing(n, i % 2 ? "odd" : "even",
+                           {{"batch", i < 5 ? "b1" : "b2"}, {"fw.ver", "1." + std::to_string(i)}}))
+            .is_ok());
   }
   ASSERT_TRUE(w->put_thing(thing("zz")).is_ok());
   ASSERT_TRUE(w->commit().is_ok());
@@ -251,7 +254,8 @@ TEST_P(StoreContract, PoliciesVersionsAndAttachments) {
             (std::vector<std::string>{"arn:cert/1", "arn:cert/2"}));
   EXPECT_EQ(*r->list_target_policies("arn:cert/1", Page{}),
             (std::vector<std::string>{"device", "other"}));
-  EXPECT_EQ(*r->list_target_policies("arn:cert/1", Page{"", 1}), (std::vector<std::string>{"device"}));
+  EXPECT_EQ(*r->list_target_policies("arn:cert/1", Page{"", 1}),
+            (std::vector<std::string>{"device"}));
   ASSERT_TRUE(r->commit().is_ok());
   auto w2 = write();
   ASSERT_TRUE(w2->detach_policy("device", "arn:cert/1").is_ok());
@@ -273,7 +277,8 @@ TEST_P(StoreContract, ThingPrincipals) {
   auto r = read();
   EXPECT_EQ(*r->list_thing_principals("t1", Page{}),
             (std::vector<std::string>{"arn:cert/1", "arn:cert/2"}));
-  EXPECT_EQ(*r->list_principal_things("arn:cert/1", Page{}), (std::vector<std::string>{"t1", "t2"}));
+  EXPECT_EQ(*r->list_principal_things("arn:cert/1", Page{}),
+            (std::vector<std::string>{"t1", "t2"}));
   ASSERT_TRUE(r->commit().is_ok());
   auto w2 = write();
   ASSERT_TRUE(w2->detach_thing_principal("t1", "arn:cert/1").is_ok());
@@ -435,7 +440,8 @@ TEST_P(StoreContract, ConcurrentReadersAndWriter) {
 
 INSTANTIATE_TEST_SUITE_P(
     Backends, StoreContract,
-    ::testing::Values(Backend{"memory", [](const std::string&) -> std::unique_ptr<Store> {
+    ::testing::Values(Backend{"memory",
+                              [](const std::string&) -> std::unique_ptr<Store> {
                                 return std::make_unique<MemoryStore>();
                               }},
                       Backend{"sqlite",

@@ -66,9 +66,9 @@ std::set<long> read_acks(int fd, int ms, bool& ready, bool until_ready = false) 
 }
 
 TEST(CrashTest, KillNineLeavesWholeChangesAndLosesNoAcknowledgedOne) {
-  std::string dir = (std::filesystem::temp_directory_path() /
-                     ("fk_crash_" + std::to_string(::getpid())))
-                        .string();
+  std::string dir =
+      (std::filesystem::temp_directory_path() / ("fk_crash_" + std::to_string(::getpid())))
+          .string();
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   registry::ArnScope arns;
@@ -129,8 +129,8 @@ TEST(CrashTest, KillNineLeavesWholeChangesAndLosesNoAcknowledgedOne) {
     last_count = things->size();
   }
   EXPECT_GT(acked.size(), 0u);
-  std::printf("crash test: %d kills, %zu acknowledged changes, %zu stored\n", kRounds,
-              acked.size(), last_count);
+  std::printf("crash test: %d kills, %zu acknowledged changes, %zu stored\n", kRounds, acked.size(),
+              last_count);
   std::filesystem::remove_all(dir);
 }
 

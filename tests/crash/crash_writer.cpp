@@ -24,8 +24,8 @@ int main(int argc, char** argv) {
   std::string dir = argv[1];
   long first = std::atol(argv[2]);
   int threads = std::atoi(argv[3]);
-  auto ca = crypto::OpensslCertificateAuthority::load_or_create(dir + "/ca", {},
-                                                                SystemClock::instance());
+  auto ca =
+      crypto::OpensslCertificateAuthority::load_or_create(dir + "/ca", {}, SystemClock::instance());
   auto store = storage::SqliteStore::open(dir + "/registry.db");
   if (!ca.is_ok() || !store.is_ok()) {
     std::fprintf(stderr, "open failed: %s %s\n", ca.status().to_string().c_str(),

@@ -41,7 +41,9 @@ Pkey raw_key(const char* type, const char* param) {
   return Pkey(EVP_PKEY_Q_keygen(nullptr, nullptr, type, param));
 }
 
-Pkey rsa_key(size_t bits) { return Pkey(EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", bits)); }
+Pkey rsa_key(size_t bits) {
+  return Pkey(EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", bits));
+}
 
 class CaTest : public ::testing::Test {
  protected:
@@ -78,9 +80,9 @@ TEST_F(CaTest, CreatesRootIssuingAndServerWithPrivateKeysOnly0600) {
   EXPECT_TRUE(verify_signed_by(ca->issuing_certificate().pem, ca->root_certificate().pem).is_ok());
   // The server certificate chains to the root and names the loopback addresses.
   std::string server = *read_file(p.server_cert);
-  EXPECT_TRUE(verify_chain(server, {ca->root_certificate().pem}, {ca->issuing_certificate().pem},
-                           kNow)
-                  .is_ok());
+  EXPECT_TRUE(
+      verify_chain(server, {ca->root_certificate().pem}, {ca->issuing_certificate().pem}, kNow)
+          .is_ok());
   ossl::Bio bio(BIO_new(BIO_s_mem()));
   auto cert = ossl::read_cert(server);
   ASSERT_TRUE(cert.is_ok());
@@ -151,9 +153,9 @@ TEST_F(CaTest, IssuesFromCsrWithAwsProperties) {
     EXPECT_EQ(c.subject, "CN=locker-controller-101");
     EXPECT_EQ(c.serial_hex.size(), 40u);
     EXPECT_FALSE(c.is_ca);
-    EXPECT_TRUE(verify_chain(c.pem, {ca->root_certificate().pem}, {ca->issuing_certificate().pem},
-                             kNow)
-                    .is_ok());
+    EXPECT_TRUE(
+        verify_chain(c.pem, {ca->root_certificate().pem}, {ca->issuing_certificate().pem}, kNow)
+            .is_ok());
     EXPECT_EQ(X509_check_purpose(cert->get(), X509_PURPOSE_SSL_CLIENT, 0), 1);
     EXPECT_NE(X509_check_purpose(cert->get(), X509_PURPOSE_SSL_SERVER, 0), 1);
   }
@@ -211,9 +213,9 @@ void expect_refused(CertificateAuthority& ca, const std::string& csr, const std:
 TEST_F(CaTest, RefusesGarbagePem) {
   auto ca = make_ca();
   expect_refused(*ca, "hello", "not a PEM CSR");
-  expect_refused(*ca,
-                 "-----BEGIN CERTIFICATE REQUEST-----\nAAAA!!!!\n-----END CERTIFICATE REQUEST-----\n",
-                 "CSR cannot be parsed");
+  expect_refused(
+      *ca, "-----BEGIN CERTIFICATE REQUEST-----\nAAAA!!!!\n-----END CERTIFICATE REQUEST-----\n",
+      "CSR cannot be parsed");
   expect_refused(*ca, "", "not a PEM CSR");
 }
 

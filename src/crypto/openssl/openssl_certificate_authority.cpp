@@ -89,7 +89,8 @@ Name make_name(const std::string& organization, const std::string& common_name) 
 // "IP:127.0.0.1" or "DNS:localhost", as X509V3_EXT_conf_nid reads a subjectAltName list.
 std::string san_entry(const std::string& name) {
   unsigned char buf[16];
-  bool is_ip = inet_pton(AF_INET, name.c_str(), buf) == 1 || inet_pton(AF_INET6, name.c_str(), buf) == 1;
+  bool is_ip =
+      inet_pton(AF_INET, name.c_str(), buf) == 1 || inet_pton(AF_INET6, name.c_str(), buf) == 1;
   return (is_ip ? "IP:" : "DNS:") + name;
 }
 
@@ -113,7 +114,8 @@ Status write_key(const std::string& path, EVP_PKEY* key) {
 
 std::vector<std::string> cert_sans(X509* cert) {
   std::vector<std::string> out;
-  auto* names = static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
+  auto* names =
+      static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
   if (names == nullptr) return out;
   for (int i = 0; i < sk_GENERAL_NAME_num(names); ++i) {
     GENERAL_NAME* gn = sk_GENERAL_NAME_value(names, i);
@@ -122,7 +124,8 @@ std::vector<std::string> cert_sans(X509* cert) {
     } else if (gn->type == GEN_IPADD) {
       char buf[INET6_ADDRSTRLEN] = {0};
       int len = ASN1_STRING_length(gn->d.iPAddress);
-      inet_ntop(len == 4 ? AF_INET : AF_INET6, ASN1_STRING_get0_data(gn->d.iPAddress), buf, sizeof buf);
+      inet_ntop(len == 4 ? AF_INET : AF_INET6, ASN1_STRING_get0_data(gn->d.iPAddress), buf,
+                sizeof buf);
       out.emplace_back(buf);
     }
   }
@@ -164,7 +167,12 @@ Result<std::unique_ptr<OpensslCertificateAuthority>> OpensslCertificateAuthority
                             ": refusing to create a new root over an existing CA");
     FK_ASSIGN_OR_RETURN(Pkey root_key, generate_key(config.ca_key));
     Name name = make_name(config.organization, config.organization + " Root CA");
-    CertTemplate t{name.get(), root_key.get(), nullptr, root_key.get(), now - 60, kRootNotAfter,
+    CertTemplate t{name.get(),
+                   root_key.get(),
+                   nullptr,
+                   root_key.get(),
+                   now - 60,
+                   kRootNotAfter,
                    {{NID_basic_constraints, "critical,CA:TRUE"},
                     {NID_key_usage, "critical,keyCertSign,cRLSign"},
                     {NID_subject_key_identifier, "hash"}}};
@@ -182,7 +190,11 @@ Result<std::unique_ptr<OpensslCertificateAuthority>> OpensslCertificateAuthority
     FK_ASSIGN_OR_RETURN(Pkey root_key, read_private_key(root_key_pem));
     FK_ASSIGN_OR_RETURN(Pkey issuing_key, generate_key(config.ca_key));
     Name name = make_name(config.organization, config.organization + " Issuing CA 1");
-    CertTemplate t{name.get(), issuing_key.get(), k.root_cert.get(), root_key.get(), now - 60,
+    CertTemplate t{name.get(),
+                   issuing_key.get(),
+                   k.root_cert.get(),
+                   root_key.get(),
+                   now - 60,
                    kIssuingNotAfter,
                    {{NID_basic_constraints, "critical,CA:TRUE,pathlen:0"},
                     {NID_key_usage, "critical,keyCertSign,cRLSign,digitalSignature"},
@@ -224,8 +236,12 @@ Result<std::unique_ptr<OpensslCertificateAuthority>> OpensslCertificateAuthority
   if (reissue) {
     FK_ASSIGN_OR_RETURN(Pkey server_key, generate_key(config.ca_key));
     Name name = make_name(config.organization, "fleetkeyd");
-    CertTemplate t{name.get(), server_key.get(), k.issuing_cert.get(), k.issuing_key.get(),
-                   now - 60, now + kServerLifetime,
+    CertTemplate t{name.get(),
+                   server_key.get(),
+                   k.issuing_cert.get(),
+                   k.issuing_key.get(),
+                   now - 60,
+                   now + kServerLifetime,
                    {{NID_basic_constraints, "critical,CA:FALSE"},
                     {NID_key_usage, "critical,digitalSignature,keyEncipherment"},
                     {NID_ext_key_usage, "serverAuth"},
@@ -249,8 +265,8 @@ namespace {
 std::vector<Extension> device_extensions(EVP_PKEY* key) {
   bool rsa = EVP_PKEY_get_base_id(key) == EVP_PKEY_RSA;
   return {{NID_basic_constraints, "critical,CA:FALSE"},
-          {NID_key_usage, rsa ? "critical,digitalSignature,keyEncipherment"
-                              : "critical,digitalSignature"},
+          {NID_key_usage,
+           rsa ? "critical,digitalSignature,keyEncipherment" : "critical,digitalSignature"},
           {NID_ext_key_usage, "clientAuth"},
           {NID_subject_key_identifier, "hash"},
           {NID_authority_key_identifier, "keyid:always"}};
@@ -259,7 +275,7 @@ std::vector<Extension> device_extensions(EVP_PKEY* key) {
 }  // namespace
 
 Result<CertificateInfo> OpensslCertificateAuthority::issue_from_csr(std::string_view csr_pem,
-                                                                     const IssueOptions& options) {
+                                                                    const IssueOptions& options) {
   FK_ASSIGN_OR_RETURN(Req req, read_checked_csr(csr_pem, nullptr));
   EVP_PKEY* key = X509_REQ_get0_pubkey(req.get());
   X509_NAME* subject = X509_REQ_get_subject_name(req.get());
@@ -272,22 +288,22 @@ Result<CertificateInfo> OpensslCertificateAuthority::issue_from_csr(std::string_
   EpochSeconds not_after = options.not_after.value_or(
       config_.device_validity_days > 0 ? now + config_.device_validity_days * kDay
                                        : kAwsDefaultNotAfter);
-  CertTemplate t{subject, key, keys_->issuing_cert.get(), keys_->issuing_key.get(), now,
-                 not_after, device_extensions(key)};
+  CertTemplate t{subject, key,       keys_->issuing_cert.get(), keys_->issuing_key.get(),
+                 now,     not_after, device_extensions(key)};
   FK_ASSIGN_OR_RETURN(Cert cert, build_certificate(t));
   return describe_cert(cert.get());
 }
 
 Result<IssuedWithKey> OpensslCertificateAuthority::issue_with_new_key(const KeySpec& spec,
-                                                                       const IssueOptions& options) {
+                                                                      const IssueOptions& options) {
   FK_ASSIGN_OR_RETURN(Pkey key, generate_key(spec));
   Name subject = make_name("", options.common_name);
   const EpochSeconds now = clock_.now();
   EpochSeconds not_after = options.not_after.value_or(
       config_.device_validity_days > 0 ? now + config_.device_validity_days * kDay
                                        : kAwsDefaultNotAfter);
-  CertTemplate t{subject.get(), key.get(), keys_->issuing_cert.get(), keys_->issuing_key.get(),
-                 now, not_after, device_extensions(key.get())};
+  CertTemplate t{subject.get(), key.get(), keys_->issuing_cert.get(),   keys_->issuing_key.get(),
+                 now,           not_after, device_extensions(key.get())};
   FK_ASSIGN_OR_RETURN(Cert cert, build_certificate(t));
   IssuedWithKey out;
   out.certificate = describe_cert(cert.get());

@@ -36,8 +36,9 @@ struct CaPaths {
 
 class OpensslCertificateAuthority final : public CertificateAuthority {
  public:
-  static Result<std::unique_ptr<OpensslCertificateAuthority>> load_or_create(
-      const std::string& dir, const CaConfig& config, const Clock& clock);
+  static Result<std::unique_ptr<OpensslCertificateAuthority>> load_or_create(const std::string& dir,
+                                                                             const CaConfig& config,
+                                                                             const Clock& clock);
 
   ~OpensslCertificateAuthority() override;
 

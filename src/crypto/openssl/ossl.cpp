@@ -41,7 +41,8 @@ Result<Cert> read_cert(std::string_view pem) {
   Bio bio = mem_bio(pem);
   Cert cert(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
   if (!cert)
-    return Status(ErrorCode::kCertificateValidation, "certificate PEM cannot be parsed: " + last_error());
+    return Status(ErrorCode::kCertificateValidation,
+                  "certificate PEM cannot be parsed: " + last_error());
   return cert;
 }
 
@@ -60,7 +61,8 @@ std::string cert_to_pem(X509* cert) {
 
 Result<std::string> private_key_to_pem(EVP_PKEY* key) {
   Bio bio(BIO_new(BIO_s_mem()));
-  if (PEM_write_bio_PrivateKey_traditional(bio.get(), key, nullptr, nullptr, 0, nullptr, nullptr) != 1)
+  if (PEM_write_bio_PrivateKey_traditional(bio.get(), key, nullptr, nullptr, 0, nullptr, nullptr) !=
+      1)
     return internal_error("cannot encode private key: " + last_error());
   return bio_to_string(bio.get());
 }
@@ -81,9 +83,15 @@ Result<Pkey> generate_key(const KeySpec& spec) {
                                std::to_string(spec.rsa_bits));
       key = EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", static_cast<size_t>(spec.rsa_bits));
       break;
-    case KeyType::kEcP256: key = EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256"); break;
-    case KeyType::kEcP384: key = EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-384"); break;
-    case KeyType::kEcP521: key = EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-521"); break;
+    case KeyType::kEcP256:
+      key = EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256");
+      break;
+    case KeyType::kEcP384:
+      key = EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-384");
+      break;
+    case KeyType::kEcP521:
+      key = EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-521");
+      break;
   }
   if (key == nullptr) return internal_error("key generation failed: " + last_error());
   return Pkey(key);
@@ -216,7 +224,8 @@ CertificateInfo describe_cert(X509* cert) {
   if (bn != nullptr) {
     char* hex = BN_bn2hex(bn);
     info.serial_hex = hex;
-    for (char& c : info.serial_hex) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    for (char& c : info.serial_hex)
+      c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     OPENSSL_free(hex);
     BN_free(bn);
   }

@@ -14,11 +14,21 @@
 
 namespace fk::crypto::ossl {
 
-struct BioFree { void operator()(BIO* p) const { BIO_free_all(p); } };
-struct PkeyFree { void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); } };
-struct X509Free { void operator()(X509* p) const { X509_free(p); } };
-struct ReqFree { void operator()(X509_REQ* p) const { X509_REQ_free(p); } };
-struct NameFree { void operator()(X509_NAME* p) const { X509_NAME_free(p); } };
+struct BioFree {
+  void operator()(BIO* p) const { BIO_free_all(p); }
+};
+struct PkeyFree {
+  void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
+};
+struct X509Free {
+  void operator()(X509* p) const { X509_free(p); }
+};
+struct ReqFree {
+  void operator()(X509_REQ* p) const { X509_REQ_free(p); }
+};
+struct NameFree {
+  void operator()(X509_NAME* p) const { X509_NAME_free(p); }
+};
 
 using Bio = std::unique_ptr<BIO, BioFree>;
 using Pkey = std::unique_ptr<EVP_PKEY, PkeyFree>;

@@ -15,7 +15,9 @@ namespace fk::crypto {
 using namespace ossl;  // NOLINT(google-build-using-namespace): backend-internal helpers
 
 namespace {
-Status validation(std::string m) { return {ErrorCode::kCertificateValidation, std::move(m)}; }
+Status validation(std::string m) {
+  return {ErrorCode::kCertificateValidation, std::move(m)};
+}
 }  // namespace
 
 std::string sha256_hex(std::string_view data) {
@@ -87,7 +89,7 @@ Status verify_chain(std::string_view cert_pem, const std::vector<std::string>& t
     X509_STORE_add_cert(store.get(), anchor.get());
   }
   std::unique_ptr<STACK_OF(X509), void (*)(STACK_OF(X509)*)> untrusted(
-      sk_X509_new_null(), [](STACK_OF(X509)* s) { sk_X509_pop_free(s, X509_free); });
+      sk_X509_new_null(), [](STACK_OF(X509) * s) { sk_X509_pop_free(s, X509_free); });
   for (const std::string& pem : intermediates) {
     FK_ASSIGN_OR_RETURN(Cert c, read_cert(pem));
     sk_X509_push(untrusted.get(), c.release());

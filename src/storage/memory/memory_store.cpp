@@ -212,7 +212,9 @@ class MemoryTransaction final : public Transaction {
     return page_of(view().ca_certificates, p);
   }
 
-  Maybe<PolicyRecord> get_policy(std::string_view n) override { return get_from(view().policies, n); }
+  Maybe<PolicyRecord> get_policy(std::string_view n) override {
+    return get_from(view().policies, n);
+  }
   Status put_policy(const PolicyRecord& p) override {
     FK_RETURN_IF_ERROR(writable());
     work_.policies[p.name] = p;
@@ -284,7 +286,9 @@ class MemoryTransaction final : public Transaction {
     erase_versions(work_.template_versions, n);
     return Status::ok();
   }
-  List<TemplateRecord> list_templates(const Page& p) override { return page_of(view().templates, p); }
+  List<TemplateRecord> list_templates(const Page& p) override {
+    return page_of(view().templates, p);
+  }
 
   Maybe<TemplateVersionRecord> get_template_version(std::string_view n, std::int64_t id) override {
     const auto& m = view().template_versions;
@@ -306,7 +310,9 @@ class MemoryTransaction final : public Transaction {
     return versions_of(view().template_versions, n);
   }
 
-  Maybe<std::string> get_setting(std::string_view k) override { return get_from(view().settings, k); }
+  Maybe<std::string> get_setting(std::string_view k) override {
+    return get_from(view().settings, k);
+  }
   Status put_setting(std::string_view k, std::string_view v) override {
     FK_RETURN_IF_ERROR(writable());
     work_.settings[std::string(k)] = std::string(v);

@@ -23,8 +23,8 @@ class MemoryStore final : public Store {
 
  private:
   friend class MemoryTransaction;
-  std::mutex writer_;        // held by the open write transaction
-  std::mutex publish_;       // guards committed_
+  std::mutex writer_;   // held by the open write transaction
+  std::mutex publish_;  // guards committed_
   std::shared_ptr<const State> committed_;
 };
 

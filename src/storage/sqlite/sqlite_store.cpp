@@ -14,15 +14,17 @@ namespace fk::storage {
 namespace {
 
 Status sqlite_error(sqlite3* db, int rc, std::string_view what) {
-  std::string msg = "sqlite: " + std::string(what) + ": " +
-                    (db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+  std::string msg =
+      "sqlite: " + std::string(what) + ": " + (db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
   int primary = rc & 0xff;
   if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED) return {ErrorCode::kUnavailable, msg};
   if (primary == SQLITE_FULL) return internal_error(msg + " (disk full)");
   return internal_error(msg);
 }
 
-std::string attributes_to_json(const Attributes& a) { return nlohmann::json(a).dump(); }
+std::string attributes_to_json(const Attributes& a) {
+  return nlohmann::json(a).dump();
+}
 
 Attributes attributes_from_json(std::string_view text) {
   auto j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
@@ -34,7 +36,9 @@ Attributes attributes_from_json(std::string_view text) {
   return out;
 }
 
-std::string strings_to_json(const std::vector<std::string>& v) { return nlohmann::json(v).dump(); }
+std::string strings_to_json(const std::vector<std::string>& v) {
+  return nlohmann::json(v).dump();
+}
 
 std::vector<std::string> strings_from_json(std::string_view text) {
   auto j = nlohmann::json::parse(text, nullptr, false);
@@ -103,9 +107,9 @@ class SqliteConnection {
   static Result<std::unique_ptr<SqliteConnection>> open(const std::string& path,
                                                         const SqliteOptions& options) {
     sqlite3* db = nullptr;
-    int rc = sqlite3_open_v2(path.c_str(), &db,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                             nullptr);
+    int rc =
+        sqlite3_open_v2(path.c_str(), &db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
     std::unique_ptr<SqliteConnection> conn(new SqliteConnection(db));
     if (rc != SQLITE_OK) return sqlite_error(db, rc, "open " + path);
     sqlite3_busy_timeout(db, options.busy_timeout_ms);
@@ -162,16 +166,17 @@ ThingRecord thing_row(const Stmt& s) {
 }
 
 constexpr const char* kTypeCols =
-    "name, thing_type_id, description, searchable_attributes, deprecated, deprecated_at, created_at";
+    "name, thing_type_id, description, searchable_attributes, deprecated, deprecated_at, "
+    "created_at";
 ThingTypeRecord type_row(const Stmt& s) {
-  return {s.text(0), s.text(1), s.text(2), strings_from_json(s.text(3)), s.int64(4) != 0,
-          s.int64(5), s.int64(6)};
+  return {s.text(0),       s.text(1),  s.text(2), strings_from_json(s.text(3)),
+          s.int64(4) != 0, s.int64(5), s.int64(6)};
 }
 
 constexpr const char* kGroupCols =
     "name, group_id, parent_name, description, attributes, version, created_at";
 ThingGroupRecord group_row(const Stmt& s) {
-  return {s.text(0), s.text(1), s.text(2), s.text(3), attributes_from_json(s.text(4)),
+  return {s.text(0),  s.text(1), s.text(2), s.text(3), attributes_from_json(s.text(4)),
           s.int64(5), s.int64(6)};
 }
 
@@ -305,7 +310,8 @@ class SqliteTransaction final : public Transaction {
     Stmt s(conn_.db(), raw);
     s.bind(q.page.after);
     if (!q.type_name.empty()) s.bind(q.type_name);
-    if (!q.name_prefix.empty()) s.bind(static_cast<std::int64_t>(q.name_prefix.size())).bind(q.name_prefix);
+    if (!q.name_prefix.empty())
+      s.bind(static_cast<std::int64_t>(q.name_prefix.size())).bind(q.name_prefix);
     if (!q.attribute_name.empty()) {
       s.bind("$.\"" + q.attribute_name + "\"");
       if (q.attribute_value_prefix) s.bind(static_cast<std::int64_t>(q.attribute_value.size()));
@@ -359,12 +365,16 @@ class SqliteTransaction final : public Transaction {
     return write("DELETE FROM group_members WHERE group_name=? AND thing_name=?", g, t);
   }
   Names list_group_members(std::string_view g, const Page& p) override {
-    return names("SELECT thing_name FROM group_members WHERE group_name=? AND thing_name > ? "
-                 "ORDER BY thing_name", g, p);
+    return names(
+        "SELECT thing_name FROM group_members WHERE group_name=? AND thing_name > ? "
+        "ORDER BY thing_name",
+        g, p);
   }
   Names list_groups_of_thing(std::string_view t, const Page& p) override {
-    return names("SELECT group_name FROM group_members WHERE thing_name=? AND group_name > ? "
-                 "ORDER BY group_name", t, p);
+    return names(
+        "SELECT group_name FROM group_members WHERE thing_name=? AND group_name > ? "
+        "ORDER BY group_name",
+        t, p);
   }
 
   // --- certificates ---
@@ -474,12 +484,16 @@ class SqliteTransaction final : public Transaction {
     return write("DELETE FROM policy_targets WHERE policy_name=? AND target=?", p, t);
   }
   Names list_policy_targets(std::string_view p, const Page& pg) override {
-    return names("SELECT target FROM policy_targets WHERE policy_name=? AND target > ? "
-                 "ORDER BY target", p, pg);
+    return names(
+        "SELECT target FROM policy_targets WHERE policy_name=? AND target > ? "
+        "ORDER BY target",
+        p, pg);
   }
   Names list_target_policies(std::string_view t, const Page& pg) override {
-    return names("SELECT policy_name FROM policy_targets WHERE target=? AND policy_name > ? "
-                 "ORDER BY policy_name", t, pg);
+    return names(
+        "SELECT policy_name FROM policy_targets WHERE target=? AND policy_name > ? "
+        "ORDER BY policy_name",
+        t, pg);
   }
 
   Status attach_thing_principal(std::string_view t, std::string_view p) override {
@@ -489,18 +503,23 @@ class SqliteTransaction final : public Transaction {
     return write("DELETE FROM thing_principals WHERE thing_name=? AND principal=?", t, p);
   }
   Names list_thing_principals(std::string_view t, const Page& pg) override {
-    return names("SELECT principal FROM thing_principals WHERE thing_name=? AND principal > ? "
-                 "ORDER BY principal", t, pg);
+    return names(
+        "SELECT principal FROM thing_principals WHERE thing_name=? AND principal > ? "
+        "ORDER BY principal",
+        t, pg);
   }
   Names list_principal_things(std::string_view p, const Page& pg) override {
-    return names("SELECT thing_name FROM thing_principals WHERE principal=? AND thing_name > ? "
-                 "ORDER BY thing_name", p, pg);
+    return names(
+        "SELECT thing_name FROM thing_principals WHERE principal=? AND thing_name > ? "
+        "ORDER BY thing_name",
+        p, pg);
   }
 
   // --- templates ---
   Maybe<TemplateRecord> get_template(std::string_view name) override {
     return get_one<TemplateRecord>(
-        std::string("SELECT ") + kTemplateCols + " FROM templates WHERE name=?", template_row, name);
+        std::string("SELECT ") + kTemplateCols + " FROM templates WHERE name=?", template_row,
+        name);
   }
   Status put_template(const TemplateRecord& t) override {
     return write("INSERT OR REPLACE INTO templates VALUES (?,?,?,?,?,?,?,?,?,?,?)", t.name,
@@ -532,17 +551,18 @@ class SqliteTransaction final : public Transaction {
     return write("DELETE FROM template_versions WHERE template_name=? AND version_id=?", name, id);
   }
   List<TemplateVersionRecord> list_template_versions(std::string_view name) override {
-    FK_ASSIGN_OR_RETURN(sqlite3_stmt * raw,
-                        conn_.prepare("SELECT template_name, version_id, body, created_at FROM "
-                                      "template_versions WHERE template_name=? ORDER BY version_id"));
+    FK_ASSIGN_OR_RETURN(
+        sqlite3_stmt * raw,
+        conn_.prepare("SELECT template_name, version_id, body, created_at FROM "
+                      "template_versions WHERE template_name=? ORDER BY version_id"));
     Stmt s(conn_.db(), raw);
     s.bind(name);
     return collect<TemplateVersionRecord>(s, template_version_row);
   }
 
   Maybe<std::string> get_setting(std::string_view key) override {
-    return get_one<std::string>("SELECT value FROM settings WHERE key=?",
-                                [](const Stmt& s) { return s.text(0); }, key);
+    return get_one<std::string>(
+        "SELECT value FROM settings WHERE key=?", [](const Stmt& s) { return s.text(0); }, key);
   }
   Status put_setting(std::string_view key, std::string_view value) override {
     return write("INSERT OR REPLACE INTO settings VALUES (?,?)", key, value);
@@ -643,7 +663,9 @@ SqliteStore::SqliteStore(std::string path, SqliteOptions options)
 
 SqliteStore::~SqliteStore() = default;
 
-int SqliteStore::schema_version() { return static_cast<int>(sqlite_schema::kMigrations.size()); }
+int SqliteStore::schema_version() {
+  return static_cast<int>(sqlite_schema::kMigrations.size());
+}
 
 Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::string& path,
                                                        SqliteOptions options) {

@@ -1,0 +1,49 @@
+# fleetkey: the two commands of the README, and the steps they are made of.
+#   make run    install what is missing, build, start fleetkeyd on ./fleetkey-data
+#   make test   install what is missing, build, run every test tier, then again under ASan+UBSan
+SHELL := /bin/bash
+JOBS ?= $(shell nproc)
+DATA_DIR ?= ./fleetkey-data
+ARGS ?=
+
+.PHONY: all deps build run test test-release test-asan check-style check-deps format bench clean
+
+all: build
+
+deps:
+	@./scripts/install-deps.sh
+
+# Release build; the binaries land in build/bin/.
+build: deps
+	@cmake --preset release >/dev/null
+	@cmake --build --preset release -j $(JOBS)
+
+run: build
+	@exec build/bin/fleetkeyd --data-dir $(DATA_DIR) $(ARGS)
+
+test: deps check-style check-deps test-release test-asan
+	@echo "make test: all tiers passed (release and asan+ubsan)"
+
+test-release: build
+	@cd build/release && ctest --output-on-failure -j $(JOBS)
+
+test-asan: deps
+	@cmake --preset asan >/dev/null
+	@cmake --build --preset asan -j $(JOBS)
+	@cd build/asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS)
+
+check-style:
+	@./tools/check-format.sh
+
+check-deps:
+	@./tools/check-deps.sh
+
+format:
+	@./tools/check-format.sh --fix
+
+bench: build
+	@./bench/run.sh
+
+clean:
+	rm -rf build

@@ -1,0 +1,196 @@
+#!/usr/bin/env python3
+"""Interop tier: the real fleetkeyd binary started as a user would, checked with real tools
+(openssl, the aws CLI's credential loader, curl-like HTTP from the standard library).
+
+Run by ctest with FLEETKEYD=<path to the binary>."""
+
+import configparser
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import tempfile
+import time
+import unittest
+
+FLEETKEYD = os.environ.get("FLEETKEYD", "build/bin/fleetkeyd")
+
+
+class Fleetkeyd:
+    def __init__(self, data_dir, *extra):
+        self.data_dir = data_dir
+        self.proc = subprocess.Popen(
+            [FLEETKEYD, "--data-dir", data_dir, "--mqtt-port", "0", "--api-port", "0", *extra],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.endpoints = self._wait_ready()
+
+    def _wait_ready(self, timeout=30):
+        path = os.path.join(self.data_dir, "endpoints.json")
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError("fleetkeyd exited early: " + self.proc.stderr.read())
+            try:
+                with open(path) as f:
+                    e = json.load(f)
+                if e.get("pid") == self.proc.pid:
+                    return e
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.05)
+        raise AssertionError("fleetkeyd did not become ready")
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        out, err = self.proc.communicate(timeout=30)
+        return self.proc.returncode, out, err
+
+
+def read(path):
+    with open(path) as f:
+        return f.read()
+
+
+def http_get(port, path):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    c.request("GET", path)
+    r = c.getresponse()
+    return r.status, dict(r.getheaders()), r.read().decode()
+
+
+class FleetkeydStart(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="fk_interop_")
+        self.data = os.path.join(self.tmp, "data")
+
+    def tearDown(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def test_first_start_creates_ca_credentials_and_endpoints(self):
+        d = Fleetkeyd(self.data)
+        try:
+            e = d.endpoints
+            self.assertGreater(e["mqtt"]["port"], 0)
+            self.assertGreater(e["api"]["port"], 0)
+            # Health answers over real HTTP; unknown operations get AWS's error shape.
+            status, _, body = http_get(e["api"]["port"], "/health")
+            self.assertEqual(status, 200)
+            self.assertEqual(json.loads(body)["status"], "ok")
+            status, headers, body = http_get(e["api"]["port"], "/nope")
+            self.assertEqual(status, 404)
+            self.assertIn("x-amzn-ErrorType", headers)
+            self.assertIn("message", json.loads(body))
+            # The MQTT port is bound and accepts TCP.
+            with socket.create_connection(("127.0.0.1", e["mqtt"]["port"]), timeout=5):
+                pass
+            # Private keys and the credentials are 0600.
+            ca = os.path.join(self.data, "ca")
+            for name in ("root-ca.key", "issuing-ca.key", "server.key"):
+                mode = stat.S_IMODE(os.stat(os.path.join(ca, name)).st_mode)
+                self.assertEqual(mode, 0o600, name)
+            self.assertEqual(stat.S_IMODE(os.stat(e["credentials_file"]).st_mode), 0o600)
+            # The root CA verifies the issuing CA and the server certificate (openssl).
+            server_pem = os.path.join(ca, "server.pem")
+            r = subprocess.run(["openssl", "verify", "-CAfile", e["root_ca"], "-untrusted",
+                                os.path.join(ca, "issuing-ca.pem"), server_pem],
+                               capture_output=True, text=True)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            text = subprocess.run(["openssl", "x509", "-in", server_pem, "-noout", "-text"],
+                                  capture_output=True, text=True).stdout
+            for san in ("DNS:localhost", "IP Address:127.0.0.1", "IP Address:0:0:0:0:0:0:0:1"):
+                self.assertIn(san, text)
+            self.assertIn("ASN1 OID: prime256v1", subprocess.run(
+                ["openssl", "x509", "-in", e["root_ca"], "-noout", "-text"],
+                capture_output=True, text=True).stdout)
+            # The credentials file is what the aws CLI reads.
+            cp = configparser.ConfigParser()
+            cp.read(e["credentials_file"])
+            key_id = cp["default"]["aws_access_key_id"]
+            if shutil.which("aws"):
+                env = dict(os.environ, AWS_SHARED_CREDENTIALS_FILE=e["credentials_file"],
+                           AWS_CONFIG_FILE=e["aws_config_file"])
+                got = subprocess.run(["aws", "configure", "get", "aws_access_key_id"], env=env,
+                                     capture_output=True, text=True).stdout.strip()
+                self.assertEqual(got, key_id)
+                region = subprocess.run(["aws", "configure", "get", "region"], env=env,
+                                        capture_output=True, text=True).stdout.strip()
+                self.assertEqual(region, "us-east-1")
+            # The registry is a real SQLite file with the schema.
+            r = subprocess.run(["sqlite3", e["registry"], "PRAGMA user_version;", ".tables"],
+                               capture_output=True, text=True)
+            self.assertEqual(r.stdout.split()[0], "1")
+            self.assertIn("certificates", r.stdout)
+            # A second server on the same folder is refused.
+            second = subprocess.run([FLEETKEYD, "--data-dir", self.data, "--mqtt-port", "0",
+                                     "--api-port", "0", "--quiet"],
+                                    capture_output=True, text=True, timeout=30)
+            self.assertEqual(second.returncode, 1)
+            self.assertIn("another fleetkeyd is using", second.stderr)
+        finally:
+            code, out, err = d.stop()
+        self.assertEqual(code, 0, err)
+        self.assertIn("fleetkeyd.stopped", err)
+        self.assertIn("curl -s http://127.0.0.1:", out)  # what to try next
+        self.assertFalse(os.path.exists(os.path.join(self.data, "endpoints.json")))
+
+    def test_restart_keeps_identity(self):
+        d = Fleetkeyd(self.data, "--quiet")
+        root = read(d.endpoints["root_ca"])
+        creds = read(d.endpoints["credentials_file"])
+        self.assertEqual(d.stop()[0], 0)
+        d = Fleetkeyd(self.data, "--quiet")
+        try:
+            self.assertEqual(read(d.endpoints["root_ca"]), root)
+            self.assertEqual(read(d.endpoints["credentials_file"]), creds)
+        finally:
+            self.assertEqual(d.stop()[0], 0)
+
+    def test_bad_config_names_the_key(self):
+        cfg = os.path.join(self.tmp, "bad.toml")
+        with open(cfg, "w") as f:
+            f.write("[mqtt]\nport = 'eighty'\n")
+        r = subprocess.run([FLEETKEYD, "--config", cfg, "--data-dir", self.data],
+                           capture_output=True, text=True, timeout=30)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("mqtt.port", r.stderr)
+        self.assertFalse(os.path.exists(self.data))  # nothing was created
+
+    def test_config_file_settings_apply(self):
+        cfg = os.path.join(self.tmp, "fleetkey.toml")
+        with open(cfg, "w") as f:
+            f.write('[ca]\nkey_type = "rsa-3072"\nserver_names = ["iot.example.test"]\n'
+                    '[aws]\nregion = "eu-central-1"\n')
+        d = Fleetkeyd(self.data, "--config", cfg, "--quiet")
+        try:
+            self.assertEqual(d.endpoints["region"], "eu-central-1")
+            text = subprocess.run(["openssl", "x509", "-in", d.endpoints["root_ca"], "-noout",
+                                   "-text"], capture_output=True, text=True).stdout
+            self.assertIn("Public-Key: (3072 bit)", text)
+            server = subprocess.run(["openssl", "x509", "-in",
+                                     os.path.join(self.data, "ca", "server.pem"), "-noout",
+                                     "-text"], capture_output=True, text=True).stdout
+            self.assertIn("DNS:iot.example.test", server)
+        finally:
+            self.assertEqual(d.stop()[0], 0)
+
+    def test_port_in_use_fails_with_reason(self):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        try:
+            r = subprocess.run([FLEETKEYD, "--data-dir", self.data, "--mqtt-port", "0",
+                                "--api-port", str(port), "--quiet"],
+                               capture_output=True, text=True, timeout=30)
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("cannot listen on 127.0.0.1:%d" % port, r.stderr)
+        finally:
+            s.close()
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
