@@ -222,6 +222,9 @@ class Registry {
   // Runs `query` on a consistent snapshot of committed data.
   Status read(const std::function<Status(Txn&)>& query);
 
+  // Storage commits so far (each one fsync); with group commit, fewer than write() calls.
+  std::uint64_t commits() const { return committer_.commits(); }
+
   // Listeners hear each committed change's events, in commit order per writing thread.
   int add_listener(RegistryListener listener);
   void remove_listener(int id);
