@@ -74,8 +74,12 @@ void BM_IssueWithNewKey(benchmark::State& state, crypto::KeySpec key) {
   }
   state.SetItemsProcessed(state.iterations());
 }
-void BM_IssueWithNewKey_RSA2048(benchmark::State& s) { BM_IssueWithNewKey(s, crypto::KeySpec::rsa(2048)); }
-void BM_IssueWithNewKey_P256(benchmark::State& s) { BM_IssueWithNewKey(s, crypto::KeySpec::ec_p256()); }
+void BM_IssueWithNewKey_RSA2048(benchmark::State& s) {
+  BM_IssueWithNewKey(s, crypto::KeySpec::rsa(2048));
+}
+void BM_IssueWithNewKey_P256(benchmark::State& s) {
+  BM_IssueWithNewKey(s, crypto::KeySpec::ec_p256());
+}
 
 BENCHMARK(BM_IssueFromCsr_P256)->Threads(1)->Threads(2)->UseRealTime();
 BENCHMARK(BM_IssueFromCsr_RSA2048)->Threads(1)->Threads(2)->UseRealTime();

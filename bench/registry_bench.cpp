@@ -29,7 +29,8 @@ struct Fixture {
 
   Fixture() {
     log::set_min_level(log::Level::kError);
-    dir = (std::filesystem::temp_directory_path() / ("fk_registry_bench_" + std::to_string(::getpid())))
+    dir = (std::filesystem::temp_directory_path() /
+           ("fk_registry_bench_" + std::to_string(::getpid())))
               .string();
     std::filesystem::remove_all(dir);
     std::filesystem::create_directories(dir);
@@ -39,7 +40,9 @@ struct Fixture {
     store = std::move(storage::SqliteStore::open(dir + "/registry.db").value());
     registry = std::make_unique<registry::Registry>(*store, *ca, SystemClock::instance());
     (void)registry->write([](registry::Txn& t) {
-      return t.create_policy("device", R"({"Statement":[{"Effect":"Allow","Action":"iot:*","Resource":"*"}]})")
+      return t
+          .create_policy("device",
+                         R"({"Statement":[{"Effect":"Allow","Action":"iot:*","Resource":"*"}]})")
           .status();
     });
   }
@@ -54,12 +57,13 @@ struct Fixture {
     std::string name = "dev-" + std::to_string(i);
     crypto::CertificateInfo info;
     info.certificate_id = crypto::random_hex(32);
-    info.pem = "-----BEGIN CERTIFICATE-----\n" + std::string(600, 'A') + "\n-----END CERTIFICATE-----\n";
+    info.pem =
+        "-----BEGIN CERTIFICATE-----\n" + std::string(600, 'A') + "\n-----END CERTIFICATE-----\n";
     info.subject = "CN=" + name;
     return registry->write([&](registry::Txn& t) -> Status {
       FK_RETURN_IF_ERROR(t.create_thing({name, "", {{"serial", std::to_string(i)}}}).status());
-      FK_ASSIGN_OR_RETURN(auto cert,
-                          t.record_certificate({info, "bench", storage::CertificateStatus::kActive}));
+      FK_ASSIGN_OR_RETURN(
+          auto cert, t.record_certificate({info, "bench", storage::CertificateStatus::kActive}));
       std::string arn = registry->config().arns.certificate(cert.certificate_id);
       FK_RETURN_IF_ERROR(t.attach_policy("device", arn));
       return t.attach_thing_principal(name, arn);
@@ -75,7 +79,8 @@ void BM_RegistryTxn_Sequential(benchmark::State& state) {
     if (!st.is_ok()) state.SkipWithError(st.message().c_str());
   }
   double commits = static_cast<double>(f.registry->commits() - commits_before);
-  state.counters["txn_per_commit"] = commits > 0 ? static_cast<double>(state.iterations()) / commits : 0;
+  state.counters["txn_per_commit"] =
+      commits > 0 ? static_cast<double>(state.iterations()) / commits : 0;
   state.SetItemsProcessed(state.iterations());
 }
 

@@ -12,7 +12,7 @@ echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(nproc) cores, $(openssl version)"
 if [[ $what == all || $what == ca ]]; then
   echo "## openssl speed (the crypto-bound reference)"
   speed=$(openssl speed -seconds 3 ecdsap256 rsa2048 2>/dev/null)
-  echo "$speed" | grep -E '^(rsa 2048|256 bits ecdsa)'
+  echo "$speed" | grep -E '^ *(rsa 2048|256 bits ecdsa)'
   rsa_verify=$(echo "$speed" | awk '/^rsa 2048 bits/ {print $NF}')
   ec_sign=$(echo "$speed" | awk '/^ *256 bits ecdsa/ {print $(NF-1)}')
   ec_verify=$(echo "$speed" | awk '/^ *256 bits ecdsa/ {print $NF}')

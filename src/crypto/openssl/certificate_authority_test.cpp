@@ -22,8 +22,9 @@ using ossl::Pkey;
 
 constexpr EpochSeconds kNow = 1795000000;  // 2026-11-18
 
-// A CSR for `key` with subject CN=`cn`, signed with SHA-256.
-std::string make_csr(EVP_PKEY* key, const std::string& cn = "locker-controller-101") {
+// A CSR for `key` with subject CN=`cn`, signed with `md` (SHA-256 by default).
+std::string make_csr(EVP_PKEY* key, const std::string& cn = "locker-controller-101",
+                     const EVP_MD* md_override = nullptr) {
   ossl::Req req(X509_REQ_new());
   X509_NAME* name = X509_REQ_get_subject_name(req.get());
   X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8,
@@ -31,6 +32,7 @@ std::string make_csr(EVP_PKEY* key, const std::string& cn = "locker-controller-1
                              static_cast<int>(cn.size()), -1, 0);
   X509_REQ_set_pubkey(req.get(), key);
   const EVP_MD* md = EVP_PKEY_get_base_id(key) == EVP_PKEY_ED25519 ? nullptr : EVP_sha256();
+  if (md_override != nullptr) md = md_override;
   EXPECT_GT(X509_REQ_sign(req.get(), key, md), 0);
   ossl::Bio bio(BIO_new(BIO_s_mem()));
   PEM_write_bio_X509_REQ(bio.get(), req.get());
@@ -156,6 +158,7 @@ TEST_F(CaTest, IssuesFromCsrWithAwsProperties) {
     EXPECT_TRUE(
         verify_chain(c.pem, {ca->root_certificate().pem}, {ca->issuing_certificate().pem}, kNow)
             .is_ok());
+    EXPECT_EQ(X509_check_private_key(cert->get(), key.get()), 1) << "public key copied wrongly";
     EXPECT_EQ(X509_check_purpose(cert->get(), X509_PURPOSE_SSL_CLIENT, 0), 1);
     EXPECT_NE(X509_check_purpose(cert->get(), X509_PURPOSE_SSL_SERVER, 0), 1);
   }
@@ -252,6 +255,45 @@ TEST_F(CaTest, RefusesOversizeCsr) {
   std::string big = "-----BEGIN CERTIFICATE REQUEST-----\n" + std::string(5000, 'A') +
                     "\n-----END CERTIFICATE REQUEST-----\n";
   expect_refused(*ca, big, "at most 4096 are allowed");
+}
+
+TEST_F(CaTest, CsrDigestsAndEncodings) {
+  auto ca = make_ca();
+  auto key = raw_key("EC", "P-256");
+  // SHA-1 and SHA-384 self-signatures are accepted (the certificate is signed with SHA-256).
+  EXPECT_TRUE(ca->issue_from_csr(make_csr(key.get(), "a", EVP_sha1()), {}).is_ok());
+  EXPECT_TRUE(ca->issue_from_csr(make_csr(key.get(), "a", EVP_sha384()), {}).is_ok());
+  auto rsa = rsa_key(2048);
+  expect_refused(*ca, make_csr(rsa.get(), "a", EVP_md5()), "digest MD5 is not accepted");
+  // The old "NEW CERTIFICATE REQUEST" armour is read too.
+  std::string csr = make_csr(key.get());
+  std::string old = csr;
+  old.replace(old.find("BEGIN CERTIFICATE REQUEST"), 25, "BEGIN NEW CERTIFICATE REQUEST");
+  old.replace(old.find("END CERTIFICATE REQUEST"), 23, "END NEW CERTIFICATE REQUEST");
+  EXPECT_TRUE(ca->issue_from_csr(old, {}).is_ok());
+  // The subject is reported field by field.
+  auto info = parse_csr(make_csr(key.get(), "locker-9"));
+  ASSERT_TRUE(info.is_ok());
+  EXPECT_EQ(info->subject, "CN=locker-9");
+  ASSERT_EQ(info->subject_fields.size(), 1u);
+  EXPECT_EQ(info->subject_fields[0].second, "locker-9");
+  EXPECT_EQ(info->key.description, "EC P-256");
+}
+
+TEST_F(CaTest, RefusesCorruptedDer) {
+  auto ca = make_ca();
+  auto key = raw_key("EC", "P-256");
+  std::string csr = make_csr(key.get());
+  // Flip one character inside the base64 body: either the DER breaks or the signature fails.
+  for (std::size_t pos : {std::size_t{60}, std::size_t{120}, csr.size() - 60}) {
+    std::string bad = csr;
+    bad[pos] = bad[pos] == 'A' ? 'B' : 'A';
+    auto r = ca->issue_from_csr(bad, {});
+    EXPECT_FALSE(r.is_ok()) << pos;
+    if (!r.is_ok()) {
+      EXPECT_EQ(r.status().code(), ErrorCode::kCertificateValidation);
+    }
+  }
 }
 
 TEST(X509, ParseCertificateRefusesGarbage) {

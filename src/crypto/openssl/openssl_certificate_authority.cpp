@@ -7,9 +7,11 @@
 #include <openssl/x509v3.h>
 
 #include <algorithm>
+#include <functional>
 
 #include "base/files.h"
 #include "base/log.h"
+#include "crypto/openssl/csr_reader.h"
 #include "crypto/openssl/ossl.h"
 #include "crypto/x509.h"
 
@@ -33,7 +35,7 @@ struct Extension {
 
 struct CertTemplate {
   X509_NAME* subject = nullptr;  // borrowed
-  EVP_PKEY* public_key = nullptr;
+  std::function<Status(X509*)> set_public_key;
   X509* issuer = nullptr;  // null: self-signed
   EVP_PKEY* signing_key = nullptr;
   EpochSeconds not_before = 0;
@@ -54,7 +56,7 @@ Result<Cert> build_certificate(const CertTemplate& t) {
   BN_free(bn);
   X509_set_subject_name(cert.get(), t.subject);
   X509_set_issuer_name(cert.get(), t.issuer ? X509_get_subject_name(t.issuer) : t.subject);
-  X509_set_pubkey(cert.get(), t.public_key);
+  FK_RETURN_IF_ERROR(t.set_public_key(cert.get()));
   if (!ASN1_TIME_set(X509_getm_notBefore(cert.get()), static_cast<time_t>(t.not_before)) ||
       !ASN1_TIME_set(X509_getm_notAfter(cert.get()), static_cast<time_t>(t.not_after)))
     return internal_error("cannot set validity: " + last_error());
@@ -72,6 +74,11 @@ Result<Cert> build_certificate(const CertTemplate& t) {
   if (X509_sign(cert.get(), t.signing_key, EVP_sha256()) <= 0)
     return internal_error("cannot sign certificate: " + last_error());
   return cert;
+}
+
+// The public-key step of a CertTemplate for a key we hold.
+std::function<Status(X509*)> key_of(EVP_PKEY* key) {
+  return [key](X509* cert) { return set_public_key(cert, key); };
 }
 
 Name make_name(const std::string& organization, const std::string& common_name) {
@@ -168,7 +175,7 @@ Result<std::unique_ptr<OpensslCertificateAuthority>> OpensslCertificateAuthority
     FK_ASSIGN_OR_RETURN(Pkey root_key, generate_key(config.ca_key));
     Name name = make_name(config.organization, config.organization + " Root CA");
     CertTemplate t{name.get(),
-                   root_key.get(),
+                   key_of(root_key.get()),
                    nullptr,
                    root_key.get(),
                    now - 60,
@@ -191,7 +198,7 @@ Result<std::unique_ptr<OpensslCertificateAuthority>> OpensslCertificateAuthority
     FK_ASSIGN_OR_RETURN(Pkey issuing_key, generate_key(config.ca_key));
     Name name = make_name(config.organization, config.organization + " Issuing CA 1");
     CertTemplate t{name.get(),
-                   issuing_key.get(),
+                   key_of(issuing_key.get()),
                    k.root_cert.get(),
                    root_key.get(),
                    now - 60,
@@ -237,7 +244,7 @@ Result<std::unique_ptr<OpensslCertificateAuthority>> OpensslCertificateAuthority
     FK_ASSIGN_OR_RETURN(Pkey server_key, generate_key(config.ca_key));
     Name name = make_name(config.organization, "fleetkeyd");
     CertTemplate t{name.get(),
-                   server_key.get(),
+                   key_of(server_key.get()),
                    k.issuing_cert.get(),
                    k.issuing_key.get(),
                    now - 60,
@@ -262,8 +269,8 @@ Result<std::unique_ptr<OpensslCertificateAuthority>> OpensslCertificateAuthority
 
 namespace {
 
-std::vector<Extension> device_extensions(EVP_PKEY* key) {
-  bool rsa = EVP_PKEY_get_base_id(key) == EVP_PKEY_RSA;
+std::vector<Extension> device_extensions(KeyType key) {
+  bool rsa = key == KeyType::kRsa;
   return {{NID_basic_constraints, "critical,CA:FALSE"},
           {NID_key_usage,
            rsa ? "critical,digitalSignature,keyEncipherment" : "critical,digitalSignature"},
@@ -274,39 +281,50 @@ std::vector<Extension> device_extensions(EVP_PKEY* key) {
 
 }  // namespace
 
+EpochSeconds OpensslCertificateAuthority::device_not_after(const IssueOptions& options,
+                                                           EpochSeconds now) const {
+  if (options.not_after) return *options.not_after;
+  return config_.device_validity_days > 0 ? now + config_.device_validity_days * kDay
+                                          : kAwsDefaultNotAfter;
+}
+
 Result<CertificateInfo> OpensslCertificateAuthority::issue_from_csr(std::string_view csr_pem,
                                                                     const IssueOptions& options) {
-  FK_ASSIGN_OR_RETURN(Req req, read_checked_csr(csr_pem, nullptr));
-  EVP_PKEY* key = X509_REQ_get0_pubkey(req.get());
-  X509_NAME* subject = X509_REQ_get_subject_name(req.get());
+  FK_ASSIGN_OR_RETURN(ParsedCsr csr, read_csr(csr_pem));
+  X509_NAME* subject = csr.subject();
   Name fallback;
   if (X509_NAME_entry_count(subject) == 0) {
     fallback = make_name("", options.common_name);
     subject = fallback.get();
   }
   const EpochSeconds now = clock_.now();
-  EpochSeconds not_after = options.not_after.value_or(
-      config_.device_validity_days > 0 ? now + config_.device_validity_days * kDay
-                                       : kAwsDefaultNotAfter);
-  CertTemplate t{subject, key,       keys_->issuing_cert.get(), keys_->issuing_key.get(),
-                 now,     not_after, device_extensions(key)};
+  CertTemplate t{subject,
+                 [&csr](X509* cert) { return csr.copy_public_key_to(cert); },
+                 keys_->issuing_cert.get(),
+                 keys_->issuing_key.get(),
+                 now,
+                 device_not_after(options, now),
+                 device_extensions(csr.info().key.type)};
   FK_ASSIGN_OR_RETURN(Cert cert, build_certificate(t));
-  return describe_cert(cert.get());
+  return describe_cert(cert.get(), &csr.info().key);
 }
 
 Result<IssuedWithKey> OpensslCertificateAuthority::issue_with_new_key(const KeySpec& spec,
                                                                       const IssueOptions& options) {
   FK_ASSIGN_OR_RETURN(Pkey key, generate_key(spec));
+  FK_ASSIGN_OR_RETURN(PublicKeyInfo key_info, describe_key(key.get()));
   Name subject = make_name("", options.common_name);
   const EpochSeconds now = clock_.now();
-  EpochSeconds not_after = options.not_after.value_or(
-      config_.device_validity_days > 0 ? now + config_.device_validity_days * kDay
-                                       : kAwsDefaultNotAfter);
-  CertTemplate t{subject.get(), key.get(), keys_->issuing_cert.get(),   keys_->issuing_key.get(),
-                 now,           not_after, device_extensions(key.get())};
+  CertTemplate t{subject.get(),
+                 key_of(key.get()),
+                 keys_->issuing_cert.get(),
+                 keys_->issuing_key.get(),
+                 now,
+                 device_not_after(options, now),
+                 device_extensions(key_info.type)};
   FK_ASSIGN_OR_RETURN(Cert cert, build_certificate(t));
   IssuedWithKey out;
-  out.certificate = describe_cert(cert.get());
+  out.certificate = describe_cert(cert.get(), &key_info);
   FK_ASSIGN_OR_RETURN(out.keys.private_key_pem, private_key_to_pem(key.get()));
   FK_ASSIGN_OR_RETURN(out.keys.public_key_pem, public_key_to_pem(key.get()));
   return out;

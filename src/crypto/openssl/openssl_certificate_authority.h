@@ -54,6 +54,7 @@ class OpensslCertificateAuthority final : public CertificateAuthority {
  private:
   struct Keys;
   OpensslCertificateAuthority(CaPaths paths, CaConfig config, const Clock& clock);
+  EpochSeconds device_not_after(const IssueOptions& options, EpochSeconds now) const;
 
   CaPaths paths_;
   CaConfig config_;

@@ -143,8 +143,6 @@ Result<PublicKeyInfo> describe_key(EVP_PKEY* key) {
   }
 }
 
-namespace {
-
 std::string name_to_string(const X509_NAME* name) {
   Bio bio(BIO_new(BIO_s_mem()));
   X509_NAME_print_ex(bio.get(), name, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB);
@@ -168,6 +166,8 @@ NameFields name_fields(const X509_NAME* name) {
   return out;
 }
 
+namespace {
+
 EpochSeconds to_epoch(const ASN1_TIME* t) {
   std::tm tm{};
   if (ASN1_TIME_to_tm(t, &tm) != 1) return 0;
@@ -176,37 +176,7 @@ EpochSeconds to_epoch(const ASN1_TIME* t) {
 
 }  // namespace
 
-Result<Req> read_checked_csr(std::string_view pem, CsrInfo* info) {
-  auto validation = [](std::string m) {
-    return Status(ErrorCode::kCertificateValidation, std::move(m));
-  };
-  if (pem.size() > kMaxCsrPemChars)
-    return validation("CSR is " + std::to_string(pem.size()) + " characters; at most " +
-                      std::to_string(kMaxCsrPemChars) + " are allowed");
-  if (pem.find("-----BEGIN CERTIFICATE REQUEST-----") == std::string_view::npos &&
-      pem.find("-----BEGIN NEW CERTIFICATE REQUEST-----") == std::string_view::npos)
-    return validation("not a PEM CSR (no '-----BEGIN CERTIFICATE REQUEST-----' line)");
-  ERR_clear_error();
-  Bio bio = mem_bio(pem);
-  Req req(PEM_read_bio_X509_REQ(bio.get(), nullptr, nullptr, nullptr));
-  if (!req) return validation("CSR cannot be parsed: " + last_error());
-  EVP_PKEY* key = X509_REQ_get0_pubkey(req.get());
-  if (key == nullptr) return validation("CSR has no readable public key: " + last_error());
-  FK_ASSIGN_OR_RETURN(PublicKeyInfo key_info, describe_key(key));
-  if (X509_REQ_verify(req.get(), key) != 1) {
-    ERR_clear_error();
-    return validation("CSR signature does not verify with the CSR's public key");
-  }
-  if (info != nullptr) {
-    const X509_NAME* subject = X509_REQ_get_subject_name(req.get());
-    info->key = key_info;
-    info->subject = name_to_string(subject);
-    info->subject_fields = name_fields(subject);
-  }
-  return req;
-}
-
-CertificateInfo describe_cert(X509* cert) {
+CertificateInfo describe_cert(X509* cert, const PublicKeyInfo* known_key) {
   CertificateInfo info;
   unsigned char* der = nullptr;
   int len = i2d_X509(cert, &der);
@@ -231,7 +201,9 @@ CertificateInfo describe_cert(X509* cert) {
   }
   info.not_before = to_epoch(X509_get0_notBefore(cert));
   info.not_after = to_epoch(X509_get0_notAfter(cert));
-  if (EVP_PKEY* key = X509_get0_pubkey(cert)) {
+  if (known_key != nullptr) {
+    info.key = *known_key;
+  } else if (EVP_PKEY* key = X509_get0_pubkey(cert)) {
     auto k = describe_key(key);
     if (k.is_ok()) {
       info.key = *k;

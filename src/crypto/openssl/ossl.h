@@ -50,10 +50,10 @@ Result<std::string> public_key_to_pem(EVP_PKEY* key);   // SPKI
 
 Result<Pkey> generate_key(const KeySpec& spec);
 Result<PublicKeyInfo> describe_key(EVP_PKEY* key);
-CertificateInfo describe_cert(X509* cert);
+// Facts about `cert`; `known_key` spares decoding its public key again (slow in OpenSSL 3.0).
+CertificateInfo describe_cert(X509* cert, const PublicKeyInfo* known_key = nullptr);
 
-// Parses a PEM CSR and checks size, self-signature and key policy (see crypto::parse_csr);
-// fills `info` when given.
-Result<Req> read_checked_csr(std::string_view pem, CsrInfo* info);
+std::string name_to_string(const X509_NAME* name);  // RFC 2253
+NameFields name_fields(const X509_NAME* name);
 
 }  // namespace fk::crypto::ossl

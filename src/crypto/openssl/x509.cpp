@@ -8,6 +8,7 @@
 #include <openssl/x509v3.h>
 
 #include "base/strings.h"
+#include "crypto/openssl/csr_reader.h"
 #include "crypto/openssl/ossl.h"
 
 namespace fk::crypto {
@@ -41,9 +42,8 @@ std::string random_uuid() {
 }
 
 Result<CsrInfo> parse_csr(std::string_view pem) {
-  CsrInfo info;
-  FK_RETURN_IF_ERROR(read_checked_csr(pem, &info).status());
-  return info;
+  FK_ASSIGN_OR_RETURN(ParsedCsr csr, read_csr(pem));
+  return csr.info();
 }
 
 Result<CertificateInfo> parse_certificate(std::string_view pem) {

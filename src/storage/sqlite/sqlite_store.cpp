@@ -118,6 +118,12 @@ class SqliteConnection {
     FK_RETURN_IF_ERROR(conn->exec(options.synchronous_full ? "PRAGMA synchronous=FULL"
                                                            : "PRAGMA synchronous=NORMAL"));
     FK_RETURN_IF_ERROR(conn->exec("PRAGMA foreign_keys=ON"));
+    // A large page cache keeps a group commit's dirty pages in memory until the commit instead
+    // of spilling them to the WAL mid-transaction; checkpoints run every ~16 MB of WAL rather
+    // than every 4 MB, off most commits' path.
+    FK_RETURN_IF_ERROR(conn->exec("PRAGMA cache_size=-65536"));
+    FK_RETURN_IF_ERROR(conn->exec("PRAGMA wal_autocheckpoint=4000"));
+    FK_RETURN_IF_ERROR(conn->exec("PRAGMA temp_store=MEMORY"));
     return conn;
   }
 
