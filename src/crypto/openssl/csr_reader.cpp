@@ -25,13 +25,14 @@ typedef struct fk_spki_st {
   ASN1_BIT_STRING* public_key;
 } FK_SPKI;
 
-ASN1_SEQUENCE(FK_SPKI) = {
-    ASN1_SIMPLE(FK_SPKI, algorithm, X509_ALGOR),
-    ASN1_SIMPLE(FK_SPKI, public_key, ASN1_BIT_STRING),
+ASN1_SEQUENCE(FK_SPKI) =
+    {
+        ASN1_SIMPLE(FK_SPKI, algorithm, X509_ALGOR),
+        ASN1_SIMPLE(FK_SPKI, public_key, ASN1_BIT_STRING),
 } ASN1_SEQUENCE_END(FK_SPKI)
 
-// CertificationRequestInfo (RFC 2986 4.1), keeping its original DER for the signature check.
-typedef struct fk_req_info_st {
+    // CertificationRequestInfo (RFC 2986 4.1), keeping its original DER for the signature check.
+    typedef struct fk_req_info_st {
   ASN1_ENCODING enc;
   ASN1_INTEGER* version;
   X509_NAME* subject;
@@ -39,40 +40,41 @@ typedef struct fk_req_info_st {
   STACK_OF(X509_ATTRIBUTE) * attributes;
 } FK_REQ_INFO;
 
-ASN1_SEQUENCE_enc(FK_REQ_INFO, enc, NULL) = {
-    ASN1_SIMPLE(FK_REQ_INFO, version, ASN1_INTEGER),
-    ASN1_SIMPLE(FK_REQ_INFO, subject, X509_NAME),
-    ASN1_SIMPLE(FK_REQ_INFO, spki, FK_SPKI),
-    ASN1_IMP_SET_OF_OPT(FK_REQ_INFO, attributes, X509_ATTRIBUTE, 0),
+ASN1_SEQUENCE_enc(FK_REQ_INFO, enc, NULL) =
+    {
+        ASN1_SIMPLE(FK_REQ_INFO, version, ASN1_INTEGER),
+        ASN1_SIMPLE(FK_REQ_INFO, subject, X509_NAME),
+        ASN1_SIMPLE(FK_REQ_INFO, spki, FK_SPKI),
+        ASN1_IMP_SET_OF_OPT(FK_REQ_INFO, attributes, X509_ATTRIBUTE, 0),
 } ASN1_SEQUENCE_END_enc(FK_REQ_INFO, FK_REQ_INFO)
 
-typedef struct fk_req_st {
+        typedef struct fk_req_st {
   FK_REQ_INFO* info;
   X509_ALGOR* signature_algorithm;
   ASN1_BIT_STRING* signature;
 } FK_REQ;
 
-ASN1_SEQUENCE(FK_REQ) = {
-    ASN1_SIMPLE(FK_REQ, info, FK_REQ_INFO),
-    ASN1_SIMPLE(FK_REQ, signature_algorithm, X509_ALGOR),
-    ASN1_SIMPLE(FK_REQ, signature, ASN1_BIT_STRING),
+ASN1_SEQUENCE(FK_REQ) =
+    {
+        ASN1_SIMPLE(FK_REQ, info, FK_REQ_INFO),
+        ASN1_SIMPLE(FK_REQ, signature_algorithm, X509_ALGOR),
+        ASN1_SIMPLE(FK_REQ, signature, ASN1_BIT_STRING),
 } ASN1_SEQUENCE_END(FK_REQ)
 
-// RSAPublicKey (RFC 8017 A.1.1).
-typedef struct fk_rsa_pub_st {
+    // RSAPublicKey (RFC 8017 A.1.1).
+    typedef struct fk_rsa_pub_st {
   ASN1_INTEGER* n;
   ASN1_INTEGER* e;
 } FK_RSA_PUB;
 
-ASN1_SEQUENCE(FK_RSA_PUB) = {
-    ASN1_SIMPLE(FK_RSA_PUB, n, ASN1_INTEGER),
-    ASN1_SIMPLE(FK_RSA_PUB, e, ASN1_INTEGER),
+ASN1_SEQUENCE(FK_RSA_PUB) =
+    {
+        ASN1_SIMPLE(FK_RSA_PUB, n, ASN1_INTEGER),
+        ASN1_SIMPLE(FK_RSA_PUB, e, ASN1_INTEGER),
 } ASN1_SEQUENCE_END(FK_RSA_PUB)
 
-DECLARE_ASN1_FUNCTIONS(FK_REQ)
-IMPLEMENT_ASN1_FUNCTIONS(FK_REQ)
-DECLARE_ASN1_FUNCTIONS(FK_RSA_PUB)
-IMPLEMENT_ASN1_FUNCTIONS(FK_RSA_PUB)
+        DECLARE_ASN1_FUNCTIONS(FK_REQ) IMPLEMENT_ASN1_FUNCTIONS(FK_REQ)
+            DECLARE_ASN1_FUNCTIONS(FK_RSA_PUB) IMPLEMENT_ASN1_FUNCTIONS(FK_RSA_PUB)
 
 }  // extern "C"
 
@@ -82,7 +84,9 @@ namespace fk::crypto::ossl {
 
 namespace {
 
-Status validation(std::string m) { return {ErrorCode::kCertificateValidation, std::move(m)}; }
+Status validation(std::string m) {
+  return {ErrorCode::kCertificateValidation, std::move(m)};
+}
 
 struct FkReqFree {
   void operator()(FK_REQ* p) const { FK_REQ_free(p); }
@@ -95,7 +99,8 @@ struct MdCtxFree {
 };
 
 Result<Pkey> from_params(const char* type, OSSL_PARAM* params) {
-  std::unique_ptr<EVP_PKEY_CTX, PkeyCtxFree> ctx(EVP_PKEY_CTX_new_from_name(nullptr, type, nullptr));
+  std::unique_ptr<EVP_PKEY_CTX, PkeyCtxFree> ctx(
+      EVP_PKEY_CTX_new_from_name(nullptr, type, nullptr));
   EVP_PKEY* key = nullptr;
   if (!ctx || EVP_PKEY_fromdata_init(ctx.get()) != 1 ||
       EVP_PKEY_fromdata(ctx.get(), &key, EVP_PKEY_PUBLIC_KEY, params) != 1) {
@@ -137,8 +142,7 @@ Result<Pkey> import_key(const FK_SPKI* spki, PublicKeyInfo& info) {
     }
     OSSL_PARAM params[] = {
         OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, const_cast<char*>(group), 0),
-        OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY,
-                                          const_cast<unsigned char*>(bits),
+        OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, const_cast<unsigned char*>(bits),
                                           static_cast<size_t>(nbits)),
         OSSL_PARAM_construct_end()};
     return from_params("EC", params);
@@ -146,7 +150,7 @@ Result<Pkey> import_key(const FK_SPKI* spki, PublicKeyInfo& info) {
   if (nid == NID_rsaEncryption) {
     const unsigned char* p = bits;
     std::unique_ptr<FK_RSA_PUB, decltype(&FK_RSA_PUB_free)> rsa(d2i_FK_RSA_PUB(nullptr, &p, nbits),
-                                                               &FK_RSA_PUB_free);
+                                                                &FK_RSA_PUB_free);
     if (!rsa) {
       ERR_clear_error();
       return validation("the CSR's RSA public key is malformed");
@@ -166,8 +170,8 @@ Result<Pkey> import_key(const FK_SPKI* spki, PublicKeyInfo& info) {
                                                                         &OSSL_PARAM_BLD_free);
     OSSL_PARAM_BLD_push_BN(bld.get(), OSSL_PKEY_PARAM_RSA_N, n.get());
     OSSL_PARAM_BLD_push_BN(bld.get(), OSSL_PKEY_PARAM_RSA_E, e.get());
-    std::unique_ptr<OSSL_PARAM, decltype(&OSSL_PARAM_free)> params(OSSL_PARAM_BLD_to_param(bld.get()),
-                                                                   &OSSL_PARAM_free);
+    std::unique_ptr<OSSL_PARAM, decltype(&OSSL_PARAM_free)> params(
+        OSSL_PARAM_BLD_to_param(bld.get()), &OSSL_PARAM_free);
     return from_params("RSA", params.get());
   }
   const char* name = nid == NID_undef ? "unknown" : OBJ_nid2sn(nid);
@@ -187,7 +191,9 @@ ParsedCsr::~ParsedCsr() = default;
 ParsedCsr::ParsedCsr(ParsedCsr&&) noexcept = default;
 ParsedCsr& ParsedCsr::operator=(ParsedCsr&&) noexcept = default;
 
-X509_NAME* ParsedCsr::subject() const { return raw_->req->info->subject; }
+X509_NAME* ParsedCsr::subject() const {
+  return raw_->req->info->subject;
+}
 
 Status ParsedCsr::copy_public_key_to(X509* cert) const {
   const FK_SPKI* spki = raw_->req->info->spki;
@@ -204,7 +210,8 @@ Status ParsedCsr::copy_public_key_to(X509* cert) const {
   const int len = ASN1_STRING_length(spki->public_key);
   auto* copy = static_cast<unsigned char*>(OPENSSL_malloc(static_cast<size_t>(len)));
   std::memcpy(copy, ASN1_STRING_get0_data(spki->public_key), static_cast<size_t>(len));
-  if (X509_PUBKEY_set0_param(X509_get_X509_PUBKEY(cert), OBJ_dup(alg), ptype, param, copy, len) != 1) {
+  if (X509_PUBKEY_set0_param(X509_get_X509_PUBKEY(cert), OBJ_dup(alg), ptype, param, copy, len) !=
+      1) {
     OPENSSL_free(copy);
     return internal_error("cannot set the certificate's public key: " + last_error());
   }
@@ -245,10 +252,9 @@ Result<ParsedCsr> read_csr(std::string_view pem) {
     return validation(std::string("CSR signature algorithm ") +
                       (sig_nid == NID_undef ? "unknown" : OBJ_nid2sn(sig_nid)) +
                       " is not supported");
-  const int key_nid = out.info_.key.type == KeyType::kRsa ? NID_rsaEncryption
-                                                          : NID_X9_62_id_ecPublicKey;
-  if (pkey_nid != key_nid)
-    return validation("CSR signature algorithm does not match its key type");
+  const int key_nid =
+      out.info_.key.type == KeyType::kRsa ? NID_rsaEncryption : NID_X9_62_id_ecPublicKey;
+  if (pkey_nid != key_nid) return validation("CSR signature algorithm does not match its key type");
   const EVP_MD* md = EVP_get_digestbynid(md_nid);
   // SHA-1 is accepted as AWS does (the certificate itself is always signed with SHA-256);
   // MD5 and MD4 are not.
@@ -271,7 +277,8 @@ Result<ParsedCsr> read_csr(std::string_view pem) {
 
 Status set_public_key(X509* cert, EVP_PKEY* key) {
   if (EVP_PKEY_get_base_id(key) != EVP_PKEY_EC) {
-    if (X509_set_pubkey(cert, key) != 1) return internal_error("cannot set public key: " + last_error());
+    if (X509_set_pubkey(cert, key) != 1)
+      return internal_error("cannot set public key: " + last_error());
     return Status::ok();
   }
   char group[64] = {0};
@@ -280,8 +287,8 @@ Status set_public_key(X509* cert, EVP_PKEY* key) {
   size_t point_len = 0;
   if (EVP_PKEY_get_utf8_string_param(key, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof group,
                                      &group_len) != 1 ||
-      EVP_PKEY_get_octet_string_param(key, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, point,
-                                      sizeof point, &point_len) != 1)
+      EVP_PKEY_get_octet_string_param(key, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, point, sizeof point,
+                                      &point_len) != 1)
     return internal_error("cannot read the EC public key: " + last_error());
   int curve = OBJ_txt2nid(group);
   if (curve == NID_undef) curve = EC_curve_nist2nid(group);
