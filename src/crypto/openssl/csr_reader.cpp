@@ -18,6 +18,7 @@
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 
 extern "C" {
+// clang-format off
 
 // SubjectPublicKeyInfo with the key left as its BIT STRING (RFC 5280 4.1).
 typedef struct fk_spki_st {
@@ -25,57 +26,57 @@ typedef struct fk_spki_st {
   ASN1_BIT_STRING* public_key;
 } FK_SPKI;
 
-ASN1_SEQUENCE(FK_SPKI) =
-    {
-        ASN1_SIMPLE(FK_SPKI, algorithm, X509_ALGOR),
-        ASN1_SIMPLE(FK_SPKI, public_key, ASN1_BIT_STRING),
+ASN1_SEQUENCE(FK_SPKI) = {
+  ASN1_SIMPLE(FK_SPKI, algorithm, X509_ALGOR),
+  ASN1_SIMPLE(FK_SPKI, public_key, ASN1_BIT_STRING),
 } ASN1_SEQUENCE_END(FK_SPKI)
 
-    // CertificationRequestInfo (RFC 2986 4.1), keeping its original DER for the signature check.
-    typedef struct fk_req_info_st {
+// CertificationRequestInfo (RFC 2986 4.1), keeping its original DER for the signature check.
+typedef struct fk_req_info_st {
   ASN1_ENCODING enc;
   ASN1_INTEGER* version;
   X509_NAME* subject;
   FK_SPKI* spki;
-  STACK_OF(X509_ATTRIBUTE) * attributes;
+  STACK_OF(X509_ATTRIBUTE)* attributes;
 } FK_REQ_INFO;
 
-ASN1_SEQUENCE_enc(FK_REQ_INFO, enc, NULL) =
-    {
-        ASN1_SIMPLE(FK_REQ_INFO, version, ASN1_INTEGER),
-        ASN1_SIMPLE(FK_REQ_INFO, subject, X509_NAME),
-        ASN1_SIMPLE(FK_REQ_INFO, spki, FK_SPKI),
-        ASN1_IMP_SET_OF_OPT(FK_REQ_INFO, attributes, X509_ATTRIBUTE, 0),
+ASN1_SEQUENCE_enc(FK_REQ_INFO, enc, NULL) = {
+  ASN1_SIMPLE(FK_REQ_INFO, version, ASN1_INTEGER),
+  ASN1_SIMPLE(FK_REQ_INFO, subject, X509_NAME),
+  ASN1_SIMPLE(FK_REQ_INFO, spki, FK_SPKI),
+  ASN1_IMP_SET_OF_OPT(FK_REQ_INFO, attributes, X509_ATTRIBUTE, 0),
 } ASN1_SEQUENCE_END_enc(FK_REQ_INFO, FK_REQ_INFO)
 
-        typedef struct fk_req_st {
+// CertificationRequest (RFC 2986 4.2).
+typedef struct fk_req_st {
   FK_REQ_INFO* info;
   X509_ALGOR* signature_algorithm;
   ASN1_BIT_STRING* signature;
 } FK_REQ;
 
-ASN1_SEQUENCE(FK_REQ) =
-    {
-        ASN1_SIMPLE(FK_REQ, info, FK_REQ_INFO),
-        ASN1_SIMPLE(FK_REQ, signature_algorithm, X509_ALGOR),
-        ASN1_SIMPLE(FK_REQ, signature, ASN1_BIT_STRING),
+ASN1_SEQUENCE(FK_REQ) = {
+  ASN1_SIMPLE(FK_REQ, info, FK_REQ_INFO),
+  ASN1_SIMPLE(FK_REQ, signature_algorithm, X509_ALGOR),
+  ASN1_SIMPLE(FK_REQ, signature, ASN1_BIT_STRING),
 } ASN1_SEQUENCE_END(FK_REQ)
 
-    // RSAPublicKey (RFC 8017 A.1.1).
-    typedef struct fk_rsa_pub_st {
+// RSAPublicKey (RFC 8017 A.1.1).
+typedef struct fk_rsa_pub_st {
   ASN1_INTEGER* n;
   ASN1_INTEGER* e;
 } FK_RSA_PUB;
 
-ASN1_SEQUENCE(FK_RSA_PUB) =
-    {
-        ASN1_SIMPLE(FK_RSA_PUB, n, ASN1_INTEGER),
-        ASN1_SIMPLE(FK_RSA_PUB, e, ASN1_INTEGER),
+ASN1_SEQUENCE(FK_RSA_PUB) = {
+  ASN1_SIMPLE(FK_RSA_PUB, n, ASN1_INTEGER),
+  ASN1_SIMPLE(FK_RSA_PUB, e, ASN1_INTEGER),
 } ASN1_SEQUENCE_END(FK_RSA_PUB)
 
-        DECLARE_ASN1_FUNCTIONS(FK_REQ) IMPLEMENT_ASN1_FUNCTIONS(FK_REQ)
-            DECLARE_ASN1_FUNCTIONS(FK_RSA_PUB) IMPLEMENT_ASN1_FUNCTIONS(FK_RSA_PUB)
+DECLARE_ASN1_FUNCTIONS(FK_REQ)
+IMPLEMENT_ASN1_FUNCTIONS(FK_REQ)
+DECLARE_ASN1_FUNCTIONS(FK_RSA_PUB)
+IMPLEMENT_ASN1_FUNCTIONS(FK_RSA_PUB)
 
+// clang-format on
 }  // extern "C"
 
 #pragma GCC diagnostic pop
