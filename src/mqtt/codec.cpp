@@ -6,8 +6,8 @@ namespace fk::mqtt {
 
 const char* to_string(PacketType type) {
   static constexpr std::array<const char*, 16> kNames = {
-      "RESERVED", "CONNECT", "CONNACK",  "PUBLISH", "PUBACK",      "PUBREC",
-      "PUBREL",   "PUBCOMP", "SUBSCRIBE", "SUBACK", "UNSUBSCRIBE", "UNSUBACK",
+      "RESERVED", "CONNECT",  "CONNACK",    "PUBLISH", "PUBACK",      "PUBREC",
+      "PUBREL",   "PUBCOMP",  "SUBSCRIBE",  "SUBACK",  "UNSUBSCRIBE", "UNSUBACK",
       "PINGREQ",  "PINGRESP", "DISCONNECT", "AUTH"};
   return kNames[static_cast<std::size_t>(type) & 0x0f];
 }
@@ -102,8 +102,8 @@ Decoded<std::optional<Frame>> FrameReader::next() {
   const std::size_t total = i + 1 + length;
   if (total > max_)
     return DecodeError{reason::kPacketTooLarge, "packet of " + std::to_string(total) +
-                                                     " bytes is larger than the maximum of " +
-                                                     std::to_string(max_)};
+                                                    " bytes is larger than the maximum of " +
+                                                    std::to_string(max_)};
   if (avail < total) {
     buffer_.reserve(consumed_ + total);
     return std::optional<Frame>();
@@ -118,8 +118,12 @@ Decoded<std::optional<Frame>> FrameReader::next() {
 
 namespace {
 
-DecodeError malformed(std::string m) { return {reason::kMalformedPacket, std::move(m)}; }
-DecodeError protocol_error(std::string m) { return {reason::kProtocolError, std::move(m)}; }
+DecodeError malformed(std::string m) {
+  return {reason::kMalformedPacket, std::move(m)};
+}
+DecodeError protocol_error(std::string m) {
+  return {reason::kProtocolError, std::move(m)};
+}
 
 class Reader {
  public:
@@ -181,7 +185,9 @@ class Reader {
 };
 
 // Where a property may appear: bit per packet type; bit 0 stands for the will properties.
-constexpr std::uint32_t bit(PacketType t) { return 1u << static_cast<unsigned>(t); }
+constexpr std::uint32_t bit(PacketType t) {
+  return 1u << static_cast<unsigned>(t);
+}
 constexpr std::uint32_t kWill = 1u;
 constexpr std::uint32_t kAcks = bit(PacketType::kPuback) | bit(PacketType::kPubrec) |
                                 bit(PacketType::kPubrel) | bit(PacketType::kPubcomp);
@@ -206,31 +212,67 @@ std::optional<DecodeError> read_properties(Reader& r, std::uint32_t where, Prope
     };
     Spec spec{0, false};
     switch (id) {
-      case 0x01: case 0x02: case 0x03: case 0x08: case 0x09:
-        spec = {bit(PacketType::kPublish) | kWill, false}; break;
-      case 0x0B: spec = {bit(PacketType::kPublish) | bit(PacketType::kSubscribe), true}; break;
+      case 0x01:
+      case 0x02:
+      case 0x03:
+      case 0x08:
+      case 0x09:
+        spec = {bit(PacketType::kPublish) | kWill, false};
+        break;
+      case 0x0B:
+        spec = {bit(PacketType::kPublish) | bit(PacketType::kSubscribe), true};
+        break;
       case 0x11:
-        spec = {bit(PacketType::kConnect) | bit(PacketType::kConnack) | bit(PacketType::kDisconnect), false};
+        spec = {
+            bit(PacketType::kConnect) | bit(PacketType::kConnack) | bit(PacketType::kDisconnect),
+            false};
         break;
-      case 0x12: case 0x13: case 0x24: case 0x25: case 0x28: case 0x29: case 0x2A:
-        spec = {bit(PacketType::kConnack), false}; break;
-      case 0x15: case 0x16:
-        spec = {bit(PacketType::kConnect) | bit(PacketType::kConnack) | bit(PacketType::kAuth), false};
+      case 0x12:
+      case 0x13:
+      case 0x24:
+      case 0x25:
+      case 0x28:
+      case 0x29:
+      case 0x2A:
+        spec = {bit(PacketType::kConnack), false};
         break;
-      case 0x17: case 0x19: spec = {bit(PacketType::kConnect), false}; break;
-      case 0x18: spec = {kWill, false}; break;
-      case 0x1A: spec = {bit(PacketType::kConnack), false}; break;
-      case 0x1C: spec = {bit(PacketType::kConnack) | bit(PacketType::kDisconnect), false}; break;
-      case 0x1F:
-        spec = {bit(PacketType::kConnack) | kAcks | bit(PacketType::kSuback) |
-                    bit(PacketType::kUnsuback) | bit(PacketType::kDisconnect) | bit(PacketType::kAuth),
+      case 0x15:
+      case 0x16:
+        spec = {bit(PacketType::kConnect) | bit(PacketType::kConnack) | bit(PacketType::kAuth),
                 false};
         break;
-      case 0x21: case 0x22: case 0x27:
-        spec = {bit(PacketType::kConnect) | bit(PacketType::kConnack), false}; break;
-      case 0x23: spec = {bit(PacketType::kPublish), false}; break;
-      case 0x26: spec = {0xFFFFFFFFu, true}; break;
-      default: return malformed("unknown property identifier " + std::to_string(id));
+      case 0x17:
+      case 0x19:
+        spec = {bit(PacketType::kConnect), false};
+        break;
+      case 0x18:
+        spec = {kWill, false};
+        break;
+      case 0x1A:
+        spec = {bit(PacketType::kConnack), false};
+        break;
+      case 0x1C:
+        spec = {bit(PacketType::kConnack) | bit(PacketType::kDisconnect), false};
+        break;
+      case 0x1F:
+        spec = {bit(PacketType::kConnack) | kAcks | bit(PacketType::kSuback) |
+                    bit(PacketType::kUnsuback) | bit(PacketType::kDisconnect) |
+                    bit(PacketType::kAuth),
+                false};
+        break;
+      case 0x21:
+      case 0x22:
+      case 0x27:
+        spec = {bit(PacketType::kConnect) | bit(PacketType::kConnack), false};
+        break;
+      case 0x23:
+        spec = {bit(PacketType::kPublish), false};
+        break;
+      case 0x26:
+        spec = {0xFFFFFFFFu, true};
+        break;
+      default:
+        return malformed("unknown property identifier " + std::to_string(id));
     }
     if ((spec.allowed & where) == 0)
       return protocol_error("property " + std::to_string(id) + " is not allowed in this packet");
@@ -239,7 +281,8 @@ std::optional<DecodeError> read_properties(Reader& r, std::uint32_t where, Prope
       if (seen & mask) return protocol_error("property " + std::to_string(id) + " appears twice");
       seen |= mask;
     }
-    auto byte01 = [&](std::optional<std::uint8_t>& field, const char* name) -> std::optional<DecodeError> {
+    auto byte01 = [&](std::optional<std::uint8_t>& field,
+                      const char* name) -> std::optional<DecodeError> {
       std::uint8_t v;
       if (!pr.u8(v)) return malformed(std::string(name) + " is truncated");
       if (v > 1) return protocol_error(std::string(name) + " must be 0 or 1");
@@ -258,7 +301,8 @@ std::optional<DecodeError> read_properties(Reader& r, std::uint32_t where, Prope
       field = v;
       return std::nullopt;
     };
-    auto str = [&](std::optional<std::string>& field, const char* name) -> std::optional<DecodeError> {
+    auto str = [&](std::optional<std::string>& field,
+                   const char* name) -> std::optional<DecodeError> {
       std::string v;
       if (auto e = read_utf8(pr, v, name)) return e;
       field = std::move(v);
@@ -272,11 +316,21 @@ std::optional<DecodeError> read_properties(Reader& r, std::uint32_t where, Prope
     };
     std::optional<DecodeError> err;
     switch (id) {
-      case 0x01: err = byte01(p.payload_format_indicator, "payload format indicator"); break;
-      case 0x02: err = u32(p.message_expiry_interval); break;
-      case 0x03: err = str(p.content_type, "content type"); break;
-      case 0x08: err = str(p.response_topic, "response topic"); break;
-      case 0x09: err = bin(p.correlation_data); break;
+      case 0x01:
+        err = byte01(p.payload_format_indicator, "payload format indicator");
+        break;
+      case 0x02:
+        err = u32(p.message_expiry_interval);
+        break;
+      case 0x03:
+        err = str(p.content_type, "content type");
+        break;
+      case 0x08:
+        err = str(p.response_topic, "response topic");
+        break;
+      case 0x09:
+        err = bin(p.correlation_data);
+        break;
       case 0x0B: {
         std::uint32_t v;
         if (!pr.varint(v)) return malformed("subscription identifier is truncated");
@@ -284,25 +338,56 @@ std::optional<DecodeError> read_properties(Reader& r, std::uint32_t where, Prope
         p.subscription_identifiers.push_back(v);
         break;
       }
-      case 0x11: err = u32(p.session_expiry_interval); break;
-      case 0x12: err = str(p.assigned_client_identifier, "assigned client identifier"); break;
-      case 0x13: err = u16(p.server_keep_alive); break;
-      case 0x15: err = str(p.authentication_method, "authentication method"); break;
-      case 0x16: err = bin(p.authentication_data); break;
-      case 0x17: err = byte01(p.request_problem_information, "request problem information"); break;
-      case 0x18: err = u32(p.will_delay_interval); break;
-      case 0x19: err = byte01(p.request_response_information, "request response information"); break;
-      case 0x1A: err = str(p.response_information, "response information"); break;
-      case 0x1C: err = str(p.server_reference, "server reference"); break;
-      case 0x1F: err = str(p.reason_string, "reason string"); break;
+      case 0x11:
+        err = u32(p.session_expiry_interval);
+        break;
+      case 0x12:
+        err = str(p.assigned_client_identifier, "assigned client identifier");
+        break;
+      case 0x13:
+        err = u16(p.server_keep_alive);
+        break;
+      case 0x15:
+        err = str(p.authentication_method, "authentication method");
+        break;
+      case 0x16:
+        err = bin(p.authentication_data);
+        break;
+      case 0x17:
+        err = byte01(p.request_problem_information, "request problem information");
+        break;
+      case 0x18:
+        err = u32(p.will_delay_interval);
+        break;
+      case 0x19:
+        err = byte01(p.request_response_information, "request response information");
+        break;
+      case 0x1A:
+        err = str(p.response_information, "response information");
+        break;
+      case 0x1C:
+        err = str(p.server_reference, "server reference");
+        break;
+      case 0x1F:
+        err = str(p.reason_string, "reason string");
+        break;
       case 0x21:
         err = u16(p.receive_maximum);
-        if (!err && *p.receive_maximum == 0) err = protocol_error("receive maximum 0 is not allowed");
+        if (!err && *p.receive_maximum == 0)
+          err = protocol_error("receive maximum 0 is not allowed");
         break;
-      case 0x22: err = u16(p.topic_alias_maximum); break;
-      case 0x23: err = u16(p.topic_alias); break;
-      case 0x24: err = byte01(p.maximum_qos, "maximum QoS"); break;
-      case 0x25: err = byte01(p.retain_available, "retain available"); break;
+      case 0x22:
+        err = u16(p.topic_alias_maximum);
+        break;
+      case 0x23:
+        err = u16(p.topic_alias);
+        break;
+      case 0x24:
+        err = byte01(p.maximum_qos, "maximum QoS");
+        break;
+      case 0x25:
+        err = byte01(p.retain_available, "retain available");
+        break;
       case 0x26: {
         std::string k, v;
         if (auto e = read_utf8(pr, k, "user property name")) return e;
@@ -315,11 +400,15 @@ std::optional<DecodeError> read_properties(Reader& r, std::uint32_t where, Prope
         if (!err && *p.maximum_packet_size == 0)
           err = protocol_error("maximum packet size 0 is not allowed");
         break;
-      case 0x28: err = byte01(p.wildcard_subscription_available, "wildcard subscription available"); break;
+      case 0x28:
+        err = byte01(p.wildcard_subscription_available, "wildcard subscription available");
+        break;
       case 0x29:
         err = byte01(p.subscription_identifier_available, "subscription identifier available");
         break;
-      case 0x2A: err = byte01(p.shared_subscription_available, "shared subscription available"); break;
+      case 0x2A:
+        err = byte01(p.shared_subscription_available, "shared subscription available");
+        break;
     }
     if (err) return err;
   }
@@ -581,7 +670,8 @@ Decoded<Connect> decode_connect(const Frame& f) {
   const bool will_retain = (flags & 0x20) != 0;
   const bool has_password = (flags & 0x40) != 0;
   const bool has_username = (flags & 0x80) != 0;
-  if (!will && (will_qos != 0 || will_retain)) return malformed("will QoS or retain without a will");
+  if (!will && (will_qos != 0 || will_retain))
+    return malformed("will QoS or retain without a will");
   if (will_qos == 3) return malformed("will QoS 3");
   if (c.version == Version::kV311 && has_password && !has_username)
     return malformed("password without user name");
@@ -626,24 +716,32 @@ Decoded<Packet> decode(Version v, const Frame& f) {
   if (type != PacketType::kPublish && flags != (needs_0010 ? 0x02 : 0x00))
     return malformed(std::string("invalid fixed-header flags for ") + to_string(type));
   switch (type) {
-    case PacketType::kConnect: return protocol_error("a second CONNECT");
-    case PacketType::kConnack: return decode_connack(v, f);
-    case PacketType::kPublish: return decode_publish(v, f);
+    case PacketType::kConnect:
+      return protocol_error("a second CONNECT");
+    case PacketType::kConnack:
+      return decode_connack(v, f);
+    case PacketType::kPublish:
+      return decode_publish(v, f);
     case PacketType::kPuback:
     case PacketType::kPubrec:
     case PacketType::kPubrel:
-    case PacketType::kPubcomp: return decode_ack(v, f, type);
-    case PacketType::kSubscribe: return decode_subscribe(v, f);
+    case PacketType::kPubcomp:
+      return decode_ack(v, f, type);
+    case PacketType::kSubscribe:
+      return decode_subscribe(v, f);
     case PacketType::kSuback:
-    case PacketType::kUnsuback: return decode_suback(v, f, type);
-    case PacketType::kUnsubscribe: return decode_unsubscribe(v, f);
+    case PacketType::kUnsuback:
+      return decode_suback(v, f, type);
+    case PacketType::kUnsubscribe:
+      return decode_unsubscribe(v, f);
     case PacketType::kPingreq:
     case PacketType::kPingresp:
       if (!f.body.empty()) return malformed(std::string(to_string(type)) + " with a body");
       if (type == PacketType::kPingreq) return Packet(Pingreq{});
       return Packet(Pingresp{});
     case PacketType::kDisconnect:
-    case PacketType::kAuth: return decode_reason_packet(v, f, type);
+    case PacketType::kAuth:
+      return decode_reason_packet(v, f, type);
   }
   return malformed("reserved packet type 0");
 }
@@ -691,8 +789,8 @@ std::string encode(Version v, const Packet& packet) {
       if (p.qos > 0) put_u16(b, p.packet_id);
       if (v5) b += encode_properties(p.properties);
       b += p.payload;
-      auto header = static_cast<std::uint8_t>(0x30 | (p.dup ? 0x08 : 0) | (p.qos << 1) |
-                                              (p.retain ? 1 : 0));
+      auto header =
+          static_cast<std::uint8_t>(0x30 | (p.dup ? 0x08 : 0) | (p.qos << 1) | (p.retain ? 1 : 0));
       return frame(header, b);
     }
     case PacketType::kPuback:
@@ -729,11 +827,12 @@ std::string encode(Version v, const Packet& packet) {
     case PacketType::kSuback:
     case PacketType::kUnsuback: {
       const bool sub = type_of(packet) == PacketType::kSuback;
-      const auto id = sub ? std::get<Suback>(packet).packet_id : std::get<Unsuback>(packet).packet_id;
-      const auto& codes = sub ? std::get<Suback>(packet).reason_codes
-                              : std::get<Unsuback>(packet).reason_codes;
-      const auto& props = sub ? std::get<Suback>(packet).properties
-                              : std::get<Unsuback>(packet).properties;
+      const auto id =
+          sub ? std::get<Suback>(packet).packet_id : std::get<Unsuback>(packet).packet_id;
+      const auto& codes =
+          sub ? std::get<Suback>(packet).reason_codes : std::get<Unsuback>(packet).reason_codes;
+      const auto& props =
+          sub ? std::get<Suback>(packet).properties : std::get<Unsuback>(packet).properties;
       put_u16(b, id);
       if (v5) b += encode_properties(props);
       if (sub || v5) {
@@ -748,8 +847,10 @@ std::string encode(Version v, const Packet& packet) {
       for (const auto& f : u.filters) put_str(b, f);
       return frame(0xA2, b);
     }
-    case PacketType::kPingreq: return frame(0xC0, b);
-    case PacketType::kPingresp: return frame(0xD0, b);
+    case PacketType::kPingreq:
+      return frame(0xC0, b);
+    case PacketType::kPingresp:
+      return frame(0xD0, b);
     case PacketType::kDisconnect:
     case PacketType::kAuth: {
       const bool disc = type_of(packet) == PacketType::kDisconnect;

@@ -25,16 +25,19 @@ bool valid_topic_filter(std::string_view filter) {
 }
 
 bool topic_matches(std::string_view filter, std::string_view topic) {
-  if (!topic.empty() && topic[0] == '$' && !filter.empty() && (filter[0] == '+' || filter[0] == '#'))
+  if (!topic.empty() && topic[0] == '$' && !filter.empty() &&
+      (filter[0] == '+' || filter[0] == '#'))
     return false;
   std::size_t f = 0, t = 0;
   for (;;) {
     std::size_t fe = filter.find('/', f);
-    std::string_view flevel = filter.substr(f, fe == std::string_view::npos ? std::string_view::npos : fe - f);
+    std::string_view flevel =
+        filter.substr(f, fe == std::string_view::npos ? std::string_view::npos : fe - f);
     if (flevel == "#") return true;  // matches the parent level and everything below
     if (t > topic.size()) return false;
     std::size_t te = topic.find('/', t);
-    std::string_view tlevel = topic.substr(t, te == std::string_view::npos ? std::string_view::npos : te - t);
+    std::string_view tlevel =
+        topic.substr(t, te == std::string_view::npos ? std::string_view::npos : te - t);
     if (flevel != "+" && flevel != tlevel) return false;
     const bool fdone = fe == std::string_view::npos;
     const bool tdone = te == std::string_view::npos;

@@ -209,8 +209,9 @@ INSTANTIATE_TEST_SUITE_P(Table, CodecConformance, ::testing::ValuesIn(kCases),
 
 TEST(CodecFields, ConnectFieldsDecoded) {
   auto d = decode_bytes(std::nullopt,
-                        packet_from_table("", "1021 00044d515454 04 ec 04b0 0002 6331 0003 772f74 "
-                                              "0002 6279 0001 75 0002 7077"));
+                        packet_from_table("",
+                                          "1021 00044d515454 04 ec 04b0 0002 6331 0003 772f74 "
+                                          "0002 6279 0001 75 0002 7077"));
   const auto& c = std::get<Connect>(std::get<Packet>(d));
   EXPECT_EQ(c.version, Version::kV311);
   EXPECT_FALSE(c.clean_start);
@@ -283,14 +284,24 @@ TEST(Topics, Matching) {
     const char* topic;
     bool match;
   };
-  for (const M& m : std::initializer_list<M>{
-           {"a/b", "a/b", true},          {"a/b", "a/c", false},       {"a/+", "a/b", true},
-           {"a/+", "a/b/c", false},       {"a/#", "a", true},          {"a/#", "a/b/c", true},
-           {"#", "a/b", true},            {"+/+", "/finance", true},   {"+", "/finance", false},
-           {"/+", "/finance", true},      {"a/+", "a/", true},         {"#", "$SYS/x", false},
-           {"+/x", "$aws/x", false},      {"$aws/#", "$aws/x/y", true}, {"a/b/#", "a/b", true},
-           {"sport/+/player1", "sport/tennis/player1", true},          {"a/b", "a/b/c", false},
-           {"a/b/c", "a/b", false}}) {
+  for (const M& m : std::initializer_list<M>{{"a/b", "a/b", true},
+                                             {"a/b", "a/c", false},
+                                             {"a/+", "a/b", true},
+                                             {"a/+", "a/b/c", false},
+                                             {"a/#", "a", true},
+                                             {"a/#", "a/b/c", true},
+                                             {"#", "a/b", true},
+                                             {"+/+", "/finance", true},
+                                             {"+", "/finance", false},
+                                             {"/+", "/finance", true},
+                                             {"a/+", "a/", true},
+                                             {"#", "$SYS/x", false},
+                                             {"+/x", "$aws/x", false},
+                                             {"$aws/#", "$aws/x/y", true},
+                                             {"a/b/#", "a/b", true},
+                                             {"sport/+/player1", "sport/tennis/player1", true},
+                                             {"a/b", "a/b/c", false},
+                                             {"a/b/c", "a/b", false}}) {
     EXPECT_EQ(topic_matches(m.filter, m.topic), m.match) << m.filter << " vs " << m.topic;
   }
 }
