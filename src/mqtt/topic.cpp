@@ -24,7 +24,7 @@ bool valid_topic_filter(std::string_view filter) {
   }
 }
 
-bool topic_matches(std::string_view filter, std::string_view topic) {
+bool topic_matches(std::string_view filter, std::string_view topic, bool hash_matches_parent) {
   if (!topic.empty() && topic[0] == '$' && !filter.empty() &&
       (filter[0] == '+' || filter[0] == '#'))
     return false;
@@ -43,8 +43,8 @@ bool topic_matches(std::string_view filter, std::string_view topic) {
     const bool tdone = te == std::string_view::npos;
     if (fdone && tdone) return true;
     if (tdone) {
-      // "a/#" matches "a": the rest of the filter must be exactly "#".
-      return filter.substr(fe + 1) == "#";
+      // "a/#" matches "a" in MQTT (not in AWS IoT): the rest of the filter must be "#".
+      return hash_matches_parent && filter.substr(fe + 1) == "#";
     }
     if (fdone) return false;
     f = fe + 1;

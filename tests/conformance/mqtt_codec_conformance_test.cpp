@@ -306,6 +306,13 @@ TEST(Topics, Matching) {
   }
 }
 
+TEST(Topics, AwsHashDoesNotMatchParent) {
+  EXPECT_TRUE(topic_matches("sensor/#", "sensor"));
+  EXPECT_FALSE(topic_matches("sensor/#", "sensor", /*hash_matches_parent=*/false));
+  EXPECT_TRUE(topic_matches("sensor/#", "sensor/a", false));
+  EXPECT_TRUE(topic_matches("#", "sensor", false));
+}
+
 TEST(Topics, SharedFilters) {
   auto s = parse_shared_filter("$share/workers/jobs/+");
   ASSERT_TRUE(s);

@@ -1,0 +1,1051 @@
+#include "broker/broker.h"
+
+#include <boost/asio.hpp>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "base/log.h"
+#include "broker/subscription_trie.h"
+#include "mqtt/codec.h"
+#include "mqtt/topic.h"
+
+namespace fk::broker {
+
+namespace asio = boost::asio;
+using SteadyClock = std::chrono::steady_clock;
+using mqtt::Version;
+
+namespace {
+
+constexpr std::size_t kPacketOverhead = 4096;      // topic, properties and headers
+constexpr std::size_t kMaxWriteBacklog = 4 << 20;  // QoS 0 is dropped beyond this backlog
+
+std::int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string random_suffix() {
+  static thread_local std::mt19937_64 rng(std::random_device{}());
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(rng()));
+  return buf;
+}
+
+// AWS counts the slashes of a topic without the `$aws/rules/<rule>/` prefix.
+std::size_t counted_slashes(std::string_view topic) {
+  constexpr std::string_view kRules = "$aws/rules/";
+  if (topic.substr(0, kRules.size()) == kRules) {
+    std::size_t end = topic.find('/', kRules.size());
+    if (end != std::string_view::npos) topic = topic.substr(end + 1);
+  }
+  return mqtt::count_levels_separators(topic);
+}
+
+}  // namespace
+
+struct PendingDelivery {
+  MessagePtr message;
+  std::uint8_t qos = 0;
+  bool retain = false;
+};
+
+// Subscriptions and undelivered messages that outlive a connection (persistent sessions).
+struct SessionState {
+  Version version = Version::kV311;
+  std::map<std::string, SubscriptionOptions> subscriptions;
+  std::map<std::uint16_t, PendingDelivery> inflight;
+  std::deque<PendingDelivery> queue;
+};
+
+struct Shard {
+  explicit Shard(asio::io_context& c) : io(c) {}
+  asio::io_context& io;
+  SubscriptionTrie trie;
+  std::unordered_set<std::shared_ptr<Session>> sessions;
+};
+
+struct SessionEntry {
+  std::weak_ptr<Session> session;
+  Shard* shard = nullptr;
+  std::uint64_t version_number = 0;
+};
+
+struct Broker::Impl : std::enable_shared_from_this<Broker::Impl> {
+  Impl(net::IoPool& p, BrokerConfig c, Authorizer& a, ReservedTopicHandler* r)
+      : pool(p), config(c), authorizer(a), reserved(r) {
+    for (std::size_t i = 0; i < pool.size(); ++i) {
+      shards.push_back(std::make_unique<Shard>(pool.at(i)));
+      shard_of[&pool.at(i)] = shards.back().get();
+    }
+  }
+
+  net::IoPool& pool;
+  BrokerConfig config;
+  Authorizer& authorizer;
+  ReservedTopicHandler* reserved;
+  std::vector<std::unique_ptr<Shard>> shards;
+  std::unordered_map<const asio::io_context*, Shard*> shard_of;
+
+  std::mutex sessions_mu;
+  std::unordered_map<std::string, SessionEntry> sessions;
+  std::mutex certs_mu;
+  std::unordered_multimap<std::string, std::weak_ptr<Session>> by_certificate;
+  std::mutex retained_mu;
+  std::unordered_map<std::string, MessagePtr> retained;
+
+  std::atomic<std::uint64_t> connections{0};
+  std::atomic<std::uint64_t> session_count{0};
+  std::atomic<std::uint64_t> messages_in{0};
+  std::atomic<std::uint64_t> messages_out{0};
+  std::atomic<std::uint64_t> connects_refused{0};
+
+  // Routes a message to every shard's subscribers (the origin shard synchronously).
+  void route(const MessagePtr& msg, Shard* origin_shard, const Session* origin);
+  void dispatch(Shard& shard, const MessagePtr& msg, const Session* origin);
+  void lifecycle(const std::string& topic, nlohmann::json event, Shard* shard);
+};
+
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(std::shared_ptr<Broker::Impl> broker, Shard& shard,
+          std::shared_ptr<net::TlsConnection> conn)
+      : b_(std::move(broker)),
+        shard_(shard),
+        conn_(std::move(conn)),
+        reader_(b_->config.max_payload_bytes + kPacketOverhead),
+        timer_(shard.io),
+        expiry_timer_(shard.io) {
+    identity_.certificate = conn_->peer();
+    identity_.remote_address = conn_->remote_address();
+  }
+
+  void start() {
+    auto self = shared_from_this();
+    conn_->start([self](std::string_view bytes) { self->on_bytes(bytes); },
+                 [self](const std::string& reason) { self->on_closed(reason); });
+    timer_.expires_after(std::chrono::seconds(b_->config.connect_timeout_seconds));
+    timer_.async_wait([self](const boost::system::error_code& ec) {
+      if (!ec && !self->connect_received_) self->drop("no CONNECT within the connect timeout");
+    });
+  }
+
+  const ClientIdentity& identity() const { return identity_; }
+  asio::io_context& io() { return shard_.io; }
+  bool online() const { return conn_ && conn_->is_open() && active_; }
+
+  // A message routed to this session with the subscription's granted QoS.
+  void deliver(const MessagePtr& msg, std::uint8_t qos, bool retain) {
+    if (msg->expires_at && SteadyClock::now() >= *msg->expires_at) return;
+    PendingDelivery d{msg, std::min(qos, msg->qos), retain};
+    if (!online()) {
+      if (d.qos == 0) return;
+      if (state_.queue.size() >= b_->config.max_queued_messages) {
+        state_.queue.pop_front();
+        log::warn("broker.queue_full", {{"client", identity_.client_id}});
+      }
+      state_.queue.push_back(std::move(d));
+      return;
+    }
+    if (d.qos == 0) {
+      if (conn_->queued_bytes() > kMaxWriteBacklog) return;  // a slow reader loses QoS 0
+      send_publish(d, 0);
+      return;
+    }
+    if (state_.inflight.size() >= std::min<std::size_t>(b_->config.max_inflight, client_receive_maximum_)) {
+      state_.queue.push_back(std::move(d));
+      return;
+    }
+    std::uint16_t id = next_packet_id();
+    send_publish(d, id);
+    state_.inflight.emplace(id, std::move(d));
+  }
+
+  // Server-initiated end (revoked certificate, takeover, ...).
+  void kick(std::uint8_t reason_v5, const std::string& why, const char* lifecycle_reason) {
+    if (!conn_ || !conn_->is_open()) return;
+    lifecycle_reason_ = lifecycle_reason;
+    log::info("broker.disconnect", {{"client", identity_.client_id},
+                                    {"certificate", identity_.certificate.certificate_id},
+                                    {"reason", why}});
+    if (active_ && version_ == Version::kV5) {
+      mqtt::Disconnect d;
+      d.reason_code = reason_v5;
+      conn_->write(mqtt::encode(version_, d));
+    }
+    conn_->close_after_write(why);
+  }
+
+  // Hands this session's state to a new connection with the same client id (on this thread).
+  std::optional<SessionState> surrender(bool resume) {
+    surrendered_ = true;
+    expiry_timer_.cancel();
+    if (conn_ && conn_->is_open()) kick(mqtt::reason::kSessionTakenOver, "client id taken over", "DUPLICATE_CLIENTID");
+    for (const auto& [filter, o] : state_.subscriptions) shard_.trie.remove(filter, this);
+    shard_.sessions.erase(shared_from_this());
+    if (!resume || session_expiry_ == 0) {
+      b_->session_count--;
+      return std::nullopt;
+    }
+    b_->session_count--;
+    return std::move(state_);
+  }
+
+  void activate(std::optional<SessionState> previous) {
+    if (!conn_ || !conn_->is_open()) return;  // gone while waiting
+    const bool present = previous.has_value() && previous->version == version_ && !clean_start_;
+    if (present) {
+      state_ = std::move(*previous);
+    }
+    state_.version = version_;
+    for (const auto& [filter, o] : state_.subscriptions) shard_.trie.add(filter, this, o);
+    shard_.sessions.insert(shared_from_this());
+    b_->session_count++;
+    active_ = true;
+    b_->connections++;
+    {
+      std::lock_guard<std::mutex> lock(b_->certs_mu);
+      b_->by_certificate.emplace(identity_.certificate.certificate_id, weak_from_this());
+    }
+    mqtt::Connack ack;
+    ack.session_present = present;
+    ack.reason_code = 0;
+    if (version_ == Version::kV5) {
+      auto& p = ack.properties;
+      p.receive_maximum = b_->config.max_inflight;
+      p.maximum_qos = 1;
+      p.retain_available = 1;
+      p.topic_alias_maximum = b_->config.topic_alias_maximum;
+      p.wildcard_subscription_available = 1;
+      p.subscription_identifier_available = 0;
+      p.shared_subscription_available = 0;
+      p.maximum_packet_size =
+          static_cast<std::uint32_t>(b_->config.max_payload_bytes + kPacketOverhead);
+      if (keep_alive_ != requested_keep_alive_) p.server_keep_alive = keep_alive_;
+      if (session_expiry_lowered_) p.session_expiry_interval = session_expiry_;
+      if (assigned_id_) p.assigned_client_identifier = identity_.client_id;
+    }
+    conn_->write(mqtt::encode(version_, ack));
+    log::info("broker.connected", {{"client", identity_.client_id},
+                                   {"certificate", identity_.certificate.certificate_id},
+                                   {"peer", identity_.remote_address},
+                                   {"version", version_ == Version::kV5 ? "5" : "3.1.1"},
+                                   {"session_present", present ? "true" : "false"}});
+    touch();
+    arm_keep_alive();
+    // Unacknowledged and queued QoS 1 messages go out again with fresh packet identifiers.
+    std::deque<PendingDelivery> pending;
+    for (auto& [id, d] : state_.inflight) pending.push_back(std::move(d));
+    state_.inflight.clear();
+    for (auto& d : state_.queue) pending.push_back(std::move(d));
+    state_.queue.clear();
+    for (auto& d : pending) deliver(d.message, d.qos, d.retain);
+    if (lifecycle_allowed()) {
+      b_->lifecycle("$aws/events/presence/connected/" + identity_.client_id,
+                    {{"clientId", identity_.client_id},
+                     {"timestamp", now_ms()},
+                     {"eventType", "connected"},
+                     {"sessionIdentifier", session_id_},
+                     {"principalIdentifier", identity_.certificate.certificate_id},
+                     {"ipAddress", identity_.remote_address},
+                     {"versionNumber", version_number_}},
+                    &shard_);
+    }
+  }
+
+  void set_version_number(std::uint64_t v) { version_number_ = v; }
+
+ private:
+  bool lifecycle_allowed() const {
+    return b_->config.lifecycle_events &&
+           identity_.client_id.find_first_of("+#") == std::string::npos;
+  }
+
+  void touch() { last_activity_ = SteadyClock::now(); }
+
+  void arm_keep_alive() {
+    auto limit = std::chrono::milliseconds(static_cast<std::int64_t>(keep_alive_) * 1500);
+    auto deadline = last_activity_ + limit;
+    timer_.expires_at(deadline);
+    std::weak_ptr<Session> weak = shared_from_this();
+    timer_.async_wait([weak, limit](const boost::system::error_code& ec) {
+      auto self = weak.lock();
+      if (ec || !self || !self->online()) return;
+      if (SteadyClock::now() - self->last_activity_ >= limit) {
+        self->kick(mqtt::reason::kKeepAliveTimeout, "keep-alive timeout", "MQTT_KEEP_ALIVE_TIMEOUT");
+        return;
+      }
+      self->arm_keep_alive();
+    });
+  }
+
+  std::uint16_t next_packet_id() {
+    for (;;) {
+      std::uint16_t id = next_id_++;
+      if (next_id_ == 0) next_id_ = 1;
+      if (id != 0 && !state_.inflight.count(id)) return id;
+    }
+  }
+
+  void send_publish(const PendingDelivery& d, std::uint16_t packet_id) {
+    const Message& m = *d.message;
+    mqtt::Publish p;
+    p.topic = m.topic;
+    p.payload = m.payload;
+    p.qos = d.qos;
+    p.retain = d.retain;
+    p.packet_id = packet_id;
+    if (version_ == Version::kV5) {
+      p.properties.payload_format_indicator = m.payload_format_indicator;
+      p.properties.content_type = m.content_type;
+      p.properties.response_topic = m.response_topic;
+      p.properties.correlation_data = m.correlation_data;
+      p.properties.user_properties = m.user_properties;
+      if (m.expires_at) {
+        auto left = std::chrono::duration_cast<std::chrono::seconds>(*m.expires_at - SteadyClock::now());
+        p.properties.message_expiry_interval = static_cast<std::uint32_t>(std::max<std::int64_t>(1, left.count()));
+      }
+    }
+    conn_->write(mqtt::encode(version_, p));
+    b_->messages_out++;
+  }
+
+  void drop(const std::string& why) {
+    log::warn("broker.connection_refused", {{"peer", identity_.remote_address},
+                                            {"client", identity_.client_id},
+                                            {"certificate", identity_.certificate.certificate_id},
+                                            {"reason", why}});
+    if (conn_) conn_->close(why);
+  }
+
+  // A protocol violation after CONNECT: MQTT 5 gets a DISCONNECT with the reason first.
+  void violation(std::uint8_t reason, const std::string& why) {
+    log::warn("broker.protocol_error", {{"client", identity_.client_id},
+                                        {"peer", identity_.remote_address},
+                                        {"reason", why}});
+    lifecycle_reason_ = "CLIENT_ERROR";
+    if (version_ == Version::kV5 && active_) {
+      mqtt::Disconnect d;
+      d.reason_code = reason;
+      d.properties.reason_string = why;
+      conn_->write(mqtt::encode(version_, d));
+    }
+    conn_->close_after_write(why);
+  }
+
+  void on_bytes(std::string_view bytes) {
+    reader_.feed(bytes);
+    while (conn_ && conn_->is_open()) {
+      auto next = reader_.next();
+      if (auto* e = std::get_if<mqtt::DecodeError>(&next)) {
+        if (!connect_received_) {
+          drop(e->message);
+        } else {
+          violation(e->reason, e->message);
+        }
+        return;
+      }
+      auto frame = std::get<std::optional<mqtt::Frame>>(next);
+      if (!frame) return;
+      if (!connect_received_) {
+        on_connect_frame(*frame);
+        continue;
+      }
+      if (!active_) {
+        // Packets after CONNECT but before CONNACK wait: authorization is in flight.
+        early_.emplace_back(frame->header, std::string(frame->body));
+        continue;
+      }
+      handle_frame(*frame);
+    }
+  }
+
+  void on_connect_frame(const mqtt::Frame& frame) {
+    connect_received_ = true;
+    timer_.cancel();
+    auto decoded = mqtt::decode_connect(frame);
+    if (auto* e = std::get_if<mqtt::DecodeError>(&decoded)) {
+      if (e->reason == mqtt::reason::kUnsupportedProtocolVersion) {
+        // Answer in 3.1.1, the newest version such a client may understand.
+        conn_->write(mqtt::encode(Version::kV311,
+                                  mqtt::Connack{false, mqtt::connack311::kUnacceptableProtocolVersion, {}}));
+        log::warn("broker.connection_refused",
+                  {{"peer", identity_.remote_address}, {"reason", e->message}});
+        conn_->close_after_write(e->message);
+        return;
+      }
+      drop(e->message);
+      return;
+    }
+    mqtt::Connect& c = std::get<mqtt::Connect>(decoded);
+    version_ = c.version;
+    identity_.version = c.version;
+    clean_start_ = c.clean_start;
+    requested_keep_alive_ = c.keep_alive;
+    keep_alive_ = c.keep_alive;
+    if (keep_alive_ == 0 || keep_alive_ > b_->config.max_keep_alive) keep_alive_ = b_->config.max_keep_alive;
+    if (keep_alive_ < b_->config.min_keep_alive) keep_alive_ = b_->config.min_keep_alive;
+    if (c.version == Version::kV5) {
+      session_expiry_ = c.properties.session_expiry_interval.value_or(0);
+      if (c.properties.receive_maximum) client_receive_maximum_ = *c.properties.receive_maximum;
+      if (c.properties.authentication_method) {
+        refuse_connect(mqtt::reason::kBadUserNameOrPassword, mqtt::connack311::kBadUserNameOrPassword,
+                       "enhanced authentication (AUTH) is not supported");
+        return;
+      }
+    } else {
+      session_expiry_ = c.clean_start ? 0 : b_->config.default_session_expiry;
+    }
+    if (session_expiry_ > b_->config.max_session_expiry) {
+      session_expiry_ = b_->config.max_session_expiry;
+      session_expiry_lowered_ = true;
+    }
+    // The user name carries SDK metrics for mTLS clients (AWS ignores it): ignored.
+    if (c.client_id.size() > b_->config.max_client_id_bytes) {
+      refuse_connect(mqtt::reason::kClientIdentifierNotValid, mqtt::connack311::kIdentifierRejected,
+                     "client id longer than " + std::to_string(b_->config.max_client_id_bytes) + " bytes");
+      return;
+    }
+    if (!c.client_id.empty() && c.client_id[0] == '$') {
+      refuse_connect(mqtt::reason::kClientIdentifierNotValid, mqtt::connack311::kIdentifierRejected,
+                     "client ids starting with '$' are reserved");
+      return;
+    }
+    if (c.client_id.empty()) {
+      if (c.version == Version::kV311 && !c.clean_start) {
+        refuse_connect(0, mqtt::connack311::kIdentifierRejected,
+                       "an empty client id needs clean session");
+        return;
+      }
+      c.client_id = "$fk-" + random_suffix();
+      assigned_id_ = true;
+    }
+    identity_.client_id = c.client_id;
+    if (c.will) {
+      std::string why;
+      if (!topic_allowed_for_publish(c.will->topic, why)) {
+        refuse_connect(mqtt::reason::kTopicNameInvalid, mqtt::connack311::kNotAuthorized,
+                       "will topic: " + why);
+        return;
+      }
+      if (c.will->payload.size() > b_->config.max_payload_bytes) {
+        refuse_connect(mqtt::reason::kPacketTooLarge, mqtt::connack311::kNotAuthorized,
+                       "will payload larger than the maximum");
+        return;
+      }
+      if (c.will->qos > 1) c.will->qos = 1;  // QoS 2 is not supported; AWS treats it as 1
+      will_ = std::move(c.will);
+    }
+    session_id_ = random_suffix() + random_suffix();
+    std::weak_ptr<Session> weak = shared_from_this();
+    auto conn = conn_;
+    b_->authorizer.authorize_connect(identity_, [weak, conn](AuthDecision decision) {
+      conn->post([weak, decision = std::move(decision)] {
+        if (auto self = weak.lock()) self->on_authorized(decision);
+      });
+    });
+  }
+
+  void refuse_connect(std::uint8_t reason_v5, std::uint8_t code311, const std::string& why) {
+    b_->connects_refused++;
+    log::warn("broker.connection_refused", {{"peer", identity_.remote_address},
+                                            {"client", identity_.client_id},
+                                            {"certificate", identity_.certificate.certificate_id},
+                                            {"reason", why}});
+    mqtt::Connack ack;
+    ack.reason_code = version_ == Version::kV5 ? reason_v5 : code311;
+    if (version_ == Version::kV5) ack.properties.reason_string = why;
+    conn_->write(mqtt::encode(version_, ack));
+    conn_->close_after_write(why);
+  }
+
+  void on_authorized(const AuthDecision& decision) {
+    if (!conn_ || !conn_->is_open()) return;
+    if (!decision.allowed) {
+      refuse_connect(mqtt::reason::kNotAuthorized, mqtt::connack311::kNotAuthorized,
+                     decision.reason.empty() ? "not authorized" : decision.reason);
+      return;
+    }
+    // Register the client id; take over an older session with the same id.
+    std::shared_ptr<Session> old;
+    Shard* old_shard = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(b_->sessions_mu);
+      SessionEntry& e = b_->sessions[identity_.client_id];
+      old = e.session.lock();
+      old_shard = e.shard;
+      e.session = weak_from_this();
+      e.shard = &shard_;
+      version_number_ = ++e.version_number;
+    }
+    auto self = shared_from_this();
+    if (!old) {
+      activate(std::nullopt);
+    } else {
+      const bool resume = !clean_start_;
+      asio::post(old_shard->io, [old, self, resume] {
+        auto state = old->surrender(resume);
+        asio::post(self->shard_.io, [self, state = std::move(state)]() mutable {
+          self->activate(std::move(state));
+          self->replay_early();
+        });
+      });
+      return;
+    }
+    replay_early();
+  }
+
+  void replay_early() {
+    auto early = std::move(early_);
+    early_.clear();
+    for (auto& [header, body] : early) {
+      if (!online()) return;
+      mqtt::Frame f;
+      f.header = header;
+      f.body = body;
+      f.size = body.size() + 2;
+      handle_frame(f);
+    }
+  }
+
+  bool topic_allowed_for_publish(std::string_view topic, std::string& why) const {
+    if (topic.size() > b_->config.max_topic_bytes) {
+      why = "topic longer than " + std::to_string(b_->config.max_topic_bytes) + " bytes";
+      return false;
+    }
+    if (counted_slashes(topic) > b_->config.max_topic_slashes) {
+      why = "topic has more than " + std::to_string(b_->config.max_topic_slashes) + " slashes";
+      return false;
+    }
+    return true;
+  }
+
+  void handle_frame(const mqtt::Frame& frame) {
+    auto decoded = mqtt::decode(version_, frame);
+    if (auto* e = std::get_if<mqtt::DecodeError>(&decoded)) {
+      violation(e->reason, e->message);
+      return;
+    }
+    mqtt::Packet& packet = std::get<mqtt::Packet>(decoded);
+    switch (mqtt::type_of(packet)) {
+      case mqtt::PacketType::kPublish:
+        touch();
+        on_publish(std::get<mqtt::Publish>(packet));
+        break;
+      case mqtt::PacketType::kPuback: {
+        touch();
+        const auto& a = std::get<mqtt::Ack>(packet);
+        if (state_.inflight.erase(a.packet_id) == 0 && version_ == Version::kV5) {
+          log::debug("broker.unknown_puback", {{"client", identity_.client_id}});
+        }
+        if (!state_.queue.empty()) {
+          auto d = std::move(state_.queue.front());
+          state_.queue.pop_front();
+          deliver(d.message, d.qos, d.retain);
+        }
+        break;
+      }
+      case mqtt::PacketType::kSubscribe:
+        touch();
+        on_subscribe(std::get<mqtt::Subscribe>(packet));
+        break;
+      case mqtt::PacketType::kUnsubscribe:
+        on_unsubscribe(std::get<mqtt::Unsubscribe>(packet));
+        break;
+      case mqtt::PacketType::kPingreq:
+        touch();
+        conn_->write(mqtt::encode(version_, mqtt::Pingresp{}));
+        break;
+      case mqtt::PacketType::kDisconnect: {
+        const auto& d = std::get<mqtt::Disconnect>(packet);
+        if (version_ == Version::kV5 && d.properties.session_expiry_interval) {
+          if (session_expiry_ == 0 && *d.properties.session_expiry_interval > 0) {
+            violation(mqtt::reason::kProtocolError, "session expiry cannot be raised from 0 at DISCONNECT");
+            return;
+          }
+          session_expiry_ = std::min(*d.properties.session_expiry_interval, b_->config.max_session_expiry);
+        }
+        client_disconnect_ = d.reason_code != mqtt::reason::kDisconnectWithWill;
+        lifecycle_reason_ = "CLIENT_INITIATED_DISCONNECT";
+        conn_->close("client DISCONNECT");
+        break;
+      }
+      case mqtt::PacketType::kPubrec:
+      case mqtt::PacketType::kPubrel:
+      case mqtt::PacketType::kPubcomp:
+        violation(mqtt::reason::kProtocolError, "QoS 2 flows are not supported");
+        break;
+      case mqtt::PacketType::kAuth:
+        violation(mqtt::reason::kProtocolError, "AUTH is not supported");
+        break;
+      default:
+        violation(mqtt::reason::kProtocolError,
+                  std::string("a client may not send ") + mqtt::to_string(mqtt::type_of(packet)));
+        break;
+    }
+  }
+
+  void puback(std::uint16_t id, std::uint8_t reason, const std::string& why = {}) {
+    mqtt::Ack a;
+    a.type = mqtt::PacketType::kPuback;
+    a.packet_id = id;
+    if (version_ == Version::kV5) {
+      a.reason_code = reason;
+      if (!why.empty()) a.properties.reason_string = why;
+    }
+    conn_->write(mqtt::encode(version_, a));
+  }
+
+  void on_publish(mqtt::Publish& p) {
+    if (p.qos == 2) {
+      if (version_ == Version::kV5) {
+        violation(mqtt::reason::kQosNotSupported, "QoS 2 is not supported (Maximum QoS is 1)");
+      } else {
+        log::warn("broker.qos2_ignored", {{"client", identity_.client_id}, {"topic", p.topic}});
+      }
+      return;
+    }
+    if (version_ == Version::kV5 && p.properties.topic_alias) {
+      const std::uint16_t alias = *p.properties.topic_alias;
+      if (alias == 0 || alias > b_->config.topic_alias_maximum) {
+        violation(mqtt::reason::kTopicAliasInvalid, "topic alias out of range");
+        return;
+      }
+      if (p.topic.empty()) {
+        auto it = aliases_.find(alias);
+        if (it == aliases_.end()) {
+          violation(mqtt::reason::kProtocolError, "unknown topic alias");
+          return;
+        }
+        p.topic = it->second;
+      } else {
+        aliases_[alias] = p.topic;
+      }
+    }
+    if (!p.properties.subscription_identifiers.empty()) {
+      violation(mqtt::reason::kProtocolError, "a client PUBLISH may not carry subscription identifiers");
+      return;
+    }
+    std::string why;
+    if (!topic_allowed_for_publish(p.topic, why)) {
+      violation(mqtt::reason::kTopicNameInvalid, why);
+      return;
+    }
+    if (p.payload.size() > b_->config.max_payload_bytes) {
+      violation(mqtt::reason::kPacketTooLarge, "payload larger than " +
+                                                   std::to_string(b_->config.max_payload_bytes) + " bytes");
+      return;
+    }
+    b_->messages_in++;
+    auto msg = std::make_shared<Message>();
+    msg->topic = std::move(p.topic);
+    msg->payload = std::move(p.payload);
+    msg->qos = p.qos;
+    msg->retain = p.retain;
+    msg->origin_client_id = identity_.client_id;
+    if (version_ == Version::kV5) {
+      msg->payload_format_indicator = p.properties.payload_format_indicator;
+      msg->content_type = std::move(p.properties.content_type);
+      msg->response_topic = std::move(p.properties.response_topic);
+      msg->correlation_data = std::move(p.properties.correlation_data);
+      msg->user_properties = std::move(p.properties.user_properties);
+      if (p.properties.message_expiry_interval) {
+        std::uint32_t s = std::min<std::uint32_t>(*p.properties.message_expiry_interval, 604800);
+        msg->expires_at = SteadyClock::now() + std::chrono::seconds(s);
+      }
+    }
+    // Reserved request topics go to their handler; replies come back to this session only.
+    if (msg->topic[0] == '$') {
+      if (b_->reserved && b_->reserved->handles(msg->topic)) {
+        if (msg->retain) {
+          refuse_publish(p.packet_id, "retained messages are not allowed on reserved topics");
+          return;
+        }
+        AuthDecision d = b_->authorizer.authorize_publish(identity_, msg->topic, false);
+        if (!d.allowed) {
+          refuse_publish(p.packet_id, d.reason);
+          return;
+        }
+        if (p.qos == 1) puback(p.packet_id, 0);
+        std::weak_ptr<Session> weak = weak_from_this();
+        auto conn = conn_;
+        b_->reserved->on_request(identity_, *msg, [weak, conn](Message reply) {
+          auto shared = std::make_shared<const Message>(std::move(reply));
+          conn->post([weak, shared] {
+            if (auto self = weak.lock()) self->deliver_reply(shared);
+          });
+        });
+        return;
+      }
+      refuse_publish(p.packet_id, "publishing to reserved topic " + msg->topic + " is not allowed");
+      return;
+    }
+    AuthDecision d = b_->authorizer.authorize_publish(identity_, msg->topic, msg->retain);
+    if (!d.allowed) {
+      refuse_publish(p.packet_id, d.reason);
+      return;
+    }
+    MessagePtr shared = msg;
+    if (shared->retain) {
+      std::lock_guard<std::mutex> lock(b_->retained_mu);
+      if (shared->payload.empty()) {
+        b_->retained.erase(shared->topic);
+      } else {
+        b_->retained[shared->topic] = shared;
+      }
+    }
+    b_->route(shared, &shard_, this);
+    if (p.qos == 1) puback(p.packet_id, 0);
+  }
+
+  // Not authorized: MQTT 5 answers 0x87 (QoS 1) or drops (QoS 0); MQTT 3.1.1 closes, as AWS.
+  void refuse_publish(std::uint16_t packet_id, const std::string& why) {
+    log::warn("broker.publish_refused", {{"client", identity_.client_id}, {"reason", why}});
+    if (version_ == Version::kV5) {
+      if (packet_id != 0) puback(packet_id, mqtt::reason::kNotAuthorized, why);
+      return;
+    }
+    lifecycle_reason_ = "FORBIDDEN_ACCESS";
+    conn_->close(why);
+  }
+
+  void deliver_reply(const MessagePtr& reply) {
+    if (!online()) return;
+    for (const auto& [filter, o] : state_.subscriptions) {
+      if (mqtt::topic_matches(filter, reply->topic, false)) {
+        deliver(reply, o.qos, false);
+        return;
+      }
+    }
+    log::info("broker.reply_dropped", {{"client", identity_.client_id},
+                                       {"topic", reply->topic},
+                                       {"reason", "no matching subscription"}});
+  }
+
+  void on_subscribe(mqtt::Subscribe& s) {
+    if (version_ == Version::kV5 && !s.properties.subscription_identifiers.empty()) {
+      violation(mqtt::reason::kSubscriptionIdentifiersNotSupported, "subscription identifiers are not supported");
+      return;
+    }
+    const bool v5 = version_ == Version::kV5;
+    for (const auto& sub : s.subscriptions) {
+      if (sub.qos == 2 && !v5) {
+        // AWS: a QoS 2 SUBSCRIBE on MQTT 3.1.1 gets no SUBACK.
+        log::warn("broker.qos2_subscribe_ignored", {{"client", identity_.client_id}, {"filter", sub.filter}});
+        return;
+      }
+    }
+    mqtt::Suback ack;
+    ack.packet_id = s.packet_id;
+    std::vector<std::string> subscribed;
+    std::vector<std::pair<std::string, std::uint8_t>> retained_to_send;
+    for (std::size_t i = 0; i < s.subscriptions.size(); ++i) {
+      const auto& sub = s.subscriptions[i];
+      auto fail = [&](std::uint8_t v5_reason, const std::string& why) {
+        log::warn("broker.subscribe_refused",
+                  {{"client", identity_.client_id}, {"filter", sub.filter}, {"reason", why}});
+        ack.reason_codes.push_back(v5 ? v5_reason : 0x80);
+      };
+      if (i >= b_->config.max_filters_per_subscribe) {
+        fail(mqtt::reason::kQuotaExceeded, "more than " + std::to_string(b_->config.max_filters_per_subscribe) + " filters in one SUBSCRIBE");
+        continue;
+      }
+      if (!mqtt::valid_topic_filter(sub.filter)) {
+        fail(mqtt::reason::kTopicFilterInvalid, "invalid topic filter");
+        continue;
+      }
+      if (mqtt::parse_shared_filter(sub.filter)) {
+        fail(mqtt::reason::kSharedSubscriptionsNotSupported, "shared subscriptions are not supported yet");
+        continue;
+      }
+      if (sub.filter.size() > b_->config.max_topic_bytes || counted_slashes(sub.filter) > b_->config.max_topic_slashes) {
+        fail(mqtt::reason::kTopicFilterInvalid, "topic filter longer than AWS's limits");
+        continue;
+      }
+      if (sub.filter[0] == '$' && sub.filter.rfind("$aws/", 0) != 0) {
+        fail(mqtt::reason::kTopicFilterInvalid, "only $aws/ reserved topics exist");
+        continue;
+      }
+      AuthDecision d = b_->authorizer.authorize_subscribe(identity_, sub.filter);
+      if (!d.allowed) {
+        if (!v5) {
+          log::warn("broker.subscribe_refused", {{"client", identity_.client_id}, {"filter", sub.filter}, {"reason", d.reason}});
+          lifecycle_reason_ = "FORBIDDEN_ACCESS";
+          conn_->close(d.reason);  // AWS closes a 3.1.1 connection on an unauthorized SUBSCRIBE
+          return;
+        }
+        fail(mqtt::reason::kNotAuthorized, d.reason);
+        continue;
+      }
+      const bool existed = state_.subscriptions.count(sub.filter) > 0;
+      if (!existed && state_.subscriptions.size() >= b_->config.max_subscriptions_per_connection) {
+        fail(mqtt::reason::kQuotaExceeded, "more than " + std::to_string(b_->config.max_subscriptions_per_connection) + " subscriptions");
+        continue;
+      }
+      SubscriptionOptions o{std::min<std::uint8_t>(sub.qos, 1), v5 && sub.no_local, v5 && sub.retain_as_published};
+      state_.subscriptions[sub.filter] = o;
+      shard_.trie.add(sub.filter, this, o);
+      ack.reason_codes.push_back(o.qos);
+      subscribed.push_back(sub.filter);
+      const bool wildcard = sub.filter.find_first_of("+#") != std::string::npos;
+      const bool send_retained = v5 ? (sub.retain_handling == 0 || (sub.retain_handling == 1 && !existed)) : true;
+      if (!wildcard && send_retained) retained_to_send.emplace_back(sub.filter, o.qos);
+    }
+    conn_->write(mqtt::encode(version_, ack));
+    // AWS sends a retained message only to a filter equal to its topic, with RETAIN=1.
+    for (const auto& [topic, qos] : retained_to_send) {
+      MessagePtr m;
+      {
+        std::lock_guard<std::mutex> lock(b_->retained_mu);
+        auto it = b_->retained.find(topic);
+        if (it != b_->retained.end()) m = it->second;
+      }
+      if (m && b_->authorizer.authorize_receive(identity_, topic).allowed) deliver(m, qos, true);
+    }
+    if (!subscribed.empty() && lifecycle_allowed()) {
+      b_->lifecycle("$aws/events/subscriptions/subscribed/" + identity_.client_id,
+                    {{"clientId", identity_.client_id},
+                     {"timestamp", now_ms()},
+                     {"eventType", "subscribed"},
+                     {"sessionIdentifier", session_id_},
+                     {"principalIdentifier", identity_.certificate.certificate_id},
+                     {"topics", subscribed}},
+                    &shard_);
+    }
+  }
+
+  void on_unsubscribe(const mqtt::Unsubscribe& u) {
+    mqtt::Unsuback ack;
+    ack.packet_id = u.packet_id;
+    std::vector<std::string> removed;
+    for (const auto& f : u.filters) {
+      if (state_.subscriptions.erase(f) > 0) {
+        shard_.trie.remove(f, this);
+        ack.reason_codes.push_back(mqtt::reason::kSuccess);
+        removed.push_back(f);
+      } else {
+        ack.reason_codes.push_back(mqtt::reason::kNoSubscriptionExisted);
+      }
+    }
+    conn_->write(mqtt::encode(version_, ack));
+    if (!removed.empty() && lifecycle_allowed()) {
+      b_->lifecycle("$aws/events/subscriptions/unsubscribed/" + identity_.client_id,
+                    {{"clientId", identity_.client_id},
+                     {"timestamp", now_ms()},
+                     {"eventType", "unsubscribed"},
+                     {"sessionIdentifier", session_id_},
+                     {"principalIdentifier", identity_.certificate.certificate_id},
+                     {"topics", removed}},
+                    &shard_);
+    }
+  }
+
+  void on_closed(const std::string& reason) {
+    timer_.cancel();
+    if (!active_) return;  // never connected: nothing to undo
+    active_ = false;
+    b_->connections--;
+    {
+      std::lock_guard<std::mutex> lock(b_->certs_mu);
+      auto range = b_->by_certificate.equal_range(identity_.certificate.certificate_id);
+      for (auto it = range.first; it != range.second; ++it) {
+        if (it->second.lock().get() == this) {
+          b_->by_certificate.erase(it);
+          break;
+        }
+      }
+    }
+    log::info("broker.disconnected", {{"client", identity_.client_id}, {"reason", reason}});
+    if (will_ && !client_disconnect_) publish_will();
+    if (lifecycle_allowed()) {
+      const bool by_client = lifecycle_reason_ == std::string("CLIENT_INITIATED_DISCONNECT");
+      b_->lifecycle("$aws/events/presence/disconnected/" + identity_.client_id,
+                    {{"clientId", identity_.client_id},
+                     {"timestamp", now_ms()},
+                     {"eventType", "disconnected"},
+                     {"sessionIdentifier", session_id_},
+                     {"principalIdentifier", identity_.certificate.certificate_id},
+                     {"clientInitiatedDisconnect", by_client},
+                     {"disconnectReason", lifecycle_reason_ ? lifecycle_reason_ : "CONNECTION_LOST"},
+                     {"versionNumber", version_number_}},
+                    &shard_);
+    }
+    if (surrendered_) return;  // a newer connection owns the client id now
+    if (session_expiry_ == 0) {
+      end_session();
+      return;
+    }
+    // Offline persistent session: keep subscriptions and queue QoS 1 messages until expiry.
+    for (auto& [id, d] : state_.inflight) state_.queue.push_front(std::move(d));
+    state_.inflight.clear();
+    expiry_timer_.expires_after(std::chrono::seconds(session_expiry_));
+    std::weak_ptr<Session> weak = shared_from_this();
+    expiry_timer_.async_wait([weak](const boost::system::error_code& ec) {
+      if (auto self = weak.lock(); self && !ec && !self->surrendered_) self->end_session();
+    });
+  }
+
+  void end_session() {
+    for (const auto& [filter, o] : state_.subscriptions) shard_.trie.remove(filter, this);
+    state_.subscriptions.clear();
+    {
+      std::lock_guard<std::mutex> lock(b_->sessions_mu);
+      auto it = b_->sessions.find(identity_.client_id);
+      if (it != b_->sessions.end() && it->second.session.lock().get() == this) b_->sessions.erase(it);
+    }
+    surrendered_ = true;
+    b_->session_count--;
+    shard_.sessions.erase(shared_from_this());
+  }
+
+  void publish_will() {
+    auto msg = std::make_shared<Message>();
+    msg->topic = will_->topic;
+    msg->payload = will_->payload;
+    msg->qos = will_->qos;
+    msg->retain = will_->retain;
+    msg->origin_client_id = identity_.client_id;
+    msg->content_type = will_->properties.content_type;
+    msg->response_topic = will_->properties.response_topic;
+    msg->correlation_data = will_->properties.correlation_data;
+    msg->user_properties = will_->properties.user_properties;
+    msg->payload_format_indicator = will_->properties.payload_format_indicator;
+    if (will_->properties.message_expiry_interval)
+      msg->expires_at = SteadyClock::now() + std::chrono::seconds(*will_->properties.message_expiry_interval);
+    if (!b_->authorizer.authorize_publish(identity_, msg->topic, msg->retain).allowed) return;
+    const std::uint32_t delay = will_->properties.will_delay_interval.value_or(0);
+    will_.reset();
+    auto b = b_;
+    Shard* shard = &shard_;
+    auto fire = [b, shard, msg] {
+      if (msg->retain) {
+        std::lock_guard<std::mutex> lock(b->retained_mu);
+        if (msg->payload.empty()) {
+          b->retained.erase(msg->topic);
+        } else {
+          b->retained[msg->topic] = msg;
+        }
+      }
+      b->route(msg, shard, nullptr);
+    };
+    if (delay == 0) {
+      fire();
+      return;
+    }
+    auto t = std::make_shared<asio::steady_timer>(shard_.io, std::chrono::seconds(delay));
+    t->async_wait([t, fire](const boost::system::error_code& ec) {
+      if (!ec) fire();
+    });
+  }
+
+  std::shared_ptr<Broker::Impl> b_;
+  Shard& shard_;
+  std::shared_ptr<net::TlsConnection> conn_;
+  mqtt::FrameReader reader_;
+  asio::steady_timer timer_;
+  asio::steady_timer expiry_timer_;
+  ClientIdentity identity_;
+  Version version_ = Version::kV311;
+  bool connect_received_ = false;
+  bool active_ = false;
+  bool surrendered_ = false;
+  bool clean_start_ = true;
+  bool assigned_id_ = false;
+  bool client_disconnect_ = false;
+  bool session_expiry_lowered_ = false;
+  const char* lifecycle_reason_ = nullptr;
+  std::uint16_t keep_alive_ = 0;
+  std::uint16_t requested_keep_alive_ = 0;
+  std::uint32_t session_expiry_ = 0;
+  std::uint16_t client_receive_maximum_ = 65535;
+  std::uint16_t next_id_ = 1;
+  std::uint64_t version_number_ = 0;
+  std::string session_id_;
+  SteadyClock::time_point last_activity_;
+  std::optional<mqtt::Will> will_;
+  SessionState state_;
+  std::unordered_map<std::uint16_t, std::string> aliases_;
+  std::vector<std::pair<std::uint8_t, std::string>> early_;
+
+  friend struct Broker::Impl;
+};
+
+void Broker::Impl::dispatch(Shard& shard, const MessagePtr& msg, const Session* origin) {
+  // One delivery per session, at the highest QoS of its matching subscriptions.
+  std::unordered_map<Session*, SubscriptionOptions> targets;
+  shard.trie.match(msg->topic, [&](Session* s, const SubscriptionOptions& o) {
+    if (o.no_local && s == origin) return;
+    auto [it, inserted] = targets.emplace(s, o);
+    if (!inserted) {
+      it->second.qos = std::max(it->second.qos, o.qos);
+      it->second.retain_as_published = it->second.retain_as_published || o.retain_as_published;
+    }
+  });
+  for (auto& [s, o] : targets) {
+    if (!authorizer.authorize_receive(s->identity(), msg->topic).allowed) continue;
+    s->deliver(msg, o.qos, o.retain_as_published && msg->retain);
+  }
+}
+
+void Broker::Impl::route(const MessagePtr& msg, Shard* origin_shard, const Session* origin) {
+  auto self = shared_from_this();
+  for (auto& shard : shards) {
+    if (shard.get() == origin_shard) continue;
+    Shard* s = shard.get();
+    asio::post(s->io, [self, s, msg] { self->dispatch(*s, msg, nullptr); });
+  }
+  if (origin_shard != nullptr) dispatch(*origin_shard, msg, origin);
+}
+
+void Broker::Impl::lifecycle(const std::string& topic, nlohmann::json event, Shard* shard) {
+  auto msg = std::make_shared<Message>();
+  msg->topic = topic;
+  msg->payload = event.dump();
+  msg->qos = 0;
+  route(msg, shard, nullptr);
+}
+
+Broker::Broker(net::IoPool& pool, BrokerConfig config, Authorizer& authorizer,
+               ReservedTopicHandler* reserved)
+    : impl_(std::make_shared<Impl>(pool, config, authorizer, reserved)) {}
+
+Broker::~Broker() = default;
+
+void Broker::accept(std::shared_ptr<net::TlsConnection> connection) {
+  auto it = impl_->shard_of.find(&connection->context());
+  if (it == impl_->shard_of.end()) {
+    connection->close("connection is not on a broker thread");
+    return;
+  }
+  auto session = std::make_shared<Session>(impl_, *it->second, std::move(connection));
+  session->start();
+}
+
+void Broker::disconnect_certificate(const std::string& certificate_id, const std::string& reason) {
+  std::vector<std::shared_ptr<Session>> hit;
+  {
+    std::lock_guard<std::mutex> lock(impl_->certs_mu);
+    auto range = impl_->by_certificate.equal_range(certificate_id);
+    for (auto i = range.first; i != range.second; ++i) {
+      if (auto s = i->second.lock()) hit.push_back(std::move(s));
+    }
+  }
+  for (auto& s : hit) {
+    asio::post(s->io(), [s, reason] {
+      s->kick(mqtt::reason::kNotAuthorized, reason, "AUTH_ERROR");
+    });
+  }
+}
+
+BrokerStats Broker::stats() const {
+  return {impl_->connections.load(), impl_->session_count.load(), impl_->messages_in.load(),
+          impl_->messages_out.load(), impl_->connects_refused.load()};
+}
+
+}  // namespace fk::broker

@@ -1,0 +1,72 @@
+// Broker: AWS IoT Core's device endpoint behaviour (../shared/spec/aws-iot-compat.md section 4)
+// over mutual-TLS connections: sessions, subscriptions, QoS 0/1, retained messages, wills,
+// persistent sessions, client-id takeover, keep-alive, AWS's limits and lifecycle events.
+//
+// Threads: connections are pinned to one IoPool context each (a "shard"); each shard keeps
+// the subscriptions of its own sessions, and a PUBLISH is routed by posting the shared message
+// to every shard, so the publish path takes no global lock. The registries that are touched on
+// connect/disconnect only (client ids, certificate index, retained messages) have their own
+// mutexes.
+//
+// Thread-safety: all public methods may be called from any thread.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "broker/authorizer.h"
+#include "broker/reserved_topic_handler.h"
+#include "net/io_pool.h"
+#include "net/tls/tls_connection.h"
+
+namespace fk::broker {
+
+struct BrokerConfig {
+  std::size_t max_client_id_bytes = 128;
+  std::size_t max_topic_bytes = 256;
+  std::size_t max_topic_slashes = 7;
+  std::size_t max_payload_bytes = 128 * 1024;
+  std::size_t max_filters_per_subscribe = 8;
+  std::size_t max_subscriptions_per_connection = 50;
+  std::uint16_t max_inflight = 100;  // unacknowledged QoS 1 messages per direction
+  std::uint16_t min_keep_alive = 30;
+  std::uint16_t max_keep_alive = 1200;
+  std::uint32_t default_session_expiry = 3600;      // MQTT 3.1.1 persistent sessions
+  std::uint32_t max_session_expiry = 7 * 24 * 3600;
+  std::size_t max_queued_messages = 1000;  // QoS 1 messages kept for an offline session
+  std::uint16_t topic_alias_maximum = 8;
+  int connect_timeout_seconds = 10;
+  bool lifecycle_events = true;
+};
+
+struct BrokerStats {
+  std::uint64_t connections = 0;  // currently connected
+  std::uint64_t sessions = 0;     // connected + offline persistent
+  std::uint64_t messages_in = 0;
+  std::uint64_t messages_out = 0;
+  std::uint64_t connects_refused = 0;
+};
+
+class Broker {
+ public:
+  Broker(net::IoPool& pool, BrokerConfig config, Authorizer& authorizer,
+         ReservedTopicHandler* reserved = nullptr);
+  ~Broker();
+
+  // Takes a connection whose TLS handshake is done (called on its I/O thread).
+  void accept(std::shared_ptr<net::TlsConnection> connection);
+
+  // Closes every connection authenticated with this certificate (it left ACTIVE).
+  void disconnect_certificate(const std::string& certificate_id, const std::string& reason);
+
+  BrokerStats stats() const;
+
+  struct Impl;
+
+ private:
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace fk::broker

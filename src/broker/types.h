@@ -1,0 +1,49 @@
+// Values the broker hands to its seams (Authorizer, ReservedTopicHandler) and routes.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "mqtt/packet.h"
+#include "net/tls/tls_listener.h"
+
+namespace fk::broker {
+
+// Who is on the other end of a connection.
+struct ClientIdentity {
+  std::string client_id;
+  net::PeerCertificate certificate;
+  std::string remote_address;
+  mqtt::Version version = mqtt::Version::kV311;
+};
+
+struct AuthDecision {
+  bool allowed = false;
+  std::string reason;  // for the log (and MQTT 5 reason strings)
+
+  static AuthDecision allow() { return {true, {}}; }
+  static AuthDecision deny(std::string why) { return {false, std::move(why)}; }
+};
+
+// One application message as routed (immutable once made; shared by all its deliveries).
+struct Message {
+  std::string topic;
+  std::string payload;
+  std::uint8_t qos = 0;
+  bool retain = false;
+  std::string origin_client_id;
+  // MQTT 5 properties that travel with the message.
+  std::optional<std::uint8_t> payload_format_indicator;
+  std::optional<std::string> content_type;
+  std::optional<std::string> response_topic;
+  std::optional<std::string> correlation_data;
+  mqtt::UserProperties user_properties;
+  // Message expiry: absolute deadline, when the publisher set an interval.
+  std::optional<std::chrono::steady_clock::time_point> expires_at;
+};
+using MessagePtr = std::shared_ptr<const Message>;
+
+}  // namespace fk::broker

@@ -1,0 +1,37 @@
+// IoPool: one io_context per thread (one per core by default). Connections are pinned to one
+// context for their whole life; other threads reach them only by posting to that context
+// (no locks on a connection's data path).
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <thread>
+#include <vector>
+
+namespace boost::asio {
+class io_context;
+}
+
+namespace fk::net {
+
+class IoPool {
+ public:
+  explicit IoPool(std::size_t threads);
+  ~IoPool();  // stops and joins
+
+  std::size_t size() const { return contexts_.size(); }
+  boost::asio::io_context& at(std::size_t i) { return *contexts_[i]; }
+  // Round-robin choice for a new connection.
+  std::size_t next_index();
+
+  void start();
+  void stop();
+
+ private:
+  std::vector<std::unique_ptr<boost::asio::io_context>> contexts_;
+  std::vector<std::thread> threads_;
+  std::size_t next_ = 0;
+  bool started_ = false;
+};
+
+}  // namespace fk::net

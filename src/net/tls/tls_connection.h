@@ -1,0 +1,46 @@
+// TlsConnection: one established mutual-TLS connection, pinned to one io_context.
+//
+// read() delivers bytes as they arrive; write() queues bytes (sent in order); close() ends the
+// connection at once (for a revoked certificate: no TLS close_notify round trip to wait for).
+// All methods must be called on the connection's io_context thread; post() reaches it from
+// elsewhere.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "net/tls/tls_listener.h"
+
+namespace boost::asio {
+class io_context;
+}
+
+namespace fk::net {
+
+class TlsConnection : public std::enable_shared_from_this<TlsConnection> {
+ public:
+  using OnData = std::function<void(std::string_view bytes)>;
+  using OnClose = std::function<void(const std::string& reason)>;
+
+  virtual ~TlsConnection() = default;
+
+  // Starts reading; on_close runs once, when the peer or close() ends the connection.
+  virtual void start(OnData on_data, OnClose on_close) = 0;
+  virtual void write(std::string bytes) = 0;
+  // Sends what is queued, then closes.
+  virtual void close_after_write(const std::string& reason) = 0;
+  virtual void close(const std::string& reason) = 0;
+  virtual void post(std::function<void()> fn) = 0;
+  virtual boost::asio::io_context& context() = 0;
+  virtual bool is_open() const = 0;
+
+  virtual const PeerCertificate& peer() const = 0;
+  virtual const std::string& remote_address() const = 0;
+  virtual const std::string& alpn() const = 0;
+  virtual const std::string& sni() const = 0;
+  virtual std::size_t queued_bytes() const = 0;
+};
+
+}  // namespace fk::net
