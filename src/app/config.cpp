@@ -69,7 +69,26 @@ Status parse_config(std::string_view text, const std::string& source, Config& co
         config.log_level != "error")
       return bad("log_level", "must be debug, info, warn or error, not '" + config.log_level + "'");
   }
-  if (auto n = root.get("mqtt")) FK_RETURN_IF_ERROR(parse_listener(*n, "mqtt", config.mqtt));
+  if (auto n = root.get("mqtt")) {
+    const toml::table* t = n->as_table();
+    if (t == nullptr) return bad("mqtt", "must be a table");
+    FK_RETURN_IF_ERROR(only_known(*t, "mqtt.", {"bind", "port", "alpn_port", "threads"}));
+    if (auto k = t->get("bind")) FK_RETURN_IF_ERROR(get_string(*k, "mqtt.bind", config.mqtt.bind));
+    if (auto k = t->get("port")) FK_RETURN_IF_ERROR(get_port(*k, "mqtt.port", config.mqtt.port));
+    if (auto k = t->get("alpn_port")) {
+      if (!k->is_integer())
+        return bad("mqtt.alpn_port", "must be an integer (-1 = off, 0 = any free port)");
+      auto v = *k->value<std::int64_t>();
+      if (v < -1 || v > 65535) return bad("mqtt.alpn_port", "must be -1..65535");
+      config.mqtt.alpn_port = static_cast<int>(v);
+    }
+    if (auto k = t->get("threads")) {
+      if (!k->is_integer()) return bad("mqtt.threads", "must be an integer");
+      auto v = *k->value<std::int64_t>();
+      if (v < 0 || v > 256) return bad("mqtt.threads", "must be 0 (one per core) to 256");
+      config.mqtt.threads = static_cast<int>(v);
+    }
+  }
   if (auto n = root.get("api")) FK_RETURN_IF_ERROR(parse_listener(*n, "api", config.api));
   if (auto n = root.get("ca")) {
     const toml::table* t = n->as_table();

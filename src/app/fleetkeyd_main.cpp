@@ -47,8 +47,7 @@ void install_log_sink(const std::string& level) {
 void print_banner(const fk::app::Config& config, const fk::app::Endpoints& e) {
   std::printf(
       "\nfleetkeyd is running.\n"
-      "  MQTT (mutual TLS)  %s:%u   (the MQTT broker arrives with its own issue; the port is "
-      "reserved)\n"
+      "  MQTT (mutual TLS)  %s:%u   and ALPN x-amzn-mqtt-ca on port %u\n"
       "  control-plane API  %s\n"
       "  root CA (devices trust this, like AmazonRootCA1.pem)  %s\n"
       "  admin credentials (AWS shared-credentials format)     %s\n"
@@ -59,7 +58,7 @@ void print_banner(const fk::app::Config& config, const fk::app::Endpoints& e) {
       "  sqlite3 %s '.tables'\n"
       "  cat %s/endpoints.json\n\n"
       "Stop with Ctrl-C (SIGINT) or SIGTERM.\n",
-      e.mqtt_host.c_str(), e.mqtt_port, e.api_url.c_str(), e.root_ca_path.c_str(),
+      e.mqtt_host.c_str(), e.mqtt_port, e.mqtt_alpn_port, e.api_url.c_str(), e.root_ca_path.c_str(),
       e.credentials_path.c_str(), e.registry_path.c_str(), e.api_url.c_str(),
       e.root_ca_path.c_str(), e.registry_path.c_str(), config.data_dir.c_str());
   std::fflush(stdout);
@@ -70,12 +69,15 @@ void print_banner(const fk::app::Config& config, const fk::app::Endpoints& e) {
 int main(int argc, char** argv) {
   CLI::App cli{"fleetkeyd: self-hosted device identity for AWS IoT-compatible fleets"};
   std::string config_file, data_dir, log_level;
-  int mqtt_port = -1, api_port = -1;
+  int mqtt_port = -1, api_port = -1, alpn_port = -2;
   bool quiet = false;
   cli.add_option("--config", config_file, "TOML configuration file")->check(CLI::ExistingFile);
   cli.add_option("--data-dir", data_dir, "data folder (default ./fleetkey-data)");
   cli.add_option("--mqtt-port", mqtt_port, "MQTT TLS port (0 = any free port)")
       ->check(CLI::Range(0, 65535));
+  cli.add_option("--alpn-port", alpn_port,
+                 "MQTT TLS port with ALPN x-amzn-mqtt-ca (AWS's 443 mode; -1 = off, 0 = any free)")
+      ->check(CLI::Range(-1, 65535));
   cli.add_option("--api-port", api_port, "control-plane API port (0 = any free port)")
       ->check(CLI::Range(0, 65535));
   cli.add_option("--log-level", log_level, "debug, info, warn or error")
@@ -94,6 +96,7 @@ int main(int argc, char** argv) {
   if (!data_dir.empty()) config.data_dir = data_dir;
   if (mqtt_port >= 0) config.mqtt.port = static_cast<std::uint16_t>(mqtt_port);
   if (api_port >= 0) config.api.port = static_cast<std::uint16_t>(api_port);
+  if (alpn_port >= -1) config.mqtt.alpn_port = alpn_port;
   if (!log_level.empty()) config.log_level = log_level;
   install_log_sink(config.log_level);
 

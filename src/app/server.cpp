@@ -6,11 +6,15 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "api/iot_api.h"
+#include "app/connect_check.h"
 #include "base/files.h"
 #include "base/log.h"
+#include "broker/broker.h"
 #include "crypto/openssl/openssl_certificate_authority.h"
 #include "net/http_server.h"
-#include "net/tcp_listener.h"
+#include "net/io_pool.h"
+#include "net/tls/tls_listener.h"
 #include "registry/registry.h"
 #include "storage/sqlite/sqlite_store.h"
 
@@ -23,8 +27,28 @@ struct Server::Parts {
   std::unique_ptr<storage::SqliteStore> store;
   std::unique_ptr<registry::Registry> registry;
   AdminCredentials admin;
+  std::unique_ptr<api::IotApi> iot_api;
   std::unique_ptr<net::HttpServer> api;
-  std::unique_ptr<net::TcpListener> mqtt;
+  std::unique_ptr<net::IoPool> io_pool;
+  std::unique_ptr<RegistryConnectCheck> connect_check;
+  std::unique_ptr<broker::AllowAllAfterConnect> authorizer;
+  std::unique_ptr<broker::Broker> broker;
+  std::unique_ptr<net::TlsListener> mqtt;
+  std::unique_ptr<net::TlsListener> mqtt_alpn;
+  int listener_id = 0;
+
+  // Our root and issuing CA, and every ACTIVE registered CA.
+  std::vector<std::string> trust_anchors() {
+    std::vector<std::string> pems = {ca->root_certificate().pem, ca->issuing_certificate().pem};
+    (void)registry->read([&](registry::Txn& t) -> Status {
+      FK_ASSIGN_OR_RETURN(auto cas, t.store().list_ca_certificates(storage::Page{}));
+      for (const auto& c : cas) {
+        if (c.status == storage::CertificateStatus::kActive) pems.push_back(c.pem);
+      }
+      return Status::ok();
+    });
+    return pems;
+  }
 };
 
 Server::Server() : parts_(new Parts) {}
@@ -45,18 +69,6 @@ std::string absolute(const std::string& path) {
   std::error_code ec;
   auto p = std::filesystem::absolute(path, ec);
   return ec ? path : p.lexically_normal().string();
-}
-
-net::HttpResponse handle_api(registry::Registry& registry, const net::HttpRequest& req) {
-  if (req.target == "/health" && req.method == "GET") {
-    // The store answers a read: the registry is usable.
-    Status st = registry.read([](registry::Txn& t) { return t.store().get_setting("-").status(); });
-    if (!st.is_ok()) return {503, "application/json", {}, R"({"status":"unavailable"})"};
-    return {200, "application/json", {}, R"({"status":"ok"})"};
-  }
-  nlohmann::json body = {{"message", "unknown operation " + req.method + " " + req.target}};
-  return {
-      404, "application/json", {{"x-amzn-ErrorType", "UnknownOperationException"}}, body.dump()};
 }
 
 }  // namespace
@@ -86,25 +98,79 @@ Result<std::unique_ptr<Server>> Server::start(const Config& config, boost::asio:
   net::HttpServerOptions api_options;
   api_options.bind_address = p.config.api.bind;
   api_options.port = p.config.api.port;
-  registry::Registry* reg = p.registry.get();
-  p.api = std::make_unique<net::HttpServer>(
-      io, api_options, [reg](const net::HttpRequest& r) { return handle_api(*reg, r); });
-  FK_RETURN_IF_ERROR(p.api->start());
 
-  // The MQTT port is bound (so its address is real and reserved); the broker that serves it
-  // arrives with the broker issue. Until then each connection is closed at once.
-  p.mqtt = std::make_unique<net::TcpListener>(
-      io, p.config.mqtt.bind, p.config.mqtt.port, [](int fd, const std::string& peer) {
-        log::warn("mqtt.connection_refused", {{"peer", peer}, {"reason", "broker not built yet"}});
-        ::close(fd);
+  // The device endpoint: broker on an I/O pool (one thread per core), mutual TLS on the MQTT
+  // port and on the ALPN port (AWS's 443 mode).
+  std::size_t threads = p.config.mqtt.threads > 0
+                            ? static_cast<std::size_t>(p.config.mqtt.threads)
+                            : std::max(1u, std::thread::hardware_concurrency());
+  p.io_pool = std::make_unique<net::IoPool>(threads);
+  p.connect_check = std::make_unique<RegistryConnectCheck>(*p.registry);
+  RegistryConnectCheck* check = p.connect_check.get();
+  p.authorizer = std::make_unique<broker::AllowAllAfterConnect>(
+      [check](const broker::ClientIdentity& c, std::function<void(broker::AuthDecision)> done) {
+        check->check(c, std::move(done));
       });
+  p.broker = std::make_unique<broker::Broker>(*p.io_pool, broker::BrokerConfig{}, *p.authorizer);
+  broker::Broker* b = p.broker.get();
+  Parts* parts = &p;
+  // Certificate status reaches live sessions at once; CA changes reach the TLS trust store.
+  p.listener_id =
+      p.registry->add_listener([b, parts](const std::vector<registry::RegistryEvent>& events) {
+        bool cas_changed = false;
+        for (const auto& ev : events) {
+          using K = registry::RegistryEvent::Kind;
+          if (ev.kind == K::kCertificateStatusChanged &&
+              ev.status != storage::CertificateStatus::kActive) {
+            b->disconnect_certificate(ev.subject, "certificate " + ev.subject + " is now " +
+                                                      std::string(storage::to_string(ev.status)));
+          } else if (ev.kind == K::kCertificateDeleted) {
+            b->disconnect_certificate(ev.subject, "certificate " + ev.subject + " was deleted");
+          } else if (ev.kind == K::kCaCertificateChanged) {
+            cas_changed = true;
+          }
+        }
+        if (cas_changed) {
+          auto anchors = parts->trust_anchors();
+          for (auto* l : {parts->mqtt.get(), parts->mqtt_alpn.get()}) {
+            if (l) (void)l->set_trust_anchors(anchors);
+          }
+        }
+      });
+  net::TlsListenerConfig tls;
+  tls.bind_address = p.config.mqtt.bind;
+  tls.port = p.config.mqtt.port;
+  tls.certificate_chain_file = p.ca->paths().server_cert;
+  tls.private_key_file = p.ca->paths().server_key;
+  tls.trust_anchors = p.trust_anchors();
+  auto on_connection = [b](std::shared_ptr<net::TlsConnection> c) { b->accept(std::move(c)); };
+  p.mqtt = std::make_unique<net::TlsListener>(*p.io_pool, io, tls, on_connection);
   FK_RETURN_IF_ERROR(p.mqtt->start());
+  if (p.config.mqtt.alpn_port >= 0) {
+    net::TlsListenerConfig alpn = tls;
+    alpn.port = static_cast<std::uint16_t>(p.config.mqtt.alpn_port);
+    alpn.required_alpn = "x-amzn-mqtt-ca";
+    alpn.name = "mqtt-alpn";
+    p.mqtt_alpn = std::make_unique<net::TlsListener>(*p.io_pool, io, alpn, on_connection);
+    FK_RETURN_IF_ERROR(p.mqtt_alpn->start());
+  }
+  p.io_pool->start();
 
+  api::ApiConfig api_config;
+  api_config.region = p.config.aws.region;
+  api_config.credentials[p.admin.access_key_id] = p.admin.secret_access_key;
   auto connect_host = [](const std::string& bind) {
     return bind == "0.0.0.0" || bind == "::" ? std::string("localhost") : bind;
   };
   e.mqtt_host = connect_host(p.config.mqtt.bind);
+  api_config.mqtt_endpoint = e.mqtt_host;
+  p.iot_api = std::make_unique<api::IotApi>(*p.registry, SystemClock::instance(), api_config);
+  api::IotApi* iot = p.iot_api.get();
+  p.api = std::make_unique<net::HttpServer>(
+      io, api_options, [iot](const net::HttpRequest& r) { return iot->handle(r); });
+  FK_RETURN_IF_ERROR(p.api->start());
   e.mqtt_port = p.mqtt->port();
+  e.mqtt_alpn_port = p.mqtt_alpn ? p.mqtt_alpn->port() : 0;
   e.api_port = p.api->port();
   std::string api_host = connect_host(p.config.api.bind);
   if (api_host.find(':') != std::string::npos) api_host = "[" + api_host + "]";
@@ -116,11 +182,17 @@ void Server::stop() {
   if (!parts_) return;
   if (parts_->api) parts_->api->stop();
   if (parts_->mqtt) parts_->mqtt->stop();
+  if (parts_->mqtt_alpn) parts_->mqtt_alpn->stop();
+  if (parts_->io_pool) parts_->io_pool->stop();
+  if (parts_->registry && parts_->listener_id != 0) {
+    parts_->registry->remove_listener(parts_->listener_id);
+    parts_->listener_id = 0;
+  }
 }
 
 std::string Endpoints::to_json(const Config& config) const {
   nlohmann::json j = {
-      {"mqtt", {{"host", mqtt_host}, {"port", mqtt_port}}},
+      {"mqtt", {{"host", mqtt_host}, {"port", mqtt_port}, {"alpn_port", mqtt_alpn_port}}},
       {"api", {{"url", api_url}, {"port", api_port}}},
       {"root_ca", root_ca_path},
       {"credentials_file", credentials_path},

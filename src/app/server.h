@@ -18,12 +18,16 @@ class io_context;
 namespace fk::registry {
 class Registry;
 }
+namespace fk::broker {
+class Broker;
+}
 
 namespace fk::app {
 
 struct Endpoints {
   std::string mqtt_host;
   std::uint16_t mqtt_port = 0;
+  std::uint16_t mqtt_alpn_port = 0;  // 0: off
   std::string api_url;
   std::uint16_t api_port = 0;
   std::string root_ca_path;
@@ -42,6 +46,7 @@ class Server {
 
   const Endpoints& endpoints() const;
   registry::Registry& registry();
+  broker::Broker& broker();
   void stop();  // stops accepting; the registry commits what is queued when destroyed
 
  private:

@@ -32,7 +32,8 @@ class Authorizer {
 // certificate is ACTIVE in the registry"). The policy engine replaces it.
 class AllowAllAfterConnect : public Authorizer {
  public:
-  using ConnectCheck = std::function<void(const ClientIdentity&, std::function<void(AuthDecision)>)>;
+  using ConnectCheck =
+      std::function<void(const ClientIdentity&, std::function<void(AuthDecision)>)>;
   explicit AllowAllAfterConnect(ConnectCheck check) : check_(std::move(check)) {}
   void authorize_connect(const ClientIdentity& c, std::function<void(AuthDecision)> done) override {
     check_(c, std::move(done));

@@ -158,7 +158,8 @@ class Session : public std::enable_shared_from_this<Session> {
       send_publish(d, 0);
       return;
     }
-    if (state_.inflight.size() >= std::min<std::size_t>(b_->config.max_inflight, client_receive_maximum_)) {
+    if (state_.inflight.size() >=
+        std::min<std::size_t>(b_->config.max_inflight, client_receive_maximum_)) {
       state_.queue.push_back(std::move(d));
       return;
     }
@@ -186,7 +187,8 @@ class Session : public std::enable_shared_from_this<Session> {
   std::optional<SessionState> surrender(bool resume) {
     surrendered_ = true;
     expiry_timer_.cancel();
-    if (conn_ && conn_->is_open()) kick(mqtt::reason::kSessionTakenOver, "client id taken over", "DUPLICATE_CLIENTID");
+    if (conn_ && conn_->is_open())
+      kick(mqtt::reason::kSessionTakenOver, "client id taken over", "DUPLICATE_CLIENTID");
     for (const auto& [filter, o] : state_.subscriptions) shard_.trie.remove(filter, this);
     shard_.sessions.erase(shared_from_this());
     if (!resume || session_expiry_ == 0) {
@@ -278,7 +280,8 @@ class Session : public std::enable_shared_from_this<Session> {
       auto self = weak.lock();
       if (ec || !self || !self->online()) return;
       if (SteadyClock::now() - self->last_activity_ >= limit) {
-        self->kick(mqtt::reason::kKeepAliveTimeout, "keep-alive timeout", "MQTT_KEEP_ALIVE_TIMEOUT");
+        self->kick(mqtt::reason::kKeepAliveTimeout, "keep-alive timeout",
+                   "MQTT_KEEP_ALIVE_TIMEOUT");
         return;
       }
       self->arm_keep_alive();
@@ -308,8 +311,10 @@ class Session : public std::enable_shared_from_this<Session> {
       p.properties.correlation_data = m.correlation_data;
       p.properties.user_properties = m.user_properties;
       if (m.expires_at) {
-        auto left = std::chrono::duration_cast<std::chrono::seconds>(*m.expires_at - SteadyClock::now());
-        p.properties.message_expiry_interval = static_cast<std::uint32_t>(std::max<std::int64_t>(1, left.count()));
+        auto left =
+            std::chrono::duration_cast<std::chrono::seconds>(*m.expires_at - SteadyClock::now());
+        p.properties.message_expiry_interval =
+            static_cast<std::uint32_t>(std::max<std::int64_t>(1, left.count()));
       }
     }
     conn_->write(mqtt::encode(version_, p));
@@ -326,9 +331,9 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // A protocol violation after CONNECT: MQTT 5 gets a DISCONNECT with the reason first.
   void violation(std::uint8_t reason, const std::string& why) {
-    log::warn("broker.protocol_error", {{"client", identity_.client_id},
-                                        {"peer", identity_.remote_address},
-                                        {"reason", why}});
+    log::warn(
+        "broker.protocol_error",
+        {{"client", identity_.client_id}, {"peer", identity_.remote_address}, {"reason", why}});
     lifecycle_reason_ = "CLIENT_ERROR";
     if (version_ == Version::kV5 && active_) {
       mqtt::Disconnect d;
@@ -373,8 +378,9 @@ class Session : public std::enable_shared_from_this<Session> {
     if (auto* e = std::get_if<mqtt::DecodeError>(&decoded)) {
       if (e->reason == mqtt::reason::kUnsupportedProtocolVersion) {
         // Answer in 3.1.1, the newest version such a client may understand.
-        conn_->write(mqtt::encode(Version::kV311,
-                                  mqtt::Connack{false, mqtt::connack311::kUnacceptableProtocolVersion, {}}));
+        conn_->write(
+            mqtt::encode(Version::kV311,
+                         mqtt::Connack{false, mqtt::connack311::kUnacceptableProtocolVersion, {}}));
         log::warn("broker.connection_refused",
                   {{"peer", identity_.remote_address}, {"reason", e->message}});
         conn_->close_after_write(e->message);
@@ -389,13 +395,15 @@ class Session : public std::enable_shared_from_this<Session> {
     clean_start_ = c.clean_start;
     requested_keep_alive_ = c.keep_alive;
     keep_alive_ = c.keep_alive;
-    if (keep_alive_ == 0 || keep_alive_ > b_->config.max_keep_alive) keep_alive_ = b_->config.max_keep_alive;
+    if (keep_alive_ == 0 || keep_alive_ > b_->config.max_keep_alive)
+      keep_alive_ = b_->config.max_keep_alive;
     if (keep_alive_ < b_->config.min_keep_alive) keep_alive_ = b_->config.min_keep_alive;
     if (c.version == Version::kV5) {
       session_expiry_ = c.properties.session_expiry_interval.value_or(0);
       if (c.properties.receive_maximum) client_receive_maximum_ = *c.properties.receive_maximum;
       if (c.properties.authentication_method) {
-        refuse_connect(mqtt::reason::kBadUserNameOrPassword, mqtt::connack311::kBadUserNameOrPassword,
+        refuse_connect(mqtt::reason::kBadUserNameOrPassword,
+                       mqtt::connack311::kBadUserNameOrPassword,
                        "enhanced authentication (AUTH) is not supported");
         return;
       }
@@ -408,8 +416,9 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     // The user name carries SDK metrics for mTLS clients (AWS ignores it): ignored.
     if (c.client_id.size() > b_->config.max_client_id_bytes) {
-      refuse_connect(mqtt::reason::kClientIdentifierNotValid, mqtt::connack311::kIdentifierRejected,
-                     "client id longer than " + std::to_string(b_->config.max_client_id_bytes) + " bytes");
+      refuse_connect(
+          mqtt::reason::kClientIdentifierNotValid, mqtt::connack311::kIdentifierRejected,
+          "client id longer than " + std::to_string(b_->config.max_client_id_bytes) + " bytes");
       return;
     }
     if (!c.client_id.empty() && c.client_id[0] == '$') {
@@ -566,10 +575,12 @@ class Session : public std::enable_shared_from_this<Session> {
         const auto& d = std::get<mqtt::Disconnect>(packet);
         if (version_ == Version::kV5 && d.properties.session_expiry_interval) {
           if (session_expiry_ == 0 && *d.properties.session_expiry_interval > 0) {
-            violation(mqtt::reason::kProtocolError, "session expiry cannot be raised from 0 at DISCONNECT");
+            violation(mqtt::reason::kProtocolError,
+                      "session expiry cannot be raised from 0 at DISCONNECT");
             return;
           }
-          session_expiry_ = std::min(*d.properties.session_expiry_interval, b_->config.max_session_expiry);
+          session_expiry_ =
+              std::min(*d.properties.session_expiry_interval, b_->config.max_session_expiry);
         }
         client_disconnect_ = d.reason_code != mqtt::reason::kDisconnectWithWill;
         lifecycle_reason_ = "CLIENT_INITIATED_DISCONNECT";
@@ -629,7 +640,8 @@ class Session : public std::enable_shared_from_this<Session> {
       }
     }
     if (!p.properties.subscription_identifiers.empty()) {
-      violation(mqtt::reason::kProtocolError, "a client PUBLISH may not carry subscription identifiers");
+      violation(mqtt::reason::kProtocolError,
+                "a client PUBLISH may not carry subscription identifiers");
       return;
     }
     std::string why;
@@ -638,8 +650,8 @@ class Session : public std::enable_shared_from_this<Session> {
       return;
     }
     if (p.payload.size() > b_->config.max_payload_bytes) {
-      violation(mqtt::reason::kPacketTooLarge, "payload larger than " +
-                                                   std::to_string(b_->config.max_payload_bytes) + " bytes");
+      violation(mqtt::reason::kPacketTooLarge,
+                "payload larger than " + std::to_string(b_->config.max_payload_bytes) + " bytes");
       return;
     }
     b_->messages_in++;
@@ -730,14 +742,16 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void on_subscribe(mqtt::Subscribe& s) {
     if (version_ == Version::kV5 && !s.properties.subscription_identifiers.empty()) {
-      violation(mqtt::reason::kSubscriptionIdentifiersNotSupported, "subscription identifiers are not supported");
+      violation(mqtt::reason::kSubscriptionIdentifiersNotSupported,
+                "subscription identifiers are not supported");
       return;
     }
     const bool v5 = version_ == Version::kV5;
     for (const auto& sub : s.subscriptions) {
       if (sub.qos == 2 && !v5) {
         // AWS: a QoS 2 SUBSCRIBE on MQTT 3.1.1 gets no SUBACK.
-        log::warn("broker.qos2_subscribe_ignored", {{"client", identity_.client_id}, {"filter", sub.filter}});
+        log::warn("broker.qos2_subscribe_ignored",
+                  {{"client", identity_.client_id}, {"filter", sub.filter}});
         return;
       }
     }
@@ -753,7 +767,9 @@ class Session : public std::enable_shared_from_this<Session> {
         ack.reason_codes.push_back(v5 ? v5_reason : 0x80);
       };
       if (i >= b_->config.max_filters_per_subscribe) {
-        fail(mqtt::reason::kQuotaExceeded, "more than " + std::to_string(b_->config.max_filters_per_subscribe) + " filters in one SUBSCRIBE");
+        fail(mqtt::reason::kQuotaExceeded,
+             "more than " + std::to_string(b_->config.max_filters_per_subscribe) +
+                 " filters in one SUBSCRIBE");
         continue;
       }
       if (!mqtt::valid_topic_filter(sub.filter)) {
@@ -761,10 +777,12 @@ class Session : public std::enable_shared_from_this<Session> {
         continue;
       }
       if (mqtt::parse_shared_filter(sub.filter)) {
-        fail(mqtt::reason::kSharedSubscriptionsNotSupported, "shared subscriptions are not supported yet");
+        fail(mqtt::reason::kSharedSubscriptionsNotSupported,
+             "shared subscriptions are not supported yet");
         continue;
       }
-      if (sub.filter.size() > b_->config.max_topic_bytes || counted_slashes(sub.filter) > b_->config.max_topic_slashes) {
+      if (sub.filter.size() > b_->config.max_topic_bytes ||
+          counted_slashes(sub.filter) > b_->config.max_topic_slashes) {
         fail(mqtt::reason::kTopicFilterInvalid, "topic filter longer than AWS's limits");
         continue;
       }
@@ -775,7 +793,9 @@ class Session : public std::enable_shared_from_this<Session> {
       AuthDecision d = b_->authorizer.authorize_subscribe(identity_, sub.filter);
       if (!d.allowed) {
         if (!v5) {
-          log::warn("broker.subscribe_refused", {{"client", identity_.client_id}, {"filter", sub.filter}, {"reason", d.reason}});
+          log::warn(
+              "broker.subscribe_refused",
+              {{"client", identity_.client_id}, {"filter", sub.filter}, {"reason", d.reason}});
           lifecycle_reason_ = "FORBIDDEN_ACCESS";
           conn_->close(d.reason);  // AWS closes a 3.1.1 connection on an unauthorized SUBSCRIBE
           return;
@@ -785,16 +805,20 @@ class Session : public std::enable_shared_from_this<Session> {
       }
       const bool existed = state_.subscriptions.count(sub.filter) > 0;
       if (!existed && state_.subscriptions.size() >= b_->config.max_subscriptions_per_connection) {
-        fail(mqtt::reason::kQuotaExceeded, "more than " + std::to_string(b_->config.max_subscriptions_per_connection) + " subscriptions");
+        fail(mqtt::reason::kQuotaExceeded,
+             "more than " + std::to_string(b_->config.max_subscriptions_per_connection) +
+                 " subscriptions");
         continue;
       }
-      SubscriptionOptions o{std::min<std::uint8_t>(sub.qos, 1), v5 && sub.no_local, v5 && sub.retain_as_published};
+      SubscriptionOptions o{std::min<std::uint8_t>(sub.qos, 1), v5 && sub.no_local,
+                            v5 && sub.retain_as_published};
       state_.subscriptions[sub.filter] = o;
       shard_.trie.add(sub.filter, this, o);
       ack.reason_codes.push_back(o.qos);
       subscribed.push_back(sub.filter);
       const bool wildcard = sub.filter.find_first_of("+#") != std::string::npos;
-      const bool send_retained = v5 ? (sub.retain_handling == 0 || (sub.retain_handling == 1 && !existed)) : true;
+      const bool send_retained =
+          v5 ? (sub.retain_handling == 0 || (sub.retain_handling == 1 && !existed)) : true;
       if (!wildcard && send_retained) retained_to_send.emplace_back(sub.filter, o.qos);
     }
     conn_->write(mqtt::encode(version_, ack));
@@ -865,16 +889,17 @@ class Session : public std::enable_shared_from_this<Session> {
     if (will_ && !client_disconnect_) publish_will();
     if (lifecycle_allowed()) {
       const bool by_client = lifecycle_reason_ == std::string("CLIENT_INITIATED_DISCONNECT");
-      b_->lifecycle("$aws/events/presence/disconnected/" + identity_.client_id,
-                    {{"clientId", identity_.client_id},
-                     {"timestamp", now_ms()},
-                     {"eventType", "disconnected"},
-                     {"sessionIdentifier", session_id_},
-                     {"principalIdentifier", identity_.certificate.certificate_id},
-                     {"clientInitiatedDisconnect", by_client},
-                     {"disconnectReason", lifecycle_reason_ ? lifecycle_reason_ : "CONNECTION_LOST"},
-                     {"versionNumber", version_number_}},
-                    &shard_);
+      b_->lifecycle(
+          "$aws/events/presence/disconnected/" + identity_.client_id,
+          {{"clientId", identity_.client_id},
+           {"timestamp", now_ms()},
+           {"eventType", "disconnected"},
+           {"sessionIdentifier", session_id_},
+           {"principalIdentifier", identity_.certificate.certificate_id},
+           {"clientInitiatedDisconnect", by_client},
+           {"disconnectReason", lifecycle_reason_ ? lifecycle_reason_ : "CONNECTION_LOST"},
+           {"versionNumber", version_number_}},
+          &shard_);
     }
     if (surrendered_) return;  // a newer connection owns the client id now
     if (session_expiry_ == 0) {
@@ -897,7 +922,8 @@ class Session : public std::enable_shared_from_this<Session> {
     {
       std::lock_guard<std::mutex> lock(b_->sessions_mu);
       auto it = b_->sessions.find(identity_.client_id);
-      if (it != b_->sessions.end() && it->second.session.lock().get() == this) b_->sessions.erase(it);
+      if (it != b_->sessions.end() && it->second.session.lock().get() == this)
+        b_->sessions.erase(it);
     }
     surrendered_ = true;
     b_->session_count--;
@@ -917,7 +943,8 @@ class Session : public std::enable_shared_from_this<Session> {
     msg->user_properties = will_->properties.user_properties;
     msg->payload_format_indicator = will_->properties.payload_format_indicator;
     if (will_->properties.message_expiry_interval)
-      msg->expires_at = SteadyClock::now() + std::chrono::seconds(*will_->properties.message_expiry_interval);
+      msg->expires_at =
+          SteadyClock::now() + std::chrono::seconds(*will_->properties.message_expiry_interval);
     if (!b_->authorizer.authorize_publish(identity_, msg->topic, msg->retain).allowed) return;
     const std::uint32_t delay = will_->properties.will_delay_interval.value_or(0);
     will_.reset();
@@ -1037,9 +1064,8 @@ void Broker::disconnect_certificate(const std::string& certificate_id, const std
     }
   }
   for (auto& s : hit) {
-    asio::post(s->io(), [s, reason] {
-      s->kick(mqtt::reason::kNotAuthorized, reason, "AUTH_ERROR");
-    });
+    asio::post(s->io(),
+               [s, reason] { s->kick(mqtt::reason::kNotAuthorized, reason, "AUTH_ERROR"); });
   }
 }
 

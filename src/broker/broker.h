@@ -33,7 +33,7 @@ struct BrokerConfig {
   std::uint16_t max_inflight = 100;  // unacknowledged QoS 1 messages per direction
   std::uint16_t min_keep_alive = 30;
   std::uint16_t max_keep_alive = 1200;
-  std::uint32_t default_session_expiry = 3600;      // MQTT 3.1.1 persistent sessions
+  std::uint32_t default_session_expiry = 3600;  // MQTT 3.1.1 persistent sessions
   std::uint32_t max_session_expiry = 7 * 24 * 3600;
   std::size_t max_queued_messages = 1000;  // QoS 1 messages kept for an offline session
   std::uint16_t topic_alias_maximum = 8;

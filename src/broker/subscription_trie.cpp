@@ -63,7 +63,8 @@ void SubscriptionTrie::remove(std::string_view filter, Session* session) {
 }
 
 void SubscriptionTrie::match(
-    std::string_view topic, const std::function<void(Session*, const SubscriptionOptions&)>& fn) const {
+    std::string_view topic,
+    const std::function<void(Session*, const SubscriptionOptions&)>& fn) const {
   const std::vector<std::string_view> levels = split(topic);
   const bool dollar = !topic.empty() && topic[0] == '$';
   // Depth-first over (node, level index).

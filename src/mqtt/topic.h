@@ -17,7 +17,8 @@ bool valid_topic_filter(std::string_view filter);
 // Whether `filter` matches `topic` (both valid). Filters starting with a wildcard do not match
 // topics starting with '$' (spec 4.7.2). The MQTT spec lets "a/#" match "a"; AWS IoT Core
 // does not (`hash_matches_parent` = false).
-bool topic_matches(std::string_view filter, std::string_view topic, bool hash_matches_parent = true);
+bool topic_matches(std::string_view filter, std::string_view topic,
+                   bool hash_matches_parent = true);
 
 // "$share/<group>/<filter>" (MQTT 5 shared subscription).
 struct SharedFilter {

@@ -390,6 +390,7 @@ Result<CaCertificateRecord> Txn::register_ca_certificate(const crypto::Certifica
   r.updated_at = now;
   r.generation_id = crypto::random_uuid();
   FK_RETURN_IF_ERROR(t_.put_ca_certificate(r));
+  emit(RegistryEvent::Kind::kCaCertificateChanged, r.certificate_id, {}, r.status);
   return r;
 }
 
@@ -411,7 +412,9 @@ Status Txn::update_ca_certificate(std::string_view id, std::optional<Certificate
   ca.updated_at = clock_.now();
   ++ca.customer_version;
   ca.generation_id = crypto::random_uuid();
-  return t_.put_ca_certificate(ca);
+  FK_RETURN_IF_ERROR(t_.put_ca_certificate(ca));
+  emit(RegistryEvent::Kind::kCaCertificateChanged, ca.certificate_id, {}, ca.status);
+  return Status::ok();
 }
 
 Status Txn::delete_ca_certificate(std::string_view id) {
@@ -427,7 +430,9 @@ Status Txn::delete_ca_certificate(std::string_view id) {
     return delete_conflict("CA certificate " + std::string(id) +
                            " still has registered device certificates (e.g. " +
                            certs.front().certificate_id + ")");
-  return t_.delete_ca_certificate(id);
+  FK_RETURN_IF_ERROR(t_.delete_ca_certificate(id));
+  emit(RegistryEvent::Kind::kCaCertificateChanged, std::string(id));
+  return Status::ok();
 }
 
 // ---------------------------------------------------------------- policies

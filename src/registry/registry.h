@@ -61,6 +61,7 @@ struct RegistryEvent {
     kThingChanged,              // subject = thing name (attributes, type, deleted)
     kGroupMembershipChanged,    // subject = group name, detail = thing name
     kTemplateChanged,           // subject = template name
+    kCaCertificateChanged,      // subject = CA certificate id (registered, status, deleted)
   };
   Kind kind;
   std::string subject;

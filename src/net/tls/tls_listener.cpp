@@ -72,10 +72,13 @@ PeerCertificate describe_peer(X509* cert) {
   return p;
 }
 
-// ALPN: AWS's port-443 protocol first, then plain "mqtt"; anything else continues without ALPN.
+// ALPN: AWS's port-443 protocol first, then plain "mqtt"; anything else continues without
+// ALPN, unless the listener requires one (arg = the required protocol).
 int select_alpn(SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in,
-                unsigned int inlen, void*) {
+                unsigned int inlen, void* arg) {
+  const auto* required = static_cast<const std::string*>(arg);
   for (std::string_view want : {std::string_view("x-amzn-mqtt-ca"), std::string_view("mqtt")}) {
+    if (!required->empty() && want != *required) continue;
     unsigned int i = 0;
     while (i < inlen) {
       unsigned int len = in[i];
@@ -88,7 +91,7 @@ int select_alpn(SSL*, const unsigned char** out, unsigned char* outlen, const un
       i += 1 + len;
     }
   }
-  return SSL_TLSEXT_ERR_NOACK;
+  return required->empty() ? SSL_TLSEXT_ERR_NOACK : SSL_TLSEXT_ERR_ALERT_FATAL;
 }
 
 Result<X509_STORE*> build_store(const std::vector<std::string>& pems) {
@@ -303,8 +306,19 @@ struct TlsListener::State : std::enable_shared_from_this<TlsListener::State> {
         return;
       }
       auto conn = std::make_shared<AsioTlsConnection>(io, std::move(socket), self->ctx);
-      conn->handshake(self->config.handshake_timeout_seconds, self->config.name,
-                      [self](std::shared_ptr<AsioTlsConnection> c) { self->on_connection(c); });
+      conn->handshake(
+          self->config.handshake_timeout_seconds, self->config.name,
+          [self](std::shared_ptr<AsioTlsConnection> c) {
+            if (!self->config.required_alpn.empty() && c->alpn() != self->config.required_alpn) {
+              log::warn("tls.handshake_failed",
+                        {{"listener", self->config.name},
+                         {"peer", c->remote_address()},
+                         {"reason", "ALPN " + self->config.required_alpn + " not offered"}});
+              c->close("ALPN required");
+              return;
+            }
+            self->on_connection(c);
+          });
     });
   }
 };
@@ -334,7 +348,7 @@ Status TlsListener::start() {
   if (ec)
     return invalid_request("cannot load " + state_->config.private_key_file + ": " + ec.message());
   ctx.set_verify_mode(ssl::verify_peer | ssl::verify_fail_if_no_peer_cert, ec);
-  SSL_CTX_set_alpn_select_cb(native, select_alpn, nullptr);
+  SSL_CTX_set_alpn_select_cb(native, select_alpn, &state_->config.required_alpn);
   // Resumption: stateless session tickets (TLS 1.3 and 1.2) plus a server-side cache.
   SSL_CTX_set_session_cache_mode(native, SSL_SESS_CACHE_SERVER);
   const unsigned char sid[] = "fleetkeyd";

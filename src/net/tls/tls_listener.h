@@ -40,6 +40,8 @@ struct TlsListenerConfig {
   std::string private_key_file;
   std::vector<std::string> trust_anchors;  // PEM CA certificates client certificates chain to
   int handshake_timeout_seconds = 10;
+  // When set, the client must offer this ALPN protocol (AWS's port 443: "x-amzn-mqtt-ca").
+  std::string required_alpn;
   std::string name = "mqtt";  // for logs
 };
 

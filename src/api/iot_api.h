@@ -1,0 +1,37 @@
+// IotApi: the AWS IoT control-plane REST API (rest-json, spec section 6) over the registry.
+// Each request is checked for a valid SigV4 signature, routed by method and path, and
+// answered with AWS's members, statuses and error shape (x-amzn-ErrorType, {"message"},
+// x-amzn-RequestId). Registry changes are committed before the 200 is sent.
+//
+// Thread-safety: handle() may be called concurrently.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "base/clock.h"
+#include "net/http_server.h"
+#include "registry/registry.h"
+
+namespace fk::api {
+
+struct ApiConfig {
+  std::string region = "us-east-1";
+  std::map<std::string, std::string> credentials;  // access key id -> secret
+  std::string mqtt_endpoint;                       // DescribeEndpoint's answer ("host:port")
+};
+
+class IotApi {
+ public:
+  IotApi(registry::Registry& registry, const Clock& clock, ApiConfig config);
+  ~IotApi();
+
+  net::HttpResponse handle(const net::HttpRequest& request);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace fk::api
