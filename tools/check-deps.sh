@@ -46,6 +46,6 @@ check_header() {  # pattern allowed-path-regex
 check_header 'openssl/' '^src/(crypto/openssl|net/tls)/'
 check_header 'sqlite3\.h' '^src/storage/sqlite/'
 check_header 'libpq-fe\.h' '^src/storage/postgres/'
-check_header 'boost/(asio|beast)' '^src/(net|app)/'
+check_header 'boost/(asio|beast)' '^src/(net|app|broker)/'
 
 exit $fail
