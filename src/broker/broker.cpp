@@ -888,18 +888,18 @@ class Session : public std::enable_shared_from_this<Session> {
     log::info("broker.disconnected", {{"client", identity_.client_id}, {"reason", reason}});
     if (will_ && !client_disconnect_) publish_will();
     if (lifecycle_allowed()) {
-      const bool by_client = lifecycle_reason_ == std::string("CLIENT_INITIATED_DISCONNECT");
-      b_->lifecycle(
-          "$aws/events/presence/disconnected/" + identity_.client_id,
-          {{"clientId", identity_.client_id},
-           {"timestamp", now_ms()},
-           {"eventType", "disconnected"},
-           {"sessionIdentifier", session_id_},
-           {"principalIdentifier", identity_.certificate.certificate_id},
-           {"clientInitiatedDisconnect", by_client},
-           {"disconnectReason", lifecycle_reason_ ? lifecycle_reason_ : "CONNECTION_LOST"},
-           {"versionNumber", version_number_}},
-          &shard_);
+      const bool by_client = lifecycle_reason_ == "CLIENT_INITIATED_DISCONNECT";
+      b_->lifecycle("$aws/events/presence/disconnected/" + identity_.client_id,
+                    {{"clientId", identity_.client_id},
+                     {"timestamp", now_ms()},
+                     {"eventType", "disconnected"},
+                     {"sessionIdentifier", session_id_},
+                     {"principalIdentifier", identity_.certificate.certificate_id},
+                     {"clientInitiatedDisconnect", by_client},
+                     {"disconnectReason", lifecycle_reason_.empty() ? std::string("CONNECTION_LOST")
+                                                                    : lifecycle_reason_},
+                     {"versionNumber", version_number_}},
+                    &shard_);
     }
     if (surrendered_) return;  // a newer connection owns the client id now
     if (session_expiry_ == 0) {
@@ -986,7 +986,7 @@ class Session : public std::enable_shared_from_this<Session> {
   bool assigned_id_ = false;
   bool client_disconnect_ = false;
   bool session_expiry_lowered_ = false;
-  const char* lifecycle_reason_ = nullptr;
+  std::string lifecycle_reason_;  // AWS's disconnectReason; empty = CONNECTION_LOST
   std::uint16_t keep_alive_ = 0;
   std::uint16_t requested_keep_alive_ = 0;
   std::uint32_t session_expiry_ = 0;

@@ -1,0 +1,142 @@
+"""Helpers shared by the interop tests: start a real fleetkeyd on free ports, call its API with
+the real aws CLI, and make test certificates (the PKI fixture generator)."""
+
+import datetime
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+FLEETKEYD = os.environ.get("FLEETKEYD", "build/bin/fleetkeyd")
+
+
+class Fleetkeyd:
+    def __init__(self, data_dir=None, *extra):
+        self.tmp = None
+        if data_dir is None:
+            self.tmp = tempfile.mkdtemp(prefix="fk_interop_")
+            data_dir = os.path.join(self.tmp, "data")
+        self.data_dir = data_dir
+        self.log_path = os.path.join(os.path.dirname(data_dir), "fleetkeyd.log")
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(
+            [FLEETKEYD, "--data-dir", data_dir, "--mqtt-port", "0", "--api-port", "0",
+             "--alpn-port", "0", "--quiet", *extra],
+            stdout=subprocess.DEVNULL, stderr=self.log)
+        self.endpoints = self._wait_ready()
+        self.mqtt_port = self.endpoints["mqtt"]["port"]
+        self.alpn_port = self.endpoints["mqtt"]["alpn_port"]
+        self.api_url = self.endpoints["api"]["url"]
+        self.root_ca = self.endpoints["root_ca"]
+        self.ca_dir = os.path.join(data_dir, "ca")
+
+    def _wait_ready(self, timeout=30):
+        path = os.path.join(self.data_dir, "endpoints.json")
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError("fleetkeyd exited early: " + self.read_log())
+            try:
+                with open(path) as f:
+                    e = json.load(f)
+                if e.get("pid") == self.proc.pid:
+                    return e
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.05)
+        raise AssertionError("fleetkeyd did not become ready")
+
+    def read_log(self):
+        with open(self.log_path) as f:
+            return f.read()
+
+    def wait_log(self, text, timeout=5):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if text in self.read_log():
+                return True
+            time.sleep(0.05)
+        return False
+
+    def aws(self, *args, check=True):
+        env = dict(os.environ, AWS_SHARED_CREDENTIALS_FILE=self.endpoints["credentials_file"],
+                   AWS_CONFIG_FILE=self.endpoints["aws_config_file"])
+        env.pop("AWS_PROFILE", None)
+        r = subprocess.run(["aws", "iot", *args, "--endpoint-url", self.api_url, "--output", "json"],
+                           env=env, capture_output=True, text=True, timeout=60)
+        if check and r.returncode != 0:
+            raise AssertionError("aws iot %s failed: %s" % (" ".join(args), r.stderr))
+        return r
+
+    def create_device(self, name, active=True):
+        """A certificate made by the server (CreateKeysAndCertificate), written as files."""
+        args = ["create-keys-and-certificate"] + (["--set-as-active"] if active else [])
+        out = json.loads(self.aws(*args).stdout)
+        d = os.path.join(os.path.dirname(self.data_dir), "devices", name)
+        os.makedirs(d, exist_ok=True)
+        cert, key = os.path.join(d, "device.cert.pem"), os.path.join(d, "device.private.key")
+        with open(cert, "w") as f:
+            f.write(out["certificatePem"])
+        with open(key, "w") as f:
+            f.write(out["keyPair"]["PrivateKey"])
+        return {"id": out["certificateId"], "arn": out["certificateArn"], "cert": cert, "key": key}
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.log.close()
+        return self.proc.returncode
+
+    def cleanup(self):
+        self.stop()
+        if self.tmp:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- PKI fixtures
+
+def make_fixture_certificate(ca_dir, out_dir, name, not_before=None, not_after=None,
+                             foreign_ca=False):
+    """A device certificate for tests, signed by fleetkey's issuing CA (or by a throw-away
+    foreign CA), with the validity asked for. Returns (cert_path, key_path)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID, ExtendedKeyUsageOID
+
+    now = datetime.datetime.utcnow()
+    not_before = not_before or now - datetime.timedelta(minutes=5)
+    not_after = not_after or now + datetime.timedelta(days=30)
+    if foreign_ca:
+        ca_key = ec.generate_private_key(ec.SECP256R1())
+        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Foreign Test CA")])
+    else:
+        with open(os.path.join(ca_dir, "issuing-ca.key"), "rb") as f:
+            ca_key = serialization.load_pem_private_key(f.read(), password=None)
+        with open(os.path.join(ca_dir, "issuing-ca.pem"), "rb") as f:
+            ca_name = x509.load_pem_x509_certificate(f.read()).subject
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+            .issuer_name(ca_name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(not_before)
+            .not_valid_after(not_after)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), False)
+            .sign(ca_key, hashes.SHA256()))
+    os.makedirs(out_dir, exist_ok=True)
+    cert_path, key_path = os.path.join(out_dir, name + ".pem"), os.path.join(out_dir, name + ".key")
+    with open(cert_path, "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    with open(key_path, "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+    return cert_path, key_path
