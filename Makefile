@@ -6,7 +6,7 @@ JOBS ?= $(shell nproc)
 DATA_DIR ?= ./fleetkey-data
 ARGS ?=
 
-.PHONY: all deps build run test test-release test-asan check-style check-deps format bench clean
+.PHONY: all deps build run test test-release test-asan fuzz-smoke check-style check-deps format bench clean
 
 all: build
 
@@ -21,7 +21,7 @@ build: deps
 run: build
 	@exec build/bin/fleetkeyd --data-dir $(DATA_DIR) $(ARGS)
 
-test: deps check-style check-deps test-release test-asan
+test: deps check-style check-deps test-release test-asan fuzz-smoke
 	@echo "make test: all tiers passed (release and asan+ubsan)"
 
 test-release: build
@@ -41,6 +41,10 @@ check-deps:
 
 format:
 	@./tools/check-format.sh --fix
+
+# A short libFuzzer run of every fuzz target (FUZZ_SECONDS=600 make fuzz-smoke for longer).
+fuzz-smoke: deps
+	@FUZZ_SECONDS=$${FUZZ_SECONDS:-20} ./fuzz/run.sh
 
 bench: build
 	@./bench/run.sh

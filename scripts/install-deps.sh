@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   # toolchain
-  build-essential cmake ninja-build ccache pkg-config clang clang-format
+  build-essential cmake ninja-build ccache pkg-config clang clang-format libclang-rt-14-dev
   # libraries (one per job, see ../shared/ARCHITECTURE.md)
   libboost1.81-dev libssl-dev libsqlite3-dev libpq-dev nlohmann-json3-dev
   libtomlplusplus-dev libcli11-dev libspdlog-dev libfmt-dev

@@ -625,6 +625,10 @@ Decoded<Packet> decode_suback(Version v, const Frame& f, PacketType type) {
   }
   std::vector<std::uint8_t> codes;
   std::string_view rest = r.rest();
+  if (type == PacketType::kUnsuback && v == Version::kV311 && !rest.empty())
+    return malformed("UNSUBACK has trailing bytes");
+  if (type == PacketType::kSuback && rest.empty())
+    return protocol_error("SUBACK without reason codes");
   for (char c : rest) codes.push_back(static_cast<std::uint8_t>(c));
   if (type == PacketType::kSuback) return Packet(Suback{id, std::move(codes), std::move(props)});
   return Packet(Unsuback{id, std::move(codes), std::move(props)});

@@ -163,6 +163,8 @@ const Case kCases[] = {
     {"suback", v3, "9005 0001 00 01 80", -1},
     {"suback 5", v5, "9005 0001 00 01 87", -1},
     {"unsuback 3.1.1", v3, "b002 0001", -1},
+    {"unsuback 3.1.1 trailing (found by the fuzzer)", v3, "b003 0001 00", 0x81},
+    {"suback without reason codes", v3, "9002 0001", 0x82},
     {"unsuback 5", v5, "b005 0001 00 00 11", -1},
     // ---- ping, disconnect, auth
     {"pingreq", v3, "c000", -1},

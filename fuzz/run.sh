@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Builds the fuzz targets with clang (libFuzzer + ASan + UBSan) and runs each on its corpus.
+#   fuzz/run.sh              a short smoke run (what `make test` does)
+#   FUZZ_SECONDS=600 fuzz/run.sh   a longer run
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=build/fuzz
+mkdir -p "$out"
+seconds=${FUZZ_SECONDS:-20}
+flags=(-std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Isrc)
+
+# target: sources
+declare -A targets=(
+  [mqtt_decoder]="fuzz/mqtt_decoder_fuzz.cpp src/mqtt/codec.cpp src/mqtt/topic.cpp"
+)
+
+for t in "${!targets[@]}"; do
+  # shellcheck disable=SC2086
+  clang++ "${flags[@]}" ${targets[$t]} -o "$out/$t"
+  work="$out/$t-corpus"
+  mkdir -p "$work"
+  echo "fuzz: $t for ${seconds}s"
+  if ! "$out/$t" -max_total_time="$seconds" -timeout=5 -rss_limit_mb=2048 -print_final_stats=1 \
+      -artifact_prefix="$out/$t-" "$work" "fuzz/corpus/$t" >"$out/$t.log" 2>&1; then
+    grep -E "ERROR|SUMMARY|#[0-9]+ 0x" "$out/$t.log" | head -20
+    echo "fuzz: $t found a crash; the input is $out/$t-crash-* (add it to fuzz/corpus/$t once fixed)" >&2
+    exit 1
+  fi
+  grep -E "^stat::number_of_executed_units" "$out/$t.log" || true
+done
+echo "fuzz: no crash"
