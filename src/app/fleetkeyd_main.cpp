@@ -48,19 +48,27 @@ void print_banner(const fk::app::Config& config, const fk::app::Endpoints& e) {
   std::printf(
       "\nfleetkeyd is running.\n"
       "  MQTT (mutual TLS)  %s:%u   and ALPN x-amzn-mqtt-ca on port %u\n"
-      "  control-plane API  %s\n"
+      "  control-plane API  %s   (AWS IoT REST, SigV4)\n"
       "  root CA (devices trust this, like AmazonRootCA1.pem)  %s\n"
       "  admin credentials (AWS shared-credentials format)     %s\n"
       "  registry (SQLite)  %s\n\n"
-      "Try next:\n"
-      "  curl -s %s/health\n"
-      "  openssl x509 -in %s -noout -subject -dates\n"
-      "  sqlite3 %s '.tables'\n"
-      "  cat %s/endpoints.json\n\n"
-      "Stop with Ctrl-C (SIGINT) or SIGTERM.\n",
+      "Try next (in another shell):\n"
+      "  export AWS_SHARED_CREDENTIALS_FILE=%s AWS_CONFIG_FILE=%s\n"
+      "  aws iot create-keys-and-certificate --set-as-active --endpoint-url %s > cert.json\n"
+      "  python3 -c \"import json; d=json.load(open('cert.json')); "
+      "open('device.cert.pem','w').write(d['certificatePem']); "
+      "open('device.private.key','w').write(d['keyPair']['PrivateKey'])\"\n"
+      "  mosquitto_sub -h %s -p %u --cafile %s --cert device.cert.pem --key device.private.key "
+      "-t 'lockers/#' -v &\n"
+      "  mosquitto_pub -h %s -p %u --cafile %s --cert device.cert.pem --key device.private.key "
+      "-t lockers/101/state -m open\n"
+      "  curl -s %s/health\n\n"
+      "Stop with Ctrl-C (SIGINT) or SIGTERM. Endpoints: %s/endpoints.json\n",
       e.mqtt_host.c_str(), e.mqtt_port, e.mqtt_alpn_port, e.api_url.c_str(), e.root_ca_path.c_str(),
-      e.credentials_path.c_str(), e.registry_path.c_str(), e.api_url.c_str(),
-      e.root_ca_path.c_str(), e.registry_path.c_str(), config.data_dir.c_str());
+      e.credentials_path.c_str(), e.registry_path.c_str(), e.credentials_path.c_str(),
+      e.aws_config_path.c_str(), e.api_url.c_str(), e.mqtt_host.c_str(), e.mqtt_port,
+      e.root_ca_path.c_str(), e.mqtt_host.c_str(), e.mqtt_port, e.root_ca_path.c_str(),
+      e.api_url.c_str(), config.data_dir.c_str());
   std::fflush(stdout);
 }
 

@@ -50,6 +50,12 @@ class Fleetkeyd:
         return self.proc.returncode, out, err
 
 
+def key_id_of(endpoints):
+    cp = configparser.ConfigParser()
+    cp.read(endpoints["credentials_file"])
+    return cp["default"]["aws_access_key_id"]
+
+
 def read(path):
     with open(path) as f:
         return f.read()
@@ -80,10 +86,26 @@ class FleetkeydStart(unittest.TestCase):
             status, _, body = http_get(e["api"]["port"], "/health")
             self.assertEqual(status, 200)
             self.assertEqual(json.loads(body)["status"], "ok")
-            status, headers, body = http_get(e["api"]["port"], "/nope")
-            self.assertEqual(status, 404)
-            self.assertIn("x-amzn-ErrorType", headers)
+            # Unsigned requests get AWS's 403 shape.
+            status, headers, body = http_get(e["api"]["port"], "/things")
+            self.assertEqual(status, 403)
+            self.assertEqual(headers.get("x-amzn-ErrorType"), "MissingAuthenticationTokenException")
             self.assertIn("message", json.loads(body))
+            # Signed requests work with the credentials fleetkeyd wrote (aws CLI, SigV4).
+            if shutil.which("aws"):
+                env = dict(os.environ, AWS_SHARED_CREDENTIALS_FILE=e["credentials_file"],
+                           AWS_CONFIG_FILE=e["aws_config_file"])
+                r = subprocess.run(["aws", "iot", "describe-endpoint", "--endpoint-url",
+                                    e["api"]["url"], "--output", "json"], env=env,
+                                   capture_output=True, text=True, timeout=60)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertEqual(json.loads(r.stdout)["endpointAddress"], "localhost")
+                bad = dict(env, AWS_SECRET_ACCESS_KEY="wrong", AWS_ACCESS_KEY_ID=key_id_of(e))
+                r = subprocess.run(["aws", "iot", "describe-endpoint", "--endpoint-url",
+                                    e["api"]["url"]], env=bad, capture_output=True, text=True,
+                                   timeout=60)
+                self.assertNotEqual(r.returncode, 0)
+                self.assertIn("InvalidSignatureException", r.stderr)
             # The MQTT port is bound and accepts TCP.
             with socket.create_connection(("127.0.0.1", e["mqtt"]["port"]), timeout=5):
                 pass
