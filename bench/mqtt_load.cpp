@@ -1,0 +1,461 @@
+// mqtt_load: the same MQTT-over-mutual-TLS load client for fleetkeyd and Mosquitto (bench/
+// mqtt_vs_mosquitto.sh runs it against both, in one run, and prints the ratios).
+//
+//   mqtt_load connect --port P --ca CA --cert C --key K --concurrency N --seconds S [--resume]
+//   mqtt_load idle    --port P ... --connections N --seconds S
+//   mqtt_load pubsub  --port P ... --publishers P --subscribers S --shared-topic|--pairs
+//                     --qos Q --size B --seconds S
+//
+// One thread, one io_context: the client spends as little CPU as it can, since it shares the
+// machine with the server. Output: one JSON line with the figures.
+#include <openssl/ssl.h>
+
+#include <algorithm>
+#include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "mqtt/codec.h"
+
+namespace asio = boost::asio;
+namespace ssl = asio::ssl;
+using tcp = asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+using namespace fk::mqtt;  // NOLINT(google-build-using-namespace)
+
+namespace {
+
+struct Options {
+  std::string mode, ca, cert, key, host = "127.0.0.1";
+  int port = 8883, concurrency = 1, connections = 100, publishers = 1, subscribers = 1, qos = 0;
+  int size = 64;
+  double seconds = 5;
+  bool resume = false, pairs = false;
+};
+
+std::int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
+      .count();
+}
+
+// One client connection: TLS, CONNECT/CONNACK, then whatever the scenario asks.
+class Client : public std::enable_shared_from_this<Client> {
+ public:
+  using Fn = std::function<void()>;
+  Client(asio::io_context& io, ssl::context& ctx, const Options& o, std::string id)
+      : io_(io), stream_(io, ctx), opt_(o), id_(std::move(id)), reader_(1 << 20) {}
+
+  SSL_SESSION* session = nullptr;  // for resumption
+  std::function<void(const Publish&)> on_publish;
+  std::function<void(std::uint16_t)> on_puback;
+  Fn on_suback;
+  std::function<void(const std::string&)> on_error;
+
+  void connect(Fn on_connack) {
+    on_connack_ = std::move(on_connack);
+    if (session) SSL_set_session(stream_.native_handle(), session);
+    auto self = shared_from_this();
+    stream_.lowest_layer().async_connect(
+        tcp::endpoint(asio::ip::make_address(opt_.host), static_cast<unsigned short>(opt_.port)),
+        [self](const boost::system::error_code& ec) {
+          if (ec) return self->fail("connect: " + ec.message());
+          self->stream_.lowest_layer().set_option(tcp::no_delay(true));
+          self->stream_.async_handshake(ssl::stream_base::client,
+                                        [self](const boost::system::error_code& e) {
+                                          if (e) return self->fail("handshake: " + e.message());
+                                          Connect c;
+                                          c.version = Version::kV311;
+                                          c.client_id = self->id_;
+                                          c.keep_alive = 1200;
+                                          self->send(encode(Version::kV311, c));
+                                          self->read();
+                                        });
+        });
+  }
+
+  void subscribe(const std::string& filter, std::uint8_t qos) {
+    Subscribe s;
+    s.packet_id = 1;
+    s.subscriptions.push_back({filter, qos, false, false, 0});
+    send(encode(Version::kV311, s));
+  }
+
+  void publish(const std::string& topic, std::string payload, std::uint8_t qos, std::uint16_t id) {
+    Publish p;
+    p.topic = topic;
+    p.payload = std::move(payload);
+    p.qos = qos;
+    p.packet_id = qos ? id : 0;
+    send(encode(Version::kV311, p));
+  }
+
+  void disconnect_and_close(Fn done) {
+    send(encode(Version::kV311, Disconnect{}));
+    on_drained_ = [self = shared_from_this(), done = std::move(done)] {
+      self->session = SSL_get1_session(self->stream_.native_handle());
+      boost::system::error_code ec;
+      self->stream_.lowest_layer().close(ec);
+      done();
+    };
+    if (!writing_) drained();
+  }
+
+  bool reused() { return SSL_session_reused(stream_.native_handle()) == 1; }
+
+ private:
+  void fail(const std::string& why) {
+    boost::system::error_code ec;
+    stream_.lowest_layer().close(ec);
+    if (on_error) on_error(why);
+  }
+
+  void send(std::string bytes) {
+    out_ += bytes;
+    if (!writing_) flush();
+  }
+
+  void flush() {
+    if (out_.empty()) {
+      writing_ = false;
+      drained();
+      return;
+    }
+    writing_ = true;
+    current_.swap(out_);
+    out_.clear();
+    auto self = shared_from_this();
+    asio::async_write(stream_, asio::buffer(current_),
+                      [self](const boost::system::error_code& ec, std::size_t) {
+                        if (ec) return self->fail("write: " + ec.message());
+                        self->current_.clear();
+                        self->flush();
+                      });
+  }
+
+  void drained() {
+    if (on_drained_) {
+      auto fn = std::move(on_drained_);
+      on_drained_ = nullptr;
+      fn();
+    }
+  }
+
+  void read() {
+    auto self = shared_from_this();
+    stream_.async_read_some(asio::buffer(buf_),
+                            [self](const boost::system::error_code& ec, std::size_t n) {
+                              if (ec) return;  // closed
+                              self->reader_.feed(std::string_view(self->buf_.data(), n));
+                              for (;;) {
+                                auto next = self->reader_.next();
+                                if (std::holds_alternative<DecodeError>(next))
+                                  return self->fail("decode");
+                                auto f = std::get<std::optional<Frame>>(next);
+                                if (!f) break;
+                                auto p = decode(Version::kV311, *f);
+                                if (!std::holds_alternative<Packet>(p))
+                                  return self->fail("decode packet");
+                                self->handle(std::get<Packet>(p));
+                              }
+                              self->read();
+                            });
+  }
+
+  void handle(const Packet& p) {
+    switch (type_of(p)) {
+      case PacketType::kConnack:
+        if (std::get<Connack>(p).reason_code != 0) return fail("CONNACK refused");
+        if (on_connack_) on_connack_();
+        break;
+      case PacketType::kPublish: {
+        const auto& pub = std::get<Publish>(p);
+        if (pub.qos == 1) {
+          Ack a;
+          a.packet_id = pub.packet_id;
+          send(encode(Version::kV311, a));
+        }
+        if (on_publish) on_publish(pub);
+        break;
+      }
+      case PacketType::kPuback:
+        if (on_puback) on_puback(std::get<Ack>(p).packet_id);
+        break;
+      case PacketType::kSuback:
+        if (on_suback) on_suback();
+        break;
+      default:
+        break;
+    }
+  }
+
+  asio::io_context& io_;
+  ssl::stream<tcp::socket> stream_;
+  const Options& opt_;
+  std::string id_;
+  FrameReader reader_;
+  std::array<char, 64 * 1024> buf_{};
+  std::string out_, current_;
+  bool writing_ = false;
+  Fn on_connack_, on_drained_;
+};
+
+std::unique_ptr<ssl::context> make_ctx(const Options& o) {
+  auto ctx = std::make_unique<ssl::context>(ssl::context::tls_client);
+  ctx->load_verify_file(o.ca);
+  ctx->use_certificate_chain_file(o.cert);
+  ctx->use_private_key_file(o.key, ssl::context::pem);
+  ctx->set_verify_mode(ssl::verify_peer);
+  SSL_CTX_set_session_cache_mode(ctx->native_handle(), SSL_SESS_CACHE_CLIENT);
+  return ctx;
+}
+
+int run_connect(const Options& o) {
+  asio::io_context io;
+  auto ctx = make_ctx(o);
+  std::uint64_t done = 0, errors = 0, resumed = 0;
+  auto end = Clock::now() + std::chrono::duration<double>(o.seconds);
+  int counter = 0;
+  std::function<void(SSL_SESSION*)> start_one;
+  start_one = [&](SSL_SESSION* session) {
+    if (Clock::now() >= end) {
+      if (session) SSL_SESSION_free(session);
+      return;
+    }
+    auto c = std::make_shared<Client>(io, *ctx, o, "load-c" + std::to_string(counter++));
+    c->session = o.resume ? session : nullptr;
+    if (!o.resume && session) SSL_SESSION_free(session);
+    c->on_error = [&, c](const std::string& why) {
+      if (++errors < 5) std::fprintf(stderr, "connect error: %s\n", why.c_str());
+      asio::post(io, [&] { start_one(nullptr); });
+    };
+    c->connect([&, c] {
+      if (c->reused()) ++resumed;
+      c->disconnect_and_close([&, c] {
+        ++done;
+        SSL_SESSION* s = c->session;
+        c->session = nullptr;
+        start_one(s);
+      });
+    });
+  };
+  auto t0 = Clock::now();
+  for (int i = 0; i < o.concurrency; ++i) start_one(nullptr);
+  io.run();
+  double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  std::printf(
+      "{\"mode\":\"connect\",\"concurrency\":%d,\"resume\":%s,\"connects\":%llu,\"errors\":%llu,"
+      "\"resumed\":%llu,\"seconds\":%.2f,\"connects_per_s\":%.1f}\n",
+      o.concurrency, o.resume ? "true" : "false", static_cast<unsigned long long>(done),
+      static_cast<unsigned long long>(errors), static_cast<unsigned long long>(resumed), secs,
+      static_cast<double>(done) / secs);
+  return 0;
+}
+
+int run_idle(const Options& o) {
+  asio::io_context io;
+  auto ctx = make_ctx(o);
+  std::vector<std::shared_ptr<Client>> clients;
+  int connected = 0, errors = 0;
+  int next = 0;
+  const int window = 64;
+  std::function<void()> open_next = [&] {
+    if (next >= o.connections) return;
+    auto c = std::make_shared<Client>(io, *ctx, o, "idle-" + std::to_string(next++));
+    clients.push_back(c);
+    c->on_error = [&](const std::string& why) {
+      if (++errors < 5) std::fprintf(stderr, "idle error: %s\n", why.c_str());
+      open_next();
+    };
+    c->connect([&] {
+      ++connected;
+      if (connected % 1000 == 0) std::fprintf(stderr, "idle: %d connected\n", connected);
+      if (connected + errors == o.connections) {
+        std::printf("{\"mode\":\"idle\",\"connected\":%d,\"errors\":%d}\n", connected, errors);
+        std::fflush(stdout);
+      }
+      open_next();
+    });
+  };
+  for (int i = 0; i < window; ++i) open_next();
+  asio::steady_timer stop(io);
+  // Hold: run until all are up, then `seconds` more.
+  std::function<void()> check;
+  check = [&] {
+    if (connected + errors < o.connections) {
+      stop.expires_after(std::chrono::milliseconds(100));
+      stop.async_wait([&](const boost::system::error_code&) { check(); });
+      return;
+    }
+    stop.expires_after(
+        std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.seconds)));
+    stop.async_wait([&](const boost::system::error_code&) { io.stop(); });
+  };
+  check();
+  io.run();
+  return 0;
+}
+
+int run_pubsub(const Options& o) {
+  asio::io_context io;
+  auto ctx = make_ctx(o);
+  std::vector<std::shared_ptr<Client>> subs, pubs;
+  std::vector<std::int64_t> latencies;
+  latencies.reserve(1 << 20);
+  std::uint64_t received = 0, sent = 0;
+  int ready_subs = 0, ready_pubs = 0;
+  bool running = false;
+  auto deadline = Clock::now();
+  const std::string payload_pad(static_cast<std::size_t>(std::max(0, o.size - 8)), 'x');
+  auto topic_of = [&](int i) {
+    return o.pairs ? "bench/t" + std::to_string(i) : std::string("bench/all");
+  };
+
+  std::function<void(Client&, int, std::uint16_t)> pump;
+  std::vector<int> outstanding(static_cast<std::size_t>(o.publishers), 0);
+  const int window = o.qos == 1 ? 100 : 64;
+  pump = [&](Client& c, int i, std::uint16_t) {
+    if (!running || Clock::now() >= deadline) return;
+    // Keep `window` messages in flight (QoS 1: unacknowledged; QoS 0: a batch per turn).
+    while (outstanding[static_cast<std::size_t>(i)] < window) {
+      std::int64_t t = now_ns();
+      std::string payload(reinterpret_cast<const char*>(&t), 8);
+      payload += payload_pad;
+      c.publish(topic_of(i), std::move(payload), static_cast<std::uint8_t>(o.qos),
+                static_cast<std::uint16_t>(sent % 60000 + 1));
+      ++sent;
+      ++outstanding[static_cast<std::size_t>(i)];
+    }
+    if (o.qos == 0) {
+      outstanding[static_cast<std::size_t>(i)] = 0;
+      asio::post(io, [&, i, cp = pubs[static_cast<std::size_t>(i)]] { pump(*cp, i, 0); });
+    }
+  };
+  auto start = [&] {
+    running = true;
+    deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                  std::chrono::duration<double>(o.seconds));
+    for (int i = 0; i < o.publishers; ++i) pump(*pubs[static_cast<std::size_t>(i)], i, 0);
+  };
+  for (int i = 0; i < o.subscribers; ++i) {
+    auto c = std::make_shared<Client>(io, *ctx, o, "sub-" + std::to_string(i));
+    c->on_error = [](const std::string& why) {
+      std::fprintf(stderr, "sub error: %s\n", why.c_str());
+    };
+    c->on_publish = [&](const Publish& p) {
+      std::int64_t t;
+      std::memcpy(&t, p.payload.data(), 8);
+      if (running && latencies.size() < latencies.capacity()) latencies.push_back(now_ns() - t);
+      ++received;
+    };
+    c->on_suback = [&] {
+      if (++ready_subs == o.subscribers && ready_pubs == o.publishers) start();
+    };
+    c->connect([c, &o, i, &topic_of] {
+      c->subscribe(o.pairs ? topic_of(i) : "bench/all", static_cast<std::uint8_t>(o.qos));
+    });
+    subs.push_back(c);
+  }
+  for (int i = 0; i < o.publishers; ++i) {
+    auto c = std::make_shared<Client>(io, *ctx, o, "pub-" + std::to_string(i));
+    c->on_error = [](const std::string& why) {
+      std::fprintf(stderr, "pub error: %s\n", why.c_str());
+    };
+    c->on_puback = [&, i](std::uint16_t id) {
+      --outstanding[static_cast<std::size_t>(i)];
+      pump(*pubs[static_cast<std::size_t>(i)], i, id);
+    };
+    c->connect([&] {
+      if (++ready_pubs == o.publishers && ready_subs == o.subscribers) start();
+    });
+    pubs.push_back(c);
+  }
+  asio::steady_timer stop(io);
+  std::function<void()> wait_end = [&] {
+    stop.expires_after(std::chrono::milliseconds(100));
+    stop.async_wait([&](const boost::system::error_code&) {
+      if (running && Clock::now() >= deadline + std::chrono::milliseconds(500)) {
+        io.stop();
+        return;
+      }
+      wait_end();
+    });
+  };
+  wait_end();
+  auto t0 = Clock::now();
+  io.run();
+  (void)t0;
+  std::sort(latencies.begin(), latencies.end());
+  auto pct = [&](double q) {
+    if (latencies.empty()) return 0.0;
+    return static_cast<double>(
+               latencies[static_cast<std::size_t>(q * static_cast<double>(latencies.size() - 1))]) /
+           1e6;
+  };
+  std::printf(
+      "{\"mode\":\"pubsub\",\"publishers\":%d,\"subscribers\":%d,\"qos\":%d,\"size\":%d,"
+      "\"sent\":%llu,\"received\":%llu,\"received_per_s\":%.0f,\"p50_ms\":%.3f,\"p99_ms\":%.3f}\n",
+      o.publishers, o.subscribers, o.qos, o.size, static_cast<unsigned long long>(sent),
+      static_cast<unsigned long long>(received), static_cast<double>(received) / o.seconds,
+      pct(0.5), pct(0.99));
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  if (argc < 2) {
+    std::fprintf(stderr, "usage: %s connect|idle|pubsub --port P --ca F --cert F --key F ...\n",
+                 argv[0]);
+    return 2;
+  }
+  o.mode = argv[1];
+  for (int i = 2; i < argc; ++i) {
+    std::string a = argv[i];
+    auto val = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
+    if (a == "--port")
+      o.port = std::stoi(val());
+    else if (a == "--host")
+      o.host = val();
+    else if (a == "--ca")
+      o.ca = val();
+    else if (a == "--cert")
+      o.cert = val();
+    else if (a == "--key")
+      o.key = val();
+    else if (a == "--concurrency")
+      o.concurrency = std::stoi(val());
+    else if (a == "--connections")
+      o.connections = std::stoi(val());
+    else if (a == "--publishers")
+      o.publishers = std::stoi(val());
+    else if (a == "--subscribers")
+      o.subscribers = std::stoi(val());
+    else if (a == "--qos")
+      o.qos = std::stoi(val());
+    else if (a == "--size")
+      o.size = std::max(8, std::stoi(val()));
+    else if (a == "--seconds")
+      o.seconds = std::stod(val());
+    else if (a == "--resume")
+      o.resume = true;
+    else if (a == "--pairs")
+      o.pairs = true;
+    else {
+      std::fprintf(stderr, "unknown option %s\n", a.c_str());
+      return 2;
+    }
+  }
+  if (o.mode == "connect") return run_connect(o);
+  if (o.mode == "idle") return run_idle(o);
+  if (o.mode == "pubsub") return run_pubsub(o);
+  std::fprintf(stderr, "unknown mode %s\n", o.mode.c_str());
+  return 2;
+}

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# fleetkeyd vs Debian's Mosquitto 2.0, side by side in one run, with the same TLS setup
+# (mutual TLS with fleetkey's CA, require_certificate, TCP_NODELAY) and the same load client
+# (bench/mqtt_load.cpp). Prints a markdown table of figures and ratios for docs/performance.md.
+# QoS 0 runs are saturation runs (publishers send as fast as the broker takes them), so their
+# latency is queueing time; QoS 1 keeps 100 messages in flight per publisher.
+#   bench/mqtt_vs_mosquitto.sh [SECONDS_PER_RUN] [IDLE_CONNECTIONS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${BIN:-build/release/bin}
+FLEETKEYD=${FLEETKEYD:-build/bin/fleetkeyd}
+SECS=${1:-5}
+IDLE=${2:-5000}
+work=$(mktemp -d /tmp/fk_bench_XXXX)
+trap 'kill $(jobs -p) 2>/dev/null || true; sleep 0.5; rm -rf "$work"' EXIT
+ulimit -n 20000 || true
+
+"$FLEETKEYD" --data-dir "$work/data" --mqtt-port 0 --api-port 0 --alpn-port -1 --quiet \
+  --log-level warn 2>"$work/fleetkeyd.log" &
+fk_pid=$!
+for _ in $(seq 100); do [[ -f "$work/data/endpoints.json" ]] && break; sleep 0.1; done
+ep() { python3 -c "import json,sys;print(json.load(open('$work/data/endpoints.json'))$1)"; }
+fk_port=$(ep "['mqtt']['port']")
+api=$(ep "['api']['url']")
+export AWS_SHARED_CREDENTIALS_FILE=$work/data/credentials AWS_CONFIG_FILE=$work/data/aws-config
+aws iot create-keys-and-certificate --set-as-active --endpoint-url "$api" --output json >"$work/cert.json"
+python3 - "$work" <<'PY'
+import json, sys
+w = sys.argv[1]
+d = json.load(open(w + "/cert.json"))
+open(w + "/dev.pem", "w").write(d["certificatePem"])
+open(w + "/dev.key", "w").write(d["keyPair"]["PrivateKey"])
+PY
+ca="$work/data/ca"
+cat "$ca/root-ca.pem" "$ca/issuing-ca.pem" >"$work/ca-bundle.pem"
+mq_port=$(python3 -c "import socket;s=socket.socket();s.bind(('127.0.0.1',0));print(s.getsockname()[1])")
+cat >"$work/mosquitto.conf" <<CONF
+per_listener_settings false
+user root
+persistence false
+log_dest none
+allow_anonymous true
+max_keepalive 1200
+max_inflight_messages 100
+set_tcp_nodelay true
+listener $mq_port 127.0.0.1
+cafile $work/ca-bundle.pem
+certfile $ca/server.pem
+keyfile $ca/server.key
+require_certificate true
+CONF
+mosquitto -c "$work/mosquitto.conf" 2>"$work/mosquitto.log" &
+mq_pid=$!
+sleep 1
+
+load() {  # port args...
+  local port=$1
+  shift
+  "$BIN/fk_mqtt_load" "$1" --port "$port" --ca "$ca/root-ca.pem" --cert "$work/dev.pem" \
+    --key "$work/dev.key" "${@:2}"
+}
+rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+field() { python3 -c "import json,sys;print(json.loads(sys.argv[1])['$2'])" "$1"; }
+
+echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores, $(mosquitto -h | head -1), ${SECS}s per run"
+echo
+echo "| scenario | fleetkeyd | mosquitto | ratio |"
+echo "|---|---|---|---|"
+row() {  # name fk mq
+  python3 -c "import sys; f=float(sys.argv[2]); m=float(sys.argv[3]); print('| %s | %s | %s | %.2f |' % (sys.argv[1], sys.argv[2], sys.argv[3], f/m if m else 0))" "$@"
+}
+# Idle connections first, on fresh processes: resident memory per connection.
+for name in fleetkeyd mosquitto; do
+  if [[ $name == fleetkeyd ]]; then pid=$fk_pid; port=$fk_port; else pid=$mq_pid; port=$mq_port; fi
+  before=$(rss_kb $pid)
+  load "$port" idle --connections "$IDLE" --seconds 3 >"$work/idle-$name.json" &
+  lp=$!
+  for _ in $(seq 600); do [[ -s "$work/idle-$name.json" ]] && break; sleep 0.1; done
+  sleep 1
+  after=$(rss_kb $pid)
+  wait $lp || true
+  connected=$(field "$(cat "$work/idle-$name.json")" connected)
+  eval "${name}_per_conn=\$(( (after - before) * 1024 / (connected > 0 ? connected : 1) ))"
+  eval "${name}_connected=$connected"
+done
+row "idle TLS connections held (of $IDLE)" "$fleetkeyd_connected" "$mosquitto_connected"
+row "memory per idle TLS connection (bytes, lower is better)" "$fleetkeyd_per_conn" "$mosquitto_per_conn"
+for c in 1 64 256; do
+  for resume in "" "--resume"; do
+    fk=$(load "$fk_port" connect --concurrency $c --seconds "$SECS" $resume)
+    mq=$(load "$mq_port" connect --concurrency $c --seconds "$SECS" $resume)
+    row "mTLS connects/s, concurrency $c ${resume:+(session resumption)}" \
+      "$(field "$fk" connects_per_s)" "$(field "$mq" connects_per_s)"
+  done
+done
+for scenario in "1 1 --seconds" "16 16 --pairs --seconds" "1 100 --seconds"; do
+  set -- $scenario
+  for qos in 0 1; do
+    for size in 64 1024; do
+      fk=$(load "$fk_port" pubsub --publishers $1 --subscribers $2 --qos $qos --size $size ${@:3} "$SECS")
+      mq=$(load "$mq_port" pubsub --publishers $1 --subscribers $2 --qos $qos --size $size ${@:3} "$SECS")
+      row "pub/sub $1->$2 QoS $qos ${size} B: messages delivered/s" \
+        "$(field "$fk" received_per_s)" "$(field "$mq" received_per_s)"
+      echo "|   latency p50 / p99 (ms) | $(field "$fk" p50_ms) / $(field "$fk" p99_ms) | $(field "$mq" p50_ms) / $(field "$mq" p99_ms) | |"
+    done
+  done
+done
