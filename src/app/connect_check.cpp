@@ -48,7 +48,57 @@ broker::AuthDecision RegistryConnectCheck::decide(const std::string& certificate
 void RegistryConnectCheck::check(const broker::ClientIdentity& client,
                                  std::function<void(broker::AuthDecision)> done) {
   std::string id = client.certificate.certificate_id;
-  boost::asio::post(pool_->pool, [this, id, done = std::move(done)] { done(decide(id)); });
+  std::uint64_t generation;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = cache_.find(id);
+    if (it != cache_.end()) {
+      broker::AuthDecision d = it->second;
+      done(std::move(d));
+      return;
+    }
+    generation = generation_;
+  }
+  boost::asio::post(pool_->pool, [this, id, generation, done = std::move(done)]() mutable {
+    // If the registry changed while it was being read, read again: never answer from a
+    // snapshot older than the last change we were told about.
+    for (;;) {
+      broker::AuthDecision d = decide(id);
+      if (remember(id, d, generation)) {
+        done(std::move(d));
+        return;
+      }
+      std::lock_guard<std::mutex> lock(mu_);
+      generation = generation_;
+    }
+  });
+}
+
+bool RegistryConnectCheck::remember(const std::string& id, const broker::AuthDecision& d,
+                                    std::uint64_t generation) {
+  std::lock_guard<std::mutex> lock(mu_);
+  // A change that arrived while the registry was being read makes the answer stale.
+  if (generation != generation_) return false;
+  if (cache_.size() >= 1'000'000) cache_.clear();
+  cache_[id] = d;
+  return true;
+}
+
+void RegistryConnectCheck::invalidate(const std::string& certificate_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  ++generation_;
+  cache_.erase(certificate_id);
+}
+
+void RegistryConnectCheck::invalidate_all() {
+  std::lock_guard<std::mutex> lock(mu_);
+  ++generation_;
+  cache_.clear();
+}
+
+std::size_t RegistryConnectCheck::cached() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return cache_.size();
 }
 
 }  // namespace fk::app

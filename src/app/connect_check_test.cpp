@@ -44,6 +44,26 @@ TEST(RegistryConnectCheck, DecidesFromTheRegistry) {
   who.certificate.certificate_id = std::string(64, 'a');
   check.check(who, [&](broker::AuthDecision d) { p.set_value(d); });
   EXPECT_FALSE(p.get_future().get().allowed);
+  // Cached answers are dropped on change: a revoked certificate is refused at once.
+  std::string active = make(storage::CertificateStatus::kActive);
+  auto ask = [&](const std::string& id) {
+    std::promise<broker::AuthDecision> pr;
+    broker::ClientIdentity c;
+    c.certificate.certificate_id = id;
+    check.check(c, [&](broker::AuthDecision d) { pr.set_value(d); });
+    return pr.get_future().get();
+  };
+  EXPECT_TRUE(ask(active).allowed);
+  EXPECT_TRUE(ask(active).allowed);  // from the cache
+  EXPECT_GE(check.cached(), 2u);
+  ASSERT_TRUE(reg.write([&](registry::Txn& t) {
+                   return t.update_certificate_status(active, storage::CertificateStatus::kRevoked);
+                 })
+                  .is_ok());
+  check.invalidate(active);  // what fleetkeyd's registry listener does
+  EXPECT_FALSE(ask(active).allowed);
+  check.invalidate_all();
+  EXPECT_EQ(check.cached(), 0u);
   std::filesystem::remove_all(dir);
 }
 

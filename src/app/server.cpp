@@ -115,11 +115,14 @@ Result<std::unique_ptr<Server>> Server::start(const Config& config, boost::asio:
   broker::Broker* b = p.broker.get();
   Parts* parts = &p;
   // Certificate status reaches live sessions at once; CA changes reach the TLS trust store.
-  p.listener_id =
-      p.registry->add_listener([b, parts](const std::vector<registry::RegistryEvent>& events) {
+  p.listener_id = p.registry->add_listener(
+      [b, parts, check](const std::vector<registry::RegistryEvent>& events) {
         bool cas_changed = false;
         for (const auto& ev : events) {
           using K = registry::RegistryEvent::Kind;
+          // Forget cached connect decisions first, so a reconnect after the cut is refused.
+          if (ev.kind == K::kCertificateStatusChanged || ev.kind == K::kCertificateDeleted)
+            check->invalidate(ev.subject);
           if (ev.kind == K::kCertificateStatusChanged &&
               ev.status != storage::CertificateStatus::kActive) {
             b->disconnect_certificate(ev.subject, "certificate " + ev.subject + " is now " +
@@ -131,6 +134,7 @@ Result<std::unique_ptr<Server>> Server::start(const Config& config, boost::asio:
           }
         }
         if (cas_changed) {
+          check->invalidate_all();
           auto anchors = parts->trust_anchors();
           for (auto* l : {parts->mqtt.get(), parts->mqtt_alpn.get()}) {
             if (l) (void)l->set_trust_anchors(anchors);

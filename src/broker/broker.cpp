@@ -211,10 +211,6 @@ class Session : public std::enable_shared_from_this<Session> {
     b_->session_count++;
     active_ = true;
     b_->connections++;
-    {
-      std::lock_guard<std::mutex> lock(b_->certs_mu);
-      b_->by_certificate.emplace(identity_.certificate.certificate_id, weak_from_this());
-    }
     mqtt::Connack ack;
     ack.session_present = present;
     ack.reason_code = 0;
@@ -452,6 +448,13 @@ class Session : public std::enable_shared_from_this<Session> {
       will_ = std::move(c.will);
     }
     session_id_ = random_suffix() + random_suffix();
+    // Indexed by certificate before the connect decision, so a revocation that commits while
+    // the decision is being made still finds (and cuts) this connection.
+    {
+      std::lock_guard<std::mutex> lock(b_->certs_mu);
+      b_->by_certificate.emplace(identity_.certificate.certificate_id, weak_from_this());
+      indexed_ = true;
+    }
     std::weak_ptr<Session> weak = shared_from_this();
     auto conn = conn_;
     b_->authorizer.authorize_connect(identity_, [weak, conn](AuthDecision decision) {
@@ -872,19 +875,18 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void on_closed(const std::string& reason) {
     timer_.cancel();
-    if (!active_) return;  // never connected: nothing to undo
-    active_ = false;
-    b_->connections--;
-    {
+    if (indexed_) {
+      indexed_ = false;
       std::lock_guard<std::mutex> lock(b_->certs_mu);
-      auto range = b_->by_certificate.equal_range(identity_.certificate.certificate_id);
-      for (auto it = range.first; it != range.second; ++it) {
-        if (it->second.lock().get() == this) {
-          b_->by_certificate.erase(it);
-          break;
-        }
+      auto [it, end] = b_->by_certificate.equal_range(identity_.certificate.certificate_id);
+      while (it != end) {
+        auto other = it->second.lock();
+        it = (!other || other.get() == this) ? b_->by_certificate.erase(it) : std::next(it);
       }
     }
+    if (!active_) return;  // never connected: nothing more to undo
+    active_ = false;
+    b_->connections--;
     log::info("broker.disconnected", {{"client", identity_.client_id}, {"reason", reason}});
     if (will_ && !client_disconnect_) publish_will();
     if (lifecycle_allowed()) {
@@ -982,6 +984,7 @@ class Session : public std::enable_shared_from_this<Session> {
   bool connect_received_ = false;
   bool active_ = false;
   bool surrendered_ = false;
+  bool indexed_ = false;  // listed in by_certificate
   bool clean_start_ = true;
   bool assigned_id_ = false;
   bool client_disconnect_ = false;
@@ -993,6 +996,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::uint16_t client_receive_maximum_ = 65535;
   std::uint16_t next_id_ = 1;
   std::uint64_t version_number_ = 0;
+  std::uint64_t dropped_ = 0;
   std::string session_id_;
   SteadyClock::time_point last_activity_;
   std::optional<mqtt::Will> will_;

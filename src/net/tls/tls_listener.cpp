@@ -63,12 +63,6 @@ PeerCertificate describe_peer(X509* cert) {
     OPENSSL_free(hex);
     BN_free(bn);
   }
-  BIO* bio = BIO_new(BIO_s_mem());
-  PEM_write_bio_X509(bio, cert);
-  char* data = nullptr;
-  long n = BIO_get_mem_data(bio, &data);
-  p.pem.assign(data, static_cast<std::size_t>(n));
-  BIO_free(bio);
   return p;
 }
 
@@ -261,7 +255,9 @@ class AsioTlsConnection final : public TlsConnection {
   asio::io_context& io_;
   ssl::stream<tcp::socket> stream_;
   asio::steady_timer timer_;
-  std::array<char, 16 * 1024> buffer_{};
+  // Small on purpose: an idle connection keeps this buffer (and, with SSL_MODE_RELEASE_BUFFERS,
+  // little else); large packets just take more reads.
+  std::array<char, 2048> buffer_{};
   std::deque<std::string> queue_;
   std::string current_;
   std::size_t queued_ = 0;
@@ -340,6 +336,8 @@ Status TlsListener::start() {
                   ec);
   SSL_CTX* native = ctx.native_handle();
   SSL_CTX_set_min_proto_version(native, TLS1_2_VERSION);
+  // Idle connections give their 16 KB+ record buffers back to the allocator.
+  SSL_CTX_set_mode(native, SSL_MODE_RELEASE_BUFFERS);
   ctx.use_certificate_chain_file(state_->config.certificate_chain_file, ec);
   if (ec)
     return invalid_request("cannot load " + state_->config.certificate_chain_file + ": " +

@@ -28,7 +28,6 @@ struct PeerCertificate {
   std::string common_name;
   std::string issuer;
   std::string serial_hex;
-  std::string pem;
 };
 
 class TlsConnection;
