@@ -107,73 +107,55 @@ Result<X509_STORE*> build_store(const std::vector<std::string>& pems) {
   return store;
 }
 
-class AsioTlsConnection final : public TlsConnection {
+// A TLS connection driven straight on its socket (SSL_set_fd, non-blocking SSL_* calls and
+// Asio readiness waits) rather than through asio::ssl::stream, whose engine keeps about 34 KB
+// of buffers per connection. With SSL_MODE_RELEASE_BUFFERS and one read buffer per thread, an
+// idle connection keeps only OpenSSL's session state.
+class FdTlsConnection final : public TlsConnection {
  public:
-  AsioTlsConnection(asio::io_context& io, tcp::socket socket, ssl::context& ctx)
-      : io_(io), stream_(std::move(socket), ctx), timer_(io) {
+  FdTlsConnection(asio::io_context& io, tcp::socket socket, SSL_CTX* ctx)
+      : io_(io), socket_(std::move(socket)), timer_(io), ssl_(SSL_new(ctx)) {
     boost::system::error_code ec;
-    auto ep = stream_.lowest_layer().remote_endpoint(ec);
+    socket_.non_blocking(true, ec);
+    auto ep = socket_.remote_endpoint(ec);
     if (!ec) remote_ = ep.address().to_string();
+    SSL_set_fd(ssl_, static_cast<int>(socket_.native_handle()));
+    SSL_set_accept_state(ssl_);
   }
+  ~FdTlsConnection() override { SSL_free(ssl_); }
 
   void handshake(int timeout_seconds, std::string listener,
-                 std::function<void(std::shared_ptr<AsioTlsConnection>)> done) {
-    auto self = std::static_pointer_cast<AsioTlsConnection>(shared_from_this());
+                 std::function<void(std::shared_ptr<FdTlsConnection>)> done) {
+    listener_ = std::move(listener);
+    on_handshake_ = std::move(done);
+    auto self = std::static_pointer_cast<FdTlsConnection>(shared_from_this());
     timer_.expires_after(std::chrono::seconds(timeout_seconds));
-    timer_.async_wait([self, listener](const boost::system::error_code& ec) {
-      if (ec) return;
-      log::warn("tls.handshake_timeout", {{"listener", listener}, {"peer", self->remote_}});
+    timer_.async_wait([self](const boost::system::error_code& ec) {
+      if (ec || self->handshake_done_) return;
+      log::warn("tls.handshake_timeout", {{"listener", self->listener_}, {"peer", self->remote_}});
       self->abort();
     });
-    stream_.async_handshake(ssl::stream_base::server, [self, listener, done = std::move(done)](
-                                                          const boost::system::error_code& ec) {
-      self->timer_.cancel();
-      if (ec) {
-        long verify = SSL_get_verify_result(self->stream_.native_handle());
-        std::string why =
-            verify != X509_V_OK ? X509_verify_cert_error_string(verify) : ec.message();
-        log::warn("tls.handshake_failed",
-                  {{"listener", listener}, {"peer", self->remote_}, {"reason", why}});
-        self->abort();
-        return;
-      }
-      SSL* ssl = self->stream_.native_handle();
-      X509* cert = SSL_get0_peer_certificate(ssl);
-      if (cert == nullptr) {  // cannot happen with fail_if_no_peer_cert, but never trust it
-        log::warn(
-            "tls.handshake_failed",
-            {{"listener", listener}, {"peer", self->remote_}, {"reason", "no client certificate"}});
-        self->abort();
-        return;
-      }
-      self->peer_ = describe_peer(cert);
-      const unsigned char* alpn = nullptr;
-      unsigned int alpn_len = 0;
-      SSL_get0_alpn_selected(ssl, &alpn, &alpn_len);
-      self->alpn_.assign(reinterpret_cast<const char*>(alpn), alpn_len);
-      if (const char* sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name)) self->sni_ = sni;
-      done(self);
-    });
+    continue_handshake();
   }
 
   void start(OnData on_data, OnClose on_close) override {
     on_data_ = std::move(on_data);
     on_close_ = std::move(on_close);
-    read();
+    pump_read();
   }
 
   void write(std::string bytes) override {
     if (!open_ || bytes.empty()) return;
     queued_ += bytes.size();
-    queue_.push_back(std::move(bytes));
-    if (!writing_) write_next();
+    pending_ += bytes;
+    if (!write_waiting_) pump_write();
   }
 
   void close_after_write(const std::string& reason) override {
     if (!open_) return;
     close_reason_ = reason;
     closing_ = true;
-    if (!writing_) close(reason);
+    if (pending_.empty()) close(reason);
   }
 
   void close(const std::string& reason) override {
@@ -181,9 +163,9 @@ class AsioTlsConnection final : public TlsConnection {
     open_ = false;
     timer_.cancel();
     boost::system::error_code ec;
-    stream_.lowest_layer().shutdown(tcp::socket::shutdown_both, ec);
-    stream_.lowest_layer().close(ec);
-    queue_.clear();
+    socket_.shutdown(tcp::socket::shutdown_both, ec);
+    socket_.close(ec);
+    pending_.clear();
     queued_ = 0;
     if (on_close_) {
       auto fn = std::move(on_close_);
@@ -208,63 +190,130 @@ class AsioTlsConnection final : public TlsConnection {
   void abort() {
     open_ = false;
     boost::system::error_code ec;
-    stream_.lowest_layer().close(ec);
+    socket_.close(ec);
   }
 
-  void read() {
+  // Waits until the socket is ready for `what`, then runs fn (if still open).
+  void wait(tcp::socket::wait_type what, std::function<void()> fn) {
     auto self = shared_from_this();
-    stream_.async_read_some(
-        asio::buffer(buffer_), [this, self](const boost::system::error_code& ec, std::size_t n) {
-          if (!open_) return;
-          if (ec) {
-            close(ec == asio::error::eof || ec == ssl::error::stream_truncated ? "peer closed"
-                                                                               : ec.message());
-            return;
-          }
-          if (on_data_) on_data_(std::string_view(buffer_.data(), n));
-          if (open_) read();
-        });
+    socket_.async_wait(what, [self, fn = std::move(fn)](const boost::system::error_code& ec) {
+      if (ec || !self->is_open()) return;
+      fn();
+    });
   }
 
-  void write_next() {
-    if (queue_.empty() || !open_) {
-      writing_ = false;
-      if (closing_) close(close_reason_);
+  void continue_handshake() {
+    ERR_clear_error();
+    int r = SSL_do_handshake(ssl_);
+    if (r == 1) {
+      handshake_done_ = true;
+      timer_.cancel();
+      finish_handshake();
       return;
     }
-    writing_ = true;
-    // Coalesce queued buffers into one TLS record write.
-    current_.clear();
-    while (!queue_.empty() && current_.size() < 64 * 1024) {
-      current_ += queue_.front();
-      queue_.pop_front();
+    int err = SSL_get_error(ssl_, r);
+    if (err == SSL_ERROR_WANT_READ)
+      return wait(tcp::socket::wait_read, [this] { continue_handshake(); });
+    if (err == SSL_ERROR_WANT_WRITE)
+      return wait(tcp::socket::wait_write, [this] { continue_handshake(); });
+    long verify = SSL_get_verify_result(ssl_);
+    std::string why;
+    if (verify != X509_V_OK) {
+      why = X509_verify_cert_error_string(verify);
+    } else if (unsigned long e = ERR_peek_error(); e != 0) {
+      const char* reason = ERR_reason_error_string(e);
+      why = reason ? reason : "TLS error";
+    } else {
+      why = err == SSL_ERROR_SYSCALL || err == SSL_ERROR_ZERO_RETURN
+                ? "peer closed during the handshake"
+                : "TLS error";
     }
-    auto self = shared_from_this();
-    asio::async_write(stream_, asio::buffer(current_),
-                      [this, self](const boost::system::error_code& ec, std::size_t n) {
-                        queued_ -= std::min(queued_, n);
-                        if (ec) {
-                          writing_ = false;
-                          close(ec.message());
-                          return;
-                        }
-                        write_next();
-                      });
+    ERR_clear_error();
+    log::warn("tls.handshake_failed",
+              {{"listener", listener_}, {"peer", remote_}, {"reason", why}});
+    abort();
+  }
+
+  void finish_handshake() {
+    X509* cert = SSL_get0_peer_certificate(ssl_);
+    if (cert == nullptr) {  // cannot happen with fail_if_no_peer_cert, but never trust it
+      log::warn("tls.handshake_failed",
+                {{"listener", listener_}, {"peer", remote_}, {"reason", "no client certificate"}});
+      abort();
+      return;
+    }
+    peer_ = describe_peer(cert);
+    const unsigned char* alpn = nullptr;
+    unsigned int alpn_len = 0;
+    SSL_get0_alpn_selected(ssl_, &alpn, &alpn_len);
+    alpn_.assign(reinterpret_cast<const char*>(alpn), alpn_len);
+    if (const char* sni = SSL_get_servername(ssl_, TLSEXT_NAMETYPE_host_name)) sni_ = sni;
+    auto fn = std::move(on_handshake_);
+    on_handshake_ = nullptr;
+    fn(std::static_pointer_cast<FdTlsConnection>(shared_from_this()));
+  }
+
+  // Reads everything OpenSSL can give now, then waits for the socket again.
+  void pump_read() {
+    thread_local std::array<char, 16 * 1024> buffer;
+    for (;;) {
+      if (!open_) return;
+      ERR_clear_error();
+      int n = SSL_read(ssl_, buffer.data(), static_cast<int>(buffer.size()));
+      if (n > 0) {
+        if (on_data_) on_data_(std::string_view(buffer.data(), static_cast<std::size_t>(n)));
+        continue;
+      }
+      int err = SSL_get_error(ssl_, n);
+      if (err == SSL_ERROR_WANT_READ) return wait(tcp::socket::wait_read, [this] { pump_read(); });
+      if (err == SSL_ERROR_WANT_WRITE)
+        return wait(tcp::socket::wait_write, [this] { pump_read(); });
+      ERR_clear_error();
+      close(err == SSL_ERROR_ZERO_RETURN || err == SSL_ERROR_SYSCALL ? "peer closed"
+                                                                     : "TLS read error");
+      return;
+    }
+  }
+
+  void pump_write() {
+    while (open_ && !pending_.empty()) {
+      ERR_clear_error();
+      int n = SSL_write(ssl_, pending_.data(),
+                        static_cast<int>(std::min<std::size_t>(pending_.size(), 1 << 20)));
+      if (n > 0) {
+        pending_.erase(0, static_cast<std::size_t>(n));
+        queued_ -= std::min(queued_, static_cast<std::size_t>(n));
+        continue;
+      }
+      int err = SSL_get_error(ssl_, n);
+      if (err == SSL_ERROR_WANT_WRITE || err == SSL_ERROR_WANT_READ) {
+        write_waiting_ = true;
+        wait(err == SSL_ERROR_WANT_WRITE ? tcp::socket::wait_write : tcp::socket::wait_read,
+             [this] {
+               write_waiting_ = false;
+               pump_write();
+             });
+        return;
+      }
+      ERR_clear_error();
+      close("TLS write error");
+      return;
+    }
+    if (open_ && closing_ && pending_.empty()) close(close_reason_);
   }
 
   asio::io_context& io_;
-  ssl::stream<tcp::socket> stream_;
+  tcp::socket socket_;
   asio::steady_timer timer_;
-  // Small on purpose: an idle connection keeps this buffer (and, with SSL_MODE_RELEASE_BUFFERS,
-  // little else); large packets just take more reads.
-  std::array<char, 2048> buffer_{};
-  std::deque<std::string> queue_;
-  std::string current_;
+  SSL* ssl_;
+  std::string pending_;
   std::size_t queued_ = 0;
-  bool writing_ = false;
+  bool write_waiting_ = false;
   bool closing_ = false;
   bool open_ = true;
-  std::string close_reason_;
+  bool handshake_done_ = false;
+  std::string close_reason_, listener_;
+  std::function<void(std::shared_ptr<FdTlsConnection>)> on_handshake_;
   OnData on_data_;
   OnClose on_close_;
   PeerCertificate peer_;
@@ -301,10 +350,11 @@ struct TlsListener::State : std::enable_shared_from_this<TlsListener::State> {
         ::close(fd);
         return;
       }
-      auto conn = std::make_shared<AsioTlsConnection>(io, std::move(socket), self->ctx);
+      auto conn =
+          std::make_shared<FdTlsConnection>(io, std::move(socket), self->ctx.native_handle());
       conn->handshake(
           self->config.handshake_timeout_seconds, self->config.name,
-          [self](std::shared_ptr<AsioTlsConnection> c) {
+          [self](std::shared_ptr<FdTlsConnection> c) {
             if (!self->config.required_alpn.empty() && c->alpn() != self->config.required_alpn) {
               log::warn("tls.handshake_failed",
                         {{"listener", self->config.name},
@@ -337,7 +387,8 @@ Status TlsListener::start() {
   SSL_CTX* native = ctx.native_handle();
   SSL_CTX_set_min_proto_version(native, TLS1_2_VERSION);
   // Idle connections give their 16 KB+ record buffers back to the allocator.
-  SSL_CTX_set_mode(native, SSL_MODE_RELEASE_BUFFERS);
+  SSL_CTX_set_mode(native, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
+                               SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
   ctx.use_certificate_chain_file(state_->config.certificate_chain_file, ec);
   if (ec)
     return invalid_request("cannot load " + state_->config.certificate_chain_file + ": " +
