@@ -148,14 +148,22 @@ class FdTlsConnection final : public TlsConnection {
     if (!open_ || bytes.empty()) return;
     queued_ += bytes.size();
     pending_ += bytes;
-    if (!write_waiting_) pump_write();
+    // Coalesce: everything written during this turn of the event loop goes out in as few TLS
+    // records and syscalls as possible.
+    if (!write_waiting_ && !flush_posted_) {
+      flush_posted_ = true;
+      asio::post(io_, [self = shared_from_this(), this] {
+        flush_posted_ = false;
+        if (!write_waiting_) pump_write();
+      });
+    }
   }
 
   void close_after_write(const std::string& reason) override {
     if (!open_) return;
     close_reason_ = reason;
     closing_ = true;
-    if (pending_.empty()) close(reason);
+    if (pending_.size() == sent_) close(reason);
   }
 
   void close(const std::string& reason) override {
@@ -166,6 +174,7 @@ class FdTlsConnection final : public TlsConnection {
     socket_.shutdown(tcp::socket::shutdown_both, ec);
     socket_.close(ec);
     pending_.clear();
+    sent_ = 0;
     queued_ = 0;
     if (on_close_) {
       auto fn = std::move(on_close_);
@@ -299,7 +308,7 @@ class FdTlsConnection final : public TlsConnection {
       close("TLS write error");
       return;
     }
-    if (open_ && closing_ && pending_.empty()) close(close_reason_);
+    if (open_ && closing_ && sent_ == pending_.size()) close(close_reason_);
   }
 
   asio::io_context& io_;
@@ -307,8 +316,10 @@ class FdTlsConnection final : public TlsConnection {
   asio::steady_timer timer_;
   SSL* ssl_;
   std::string pending_;
+  std::size_t sent_ = 0;  // bytes of pending_ already written
   std::size_t queued_ = 0;
   bool write_waiting_ = false;
+  bool flush_posted_ = false;
   bool closing_ = false;
   bool open_ = true;
   bool handshake_done_ = false;
