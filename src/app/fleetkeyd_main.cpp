@@ -7,6 +7,7 @@
 
 #include <CLI/CLI.hpp>
 #include <boost/asio.hpp>
+#include <csignal>
 #include <cstdio>
 #include <iostream>
 
@@ -75,6 +76,7 @@ void print_banner(const fk::app::Config& config, const fk::app::Endpoints& e) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  std::signal(SIGPIPE, SIG_IGN);  // a vanished peer is an error code, not the end of the server
   CLI::App cli{"fleetkeyd: self-hosted device identity for AWS IoT-compatible fleets"};
   std::string config_file, data_dir, log_level;
   int mqtt_port = -1, api_port = -1, alpn_port = -2;

@@ -388,6 +388,24 @@ class Limits(unittest.TestCase):
         # $aws/rules/<rule>/ does not count.
         self.assertTrue(SERVER.wait_log("topic has more than 7 slashes"))
 
+    def test_subscriber_vanishing_mid_flood_does_not_hurt_the_server(self):
+        sub = Client("flood-sub", "alpha")
+        sub.wait_connected()
+        sub.subscribe("flood/x", 0)
+        pub = Client("flood-pub", "beta")
+        pub.wait_connected()
+        for _ in range(2000):
+            pub.c.publish("flood/x", b"z" * 10000, qos=0)
+        sub.c.loop_stop()
+        sub.c.socket().close()  # gone while the server is still writing to it
+        for _ in range(2000):
+            pub.c.publish("flood/x", b"z" * 10000, qos=0)
+        pub.c.publish("flood/x", b"last", qos=1).wait_for_publish(10)
+        pub.stop()
+        after = Client("after-flood", "gamma")
+        self.assertEqual(after.wait_connected(), 0)
+        after.stop()
+
     def test_client_id_longer_than_128_bytes(self):
         c = Client("x" * 129, "alpha", version=mqtt.MQTTv5)
         self.assertEqual(c.wait_connected(), 0x85)

@@ -8,6 +8,7 @@
 
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
+#include <csignal>
 #include <deque>
 
 #include "base/log.h"
@@ -390,6 +391,9 @@ TlsListener::~TlsListener() {
 }
 
 Status TlsListener::start() {
+  // OpenSSL writes to the socket with write(2): a peer that vanished must give EPIPE, not kill
+  // the process with SIGPIPE.
+  std::signal(SIGPIPE, SIG_IGN);
   auto& ctx = state_->ctx;
   boost::system::error_code ec;
   ctx.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
