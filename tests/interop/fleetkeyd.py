@@ -14,18 +14,23 @@ FLEETKEYD = os.environ.get("FLEETKEYD", "build/bin/fleetkeyd")
 
 
 class Fleetkeyd:
-    def __init__(self, data_dir=None, *extra):
+    """A fleetkeyd on free ports. Its log (stderr) goes to <data_dir>/../fleetkeyd.log and its
+    banner (stdout, when not quiet) to <data_dir>/../fleetkeyd.out."""
+
+    def __init__(self, data_dir=None, *extra, quiet=True):
         self.tmp = None
         if data_dir is None:
             self.tmp = tempfile.mkdtemp(prefix="fk_interop_")
             data_dir = os.path.join(self.tmp, "data")
         self.data_dir = data_dir
         self.log_path = os.path.join(os.path.dirname(data_dir), "fleetkeyd.log")
+        self.out_path = os.path.join(os.path.dirname(data_dir), "fleetkeyd.out")
         self.log = open(self.log_path, "w")
+        self.out = open(self.out_path, "w")
         self.proc = subprocess.Popen(
             [FLEETKEYD, "--data-dir", data_dir, "--mqtt-port", "0", "--api-port", "0",
-             "--alpn-port", "0", "--quiet", *extra],
-            stdout=subprocess.DEVNULL, stderr=self.log)
+             "--alpn-port", "0", *(["--quiet"] if quiet else []), *extra],
+            stdout=self.out, stderr=self.log)
         self.endpoints = self._wait_ready()
         self.mqtt_port = self.endpoints["mqtt"]["port"]
         self.alpn_port = self.endpoints["mqtt"]["alpn_port"]
@@ -51,6 +56,10 @@ class Fleetkeyd:
 
     def read_log(self):
         with open(self.log_path) as f:
+            return f.read()
+
+    def read_out(self):
+        with open(self.out_path) as f:
             return f.read()
 
     def wait_log(self, text, timeout=5):
@@ -92,6 +101,7 @@ class Fleetkeyd:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
         self.log.close()
+        self.out.close()
         return self.proc.returncode
 
     def cleanup(self):

@@ -15,39 +15,17 @@ import stat
 import subprocess
 import tempfile
 import time
+import sys
 import unittest
 
-FLEETKEYD = os.environ.get("FLEETKEYD", "build/bin/fleetkeyd")
+sys.path.insert(0, os.path.dirname(__file__))
+from fleetkeyd import FLEETKEYD, Fleetkeyd as Server  # noqa: E402
 
 
-class Fleetkeyd:
-    def __init__(self, data_dir, *extra):
-        self.data_dir = data_dir
-        self.proc = subprocess.Popen(
-            [FLEETKEYD, "--data-dir", data_dir, "--mqtt-port", "0", "--api-port", "0", *extra],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.endpoints = self._wait_ready()
-
-    def _wait_ready(self, timeout=30):
-        path = os.path.join(self.data_dir, "endpoints.json")
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError("fleetkeyd exited early: " + self.proc.stderr.read())
-            try:
-                with open(path) as f:
-                    e = json.load(f)
-                if e.get("pid") == self.proc.pid:
-                    return e
-            except (OSError, ValueError):
-                pass
-            time.sleep(0.05)
-        raise AssertionError("fleetkeyd did not become ready")
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        out, err = self.proc.communicate(timeout=30)
-        return self.proc.returncode, out, err
+def Fleetkeyd(data_dir, *extra):
+    """The shared helper, showing the banner unless --quiet is passed."""
+    quiet = "--quiet" in extra
+    return Server(data_dir, *[a for a in extra if a != "--quiet"], quiet=quiet)
 
 
 def key_id_of(endpoints):
@@ -153,23 +131,25 @@ class FleetkeydStart(unittest.TestCase):
             self.assertEqual(second.returncode, 1)
             self.assertIn("another fleetkeyd is using", second.stderr)
         finally:
-            code, out, err = d.stop()
+            code = d.stop()
+        err, out = d.read_log(), d.read_out()
         self.assertEqual(code, 0, err)
         self.assertIn("fleetkeyd.stopped", err)
         self.assertIn("curl -s http://127.0.0.1:", out)  # what to try next
+        self.assertIn("aws iot create-keys-and-certificate", out)
         self.assertFalse(os.path.exists(os.path.join(self.data, "endpoints.json")))
 
     def test_restart_keeps_identity(self):
         d = Fleetkeyd(self.data, "--quiet")
         root = read(d.endpoints["root_ca"])
         creds = read(d.endpoints["credentials_file"])
-        self.assertEqual(d.stop()[0], 0)
+        self.assertEqual(d.stop(), 0)
         d = Fleetkeyd(self.data, "--quiet")
         try:
             self.assertEqual(read(d.endpoints["root_ca"]), root)
             self.assertEqual(read(d.endpoints["credentials_file"]), creds)
         finally:
-            self.assertEqual(d.stop()[0], 0)
+            self.assertEqual(d.stop(), 0)
 
     def test_bad_config_names_the_key(self):
         cfg = os.path.join(self.tmp, "bad.toml")
@@ -197,7 +177,7 @@ class FleetkeydStart(unittest.TestCase):
                                      "-text"], capture_output=True, text=True).stdout
             self.assertIn("DNS:iot.example.test", server)
         finally:
-            self.assertEqual(d.stop()[0], 0)
+            self.assertEqual(d.stop(), 0)
 
     def test_port_in_use_fails_with_reason(self):
         s = socket.socket()
