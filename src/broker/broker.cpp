@@ -100,6 +100,27 @@ struct Broker::Impl : std::enable_shared_from_this<Broker::Impl> {
   std::mutex retained_mu;
   std::unordered_map<std::string, MessagePtr> retained;
 
+  // Shared subscriptions ($share/<group>/<filter>): each message goes to one online member,
+  // round robin. Members live on any shard, so the groups have their own lock, taken on the
+  // publish path only while at least one shared subscription exists.
+  struct SharedMember {
+    std::weak_ptr<Session> session;
+    Shard* shard;
+    std::uint8_t qos;
+  };
+  struct SharedGroup {
+    std::string filter;  // the inner filter
+    std::vector<SharedMember> members;
+    std::size_t next = 0;
+  };
+  std::mutex shared_mu;
+  std::map<std::string, SharedGroup> shared_groups;  // key: the full $share/... filter
+  std::atomic<std::size_t> shared_count{0};
+  void add_shared(const std::string& full, const std::string& inner,
+                  const std::shared_ptr<Session>& s, Shard* shard, std::uint8_t qos);
+  void remove_shared(const std::string& full, const Session* s);
+  void route_shared(const MessagePtr& msg);
+
   std::atomic<std::uint64_t> connections{0};
   std::atomic<std::uint64_t> session_count{0};
   std::atomic<std::uint64_t> messages_in{0};
@@ -139,6 +160,8 @@ class Session : public std::enable_shared_from_this<Session> {
   const ClientIdentity& identity() const { return identity_; }
   asio::io_context& io() { return shard_.io; }
   bool online() const { return conn_ && conn_->is_open() && active_; }
+  // Readable from any thread (shared-subscription member choice).
+  bool maybe_online() const { return online_flag_.load(std::memory_order_relaxed); }
 
   // A message routed to this session with the subscription's granted QoS.
   void deliver(const MessagePtr& msg, std::uint8_t qos, bool retain) {
@@ -189,7 +212,7 @@ class Session : public std::enable_shared_from_this<Session> {
     expiry_timer_.cancel();
     if (conn_ && conn_->is_open())
       kick(mqtt::reason::kSessionTakenOver, "client id taken over", "DUPLICATE_CLIENTID");
-    for (const auto& [filter, o] : state_.subscriptions) shard_.trie.remove(filter, this);
+    for (const auto& [filter, o] : state_.subscriptions) uninstall(filter);
     shard_.sessions.erase(shared_from_this());
     if (!resume || session_expiry_ == 0) {
       b_->session_count--;
@@ -206,10 +229,11 @@ class Session : public std::enable_shared_from_this<Session> {
       state_ = std::move(*previous);
     }
     state_.version = version_;
-    for (const auto& [filter, o] : state_.subscriptions) shard_.trie.add(filter, this, o);
+    for (const auto& [filter, o] : state_.subscriptions) install(filter, o);
     shard_.sessions.insert(shared_from_this());
     b_->session_count++;
     active_ = true;
+    online_flag_ = true;
     b_->connections++;
     mqtt::Connack ack;
     ack.session_present = present;
@@ -222,7 +246,7 @@ class Session : public std::enable_shared_from_this<Session> {
       p.topic_alias_maximum = b_->config.topic_alias_maximum;
       p.wildcard_subscription_available = 1;
       p.subscription_identifier_available = 0;
-      p.shared_subscription_available = 0;
+      p.shared_subscription_available = 1;
       p.maximum_packet_size =
           static_cast<std::uint32_t>(b_->config.max_payload_bytes + kPacketOverhead);
       if (keep_alive_ != requested_keep_alive_) p.server_keep_alive = keep_alive_;
@@ -258,6 +282,21 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void set_version_number(std::uint64_t v) { version_number_ = v; }
+
+  void install(const std::string& filter, const SubscriptionOptions& o) {
+    if (auto shared = mqtt::parse_shared_filter(filter)) {
+      b_->add_shared(filter, shared->filter, shared_from_this(), &shard_, o.qos);
+    } else {
+      shard_.trie.add(filter, this, o);
+    }
+  }
+  void uninstall(const std::string& filter) {
+    if (mqtt::parse_shared_filter(filter)) {
+      b_->remove_shared(filter, this);
+    } else {
+      shard_.trie.remove(filter, this);
+    }
+  }
 
  private:
   bool lifecycle_allowed() const {
@@ -779,17 +818,20 @@ class Session : public std::enable_shared_from_this<Session> {
         fail(mqtt::reason::kTopicFilterInvalid, "invalid topic filter");
         continue;
       }
-      if (mqtt::parse_shared_filter(sub.filter)) {
-        fail(mqtt::reason::kSharedSubscriptionsNotSupported,
-             "shared subscriptions are not supported yet");
+      auto shared = mqtt::parse_shared_filter(sub.filter);
+      if (shared && (shared->group.empty() || shared->group.size() > 128)) {
+        fail(mqtt::reason::kTopicFilterInvalid,
+             "invalid shared subscription ($share/<name>/<filter>)");
         continue;
       }
-      if (sub.filter.size() > b_->config.max_topic_bytes ||
-          counted_slashes(sub.filter) > b_->config.max_topic_slashes) {
+      // AWS does not count the $share/<name>/ prefix against its limits.
+      const std::string& limited = shared ? shared->filter : sub.filter;
+      if (limited.size() > b_->config.max_topic_bytes ||
+          counted_slashes(limited) > b_->config.max_topic_slashes) {
         fail(mqtt::reason::kTopicFilterInvalid, "topic filter longer than AWS's limits");
         continue;
       }
-      if (sub.filter[0] == '$' && sub.filter.rfind("$aws/", 0) != 0) {
+      if (!shared && sub.filter[0] == '$' && sub.filter.rfind("$aws/", 0) != 0) {
         fail(mqtt::reason::kTopicFilterInvalid, "only $aws/ reserved topics exist");
         continue;
       }
@@ -816,13 +858,14 @@ class Session : public std::enable_shared_from_this<Session> {
       SubscriptionOptions o{std::min<std::uint8_t>(sub.qos, 1), v5 && sub.no_local,
                             v5 && sub.retain_as_published};
       state_.subscriptions[sub.filter] = o;
-      shard_.trie.add(sub.filter, this, o);
+      install(sub.filter, o);
       ack.reason_codes.push_back(o.qos);
       subscribed.push_back(sub.filter);
       const bool wildcard = sub.filter.find_first_of("+#") != std::string::npos;
       const bool send_retained =
           v5 ? (sub.retain_handling == 0 || (sub.retain_handling == 1 && !existed)) : true;
-      if (!wildcard && send_retained) retained_to_send.emplace_back(sub.filter, o.qos);
+      // AWS: no retained delivery to wildcard or shared subscriptions.
+      if (!wildcard && !shared && send_retained) retained_to_send.emplace_back(sub.filter, o.qos);
     }
     conn_->write(mqtt::encode(version_, ack));
     // AWS sends a retained message only to a filter equal to its topic, with RETAIN=1.
@@ -853,7 +896,7 @@ class Session : public std::enable_shared_from_this<Session> {
     std::vector<std::string> removed;
     for (const auto& f : u.filters) {
       if (state_.subscriptions.erase(f) > 0) {
-        shard_.trie.remove(f, this);
+        uninstall(f);
         ack.reason_codes.push_back(mqtt::reason::kSuccess);
         removed.push_back(f);
       } else {
@@ -886,6 +929,7 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     if (!active_) return;  // never connected: nothing more to undo
     active_ = false;
+    online_flag_ = false;
     b_->connections--;
     log::info("broker.disconnected", {{"client", identity_.client_id}, {"reason", reason}});
     if (will_ && !client_disconnect_) publish_will();
@@ -919,7 +963,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void end_session() {
-    for (const auto& [filter, o] : state_.subscriptions) shard_.trie.remove(filter, this);
+    for (const auto& [filter, o] : state_.subscriptions) uninstall(filter);
     state_.subscriptions.clear();
     {
       std::lock_guard<std::mutex> lock(b_->sessions_mu);
@@ -983,6 +1027,7 @@ class Session : public std::enable_shared_from_this<Session> {
   Version version_ = Version::kV311;
   bool connect_received_ = false;
   bool active_ = false;
+  std::atomic<bool> online_flag_{false};
   bool surrendered_ = false;
   bool indexed_ = false;  // listed in by_certificate
   bool clean_start_ = true;
@@ -1024,7 +1069,66 @@ void Broker::Impl::dispatch(Shard& shard, const MessagePtr& msg, const Session* 
   }
 }
 
+void Broker::Impl::add_shared(const std::string& full, const std::string& inner,
+                              const std::shared_ptr<Session>& s, Shard* shard, std::uint8_t qos) {
+  std::lock_guard<std::mutex> lock(shared_mu);
+  SharedGroup& g = shared_groups[full];
+  g.filter = inner;
+  for (auto& m : g.members) {
+    if (m.session.lock() == s) {
+      m.qos = qos;
+      return;
+    }
+  }
+  g.members.push_back({s, shard, qos});
+  ++shared_count;
+}
+
+void Broker::Impl::remove_shared(const std::string& full, const Session* s) {
+  std::lock_guard<std::mutex> lock(shared_mu);
+  auto it = shared_groups.find(full);
+  if (it == shared_groups.end()) return;
+  auto& members = it->second.members;
+  for (auto m = members.begin(); m != members.end();) {
+    auto live = m->session.lock();
+    if (!live || live.get() == s) {
+      m = members.erase(m);
+      --shared_count;
+    } else {
+      ++m;
+    }
+  }
+  if (members.empty()) shared_groups.erase(it);
+}
+
+void Broker::Impl::route_shared(const MessagePtr& msg) {
+  std::vector<std::pair<std::shared_ptr<Session>, SharedMember>> picks;
+  {
+    std::lock_guard<std::mutex> lock(shared_mu);
+    for (auto& [full, g] : shared_groups) {
+      if (!mqtt::topic_matches(g.filter, msg->topic, /*hash_matches_parent=*/false)) continue;
+      // Round robin over the members that are online now.
+      for (std::size_t tried = 0; tried < g.members.size(); ++tried) {
+        SharedMember& m = g.members[g.next++ % g.members.size()];
+        auto s = m.session.lock();
+        if (s && s->maybe_online()) {
+          picks.emplace_back(std::move(s), m);
+          break;
+        }
+      }
+    }
+  }
+  for (auto& [s, m] : picks) {
+    auto self = shared_from_this();
+    asio::post(m.shard->io, [self, s = s, msg, qos = m.qos] {
+      if (!self->authorizer.authorize_receive(s->identity(), msg->topic).allowed) return;
+      s->deliver(msg, qos, false);
+    });
+  }
+}
+
 void Broker::Impl::route(const MessagePtr& msg, Shard* origin_shard, const Session* origin) {
+  if (shared_count.load(std::memory_order_relaxed) > 0) route_shared(msg);
   auto self = shared_from_this();
   for (auto& shard : shards) {
     if (shard.get() == origin_shard) continue;

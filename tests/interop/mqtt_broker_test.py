@@ -178,6 +178,35 @@ class PublishSubscribe(unittest.TestCase):
         sub.stop()
         pub.stop()
 
+    def test_shared_subscription_delivers_each_message_once(self):
+        w1 = Client("share-w1", "alpha", version=mqtt.MQTTv5)
+        w2 = Client("share-w2", "beta")  # AWS offers shared subscriptions on 3.1.1 too
+        watcher = Client("share-all", "gamma")
+        for c in (w1, w2, watcher):
+            self.assertEqual(c.wait_connected(), 0)
+        self.assertEqual(w1.connack_props.SharedSubscriptionAvailable, 1)
+        self.assertEqual(w1.subscribe("$share/workers/jobs/+", 1), [1])
+        self.assertEqual(w2.subscribe("$share/workers/jobs/+", 1), [1])
+        watcher.subscribe("jobs/+", 1)
+        pub = Client("share-pub", "alpha")
+        pub.wait_connected()
+        for i in range(10):
+            pub.c.publish("jobs/%d" % i, ("job%d" % i).encode(), qos=1).wait_for_publish(10)
+        watcher.wait_messages(10)
+        deadline = time.time() + 5
+        while len(w1.messages) + len(w2.messages) < 10 and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        got = sorted(m.payload for m in w1.messages + w2.messages)
+        self.assertEqual(got, sorted(("job%d" % i).encode() for i in range(10)))  # each once
+        self.assertGreater(len(w1.messages), 0)
+        self.assertGreater(len(w2.messages), 0)
+        self.assertEqual(len(watcher.messages), 10)  # ordinary subscribers still get all
+        # A malformed shared filter is refused.
+        self.assertEqual(w1.subscribe("$share//jobs", 1), [0x8F])
+        for c in (w1, w2, watcher, pub):
+            c.stop()
+
     def test_retained_exact_filter_only(self):
         pub = Client("ret-pub", "alpha", version=mqtt.MQTTv5)
         pub.wait_connected()
