@@ -44,6 +44,16 @@ inline void error(std::string_view e, std::initializer_list<Field> f = {}) {
   write(Level::kError, e, f);
 }
 
+// On hot paths: the fields (often std::string copies) are built only when the level is on.
+#define FK_LOG_INFO(...)                                                           \
+  do {                                                                             \
+    if (::fk::log::enabled(::fk::log::Level::kInfo)) ::fk::log::info(__VA_ARGS__); \
+  } while (0)
+#define FK_LOG_DEBUG(...)                                                            \
+  do {                                                                               \
+    if (::fk::log::enabled(::fk::log::Level::kDebug)) ::fk::log::debug(__VA_ARGS__); \
+  } while (0)
+
 // Exposed for tests.
 std::string format_line(std::string_view event, std::initializer_list<Field> fields);
 

@@ -24,5 +24,24 @@ TEST(Log, SinkAndLevel) {
   EXPECT_EQ(lines[0], "kept k=v");
 }
 
+TEST(Log, MacroBuildsFieldsOnlyWhenEnabled) {
+  int built = 0;
+  auto field = [&] {
+    ++built;
+    return std::string("v");
+  };
+  std::vector<std::string> lines;
+  set_sink([&](Level, std::string_view line) { lines.emplace_back(line); });
+  set_min_level(Level::kWarn);
+  FK_LOG_INFO("skipped", {{"k", field()}});
+  EXPECT_EQ(built, 0);
+  set_min_level(Level::kInfo);
+  FK_LOG_INFO("kept", {{"k", field()}});
+  EXPECT_EQ(built, 1);
+  set_sink([](Level, std::string_view) {});
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_EQ(lines[0], "kept k=v");
+}
+
 }  // namespace
 }  // namespace fk::log

@@ -195,9 +195,9 @@ class Session : public std::enable_shared_from_this<Session> {
   void kick(std::uint8_t reason_v5, const std::string& why, const char* lifecycle_reason) {
     if (!conn_ || !conn_->is_open()) return;
     lifecycle_reason_ = lifecycle_reason;
-    log::info("broker.disconnect", {{"client", identity_.client_id},
-                                    {"certificate", identity_.certificate.certificate_id},
-                                    {"reason", why}});
+    FK_LOG_INFO("broker.disconnect", {{"client", identity_.client_id},
+                                      {"certificate", identity_.certificate.certificate_id},
+                                      {"reason", why}});
     if (active_ && version_ == Version::kV5) {
       mqtt::Disconnect d;
       d.reason_code = reason_v5;
@@ -254,11 +254,11 @@ class Session : public std::enable_shared_from_this<Session> {
       if (assigned_id_) p.assigned_client_identifier = identity_.client_id;
     }
     conn_->write(mqtt::encode(version_, ack));
-    log::info("broker.connected", {{"client", identity_.client_id},
-                                   {"certificate", identity_.certificate.certificate_id},
-                                   {"peer", identity_.remote_address},
-                                   {"version", version_ == Version::kV5 ? "5" : "3.1.1"},
-                                   {"session_present", present ? "true" : "false"}});
+    FK_LOG_INFO("broker.connected", {{"client", identity_.client_id},
+                                     {"certificate", identity_.certificate.certificate_id},
+                                     {"peer", identity_.remote_address},
+                                     {"version", version_ == Version::kV5 ? "5" : "3.1.1"},
+                                     {"session_present", present ? "true" : "false"}});
     touch();
     arm_keep_alive();
     // Unacknowledged and queued QoS 1 messages go out again with fresh packet identifiers.
@@ -593,7 +593,7 @@ class Session : public std::enable_shared_from_this<Session> {
         touch();
         const auto& a = std::get<mqtt::Ack>(packet);
         if (state_.inflight.erase(a.packet_id) == 0 && version_ == Version::kV5) {
-          log::debug("broker.unknown_puback", {{"client", identity_.client_id}});
+          FK_LOG_DEBUG("broker.unknown_puback", {{"client", identity_.client_id}});
         }
         if (!state_.queue.empty()) {
           auto d = std::move(state_.queue.front());
@@ -777,9 +777,9 @@ class Session : public std::enable_shared_from_this<Session> {
         return;
       }
     }
-    log::info("broker.reply_dropped", {{"client", identity_.client_id},
-                                       {"topic", reply->topic},
-                                       {"reason", "no matching subscription"}});
+    FK_LOG_INFO("broker.reply_dropped", {{"client", identity_.client_id},
+                                         {"topic", reply->topic},
+                                         {"reason", "no matching subscription"}});
   }
 
   void on_subscribe(mqtt::Subscribe& s) {
@@ -931,7 +931,7 @@ class Session : public std::enable_shared_from_this<Session> {
     active_ = false;
     online_flag_ = false;
     b_->connections--;
-    log::info("broker.disconnected", {{"client", identity_.client_id}, {"reason", reason}});
+    FK_LOG_INFO("broker.disconnected", {{"client", identity_.client_id}, {"reason", reason}});
     if (will_ && !client_disconnect_) publish_will();
     if (lifecycle_allowed()) {
       const bool by_client = lifecycle_reason_ == "CLIENT_INITIATED_DISCONNECT";
