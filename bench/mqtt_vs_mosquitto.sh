@@ -15,8 +15,10 @@ work=$(mktemp -d /tmp/fk_bench_XXXX)
 trap 'kill $(jobs -p) 2>/dev/null || true; sleep 0.5; rm -rf "$work"' EXIT
 ulimit -n 20000 || true
 
-"$FLEETKEYD" --data-dir "$work/data" --mqtt-port 0 --api-port 0 --alpn-port -1 --quiet \
-  --log-level warn 2>"$work/fleetkeyd.log" &
+# AWS's per-connection publish limit (100/s) is lifted: Mosquitto has none.
+printf '[mqtt]\nmax_publishes_per_second = 0\n' >"$work/fleetkeyd.toml"
+"$FLEETKEYD" --config "$work/fleetkeyd.toml" --data-dir "$work/data" --mqtt-port 0 --api-port 0 \
+  --alpn-port -1 --quiet --log-level warn 2>"$work/fleetkeyd.log" &
 fk_pid=$!
 for _ in $(seq 100); do [[ -f "$work/data/endpoints.json" ]] && break; sleep 0.1; done
 ep() { python3 -c "import json,sys;print(json.load(open('$work/data/endpoints.json'))$1)"; }

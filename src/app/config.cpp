@@ -72,7 +72,15 @@ Status parse_config(std::string_view text, const std::string& source, Config& co
   if (auto n = root.get("mqtt")) {
     const toml::table* t = n->as_table();
     if (t == nullptr) return bad("mqtt", "must be a table");
-    FK_RETURN_IF_ERROR(only_known(*t, "mqtt.", {"bind", "port", "alpn_port", "threads"}));
+    FK_RETURN_IF_ERROR(only_known(
+        *t, "mqtt.", {"bind", "port", "alpn_port", "threads", "max_publishes_per_second"}));
+    if (auto k = t->get("max_publishes_per_second")) {
+      if (!k->is_integer()) return bad("mqtt.max_publishes_per_second", "must be an integer");
+      auto v = *k->value<std::int64_t>();
+      if (v < 0 || v > 10'000'000)
+        return bad("mqtt.max_publishes_per_second", "must be 0 (no limit) to 10000000");
+      config.mqtt.max_publishes_per_second = static_cast<int>(v);
+    }
     if (auto k = t->get("bind")) FK_RETURN_IF_ERROR(get_string(*k, "mqtt.bind", config.mqtt.bind));
     if (auto k = t->get("port")) FK_RETURN_IF_ERROR(get_port(*k, "mqtt.port", config.mqtt.port));
     if (auto k = t->get("alpn_port")) {

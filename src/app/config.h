@@ -21,17 +21,18 @@ struct ListenerConfig {
 struct MqttConfig : ListenerConfig {
   // AWS's port-443 mode: MQTT over TLS with ALPN x-amzn-mqtt-ca required. -1 = off.
   int alpn_port = 443;
-  int threads = 0;  // I/O threads; 0 = one per core
+  int threads = 0;                     // I/O threads; 0 = one per core
+  int max_publishes_per_second = 100;  // per connection, as AWS; 0 = no limit
 };
 
 struct Config {
   std::string data_dir = "./fleetkey-data";
-  std::string log_level = "info";              // debug, info, warn, error
-  MqttConfig mqtt{{"0.0.0.0", 8883}, 443, 0};  // devices connect here
-  ListenerConfig api{"127.0.0.1", 8443};       // the control-plane API (admin)
-  crypto::CaConfig ca;                         // [ca] key_type, organization, server_names, ...
-  registry::ArnScope aws;                      // [aws] region, account_id
-  std::string storage_path;                    // [storage] path; "" = <data_dir>/registry.db
+  std::string log_level = "info";                   // debug, info, warn, error
+  MqttConfig mqtt{{"0.0.0.0", 8883}, 443, 0, 100};  // devices connect here
+  ListenerConfig api{"127.0.0.1", 8443};            // the control-plane API (admin)
+  crypto::CaConfig ca;       // [ca] key_type, organization, server_names, ...
+  registry::ArnScope aws;    // [aws] region, account_id
+  std::string storage_path;  // [storage] path; "" = <data_dir>/registry.db
 
   std::string registry_path() const {
     return storage_path.empty() ? data_dir + "/registry.db" : storage_path;

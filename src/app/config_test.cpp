@@ -28,6 +28,7 @@ log_level = "debug"
 [mqtt]
 bind = "127.0.0.1"
 port = 0
+max_publishes_per_second = 0
 [api]
 port = 9443
 [ca]
@@ -46,6 +47,7 @@ path = "/data/registry.db"
   EXPECT_EQ(c.data_dir, "/var/lib/fleetkey");
   EXPECT_EQ(c.mqtt.port, 0);
   EXPECT_EQ(c.mqtt.bind, "127.0.0.1");
+  EXPECT_EQ(c.mqtt.max_publishes_per_second, 0);
   EXPECT_EQ(c.api.port, 9443);
   EXPECT_EQ(c.ca.ca_key.type, crypto::KeyType::kRsa);
   EXPECT_EQ(c.ca.ca_key.rsa_bits, 3072);

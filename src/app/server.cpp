@@ -111,7 +111,10 @@ Result<std::unique_ptr<Server>> Server::start(const Config& config, boost::asio:
       [check](const broker::ClientIdentity& c, std::function<void(broker::AuthDecision)> done) {
         check->check(c, std::move(done));
       });
-  p.broker = std::make_unique<broker::Broker>(*p.io_pool, broker::BrokerConfig{}, *p.authorizer);
+  broker::BrokerConfig broker_config;
+  broker_config.max_publishes_per_second =
+      static_cast<std::uint32_t>(p.config.mqtt.max_publishes_per_second);
+  p.broker = std::make_unique<broker::Broker>(*p.io_pool, broker_config, *p.authorizer);
   broker::Broker* b = p.broker.get();
   Parts* parts = &p;
   // Certificate status reaches live sessions at once; CA changes reach the TLS trust store.

@@ -306,6 +306,18 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void touch() { last_activity_ = SteadyClock::now(); }
 
+  // A one-second window of at most max_publishes_per_second inbound publishes.
+  bool within_rate() {
+    const std::uint32_t limit = b_->config.max_publishes_per_second;
+    if (limit == 0) return true;
+    auto now = SteadyClock::now();
+    if (now - rate_window_start_ >= std::chrono::seconds(1)) {
+      rate_window_start_ = now;
+      rate_count_ = 0;
+    }
+    return ++rate_count_ <= limit;
+  }
+
   void arm_keep_alive() {
     auto limit = std::chrono::milliseconds(static_cast<std::int64_t>(keep_alive_) * 1500);
     auto deadline = last_activity_ + limit;
@@ -696,6 +708,16 @@ class Session : public std::enable_shared_from_this<Session> {
                 "payload larger than " + std::to_string(b_->config.max_payload_bytes) + " bytes");
       return;
     }
+    if (!within_rate()) {
+      if (++throttled_ % 1000 == 1)
+        log::warn("broker.publish_throttled",
+                  {{"client", identity_.client_id},
+                   {"limit_per_s", std::to_string(b_->config.max_publishes_per_second)},
+                   {"discarded", std::to_string(throttled_)}});
+      // Acknowledged so the client does not resend it; MQTT 5 says why.
+      if (p.qos == 1) puback(p.packet_id, mqtt::reason::kMessageRateTooHigh);
+      return;
+    }
     b_->messages_in++;
     auto msg = std::make_shared<Message>();
     msg->topic = std::move(p.topic);
@@ -1042,6 +1064,9 @@ class Session : public std::enable_shared_from_this<Session> {
   std::uint16_t next_id_ = 1;
   std::uint64_t version_number_ = 0;
   std::uint64_t dropped_ = 0;
+  std::uint64_t throttled_ = 0;
+  std::uint32_t rate_count_ = 0;
+  SteadyClock::time_point rate_window_start_{};
   std::string session_id_;
   SteadyClock::time_point last_activity_;
   std::optional<mqtt::Will> will_;

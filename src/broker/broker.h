@@ -30,6 +30,8 @@ struct BrokerConfig {
   std::size_t max_payload_bytes = 128 * 1024;
   std::size_t max_filters_per_subscribe = 8;
   std::size_t max_subscriptions_per_connection = 50;
+  // AWS: 100 inbound publishes per second per connection, the excess discarded. 0 = no limit.
+  std::uint32_t max_publishes_per_second = 100;
   std::uint16_t max_inflight = 100;  // unacknowledged QoS 1 messages per direction
   std::uint16_t min_keep_alive = 30;
   std::uint16_t max_keep_alive = 1200;

@@ -225,5 +225,34 @@ TEST_F(BrokerConformance, HexInHexOut) {
   }
 }
 
+TEST_F(BrokerConformance, PublishesBeyondTheRateLimitAreDiscarded) {
+  BrokerConfig config;
+  config.lifecycle_events = false;
+  config.max_publishes_per_second = 2;
+  broker_ = std::make_unique<Broker>(pool_, config, authorizer_);
+  auto c = connect();
+  EXPECT_EQ(exchange(*c, kConnect5), normalize(kConnack5));
+  // Subscribed to its own topic: the first two come back, the third is refused with 0x96.
+  EXPECT_EQ(exchange(*c, "8207 0001 00 0001 74 01"),
+            "9004000100"
+            "01");
+  std::string out = exchange(*c,
+                             "3207 0001 74 0001 00 61"
+                             "3207 0001 74 0002 00 62"
+                             "3207 0001 74 0003 00 63");
+  EXPECT_NE(out.find("4003"
+                     "0003"
+                     "96"),
+            std::string::npos)
+      << out;  // PUBACK 3: 0x96
+  EXPECT_NE(out.find("40020001"), std::string::npos) << out;
+  EXPECT_NE(out.find("40020002"), std::string::npos) << out;
+  EXPECT_EQ(out.find("0000"
+                     "63"),
+            std::string::npos)
+      << out;  // "c" was not delivered
+  EXPECT_TRUE(c->is_open());
+}
+
 }  // namespace
 }  // namespace fk::broker
