@@ -190,6 +190,7 @@ void Server::stop() {
   if (parts_->api) parts_->api->stop();
   if (parts_->mqtt) parts_->mqtt->stop();
   if (parts_->mqtt_alpn) parts_->mqtt_alpn->stop();
+  if (parts_->broker && parts_->io_pool) parts_->broker->shutdown();
   if (parts_->io_pool) parts_->io_pool->stop();
   if (parts_->registry && parts_->listener_id != 0) {
     parts_->registry->remove_listener(parts_->listener_id);

@@ -2,6 +2,7 @@
 
 #include <boost/asio.hpp>
 #include <deque>
+#include <future>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -68,7 +69,8 @@ struct Shard {
   explicit Shard(asio::io_context& c) : io(c) {}
   asio::io_context& io;
   SubscriptionTrie trie;
-  std::unordered_set<std::shared_ptr<Session>> sessions;
+  std::unordered_set<std::shared_ptr<Session>> sessions;  // active and offline persistent
+  std::vector<std::weak_ptr<Session>> accepted;           // every session, for shutdown()
 };
 
 struct SessionEntry {
@@ -204,6 +206,19 @@ class Session : public std::enable_shared_from_this<Session> {
       conn_->write(mqtt::encode(version_, d));
     }
     conn_->close_after_write(why);
+  }
+
+  void close_for_shutdown() {
+    session_expiry_ = 0;  // nothing outlives the process yet
+    if (conn_ && conn_->is_open()) {
+      if (active_ && version_ == Version::kV5) {
+        mqtt::Disconnect d;
+        d.reason_code = mqtt::reason::kServerShuttingDown;
+        conn_->write(mqtt::encode(version_, d));
+      }
+      lifecycle_reason_ = "SERVER_INITIATED_DISCONNECT";
+      conn_->close("server shutting down");
+    }
   }
 
   // Hands this session's state to a new connection with the same client id (on this thread).
@@ -1184,6 +1199,11 @@ void Broker::accept(std::shared_ptr<net::TlsConnection> connection) {
     return;
   }
   auto session = std::make_shared<Session>(impl_, *it->second, std::move(connection));
+  auto& accepted = it->second->accepted;
+  if (accepted.size() > 1024 && accepted.size() % 1024 == 0) {
+    std::erase_if(accepted, [](const std::weak_ptr<Session>& w) { return w.expired(); });
+  }
+  accepted.push_back(session);
   session->start();
 }
 
@@ -1200,6 +1220,24 @@ void Broker::disconnect_certificate(const std::string& certificate_id, const std
     asio::post(s->io(),
                [s, reason] { s->kick(mqtt::reason::kNotAuthorized, reason, "AUTH_ERROR"); });
   }
+}
+
+void Broker::shutdown() {
+  std::vector<std::future<void>> done;
+  for (auto& shard : impl_->shards) {
+    auto p = std::make_shared<std::promise<void>>();
+    done.push_back(p->get_future());
+    Shard* s = shard.get();
+    asio::post(s->io, [s, p] {
+      for (auto& weak : s->accepted) {
+        if (auto session = weak.lock()) session->close_for_shutdown();
+      }
+      s->accepted.clear();
+      s->sessions.clear();
+      p->set_value();
+    });
+  }
+  for (auto& f : done) f.wait();
 }
 
 BrokerStats Broker::stats() const {

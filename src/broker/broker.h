@@ -65,6 +65,10 @@ class Broker {
 
   BrokerStats stats() const;
 
+  // Closes every connection (MQTT 5: DISCONNECT 0x8B first) and drops all sessions; call while
+  // the I/O pool still runs. Returns when every shard has done it.
+  void shutdown();
+
   struct Impl;
 
  private:

@@ -58,7 +58,11 @@ class FakeConnection : public net::TlsConnection {
       if (!open_) return;
       open_ = false;
     }
-    if (on_close_) on_close_(reason);
+    // Like the real connection: the callbacks (which hold the session) go with the close.
+    auto fn = std::move(on_close_);
+    on_close_ = nullptr;
+    on_data_ = nullptr;
+    if (fn) fn(reason);
   }
   void post(std::function<void()> fn) override { asio::post(io_, std::move(fn)); }
   asio::io_context& context() override { return io_; }
@@ -109,6 +113,7 @@ class BrokerConformance : public ::testing::Test {
     pool_.start();
   }
   ~BrokerConformance() override {
+    broker_->shutdown();
     pool_.stop();
     broker_.reset();
   }
@@ -229,6 +234,7 @@ TEST_F(BrokerConformance, PublishesBeyondTheRateLimitAreDiscarded) {
   BrokerConfig config;
   config.lifecycle_events = false;
   config.max_publishes_per_second = 2;
+  broker_->shutdown();
   broker_ = std::make_unique<Broker>(pool_, config, authorizer_);
   auto c = connect();
   EXPECT_EQ(exchange(*c, kConnect5), normalize(kConnack5));
