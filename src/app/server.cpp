@@ -36,6 +36,7 @@ struct Server::Parts {
   std::unique_ptr<net::TlsListener> mqtt;
   std::unique_ptr<net::TlsListener> mqtt_alpn;
   int listener_id = 0;
+  bool stopped = false;
 
   // Our root and issuing CA, and every ACTIVE registered CA.
   std::vector<std::string> trust_anchors() {
@@ -186,7 +187,8 @@ Result<std::unique_ptr<Server>> Server::start(const Config& config, boost::asio:
 }
 
 void Server::stop() {
-  if (!parts_) return;
+  if (!parts_ || parts_->stopped) return;  // once: the destructor calls it again
+  parts_->stopped = true;
   if (parts_->api) parts_->api->stop();
   if (parts_->mqtt) parts_->mqtt->stop();
   if (parts_->mqtt_alpn) parts_->mqtt_alpn->stop();

@@ -128,6 +128,7 @@ struct Broker::Impl : std::enable_shared_from_this<Broker::Impl> {
   std::atomic<std::uint64_t> messages_in{0};
   std::atomic<std::uint64_t> messages_out{0};
   std::atomic<std::uint64_t> connects_refused{0};
+  std::atomic<bool> shut_down{false};
 
   // Routes a message to every shard's subscribers (the origin shard synchronously).
   void route(const MessagePtr& msg, Shard* origin_shard, const Session* origin);
@@ -1223,6 +1224,7 @@ void Broker::disconnect_certificate(const std::string& certificate_id, const std
 }
 
 void Broker::shutdown() {
+  if (impl_->shut_down.exchange(true)) return;
   std::vector<std::future<void>> done;
   for (auto& shard : impl_->shards) {
     auto p = std::make_shared<std::promise<void>>();

@@ -405,6 +405,27 @@ class Certificates(unittest.TestCase):
         self.assertNotEqual(r.returncode, 0)
 
 
+class Shutdown(unittest.TestCase):
+    def test_sigterm_with_connected_clients(self):
+        global SERVER
+        own = Fleetkeyd()
+        saved = SERVER
+        try:
+            SERVER = own  # the Client helper talks to SERVER
+            dev = own.create_device("shutdown")
+            c = Client("shutdown-5", cert=dev["cert"], key=dev["key"], version=mqtt.MQTTv5)
+            self.assertEqual(c.wait_connected(), 0)
+            c.c.reconnect_delay_set(60, 60)
+            start = time.time()
+            self.assertEqual(own.stop(), 0)  # SIGTERM; must exit cleanly, and soon
+            self.assertLess(time.time() - start, 10)
+            self.assertTrue(c.disconnected.wait(5))
+            c.c.loop_stop()
+        finally:
+            SERVER = saved
+            own.cleanup()
+
+
 class Limits(unittest.TestCase):
     def test_topic_with_more_than_seven_slashes(self):
         c = Client("deep", "alpha", version=mqtt.MQTTv5)
