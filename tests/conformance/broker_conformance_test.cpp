@@ -10,31 +10,15 @@
 
 #include "broker/broker.h"
 #include "mqtt/codec.h"
+#include "support/hex.h"
 
 namespace fk::broker {
 namespace {
 
+using test::hex;
+using test::unhex;
+
 namespace asio = boost::asio;
-
-std::string unhex(std::string_view hex) {
-  std::string digits, out;
-  for (char c : hex) {
-    if (c != ' ') digits.push_back(c);
-  }
-  for (std::size_t i = 0; i + 1 < digits.size(); i += 2)
-    out.push_back(static_cast<char>(std::stoi(digits.substr(i, 2), nullptr, 16)));
-  return out;
-}
-
-std::string hex(std::string_view bytes) {
-  static const char* d = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : bytes) {
-    out.push_back(d[c >> 4]);
-    out.push_back(d[c & 15]);
-  }
-  return out;
-}
 
 // A connection whose bytes the test writes and reads.
 class FakeConnection : public net::TlsConnection {

@@ -10,30 +10,13 @@
 
 #include "mqtt/codec.h"
 #include "mqtt/topic.h"
+#include "support/hex.h"
 
 namespace fk::mqtt {
 namespace {
 
-std::string unhex(std::string_view hex) {
-  std::string out;
-  std::string digits;
-  for (char c : hex) {
-    if (c != ' ') digits.push_back(c);
-  }
-  for (std::size_t i = 0; i + 1 < digits.size(); i += 2)
-    out.push_back(static_cast<char>(std::stoi(digits.substr(i, 2), nullptr, 16)));
-  return out;
-}
-
-std::string hex(std::string_view bytes) {
-  static const char* d = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : bytes) {
-    out.push_back(d[c >> 4]);
-    out.push_back(d[c & 15]);
-  }
-  return out;
-}
+using test::hex;
+using test::unhex;
 
 // Decodes one whole packet from bytes; CONNECT when `version` is empty.
 Decoded<Packet> decode_bytes(std::optional<Version> version, const std::string& bytes,
