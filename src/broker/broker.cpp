@@ -101,6 +101,15 @@ struct Broker::Impl : std::enable_shared_from_this<Broker::Impl> {
   std::unordered_multimap<std::string, std::weak_ptr<Session>> by_certificate;
   std::mutex retained_mu;
   std::unordered_map<std::string, MessagePtr> retained;
+  // AWS: one retained message per topic; an empty payload deletes it.
+  void retain(const MessagePtr& msg) {
+    std::lock_guard<std::mutex> lock(retained_mu);
+    if (msg->payload.empty()) {
+      retained.erase(msg->topic);
+    } else {
+      retained[msg->topic] = msg;
+    }
+  }
 
   // Shared subscriptions ($share/<group>/<filter>): each message goes to one online member,
   // round robin. Members live on any shard, so the groups have their own lock, taken on the
@@ -784,14 +793,7 @@ class Session : public std::enable_shared_from_this<Session> {
       return;
     }
     MessagePtr shared = msg;
-    if (shared->retain) {
-      std::lock_guard<std::mutex> lock(b_->retained_mu);
-      if (shared->payload.empty()) {
-        b_->retained.erase(shared->topic);
-      } else {
-        b_->retained[shared->topic] = shared;
-      }
-    }
+    if (shared->retain) b_->retain(shared);
     b_->route(shared, &shard_, this);
     if (p.qos == 1) puback(p.packet_id, 0);
   }
@@ -1035,14 +1037,7 @@ class Session : public std::enable_shared_from_this<Session> {
     auto b = b_;
     Shard* shard = &shard_;
     auto fire = [b, shard, msg] {
-      if (msg->retain) {
-        std::lock_guard<std::mutex> lock(b->retained_mu);
-        if (msg->payload.empty()) {
-          b->retained.erase(msg->topic);
-        } else {
-          b->retained[msg->topic] = msg;
-        }
-      }
+      if (msg->retain) b->retain(msg);
       b->route(msg, shard, nullptr);
     };
     if (delay == 0) {

@@ -23,6 +23,21 @@ Status cert_state(std::string m) {
   return {ErrorCode::kCertificateState, std::move(m)};
 }
 
+// AWS attributePayload: replace all, or merge where an empty value removes the attribute.
+void apply_attributes(Attributes& target, const Attributes& update, bool merge) {
+  if (!merge) {
+    target = update;
+    return;
+  }
+  for (const auto& [k, v] : update) {
+    if (v.empty()) {
+      target.erase(k);
+    } else {
+      target[k] = v;
+    }
+  }
+}
+
 template <typename T>
 Result<T> require(storage::Maybe<T> found, const std::string& missing) {
   if (!found.is_ok()) return found.status();
@@ -84,17 +99,7 @@ Status Txn::update_thing(const UpdateThingRequest& req) {
     thing.type_name = *req.type_name;
   }
   if (req.attributes) {
-    if (req.merge_attributes) {
-      for (const auto& [k, v] : *req.attributes) {
-        if (v.empty()) {
-          thing.attributes.erase(k);
-        } else {
-          thing.attributes[k] = v;
-        }
-      }
-    } else {
-      thing.attributes = *req.attributes;
-    }
+    apply_attributes(thing.attributes, *req.attributes, req.merge_attributes);
   }
   FK_RETURN_IF_ERROR(check_attributes(thing.attributes, !thing.type_name.empty()));
   ++thing.version;
@@ -211,17 +216,7 @@ Result<std::int64_t> Txn::update_thing_group(std::string_view name,
                             std::to_string(g.version));
   if (description) g.description = *description;
   if (attributes) {
-    if (merge) {
-      for (const auto& [k, v] : *attributes) {
-        if (v.empty()) {
-          g.attributes.erase(k);
-        } else {
-          g.attributes[k] = v;
-        }
-      }
-    } else {
-      g.attributes = *attributes;
-    }
+    apply_attributes(g.attributes, *attributes, merge);
   }
   FK_RETURN_IF_ERROR(check_attributes(g.attributes, true));
   ++g.version;
