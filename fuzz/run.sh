@@ -6,12 +6,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=build/fuzz
 mkdir -p "$out"
-seconds=${FUZZ_SECONDS:-20}
+seconds=${FUZZ_SECONDS:-15}
 flags=(-std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Isrc)
 
 # target: sources
 declare -A targets=(
   [mqtt_decoder]="fuzz/mqtt_decoder_fuzz.cpp src/mqtt/codec.cpp src/mqtt/topic.cpp"
+  [policy]="fuzz/policy_fuzz.cpp src/policy/document.cpp src/policy/context.cpp src/policy/evaluator.cpp src/base/status.cpp src/base/strings.cpp"
 )
 
 for t in "${!targets[@]}"; do

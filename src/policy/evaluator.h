@@ -1,0 +1,94 @@
+// Policy evaluation with AWS's (IAM's) logic: an explicit Deny beats every Allow, any Allow
+// grants, nothing else is an implicit deny.
+//
+// Two ways in, one logic:
+//  - evaluate(): one question (action, resource) against a set of policies and a context; used
+//    by TestAuthorization and tests.
+//  - Grant: the policies bound to one connection's context once (variables substituted,
+//    conditions decided per action), then asked on the publish path with no allocation beyond
+//    the resource text. The broker asks a Grant on every PUBLISH, SUBSCRIBE and delivery.
+//
+// Resources are full ARNs ("arn:aws:iot:eu-west-1:123456789012:topic/things/locker-1/state").
+// In resources only `*` (crossing `/`) and `?` are wildcards; MQTT `+` and `#` are literal;
+// text substituted from a variable is literal too. Pure; a Grant is immutable and thread-safe.
+#pragma once
+
+#include <array>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "policy/context.h"
+#include "policy/document.h"
+
+namespace fk::policy {
+
+struct NamedPolicy {
+  std::string name;
+  std::string version_id;  // the default version's id
+  DocumentPtr document;
+};
+using PolicySet = std::vector<NamedPolicy>;
+
+enum class Decision { kAllowed, kExplicitDeny, kImplicitDeny };
+std::string_view to_string(Decision d);  // AWS's ALLOWED / EXPLICIT_DENY / IMPLICIT_DENY
+
+struct Verdict {
+  Decision decision = Decision::kImplicitDeny;
+  // The statement that decided (Allowed / ExplicitDeny); empty for an implicit deny.
+  std::string policy_name;
+  int statement_index = -1;
+  std::string sid;
+  // Keys the policies needed but the context could not resolve (TestAuthorization's
+  // missingContextValues).
+  std::vector<std::string> missing_context;
+
+  bool allowed() const { return decision == Decision::kAllowed; }
+  // "allowed by policy P statement 0" / "denied by ..." / "no statement allowed it".
+  std::string explain() const;
+};
+
+Verdict evaluate(const PolicySet& policies, std::string_view action, std::string_view resource,
+                 const RequestContext& ctx);
+
+// The MQTT actions a Grant answers quickly.
+enum class MqttAction { kConnect, kPublish, kSubscribe, kReceive, kRetainPublish, kCount };
+std::string_view action_name(MqttAction a);  // "iot:Connect", ...
+
+// A wildcard pattern after variable substitution.
+class Pattern {
+ public:
+  // `*` and `?` in `text` are wildcards unless `literal` marks them (per character).
+  Pattern(std::string text, std::vector<bool> literal);
+  static Pattern compile(std::string_view text);  // plain text: every * and ? is a wildcard
+  bool matches(std::string_view s, bool ignore_case = false) const;
+  const std::string& text() const { return text_; }
+
+ private:
+  std::string text_;
+  std::vector<bool> literal_;
+};
+
+class Grant {
+ public:
+  Grant(const PolicySet& policies, const RequestContext& ctx);
+
+  // `resource`: the full ARN. Fast: no variable or condition work, no allocation.
+  bool allows(MqttAction action, std::string_view resource) const;
+  // The same decision with the statement that made it (for logs and TestAuthorization).
+  Verdict check(MqttAction action, std::string_view resource) const;
+
+ private:
+  struct Rule {
+    Effect effect;
+    bool not_resource;
+    std::vector<Pattern> patterns;
+    const NamedPolicy* policy;
+    int statement_index;
+  };
+  PolicySet policies_;  // keeps the documents (and names) the rules point into alive
+  std::array<std::vector<Rule>, static_cast<std::size_t>(MqttAction::kCount)> rules_;
+};
+
+}  // namespace fk::policy
