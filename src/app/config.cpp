@@ -73,7 +73,12 @@ Status parse_config(std::string_view text, const std::string& source, Config& co
     const toml::table* t = n->as_table();
     if (t == nullptr) return bad("mqtt", "must be a table");
     FK_RETURN_IF_ERROR(only_known(
-        *t, "mqtt.", {"bind", "port", "alpn_port", "threads", "max_publishes_per_second"}));
+        *t, "mqtt.",
+        {"bind", "port", "alpn_port", "threads", "max_publishes_per_second", "enforce_policies"}));
+    if (auto k = t->get("enforce_policies")) {
+      if (!k->is_boolean()) return bad("mqtt.enforce_policies", "must be true or false");
+      config.mqtt.enforce_policies = *k->value<bool>();
+    }
     if (auto k = t->get("max_publishes_per_second")) {
       if (!k->is_integer()) return bad("mqtt.max_publishes_per_second", "must be an integer");
       auto v = *k->value<std::int64_t>();

@@ -23,13 +23,16 @@ struct MqttConfig : ListenerConfig {
   int alpn_port = 443;
   int threads = 0;                     // I/O threads; 0 = one per core
   int max_publishes_per_second = 100;  // per connection, as AWS; 0 = no limit
+  // IoT policies decide connect, publish, subscribe and receive (AWS). false: an ACTIVE
+  // certificate may do anything (benchmarks of the broker alone).
+  bool enforce_policies = true;
 };
 
 struct Config {
   std::string data_dir = "./fleetkey-data";
-  std::string log_level = "info";                   // debug, info, warn, error
-  MqttConfig mqtt{{"0.0.0.0", 8883}, 443, 0, 100};  // devices connect here
-  ListenerConfig api{"127.0.0.1", 8443};            // the control-plane API (admin)
+  std::string log_level = "info";                         // debug, info, warn, error
+  MqttConfig mqtt{{"0.0.0.0", 8883}, 443, 0, 100, true};  // devices connect here
+  ListenerConfig api{"127.0.0.1", 8443};                  // the control-plane API (admin)
   crypto::CaConfig ca;       // [ca] key_type, organization, server_names, ...
   registry::ArnScope aws;    // [aws] region, account_id
   std::string storage_path;  // [storage] path; "" = <data_dir>/registry.db

@@ -7,7 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "api/iot_api.h"
-#include "app/connect_check.h"
+#include "app/policy_authorizer.h"
 #include "base/files.h"
 #include "base/log.h"
 #include "broker/broker.h"
@@ -30,8 +30,7 @@ struct Server::Parts {
   std::unique_ptr<api::IotApi> iot_api;
   std::unique_ptr<net::HttpServer> api;
   std::unique_ptr<net::IoPool> io_pool;
-  std::unique_ptr<RegistryConnectCheck> connect_check;
-  std::unique_ptr<broker::AllowAllAfterConnect> authorizer;
+  std::unique_ptr<PolicyAuthorizer> authorizer;
   std::unique_ptr<broker::Broker> broker;
   std::unique_ptr<net::TlsListener> mqtt;
   std::unique_ptr<net::TlsListener> mqtt_alpn;
@@ -106,27 +105,23 @@ Result<std::unique_ptr<Server>> Server::start(const Config& config, boost::asio:
                             ? static_cast<std::size_t>(p.config.mqtt.threads)
                             : std::max(1u, std::thread::hardware_concurrency());
   p.io_pool = std::make_unique<net::IoPool>(threads);
-  p.connect_check = std::make_unique<RegistryConnectCheck>(*p.registry);
-  RegistryConnectCheck* check = p.connect_check.get();
-  p.authorizer = std::make_unique<broker::AllowAllAfterConnect>(
-      [check](const broker::ClientIdentity& c, std::function<void(broker::AuthDecision)> done) {
-        check->check(c, std::move(done));
-      });
+  p.authorizer = std::make_unique<PolicyAuthorizer>(*p.registry, p.config.mqtt.enforce_policies);
+  PolicyAuthorizer* authz = p.authorizer.get();
   broker::BrokerConfig broker_config;
   broker_config.max_publishes_per_second =
       static_cast<std::uint32_t>(p.config.mqtt.max_publishes_per_second);
   p.broker = std::make_unique<broker::Broker>(*p.io_pool, broker_config, *p.authorizer);
   broker::Broker* b = p.broker.get();
   Parts* parts = &p;
-  // Certificate status reaches live sessions at once; CA changes reach the TLS trust store.
+  // Certificate status reaches live sessions at once, policy changes reach their permissions,
+  // CA changes reach the TLS trust store.
   p.listener_id = p.registry->add_listener(
-      [b, parts, check](const std::vector<registry::RegistryEvent>& events) {
+      [b, parts, authz](const std::vector<registry::RegistryEvent>& events) {
+        // Forget cached decisions first, so a reconnect after a cut is refused.
+        authz->on_registry_events(events);
         bool cas_changed = false;
         for (const auto& ev : events) {
           using K = registry::RegistryEvent::Kind;
-          // Forget cached connect decisions first, so a reconnect after the cut is refused.
-          if (ev.kind == K::kCertificateStatusChanged || ev.kind == K::kCertificateDeleted)
-            check->invalidate(ev.subject);
           if (ev.kind == K::kCertificateStatusChanged &&
               ev.status != storage::CertificateStatus::kActive) {
             b->disconnect_certificate(ev.subject, "certificate " + ev.subject + " is now " +
@@ -138,7 +133,6 @@ Result<std::unique_ptr<Server>> Server::start(const Config& config, boost::asio:
           }
         }
         if (cas_changed) {
-          check->invalidate_all();
           auto anchors = parts->trust_anchors();
           for (auto* l : {parts->mqtt.get(), parts->mqtt_alpn.get()}) {
             if (l) (void)l->set_trust_anchors(anchors);

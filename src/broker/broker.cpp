@@ -170,6 +170,8 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   const ClientIdentity& identity() const { return identity_; }
+  // Valid once the session is active (it is found by publishers only then).
+  const Permissions& permissions() const { return *permissions_; }
   asio::io_context& io() { return shard_.io; }
   bool online() const { return conn_ && conn_->is_open() && active_; }
   // Readable from any thread (shared-subscription member choice).
@@ -531,9 +533,11 @@ class Session : public std::enable_shared_from_this<Session> {
       b_->by_certificate.emplace(identity_.certificate.certificate_id, weak_from_this());
       indexed_ = true;
     }
+    identity_.persistent_connect = session_expiry_ > 0;
+    identity_.last_will = will_.has_value();
     std::weak_ptr<Session> weak = shared_from_this();
     auto conn = conn_;
-    b_->authorizer.authorize_connect(identity_, [weak, conn](AuthDecision decision) {
+    b_->authorizer.authorize_connect(identity_, [weak, conn](ConnectDecision decision) {
       conn->post([weak, decision = std::move(decision)] {
         if (auto self = weak.lock()) self->on_authorized(decision);
       });
@@ -553,13 +557,16 @@ class Session : public std::enable_shared_from_this<Session> {
     conn_->close_after_write(why);
   }
 
-  void on_authorized(const AuthDecision& decision) {
+  void on_authorized(const ConnectDecision& connect) {
     if (!conn_ || !conn_->is_open()) return;
-    if (!decision.allowed) {
+    const AuthDecision& decision = connect.decision;
+    if (!decision.allowed || !connect.permissions) {
       refuse_connect(mqtt::reason::kNotAuthorized, mqtt::connack311::kNotAuthorized,
                      decision.reason.empty() ? "not authorized" : decision.reason);
       return;
     }
+    // Set once, before the session can be found by a publisher on another thread.
+    permissions_ = connect.permissions;
     // Register the client id; take over an older session with the same id.
     std::shared_ptr<Session> old;
     Shard* old_shard = nullptr;
@@ -768,7 +775,7 @@ class Session : public std::enable_shared_from_this<Session> {
           refuse_publish(p.packet_id, "retained messages are not allowed on reserved topics");
           return;
         }
-        AuthDecision d = b_->authorizer.authorize_publish(identity_, msg->topic, false);
+        AuthDecision d = permissions_->publish(msg->topic, false);
         if (!d.allowed) {
           refuse_publish(p.packet_id, d.reason);
           return;
@@ -787,7 +794,7 @@ class Session : public std::enable_shared_from_this<Session> {
       refuse_publish(p.packet_id, "publishing to reserved topic " + msg->topic + " is not allowed");
       return;
     }
-    AuthDecision d = b_->authorizer.authorize_publish(identity_, msg->topic, msg->retain);
+    AuthDecision d = permissions_->publish(msg->topic, msg->retain);
     if (!d.allowed) {
       refuse_publish(p.packet_id, d.reason);
       return;
@@ -875,7 +882,7 @@ class Session : public std::enable_shared_from_this<Session> {
         fail(mqtt::reason::kTopicFilterInvalid, "only $aws/ reserved topics exist");
         continue;
       }
-      AuthDecision d = b_->authorizer.authorize_subscribe(identity_, sub.filter);
+      AuthDecision d = permissions_->subscribe(sub.filter);
       if (!d.allowed) {
         if (!v5) {
           log::warn(
@@ -916,7 +923,7 @@ class Session : public std::enable_shared_from_this<Session> {
         auto it = b_->retained.find(topic);
         if (it != b_->retained.end()) m = it->second;
       }
-      if (m && b_->authorizer.authorize_receive(identity_, topic).allowed) deliver(m, qos, true);
+      if (m && permissions_->receive(topic).allowed) deliver(m, qos, true);
     }
     if (!subscribed.empty() && lifecycle_allowed()) {
       b_->lifecycle("$aws/events/subscriptions/subscribed/" + identity_.client_id,
@@ -1031,7 +1038,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (will_->properties.message_expiry_interval)
       msg->expires_at =
           SteadyClock::now() + std::chrono::seconds(*will_->properties.message_expiry_interval);
-    if (!b_->authorizer.authorize_publish(identity_, msg->topic, msg->retain).allowed) return;
+    if (!permissions_ || !permissions_->publish(msg->topic, msg->retain).allowed) return;
     const std::uint32_t delay = will_->properties.will_delay_interval.value_or(0);
     will_.reset();
     auto b = b_;
@@ -1057,6 +1064,7 @@ class Session : public std::enable_shared_from_this<Session> {
   asio::steady_timer timer_;
   asio::steady_timer expiry_timer_;
   ClientIdentity identity_;
+  PermissionsPtr permissions_;  // set when the connect is allowed; never changed after
   Version version_ = Version::kV311;
   bool connect_received_ = false;
   bool active_ = false;
@@ -1100,7 +1108,7 @@ void Broker::Impl::dispatch(Shard& shard, const MessagePtr& msg, const Session* 
     }
   });
   for (auto& [s, o] : targets) {
-    if (!authorizer.authorize_receive(s->identity(), msg->topic).allowed) continue;
+    if (!s->permissions().receive(msg->topic).allowed) continue;
     s->deliver(msg, o.qos, o.retain_as_published && msg->retain);
   }
 }
@@ -1157,7 +1165,7 @@ void Broker::Impl::route_shared(const MessagePtr& msg) {
   for (auto& [s, m] : picks) {
     auto self = shared_from_this();
     asio::post(m.shard->io, [self, s = s, msg, qos = m.qos] {
-      if (!self->authorizer.authorize_receive(s->identity(), msg->topic).allowed) return;
+      if (!s->permissions().receive(msg->topic).allowed) return;
       s->deliver(msg, qos, false);
     });
   }

@@ -18,6 +18,9 @@ struct ClientIdentity {
   net::PeerCertificate certificate;
   std::string remote_address;
   mqtt::Version version = mqtt::Version::kV311;
+  // AWS's iot:ConnectAttributes: a session that outlives the connection, and a last will.
+  bool persistent_connect = false;
+  bool last_will = false;
 };
 
 struct AuthDecision {

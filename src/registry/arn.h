@@ -19,6 +19,8 @@ struct ArnScope {
   std::string certificate(std::string_view id) const { return make("cert/", id); }
   std::string ca_certificate(std::string_view id) const { return make("cacert/", id); }
   std::string policy(std::string_view name) const { return make("policy/", name); }
+  // "arn:aws:iot:<region>:<account>:", what policy resources start with.
+  std::string prefix() const { return make("", ""); }
   std::string provisioning_template(std::string_view name) const {
     return make("provisioningtemplate/", name);
   }

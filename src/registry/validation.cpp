@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/strings.h"
+#include "policy/document.h"
 
 namespace fk::registry {
 namespace {
@@ -69,20 +70,7 @@ Status check_policy_name(std::string_view name) {
 }
 
 Status check_policy_document(std::string_view document) {
-  std::size_t n = count_non_whitespace(document);
-  if (n > kMaxPolicyChars)
-    return {ErrorCode::kMalformedPolicy,
-            "policy document has " + std::to_string(n) +
-                " characters without whitespace; at most 2048 are allowed"};
-  auto j = nlohmann::json::parse(document, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded())
-    return {ErrorCode::kMalformedPolicy, "Policy document is Malformed: not valid JSON"};
-  if (!j.is_object())
-    return {ErrorCode::kMalformedPolicy, "Policy document is Malformed: not a JSON object"};
-  if (!j.contains("Statement") || !(j["Statement"].is_array() || j["Statement"].is_object()))
-    return {ErrorCode::kMalformedPolicy,
-            "Policy document is Malformed: 'Statement' (an object or an array) is required"};
-  return Status::ok();
+  return policy::parse_document(document).status();
 }
 
 Status check_template_name(std::string_view name) {

@@ -11,7 +11,6 @@ namespace fk::registry {
 
 inline constexpr std::size_t kMaxAttributesWithoutType = 3;
 inline constexpr std::size_t kMaxAttributesWithType = 50;
-inline constexpr std::size_t kMaxPolicyChars = 2048;  // non-whitespace
 inline constexpr std::size_t kMaxTemplateBodyChars = 10240;
 inline constexpr std::size_t kMaxGroupsPerThing = 10;
 

@@ -13,6 +13,11 @@ import time
 FLEETKEYD = os.environ.get("FLEETKEYD", "build/bin/fleetkeyd")
 
 
+# A policy that allows every MQTT action: for tests of the broker itself, not of policies.
+ALLOW_ALL = {"Version": "2012-10-17",
+             "Statement": [{"Effect": "Allow", "Action": "iot:*", "Resource": "*"}]}
+
+
 class Fleetkeyd:
     """A fleetkeyd on free ports. Its log (stderr) goes to <data_dir>/../fleetkeyd.log and its
     banner (stdout, when not quiet) to <data_dir>/../fleetkeyd.out."""
@@ -80,10 +85,21 @@ class Fleetkeyd:
             raise AssertionError("aws iot %s failed: %s" % (" ".join(args), r.stderr))
         return r
 
-    def create_device(self, name, active=True):
-        """A certificate made by the server (CreateKeysAndCertificate), written as files."""
+    def create_policy(self, name, document):
+        self.aws("create-policy", "--policy-name", name, "--policy-document",
+                 document if isinstance(document, str) else json.dumps(document))
+
+    def create_device(self, name, active=True, policy=None, thing=False):
+        """A certificate made by the server (CreateKeysAndCertificate), written as files; with
+        `policy` attached to it, and with `thing` a thing of that name attached to it."""
         args = ["create-keys-and-certificate"] + (["--set-as-active"] if active else [])
         out = json.loads(self.aws(*args).stdout)
+        if policy:
+            self.aws("attach-policy", "--policy-name", policy, "--target", out["certificateArn"])
+        if thing:
+            self.aws("create-thing", "--thing-name", name)
+            self.aws("attach-thing-principal", "--thing-name", name,
+                     "--principal", out["certificateArn"])
         d = os.path.join(os.path.dirname(self.data_dir), "devices", name)
         os.makedirs(d, exist_ok=True)
         cert, key = os.path.join(d, "device.cert.pem"), os.path.join(d, "device.private.key")

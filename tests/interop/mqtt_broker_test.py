@@ -18,7 +18,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
 
 sys.path.insert(0, os.path.dirname(__file__))
-from fleetkeyd import Fleetkeyd, make_fixture_certificate  # noqa: E402
+from fleetkeyd import ALLOW_ALL, Fleetkeyd, make_fixture_certificate  # noqa: E402
 
 SERVER = None
 DEV = {}
@@ -27,8 +27,10 @@ DEV = {}
 def setUpModule():
     global SERVER
     SERVER = Fleetkeyd()
+    # This file tests the broker's MQTT behaviour; policies have their own (interop_03).
+    SERVER.create_policy("all", ALLOW_ALL)
     for name in ("alpha", "beta", "gamma"):
-        DEV[name] = SERVER.create_device(name)
+        DEV[name] = SERVER.create_device(name, policy="all")
 
 
 def tearDownModule():
@@ -339,7 +341,7 @@ class Certificates(unittest.TestCase):
 
     def test_inactive_and_revoked_certificates_refused(self):
         for status in ("INACTIVE", "REVOKED"):
-            dev = SERVER.create_device("st-" + status)
+            dev = SERVER.create_device("st-" + status, policy="all")
             SERVER.aws("update-certificate", "--certificate-id", dev["id"], "--new-status", status)
             c = Client("st-" + status, cert=dev["cert"], key=dev["key"], version=mqtt.MQTTv5)
             self.assertEqual(c.wait_connected(), 0x87, status)
@@ -372,7 +374,7 @@ class Certificates(unittest.TestCase):
         self.assertTrue(SERVER.wait_log("peer did not return a certificate"))
 
     def test_revocation_cuts_a_live_session_within_a_second(self):
-        dev = SERVER.create_device("to-revoke")
+        dev = SERVER.create_device("to-revoke", policy="all")
         c = Client("to-revoke", cert=dev["cert"], key=dev["key"], version=mqtt.MQTTv5)
         self.assertEqual(c.wait_connected(), 0)
         c.c.reconnect_delay_set(60, 60)
@@ -412,7 +414,8 @@ class Shutdown(unittest.TestCase):
         saved = SERVER
         try:
             SERVER = own  # the Client helper talks to SERVER
-            dev = own.create_device("shutdown")
+            own.create_policy("all", ALLOW_ALL)
+            dev = own.create_device("shutdown", policy="all")
             c = Client("shutdown-5", cert=dev["cert"], key=dev["key"], version=mqtt.MQTTv5)
             self.assertEqual(c.wait_connected(), 0)
             c.c.reconnect_delay_set(60, 60)

@@ -1,0 +1,353 @@
+#include "app/policy_authorizer.h"
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <future>
+
+#include "base/log.h"
+
+namespace fk::app {
+
+using broker::AuthDecision;
+using policy::MqttAction;
+
+struct PolicyAuthorizer::Pool {
+  explicit Pool(std::size_t n) : pool(n), rebinds(boost::asio::make_strand(pool)) {}
+  boost::asio::thread_pool pool;
+  boost::asio::strand<boost::asio::thread_pool::executor_type> rebinds;
+};
+
+// What the registry says about a certificate used with a client id.
+struct PolicyAuthorizer::Facts {
+  std::string certificate_id;
+  std::string client_id;
+  AuthDecision certificate;  // the certificate (and its CA) is ACTIVE, or why not
+  registry::EffectivePolicies effective;
+};
+
+namespace {
+
+// "203.0.113.7:50012" / "[::1]:50012" -> the address alone (aws:SourceIp).
+std::string source_ip(const std::string& remote) {
+  if (!remote.empty() && remote[0] == '[') {
+    auto end = remote.find(']');
+    return end == std::string::npos ? remote : remote.substr(1, end - 1);
+  }
+  auto colon = remote.rfind(':');
+  if (colon != std::string::npos && remote.find(':') == colon) return remote.substr(0, colon);
+  return remote;
+}
+
+policy::RequestContext connection_context(const registry::EffectivePolicies& e,
+                                          const broker::ClientIdentity& c) {
+  policy::RequestContext ctx = e.context;
+  ctx.client_id = c.client_id;
+  ctx.source_ip = source_ip(c.remote_address);
+  std::vector<std::string> attrs;
+  if (c.persistent_connect) attrs.emplace_back("PersistentConnect");
+  if (c.last_will) attrs.emplace_back("LastWill");
+  ctx.connect_attributes = std::move(attrs);
+  return ctx;
+}
+
+}  // namespace
+
+// One connection's answers. The bound Grant is swapped atomically when a change rebinds it.
+class PolicyAuthorizer::ConnectionPermissions : public broker::Permissions {
+ public:
+  ConnectionPermissions(broker::ClientIdentity client, std::string arn_prefix, bool enforce)
+      : client_(std::move(client)), prefix_(std::move(arn_prefix)), enforce_(enforce) {}
+
+  const broker::ClientIdentity& client() const { return client_; }
+  void bind(std::shared_ptr<const policy::Grant> grant) { grant_.store(std::move(grant)); }
+
+  policy::Verdict check(MqttAction a, std::string_view kind, std::string_view name) const {
+    auto g = grant_.load();
+    if (!g) return {};
+    return g->check(a, resource(kind, name));
+  }
+
+  AuthDecision publish(std::string_view topic, bool retain) const override {
+    if (!enforce_) return AuthDecision::allow();
+    auto g = grant_.load();
+    if (!g || !g->allows(MqttAction::kPublish, resource("topic/", topic)))
+      return deny(MqttAction::kPublish, "topic/", topic);
+    if (retain && !g->allows(MqttAction::kRetainPublish, resource("topic/", topic)))
+      return deny(MqttAction::kRetainPublish, "topic/", topic);
+    return AuthDecision::allow();
+  }
+  AuthDecision subscribe(std::string_view filter) const override {
+    if (!enforce_) return AuthDecision::allow();
+    auto g = grant_.load();
+    if (!g || !g->allows(MqttAction::kSubscribe, resource("topicfilter/", filter)))
+      return deny(MqttAction::kSubscribe, "topicfilter/", filter);
+    return AuthDecision::allow();
+  }
+  AuthDecision receive(std::string_view topic) const override {
+    if (!enforce_) return AuthDecision::allow();
+    auto g = grant_.load();
+    if (!g || !g->allows(MqttAction::kReceive, resource("topic/", topic)))
+      return deny(MqttAction::kReceive, "topic/", topic);
+    return AuthDecision::allow();
+  }
+
+ private:
+  // The ARN in a per-thread buffer: no allocation on the publish path once warm.
+  const std::string& resource(std::string_view kind, std::string_view name) const {
+    thread_local std::string buffer;
+    buffer.assign(prefix_);
+    buffer.append(kind);
+    buffer.append(name);
+    return buffer;
+  }
+
+  AuthDecision deny(MqttAction a, std::string_view kind, std::string_view name) const {
+    policy::Verdict v = check(a, kind, name);
+    std::string why = std::string(policy::action_name(a)) + " on " + std::string(kind) +
+                      std::string(name) + " for certificate " + client_.certificate.certificate_id +
+                      " (client " + client_.client_id + "): " + v.explain();
+    return AuthDecision::deny(std::move(why));
+  }
+
+  const broker::ClientIdentity client_;
+  const std::string prefix_;
+  const bool enforce_;
+  std::atomic<std::shared_ptr<const policy::Grant>> grant_;
+};
+
+PolicyAuthorizer::PolicyAuthorizer(registry::Registry& registry, bool enforce_policies,
+                                   std::size_t workers)
+    : registry_(registry),
+      enforce_(enforce_policies),
+      arn_prefix_(registry.config().arns.prefix()),
+      pool_(std::make_unique<Pool>(workers)) {}
+
+PolicyAuthorizer::~PolicyAuthorizer() {
+  pool_->pool.join();
+}
+
+Result<PolicyAuthorizer::FactsPtr> PolicyAuthorizer::load(const Key& key) {
+  auto facts = std::make_shared<Facts>();
+  facts->certificate_id = key.first;
+  facts->client_id = key.second;
+  facts->certificate = AuthDecision::deny("registry unavailable");
+  Status st = registry_.read([&](registry::Txn& t) -> Status {
+    const std::string& id = key.first;
+    FK_ASSIGN_OR_RETURN(auto cert, t.store().get_certificate(id));
+    if (!cert) {
+      facts->certificate = AuthDecision::deny("certificate " + id + " is not registered");
+      return Status::ok();
+    }
+    if (cert->status != storage::CertificateStatus::kActive) {
+      facts->certificate = AuthDecision::deny("certificate " + id + " is " +
+                                              std::string(storage::to_string(cert->status)));
+      return Status::ok();
+    }
+    if (!cert->ca_certificate_id.empty()) {
+      FK_ASSIGN_OR_RETURN(auto ca, t.store().get_ca_certificate(cert->ca_certificate_id));
+      if (ca && ca->status != storage::CertificateStatus::kActive) {
+        facts->certificate =
+            AuthDecision::deny("the CA certificate " + ca->certificate_id + " is " +
+                               std::string(storage::to_string(ca->status)));
+        return Status::ok();
+      }
+    }
+    facts->certificate = AuthDecision::allow();
+    if (!enforce_) return Status::ok();
+    FK_ASSIGN_OR_RETURN(facts->effective, registry::load_effective_policies(
+                                              t, registry_.config().arns, id, key.second));
+    return Status::ok();
+  });
+  if (!st.is_ok()) return st;
+  return FactsPtr(std::move(facts));
+}
+
+PolicyAuthorizer::FactsPtr PolicyAuthorizer::cached_facts(const Key& key,
+                                                          std::uint64_t* generation) {
+  std::lock_guard<std::mutex> lock(mu_);
+  *generation = generation_;
+  auto it = cache_.find(key);
+  return it == cache_.end() ? nullptr : it->second;
+}
+
+broker::ConnectDecision PolicyAuthorizer::decide(const broker::ClientIdentity& client) {
+  const Key key{client.certificate.certificate_id, client.client_id};
+  for (;;) {
+    std::uint64_t generation = 0;
+    FactsPtr facts = cached_facts(key, &generation);
+    if (!facts) {
+      auto loaded = load(key);
+      if (!loaded.is_ok())
+        return {AuthDecision::deny("registry error: " + loaded.status().message()), nullptr};
+      facts = std::move(*loaded);
+    }
+    if (!facts->certificate.allowed) {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (generation != generation_) continue;  // changed while reading: read again
+      if (cache_.size() >= 1'000'000) cache_.clear();
+      cache_[key] = facts;
+      return {facts->certificate, nullptr};
+    }
+    auto perms = std::make_shared<ConnectionPermissions>(client, arn_prefix_, enforce_);
+    if (enforce_) {
+      auto grant = std::make_shared<const policy::Grant>(
+          facts->effective.policies, connection_context(facts->effective, client));
+      const std::string resource = arn_prefix_ + "client/" + client.client_id;
+      if (!grant->allows(MqttAction::kConnect, resource)) {
+        policy::Verdict v = grant->check(MqttAction::kConnect, resource);
+        return {
+            AuthDecision::deny("iot:Connect on client/" + client.client_id + " for certificate " +
+                               client.certificate.certificate_id + ": " + v.explain()),
+            nullptr};
+      }
+      perms->bind(std::move(grant));
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    // A change that arrived while the registry was being read makes these facts stale.
+    if (generation != generation_) continue;
+    if (cache_.size() >= 1'000'000) cache_.clear();
+    cache_[key] = facts;
+    if (enforce_) {
+      Live& live = live_[key];
+      live.facts = facts;
+      // Forget connections that are gone while we are here.
+      std::erase_if(live.connections, [](const auto& w) { return w.expired(); });
+      live.connections.push_back(perms);
+    }
+    return {AuthDecision::allow(), perms};
+  }
+}
+
+void PolicyAuthorizer::authorize_connect(const broker::ClientIdentity& client,
+                                         std::function<void(broker::ConnectDecision)> done) {
+  {
+    // The common reconnect: facts cached, answer on the caller's thread (no registry read).
+    std::uint64_t generation = 0;
+    if (cached_facts({client.certificate.certificate_id, client.client_id}, &generation)) {
+      done(decide(client));
+      return;
+    }
+  }
+  boost::asio::post(pool_->pool,
+                    [this, client, done = std::move(done)]() mutable { done(decide(client)); });
+}
+
+bool PolicyAuthorizer::affected(const Facts& f, const registry::RegistryEvent& e) const {
+  using K = registry::RegistryEvent::Kind;
+  const auto& eff = f.effective;
+  const auto& arns = registry_.config().arns;
+  switch (e.kind) {
+    case K::kCertificateStatusChanged:
+    case K::kCertificateDeleted:
+      return f.certificate_id == e.subject;
+    case K::kCaCertificateChanged:
+      return true;
+    case K::kPolicyChanged:
+      return eff.policy_names.count(e.subject) > 0;
+    case K::kPolicyAttachmentChanged:
+      return e.detail == arns.certificate(f.certificate_id) ||
+             e.detail.rfind(arns.thing_group(""), 0) == 0;  // group trees: recheck all
+    case K::kThingPrincipalChanged:
+      return e.subject == f.client_id || e.detail == arns.certificate(f.certificate_id);
+    case K::kThingChanged:
+    case K::kGroupMembershipChanged:
+      return e.subject == f.client_id || e.detail == f.client_id ||
+             eff.group_names.count(e.subject) > 0;
+    case K::kTemplateChanged:
+      return false;
+  }
+  return true;
+}
+
+void PolicyAuthorizer::on_registry_events(const std::vector<registry::RegistryEvent>& events) {
+  std::vector<Key> rebind_keys;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    bool relevant = false;
+    for (const auto& e : events) {
+      if (e.kind != registry::RegistryEvent::Kind::kTemplateChanged) relevant = true;
+    }
+    if (!relevant) return;
+    ++generation_;
+    auto hit = [&](const Facts& f) {
+      for (const auto& e : events) {
+        if (affected(f, e)) return true;
+      }
+      return false;
+    };
+    std::erase_if(cache_, [&](const auto& kv) { return hit(*kv.second); });
+    for (auto it = live_.begin(); it != live_.end();) {
+      auto& conns = it->second.connections;
+      std::erase_if(conns, [](const auto& w) { return w.expired(); });
+      if (conns.empty()) {
+        it = live_.erase(it);
+        continue;
+      }
+      if (hit(*it->second.facts)) rebind_keys.push_back(it->first);
+      ++it;
+    }
+  }
+  if (!rebind_keys.empty() && enforce_) {
+    boost::asio::post(pool_->rebinds, [this, keys = std::move(rebind_keys)] { rebind(keys); });
+  }
+}
+
+void PolicyAuthorizer::rebind(const std::vector<Key>& keys) {
+  for (const auto& key : keys) {
+    std::vector<std::shared_ptr<ConnectionPermissions>> conns;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = live_.find(key);
+      if (it == live_.end()) continue;
+      std::erase_if(it->second.connections, [](const auto& w) { return w.expired(); });
+      for (const auto& w : it->second.connections) {
+        if (auto p = w.lock()) conns.push_back(std::move(p));
+      }
+      if (it->second.connections.empty()) live_.erase(it);
+    }
+    if (conns.empty()) continue;
+    auto loaded = load(key);
+    if (loaded.is_ok()) {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = live_.find(key);
+      if (it != live_.end()) it->second.facts = *loaded;
+    }
+    for (auto& c : conns) {
+      if (!loaded.is_ok() || !(*loaded)->certificate.allowed) {
+        // The certificate is gone or not ACTIVE: allow nothing (the broker also cuts it).
+        c->bind(
+            std::make_shared<const policy::Grant>(policy::PolicySet{}, policy::RequestContext{}));
+        continue;
+      }
+      const auto& eff = (*loaded)->effective;
+      c->bind(std::make_shared<const policy::Grant>(eff.policies,
+                                                    connection_context(eff, c->client())));
+    }
+    FK_LOG_DEBUG("authz.rebound", {{"certificate", key.first},
+                                   {"client", key.second},
+                                   {"connections", std::to_string(conns.size())}});
+  }
+}
+
+void PolicyAuthorizer::wait_for_rebinds() {
+  std::promise<void> done;
+  boost::asio::post(pool_->rebinds, [&] { done.set_value(); });
+  done.get_future().wait();
+}
+
+std::size_t PolicyAuthorizer::cached() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return cache_.size();
+}
+
+std::size_t PolicyAuthorizer::live_connections() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::size_t n = 0;
+  for (const auto& [k, live] : live_) {
+    for (const auto& w : live.connections) n += w.expired() ? 0 : 1;
+  }
+  return n;
+}
+
+}  // namespace fk::app
