@@ -8,31 +8,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-build/release/bin}
-FLEETKEYD=${FLEETKEYD:-build/bin/fleetkeyd}
 SECS=${1:-5}
 IDLE=${2:-5000}
 work=$(mktemp -d /tmp/fk_bench_XXXX)
 trap 'kill $(jobs -p) 2>/dev/null || true; sleep 0.5; rm -rf "$work"' EXIT
 ulimit -n 20000 || true
 
-# AWS's per-connection publish limit (100/s) is lifted: Mosquitto has none.
-printf '[mqtt]\nmax_publishes_per_second = 0\n' >"$work/fleetkeyd.toml"
-"$FLEETKEYD" --config "$work/fleetkeyd.toml" --data-dir "$work/data" --mqtt-port 0 --api-port 0 \
-  --alpn-port -1 --quiet --log-level warn 2>"$work/fleetkeyd.log" &
-fk_pid=$!
-for _ in $(seq 100); do [[ -f "$work/data/endpoints.json" ]] && break; sleep 0.1; done
-ep() { python3 -c "import json,sys;print(json.load(open('$work/data/endpoints.json'))$1)"; }
-fk_port=$(ep "['mqtt']['port']")
-api=$(ep "['api']['url']")
-export AWS_SHARED_CREDENTIALS_FILE=$work/data/credentials AWS_CONFIG_FILE=$work/data/aws-config
-aws iot create-keys-and-certificate --set-as-active --endpoint-url "$api" --output json >"$work/cert.json"
-python3 - "$work" <<'PY'
-import json, sys
-w = sys.argv[1]
-d = json.load(open(w + "/cert.json"))
-open(w + "/dev.pem", "w").write(d["certificatePem"])
-open(w + "/dev.key", "w").write(d["keyPair"]["PrivateKey"])
-PY
+source bench/fleetkeyd.sh
+# AWS's per-connection publish limit (100/s) is lifted: Mosquitto has none. IoT policies are
+# enforced, as shipped (bench/authz_overhead.sh measures what they cost).
+start_fleetkeyd "$work" $'[mqtt]\nmax_publishes_per_second = 0'
+bench_device "$work"
 ca="$work/data/ca"
 cat "$ca/root-ca.pem" "$ca/issuing-ca.pem" >"$work/ca-bundle.pem"
 mq_port=$(python3 -c "import socket;s=socket.socket();s.bind(('127.0.0.1',0));print(s.getsockname()[1])")

@@ -60,17 +60,25 @@ class PolicyAuthorizer::ConnectionPermissions : public broker::Permissions {
       : client_(std::move(client)), prefix_(std::move(arn_prefix)), enforce_(enforce) {}
 
   const broker::ClientIdentity& client() const { return client_; }
-  void bind(std::shared_ptr<const policy::Grant> grant) { grant_.store(std::move(grant)); }
+  // Readers use the current Grant without a reference count (it is on the path of every
+  // message); earlier Grants stay alive until the connection ends, so a reader that loaded one
+  // just before a rebind is never left with a dangling pointer. Rebinds are rare (a policy,
+  // attachment or thing change that concerns this connection).
+  void bind(std::shared_ptr<const policy::Grant> grant) {
+    std::lock_guard<std::mutex> lock(mu_);
+    current_.store(grant.get(), std::memory_order_release);
+    bound_.push_back(std::move(grant));
+  }
 
   policy::Verdict check(MqttAction a, std::string_view kind, std::string_view name) const {
-    auto g = grant_.load();
+    const policy::Grant* g = current_.load(std::memory_order_acquire);
     if (!g) return {};
     return g->check(a, resource(kind, name));
   }
 
   AuthDecision publish(std::string_view topic, bool retain) const override {
     if (!enforce_) return AuthDecision::allow();
-    auto g = grant_.load();
+    const policy::Grant* g = current_.load(std::memory_order_acquire);
     if (!g || !g->allows(MqttAction::kPublish, resource("topic/", topic)))
       return deny(MqttAction::kPublish, "topic/", topic);
     if (retain && !g->allows(MqttAction::kRetainPublish, resource("topic/", topic)))
@@ -79,14 +87,14 @@ class PolicyAuthorizer::ConnectionPermissions : public broker::Permissions {
   }
   AuthDecision subscribe(std::string_view filter) const override {
     if (!enforce_) return AuthDecision::allow();
-    auto g = grant_.load();
+    const policy::Grant* g = current_.load(std::memory_order_acquire);
     if (!g || !g->allows(MqttAction::kSubscribe, resource("topicfilter/", filter)))
       return deny(MqttAction::kSubscribe, "topicfilter/", filter);
     return AuthDecision::allow();
   }
   AuthDecision receive(std::string_view topic) const override {
     if (!enforce_) return AuthDecision::allow();
-    auto g = grant_.load();
+    const policy::Grant* g = current_.load(std::memory_order_acquire);
     if (!g || !g->allows(MqttAction::kReceive, resource("topic/", topic)))
       return deny(MqttAction::kReceive, "topic/", topic);
     return AuthDecision::allow();
@@ -113,7 +121,9 @@ class PolicyAuthorizer::ConnectionPermissions : public broker::Permissions {
   const broker::ClientIdentity client_;
   const std::string prefix_;
   const bool enforce_;
-  std::atomic<std::shared_ptr<const policy::Grant>> grant_;
+  std::atomic<const policy::Grant*> current_{nullptr};
+  std::mutex mu_;
+  std::vector<std::shared_ptr<const policy::Grant>> bound_;
 };
 
 PolicyAuthorizer::PolicyAuthorizer(registry::Registry& registry, bool enforce_policies,
@@ -192,7 +202,7 @@ broker::ConnectDecision PolicyAuthorizer::decide(const broker::ClientIdentity& c
     auto perms = std::make_shared<ConnectionPermissions>(client, arn_prefix_, enforce_);
     if (enforce_) {
       auto grant = std::make_shared<const policy::Grant>(
-          facts->effective.policies, connection_context(facts->effective, client));
+          facts->effective.policies, connection_context(facts->effective, client), arn_prefix_);
       const std::string resource = arn_prefix_ + "client/" + client.client_id;
       if (!grant->allows(MqttAction::kConnect, resource)) {
         policy::Verdict v = grant->check(MqttAction::kConnect, resource);
@@ -321,8 +331,8 @@ void PolicyAuthorizer::rebind(const std::vector<Key>& keys) {
         continue;
       }
       const auto& eff = (*loaded)->effective;
-      c->bind(std::make_shared<const policy::Grant>(eff.policies,
-                                                    connection_context(eff, c->client())));
+      c->bind(std::make_shared<const policy::Grant>(
+          eff.policies, connection_context(eff, c->client()), arn_prefix_));
     }
     FK_LOG_DEBUG("authz.rebound", {{"certificate", key.first},
                                    {"client", key.second},

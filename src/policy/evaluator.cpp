@@ -6,6 +6,7 @@
 #include <cctype>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 
 namespace fk::policy {
 namespace {
@@ -273,11 +274,20 @@ std::vector<Pattern> resource_patterns(const Statement& s, const RequestContext&
   return out;
 }
 
+// Positions of the first five ':' (the ARN's fixed parts), or fewer when there are not five.
+std::vector<std::size_t> arn_colons(std::string_view s) {
+  std::vector<std::size_t> out;
+  for (std::size_t i = 0; i < s.size() && out.size() < 5; ++i) {
+    if (s[i] == ':') out.push_back(i);
+  }
+  return out;
+}
+
 bool resource_matches(const std::vector<Pattern>& patterns, bool not_resource,
                       std::string_view resource) {
   bool any = false;
   for (const auto& p : patterns) {
-    if (p.matches(resource)) {
+    if (arn_matches(p, resource)) {
       any = true;
       break;
     }
@@ -355,6 +365,38 @@ std::string_view action_name(MqttAction a) {
 Pattern::Pattern(std::string text, std::vector<bool> literal)
     : text_(std::move(text)), literal_(std::move(literal)) {
   literal_.resize(text_.size(), true);
+  std::size_t wild = 0;
+  for (std::size_t i = 0; i < text_.size(); ++i) {
+    if (!literal_[i] && (text_[i] == '*' || text_[i] == '?')) ++wild;
+  }
+  if (wild == 0) {
+    shape_ = Shape::kExact;
+  } else if (wild == 1 && text_.back() == '*' && !literal_.back()) {
+    shape_ = Shape::kPrefix;
+  }
+}
+
+Pattern Pattern::substr(std::size_t pos, std::size_t len) const {
+  std::string t = text_.substr(pos, len);
+  std::vector<bool> l(literal_.begin() + static_cast<std::ptrdiff_t>(pos),
+                      literal_.begin() + static_cast<std::ptrdiff_t>(pos + t.size()));
+  return Pattern(std::move(t), std::move(l));
+}
+
+bool arn_matches(const Pattern& pattern, std::string_view arn) {
+  const auto pc = arn_colons(pattern.text());
+  if (pc.size() < 5) return pattern.matches(arn);  // "*" or a bare wildcard
+  const auto ac = arn_colons(arn);
+  if (ac.size() < 5) return false;
+  std::size_t pstart = 0;
+  std::size_t astart = 0;
+  for (std::size_t i = 0; i < 5; ++i) {
+    if (!pattern.substr(pstart, pc[i] - pstart).matches(arn.substr(astart, ac[i] - astart)))
+      return false;
+    pstart = pc[i] + 1;
+    astart = ac[i] + 1;
+  }
+  return pattern.substr(pstart).matches(arn.substr(astart));
 }
 
 Pattern Pattern::compile(std::string_view text) {
@@ -363,6 +405,11 @@ Pattern Pattern::compile(std::string_view text) {
 
 bool Pattern::matches(std::string_view s, bool ignore_case) const {
   const std::size_t n = text_.size();
+  if (!ignore_case) {
+    if (shape_ == Shape::kExact) return s == text_;
+    if (shape_ == Shape::kPrefix)
+      return s.size() >= n - 1 && s.compare(0, n - 1, text_, 0, n - 1) == 0;
+  }
   std::size_t p = 0;
   std::size_t i = 0;
   std::size_t star = std::string::npos;
@@ -423,7 +470,32 @@ Verdict evaluate(const PolicySet& policies, std::string_view action, std::string
   return v;
 }
 
-Grant::Grant(const PolicySet& policies, const RequestContext& ctx) : policies_(policies) {
+Grant::Grant(const PolicySet& policies, const RequestContext& ctx, std::string arn_prefix)
+    : policies_(policies), arn_prefix_(std::move(arn_prefix)) {
+  const auto prefix_colons = arn_colons(arn_prefix_);
+  const bool usable_prefix =
+      prefix_colons.size() == 5 && prefix_colons.back() + 1 == arn_prefix_.size();
+  if (!usable_prefix) arn_prefix_.clear();
+  // The part of `p` after the ARN prefix, when `p` can match resources under that prefix;
+  // nullopt when it cannot; `*unknown` when only a full match can tell ("arn:*").
+  auto residual = [&](const Pattern& p, bool* unknown) -> std::optional<Pattern> {
+    const auto pc = arn_colons(p.text());
+    if (pc.size() < 5) {
+      if (p.text() == "*") return p;  // everything, whatever the prefix
+      *unknown = true;
+      return std::nullopt;
+    }
+    std::size_t pstart = 0;
+    std::size_t astart = 0;
+    for (std::size_t i = 0; i < 5; ++i) {
+      if (!p.substr(pstart, pc[i] - pstart)
+               .matches(std::string_view(arn_prefix_).substr(astart, prefix_colons[i] - astart)))
+        return std::nullopt;
+      pstart = pc[i] + 1;
+      astart = prefix_colons[i] + 1;
+    }
+    return p.substr(pstart);
+  };
   // iot:ConnectAttributes exists only in the iot:Connect request.
   RequestContext later = ctx;
   later.connect_attributes.reset();
@@ -436,19 +508,44 @@ Grant::Grant(const PolicySet& policies, const RequestContext& ctx) : policies_(p
         const Statement& s = doc.statements[i];
         if (!action_matches(s, action_name(action))) continue;
         if (!conditions_hold(s, c, doc.substitutes_variables, nullptr)) continue;
-        rules_[a].push_back(Rule{s.effect, s.not_resource,
-                                 resource_patterns(s, c, doc.substitutes_variables, nullptr), &p,
-                                 static_cast<int>(i)});
+        Rule rule{s.effect,
+                  s.not_resource,
+                  resource_patterns(s, c, doc.substitutes_variables, nullptr),
+                  {},
+                  false,
+                  &p,
+                  static_cast<int>(i)};
+        if (usable_prefix) {
+          for (const auto& pattern : rule.patterns) {
+            if (auto r = residual(pattern, &rule.full_only))
+              rule.residuals.push_back(std::move(*r));
+          }
+        }
+        rules_[a].push_back(std::move(rule));
       }
     }
   }
+}
+
+bool Grant::rule_matches(const Rule& r, std::string_view resource) const {
+  if (arn_prefix_.empty() || r.full_only || resource.substr(0, arn_prefix_.size()) != arn_prefix_)
+    return resource_matches(r.patterns, r.not_resource, resource);
+  const std::string_view rest = resource.substr(arn_prefix_.size());
+  bool any = false;
+  for (const auto& p : r.residuals) {
+    if (p.matches(rest)) {
+      any = true;
+      break;
+    }
+  }
+  return r.not_resource ? !any : any;
 }
 
 bool Grant::allows(MqttAction action, std::string_view resource) const {
   bool allowed = false;
   for (const auto& r : rules_[static_cast<std::size_t>(action)]) {
     if (allowed && r.effect == Effect::kAllow) continue;
-    if (!resource_matches(r.patterns, r.not_resource, resource)) continue;
+    if (!rule_matches(r, resource)) continue;
     if (r.effect == Effect::kDeny) return false;
     allowed = true;
   }
@@ -459,7 +556,7 @@ Verdict Grant::check(MqttAction action, std::string_view resource) const {
   const auto& rules = rules_[static_cast<std::size_t>(action)];
   const Rule* allow = nullptr;
   for (const auto& r : rules) {
-    if (!resource_matches(r.patterns, r.not_resource, resource)) continue;
+    if (!rule_matches(r, resource)) continue;
     if (r.effect == Effect::kDeny)
       return decided(Decision::kExplicitDeny, *r.policy, r.statement_index);
     if (!allow) allow = &r;

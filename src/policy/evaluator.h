@@ -64,15 +64,25 @@ class Pattern {
   static Pattern compile(std::string_view text);  // plain text: every * and ? is a wildcard
   bool matches(std::string_view s, bool ignore_case = false) const;
   const std::string& text() const { return text_; }
+  Pattern substr(std::size_t pos, std::size_t len = std::string::npos) const;
 
  private:
+  enum class Shape { kExact, kPrefix, kGeneral };  // no wildcard, one trailing `*`, other
   std::string text_;
   std::vector<bool> literal_;
+  Shape shape_ = Shape::kGeneral;
 };
+
+// Whether a resource pattern matches an ARN. Like IAM, the first five colon-separated parts
+// (arn, partition, service, region, account) are matched part by part, so a `*` in the region
+// never reaches into the resource; the rest ("topic/a:b/*") is matched as a whole.
+bool arn_matches(const Pattern& pattern, std::string_view arn);
 
 class Grant {
  public:
-  Grant(const PolicySet& policies, const RequestContext& ctx);
+  // `arn_prefix` ("arn:aws:iot:<region>:<account>:"): the prefix of the resources this Grant
+  // will be asked about; patterns are matched against it once, here, instead of per check.
+  Grant(const PolicySet& policies, const RequestContext& ctx, std::string arn_prefix = {});
 
   // `resource`: the full ARN. Fast: no variable or condition work, no allocation.
   bool allows(MqttAction action, std::string_view resource) const;
@@ -84,10 +94,16 @@ class Grant {
     Effect effect;
     bool not_resource;
     std::vector<Pattern> patterns;
+    // The patterns that can match an ARN starting with arn_prefix_, as the part after it.
+    std::vector<Pattern> residuals;
+    bool full_only;  // a pattern only a full match can decide ("arn:*")
     const NamedPolicy* policy;
     int statement_index;
   };
-  PolicySet policies_;  // keeps the documents (and names) the rules point into alive
+  bool rule_matches(const Rule& r, std::string_view resource) const;
+
+  PolicySet policies_;
+  std::string arn_prefix_;  // keeps the documents (and names) the rules point into alive
   std::array<std::vector<Rule>, static_cast<std::size_t>(MqttAction::kCount)> rules_;
 };
 

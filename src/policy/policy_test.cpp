@@ -116,6 +116,15 @@ std::vector<Case> cases() {
        "iot:Publish", "topic/a", I},
       {"region wildcard", allow("iot:Publish", "arn:aws:iot:*:123456789012:topic/a"),
        "iot:Publish", "topic/a", A},
+      {"region and account wildcards", allow("iot:Publish", "arn:aws:iot:*:*:topic/a"),
+       "iot:Publish", "topic/a", A},
+      {"arn:* matches all", allow("iot:Publish", "arn:*"), "iot:Publish", "topic/x", A},
+      {"a star stays in its ARN part", allow("iot:Publish", "arn:aws:iot:*:*:topic/b"),
+       "iot:Publish", "topic/a:topic/b", I},
+      {"colons in the topic part", allow("iot:Publish", res("topic/a:b/*")), "iot:Publish",
+       "topic/a:b/c", A},
+      {"other service", allow("iot:Publish", "arn:aws:s3:*:*:topic/a"), "iot:Publish", "topic/a",
+       I},
       {"topic vs topicfilter type", allow("iot:Subscribe", res("topic/a")), "iot:Subscribe",
        "topicfilter/a", I},
       {"retainpublish", allow("iot:RetainPublish", res("topic/a")), "iot:RetainPublish",
@@ -586,9 +595,13 @@ TEST_P(PolicyCase, Decides) {
   for (int a = 0; a < static_cast<int>(MqttAction::kCount); ++a) {
     auto action = static_cast<MqttAction>(a);
     if (action_name(action) != c.action) continue;
-    Grant g(set, ctx);
-    EXPECT_EQ(to_string(g.check(action, arn(c.resource)).decision), to_string(c.expected));
-    EXPECT_EQ(g.allows(action, arn(c.resource)), c.expected == Decision::kAllowed);
+    // Bound without and with the ARN prefix (the broker's fast path): the same decisions.
+    for (const std::string& prefix : {std::string(), std::string(kArn)}) {
+      Grant g(set, ctx, prefix);
+      EXPECT_EQ(to_string(g.check(action, arn(c.resource)).decision), to_string(c.expected))
+          << "prefix '" << prefix << "'";
+      EXPECT_EQ(g.allows(action, arn(c.resource)), c.expected == Decision::kAllowed);
+    }
   }
 }
 

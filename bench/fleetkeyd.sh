@@ -1,0 +1,43 @@
+# Sourced by the MQTT benchmarks: start a fleetkeyd and make the load client's device.
+#   start_fleetkeyd DIR [TOML]     sets fk_pid, fk_port, fk_api (AWS_* exported for the aws CLI)
+#   bench_device DIR               a certificate with the benchmark policy: DIR/dev.pem, dev.key
+FLEETKEYD=${FLEETKEYD:-build/bin/fleetkeyd}
+
+# A typical device policy: connect, publish/receive/subscribe under bench/, and a Deny the
+# evaluation has to pass.
+BENCH_POLICY='{"Version":"2012-10-17","Statement":[
+ {"Effect":"Allow","Action":"iot:Connect","Resource":"arn:aws:iot:*:*:client/*"},
+ {"Effect":"Deny","Action":"iot:*","Resource":"arn:aws:iot:*:*:topic/$aws/things/*/shadow/delete"},
+ {"Effect":"Allow","Action":["iot:Publish","iot:Receive"],"Resource":"arn:aws:iot:*:*:topic/bench/*"},
+ {"Effect":"Allow","Action":"iot:Subscribe","Resource":"arn:aws:iot:*:*:topicfilter/bench/*"}]}'
+
+start_fleetkeyd() {  # dir [toml]
+  local dir=$1
+  mkdir -p "$dir"
+  printf '%s\n' "${2:-}" >"$dir/fleetkeyd.toml"
+  "$FLEETKEYD" --config "$dir/fleetkeyd.toml" --data-dir "$dir/data" --mqtt-port 0 --api-port 0 \
+    --alpn-port -1 --quiet --log-level warn 2>"$dir/fleetkeyd.log" &
+  fk_pid=$!
+  for _ in $(seq 100); do [[ -f "$dir/data/endpoints.json" ]] && break; sleep 0.1; done
+  fk_port=$(python3 -c "import json;print(json.load(open('$dir/data/endpoints.json'))['mqtt']['port'])")
+  fk_api=$(python3 -c "import json;print(json.load(open('$dir/data/endpoints.json'))['api']['url'])")
+  export AWS_SHARED_CREDENTIALS_FILE=$dir/data/credentials AWS_CONFIG_FILE=$dir/data/aws-config
+}
+
+bench_device() {  # dir (after start_fleetkeyd on it)
+  local dir=$1
+  aws iot create-policy --policy-name bench --policy-document "$BENCH_POLICY" \
+    --endpoint-url "$fk_api" >/dev/null
+  aws iot create-keys-and-certificate --set-as-active --endpoint-url "$fk_api" --output json \
+    >"$dir/cert.json"
+  python3 - "$dir" <<'PY'
+import json, sys
+w = sys.argv[1]
+d = json.load(open(w + "/cert.json"))
+open(w + "/dev.pem", "w").write(d["certificatePem"])
+open(w + "/dev.key", "w").write(d["keyPair"]["PrivateKey"])
+open(w + "/dev.arn", "w").write(d["certificateArn"])
+PY
+  aws iot attach-policy --policy-name bench --target "$(cat "$dir/dev.arn")" \
+    --endpoint-url "$fk_api"
+}
