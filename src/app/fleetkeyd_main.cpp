@@ -59,6 +59,14 @@ void print_banner(const fk::app::Config& config, const fk::app::Endpoints& e) {
       "  python3 -c \"import json; d=json.load(open('cert.json')); "
       "open('device.cert.pem','w').write(d['certificatePem']); "
       "open('device.private.key','w').write(d['keyPair']['PrivateKey'])\"\n"
+      "  # IoT policies decide what a certificate may do (nothing without one, as on AWS):\n"
+      "  aws iot create-policy --endpoint-url %s --policy-name lockers --policy-document "
+      "'{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Allow\",\"Action\":"
+      "\"iot:Connect\",\"Resource\":\"*\"},{\"Effect\":\"Allow\",\"Action\":[\"iot:Publish\","
+      "\"iot:Receive\",\"iot:Subscribe\"],\"Resource\":[\"arn:aws:iot:*:*:topic/lockers/*\","
+      "\"arn:aws:iot:*:*:topicfilter/lockers/*\"]}]}'\n"
+      "  aws iot attach-policy --endpoint-url %s --policy-name lockers --target "
+      "$(python3 -c \"import json; print(json.load(open('cert.json'))['certificateArn'])\")\n"
       "  mosquitto_sub -h %s -p %u --cafile %s --cert device.cert.pem --key device.private.key "
       "-t 'lockers/#' -v &\n"
       "  mosquitto_pub -h %s -p %u --cafile %s --cert device.cert.pem --key device.private.key "
@@ -67,9 +75,9 @@ void print_banner(const fk::app::Config& config, const fk::app::Endpoints& e) {
       "Stop with Ctrl-C (SIGINT) or SIGTERM. Endpoints: %s/endpoints.json\n",
       e.mqtt_host.c_str(), e.mqtt_port, e.mqtt_alpn_port, e.api_url.c_str(), e.root_ca_path.c_str(),
       e.credentials_path.c_str(), e.registry_path.c_str(), e.credentials_path.c_str(),
-      e.aws_config_path.c_str(), e.api_url.c_str(), e.mqtt_host.c_str(), e.mqtt_port,
-      e.root_ca_path.c_str(), e.mqtt_host.c_str(), e.mqtt_port, e.root_ca_path.c_str(),
-      e.api_url.c_str(), config.data_dir.c_str());
+      e.aws_config_path.c_str(), e.api_url.c_str(), e.api_url.c_str(), e.api_url.c_str(),
+      e.mqtt_host.c_str(), e.mqtt_port, e.root_ca_path.c_str(), e.mqtt_host.c_str(), e.mqtt_port,
+      e.root_ca_path.c_str(), e.api_url.c_str(), config.data_dir.c_str());
   std::fflush(stdout);
 }
 
