@@ -818,6 +818,10 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void deliver_reply(const MessagePtr& reply) {
     if (!online()) return;
+    if (AuthDecision d = permissions_->receive(reply->topic); !d.allowed) {
+      log::warn("broker.reply_refused", {{"client", identity_.client_id}, {"reason", d.reason}});
+      return;
+    }
     for (const auto& [filter, o] : state_.subscriptions) {
       if (mqtt::topic_matches(filter, reply->topic, false)) {
         deliver(reply, o.qos, false);
