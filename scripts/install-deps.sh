@@ -11,7 +11,7 @@ packages=(
   libtomlplusplus-dev libcli11-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   # real tools used by tests and benchmarks
-  openssl sqlite3 curl mosquitto mosquitto-clients python3-paho-mqtt python3-cryptography
+  openssl sqlite3 curl mosquitto mosquitto-clients python3-paho-mqtt python3-cbor2 python3-cryptography
 )
 
 missing=()

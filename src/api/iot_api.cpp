@@ -130,6 +130,7 @@ struct IotApi::Impl {
     add_certificate_routes(table, ctx);
     add_policy_routes(table, ctx);
     add_thing_routes(table, ctx);
+    add_template_routes(table, ctx);
   }
 
   net::HttpResponse handle(const net::HttpRequest& req) {

@@ -59,8 +59,31 @@ Status parse_config(std::string_view text, const std::string& source, Config& co
                            std::to_string(err.source().begin.column) + ": " +
                            std::string(err.description()));
   }
-  FK_RETURN_IF_ERROR(
-      only_known(root, "", {"data_dir", "log_level", "mqtt", "api", "ca", "aws", "storage"}));
+  FK_RETURN_IF_ERROR(only_known(
+      root, "", {"data_dir", "log_level", "mqtt", "api", "ca", "aws", "storage", "provisioning"}));
+  if (auto n = root.get("provisioning")) {
+    const toml::table* t = n->as_table();
+    if (t == nullptr) return bad("provisioning", "must be a table");
+    FK_RETURN_IF_ERROR(only_known(*t, "provisioning.",
+                                  {"max_requests_per_second", "thing_must_not_exist", "workers"}));
+    if (auto k = t->get("max_requests_per_second")) {
+      auto v = k->value<double>();
+      if (!v || *v < 0 || *v > 1e6)
+        return bad("provisioning.max_requests_per_second", "must be a number from 0 (no limit)");
+      config.provisioning.max_requests_per_second = *v;
+    }
+    if (auto k = t->get("thing_must_not_exist")) {
+      if (!k->is_boolean())
+        return bad("provisioning.thing_must_not_exist", "must be true or false");
+      config.provisioning.thing_must_not_exist = *k->value<bool>();
+    }
+    if (auto k = t->get("workers")) {
+      auto v = k->value<std::int64_t>();
+      if (!k->is_integer() || *v < 1 || *v > 64)
+        return bad("provisioning.workers", "must be an integer from 1 to 64");
+      config.provisioning.workers = static_cast<int>(*v);
+    }
+  }
   if (auto n = root.get("data_dir"))
     FK_RETURN_IF_ERROR(get_string(*n, "data_dir", config.data_dir));
   if (auto n = root.get("log_level")) {

@@ -28,11 +28,18 @@ struct MqttConfig : ListenerConfig {
   bool enforce_policies = true;
 };
 
+struct ProvisioningConfig {
+  double max_requests_per_second = 50;  // per claim certificate; 0 = no limit
+  bool thing_must_not_exist = true;     // RegisterThing never takes over an existing thing
+  int workers = 2;                      // threads that sign and commit provisioning requests
+};
+
 struct Config {
   std::string data_dir = "./fleetkey-data";
   std::string log_level = "info";                         // debug, info, warn, error
   MqttConfig mqtt{{"0.0.0.0", 8883}, 443, 0, 100, true};  // devices connect here
   ListenerConfig api{"127.0.0.1", 8443};                  // the control-plane API (admin)
+  ProvisioningConfig provisioning;                        // [provisioning]
   crypto::CaConfig ca;       // [ca] key_type, organization, server_names, ...
   registry::ArnScope aws;    // [aws] region, account_id
   std::string storage_path;  // [storage] path; "" = <data_dir>/registry.db

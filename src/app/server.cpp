@@ -8,6 +8,7 @@
 
 #include "api/iot_api.h"
 #include "app/policy_authorizer.h"
+#include "app/provisioning_topics.h"
 #include "base/files.h"
 #include "base/log.h"
 #include "broker/broker.h"
@@ -31,6 +32,9 @@ struct Server::Parts {
   std::unique_ptr<net::HttpServer> api;
   std::unique_ptr<net::IoPool> io_pool;
   std::unique_ptr<PolicyAuthorizer> authorizer;
+  std::unique_ptr<provisioning::FleetProvisioning> provisioning;
+  std::unique_ptr<ProvisioningTopics> provisioning_topics;
+  std::unique_ptr<boost::asio::steady_timer> sweep_timer;
   std::unique_ptr<broker::Broker> broker;
   std::unique_ptr<net::TlsListener> mqtt;
   std::unique_ptr<net::TlsListener> mqtt_alpn;
@@ -110,7 +114,18 @@ Result<std::unique_ptr<Server>> Server::start(const Config& config, boost::asio:
   broker::BrokerConfig broker_config;
   broker_config.max_publishes_per_second =
       static_cast<std::uint32_t>(p.config.mqtt.max_publishes_per_second);
-  p.broker = std::make_unique<broker::Broker>(*p.io_pool, broker_config, *p.authorizer);
+  provisioning::FleetProvisioningConfig fp;
+  fp.max_requests_per_second = p.config.provisioning.max_requests_per_second;
+  fp.thing_must_not_exist = p.config.provisioning.thing_must_not_exist;
+  FK_ASSIGN_OR_RETURN(p.provisioning, provisioning::FleetProvisioning::create(
+                                          *p.registry, SystemClock::instance(), fp));
+  p.provisioning_topics = std::make_unique<ProvisioningTopics>(
+      *p.provisioning, static_cast<std::size_t>(p.config.provisioning.workers));
+  p.broker = std::make_unique<broker::Broker>(*p.io_pool, broker_config, *p.authorizer,
+                                              p.provisioning_topics.get());
+  // Certificates made over MQTT and never provisioned are deleted after the token's hour.
+  p.sweep_timer = std::make_unique<boost::asio::steady_timer>(io);
+  server->schedule_sweep();
   broker::Broker* b = p.broker.get();
   Parts* parts = &p;
   // Certificate status reaches live sessions at once, policy changes reach their permissions,
@@ -180,12 +195,24 @@ Result<std::unique_ptr<Server>> Server::start(const Config& config, boost::asio:
   return server;
 }
 
+void Server::schedule_sweep() {
+  Parts* p = parts_.get();
+  p->sweep_timer->expires_after(std::chrono::minutes(1));
+  p->sweep_timer->async_wait([this, p](const boost::system::error_code& ec) {
+    if (ec || p->stopped) return;
+    p->provisioning_topics->run([p] { (void)p->provisioning->sweep(); });
+    schedule_sweep();
+  });
+}
+
 void Server::stop() {
   if (!parts_ || parts_->stopped) return;  // once: the destructor calls it again
   parts_->stopped = true;
   if (parts_->api) parts_->api->stop();
   if (parts_->mqtt) parts_->mqtt->stop();
   if (parts_->mqtt_alpn) parts_->mqtt_alpn->stop();
+  if (parts_->sweep_timer) parts_->sweep_timer->cancel();
+  if (parts_->provisioning_topics) parts_->provisioning_topics->stop();
   if (parts_->broker && parts_->io_pool) parts_->broker->shutdown();
   if (parts_->io_pool) parts_->io_pool->stop();
   if (parts_->registry && parts_->listener_id != 0) {

@@ -51,6 +51,7 @@ class Server {
 
  private:
   Server();
+  void schedule_sweep();
   struct Parts;
   std::unique_ptr<Parts> parts_;
 };

@@ -1,0 +1,49 @@
+#include "app/provisioning_topics.h"
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/thread_pool.hpp>
+
+namespace fk::app {
+
+struct ProvisioningTopics::Pool {
+  explicit Pool(std::size_t n) : pool(n) {}
+  boost::asio::thread_pool pool;
+};
+
+ProvisioningTopics::ProvisioningTopics(provisioning::FleetProvisioning& service,
+                                       std::size_t workers)
+    : service_(service), pool_(std::make_unique<Pool>(workers)) {}
+
+ProvisioningTopics::~ProvisioningTopics() {
+  stop();
+}
+
+void ProvisioningTopics::stop() {
+  pool_->pool.join();
+}
+
+void ProvisioningTopics::run(std::function<void()> fn) {
+  boost::asio::post(pool_->pool, std::move(fn));
+}
+
+bool ProvisioningTopics::handles(std::string_view topic) const {
+  return provisioning::parse_request_topic(topic).has_value();
+}
+
+void ProvisioningTopics::on_request(const broker::ClientIdentity& client,
+                                    const broker::Message& request, Reply reply) {
+  auto topic = provisioning::parse_request_topic(request.topic);
+  if (!topic) return;
+  provisioning::Requester who{client.certificate.certificate_id, client.client_id};
+  boost::asio::post(pool_->pool, [this, t = std::move(*topic), payload = request.payload,
+                                  who = std::move(who), reply = std::move(reply)] {
+    provisioning::Reply r = service_.handle(t, payload, who);
+    broker::Message m;
+    m.topic = std::move(r.topic);
+    m.payload = std::move(r.payload);
+    m.qos = 1;
+    reply(std::move(m));
+  });
+}
+
+}  // namespace fk::app

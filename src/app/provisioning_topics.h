@@ -1,0 +1,33 @@
+// ProvisioningTopics: the broker's ReservedTopicHandler for the fleet provisioning topics.
+// Requests run on a worker pool (signing, key generation and commits stay off the broker's
+// I/O threads); each reply goes back to the connection that asked (the broker delivers it
+// only to a matching subscription it holds, and checks iot:Receive).
+#pragma once
+
+#include <memory>
+
+#include "broker/reserved_topic_handler.h"
+#include "provisioning/fleet_provisioning.h"
+
+namespace fk::app {
+
+class ProvisioningTopics : public broker::ReservedTopicHandler {
+ public:
+  ProvisioningTopics(provisioning::FleetProvisioning& service, std::size_t workers);
+  ~ProvisioningTopics() override;
+
+  bool handles(std::string_view topic) const override;
+  void on_request(const broker::ClientIdentity& client, const broker::Message& request,
+                  Reply reply) override;
+  // Finishes the requests in flight (call before the broker stops).
+  void stop();
+  // Runs `fn` on the worker pool (the hourly sweep of unclaimed certificates).
+  void run(std::function<void()> fn);
+
+ private:
+  provisioning::FleetProvisioning& service_;
+  struct Pool;
+  std::unique_ptr<Pool> pool_;
+};
+
+}  // namespace fk::app

@@ -1,0 +1,290 @@
+#include "provisioning/fleet_provisioning.h"
+
+#include "base/log.h"
+#include "crypto/x509.h"
+#include "provisioning/register_thing.h"
+
+namespace fk::provisioning {
+namespace {
+
+constexpr const char* kTokenKeySetting = "fleet_provisioning.token_key";
+
+std::string_view operation_name(Operation op) {
+  switch (op) {
+    case Operation::kCreateKeysAndCertificate:
+      return "CreateKeysAndCertificate";
+    case Operation::kCreateCertificateFromCsr:
+      return "CreateCertificateFromCsr";
+    case Operation::kRegisterThing:
+      return "RegisterThing";
+  }
+  return "";
+}
+
+// AWS's template pseudo parameters from the certificate's subject (OpenSSL short names).
+std::map<std::string, std::string> subject_parameters(const std::string& pem) {
+  static const std::map<std::string, std::string> kNames = {
+      {"CN", "CommonName"},
+      {"C", "Country"},
+      {"O", "Organization"},
+      {"OU", "OrganizationalUnit"},
+      {"dnQualifier", "DistinguishedNameQualifier"},
+      {"ST", "StateName"},
+      {"serialNumber", "SerialNumber"}};
+  std::map<std::string, std::string> out;
+  auto info = crypto::parse_certificate(pem);
+  if (!info.is_ok()) return out;
+  for (const auto& [sn, v] : info->subject_fields) {
+    auto it = kNames.find(sn);
+    if (it != kNames.end() && !out.count(it->second)) out[it->second] = v;
+  }
+  return out;
+}
+
+// A registry failure in AWS's rejected shape.
+std::tuple<int, std::string> rejection_of(const Status& st) {
+  switch (st.code()) {
+    case ErrorCode::kAlreadyExists:
+    case ErrorCode::kDeleteConflict:
+    case ErrorCode::kVersionConflict:
+      return {409, "ResourceConflict"};
+    case ErrorCode::kNotFound:
+      return {404, "ResourceNotFound"};
+    case ErrorCode::kLimitExceeded:
+      return {400, "LimitExceeded"};
+    case ErrorCode::kCertificateValidation:
+      return {400, "InvalidCertificateSigningRequest"};
+    case ErrorCode::kUnavailable:
+    case ErrorCode::kInternal:
+      return {500, "InternalError"};
+    default:
+      return {400, "InvalidRequest"};
+  }
+}
+
+}  // namespace
+
+Result<std::unique_ptr<FleetProvisioning>> FleetProvisioning::create(
+    registry::Registry& registry, const Clock& clock, FleetProvisioningConfig config) {
+  std::string key;
+  FK_RETURN_IF_ERROR(registry.write([&](registry::Txn& t) -> Status {
+    FK_ASSIGN_OR_RETURN(auto existing, t.store().get_setting(kTokenKeySetting));
+    if (existing) {
+      key = *existing;
+      return Status::ok();
+    }
+    key = crypto::random_hex(32);
+    return t.store().put_setting(kTokenKeySetting, key);
+  }));
+  return std::unique_ptr<FleetProvisioning>(
+      new FleetProvisioning(registry, clock, std::move(config), std::move(key)));
+}
+
+FleetProvisioning::FleetProvisioning(registry::Registry& registry, const Clock& clock,
+                                     FleetProvisioningConfig config, std::string key)
+    : registry_(registry), clock_(clock), config_(std::move(config)), tokens_(std::move(key)) {}
+
+void FleetProvisioning::count(const RequestTopic& r, const std::string& outcome) {
+  std::lock_guard<std::mutex> lock(mu_);
+  ++counters_[std::string(operation_name(r.operation)) + "." + outcome];
+}
+
+std::map<std::string, std::uint64_t> FleetProvisioning::counters() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return counters_;
+}
+
+Reply FleetProvisioning::reject(const RequestTopic& r, const Requester& who, int status,
+                                std::string code, std::string message) {
+  count(r, "Failure." + code);
+  log::warn("provisioning.rejected", {{"operation", std::string(operation_name(r.operation))},
+                                      {"client", who.client_id},
+                                      {"claim_certificate", who.claim_certificate_id},
+                                      {"error", code},
+                                      {"reason", message}});
+  return {reply_topic(r, false), encode(r.format, Rejection{status, code, message}), false};
+}
+
+Reply FleetProvisioning::accept(const RequestTopic& r, std::string payload) {
+  count(r, "Success");
+  return {reply_topic(r, true), std::move(payload), true};
+}
+
+bool FleetProvisioning::take_token(const std::string& claim) {
+  if (config_.max_requests_per_second <= 0) return true;
+  const auto now = std::chrono::steady_clock::now();
+  const double burst = 2 * config_.max_requests_per_second;
+  std::lock_guard<std::mutex> lock(mu_);
+  auto [it, fresh] = buckets_.try_emplace(claim);
+  Bucket& b = it->second;
+  if (fresh) {
+    b.tokens = burst;
+  } else {
+    const double elapsed = std::chrono::duration<double>(now - b.refreshed).count();
+    b.tokens = std::min(burst, b.tokens + elapsed * config_.max_requests_per_second);
+  }
+  b.refreshed = now;
+  if (buckets_.size() > 100'000) buckets_.clear();  // bounded memory; limits restart
+  if (b.tokens < 1) return false;
+  b.tokens -= 1;
+  return true;
+}
+
+Reply FleetProvisioning::handle(const RequestTopic& r, std::string_view payload,
+                                const Requester& who) {
+  if (!take_token(who.claim_certificate_id))
+    return reject(r, who, 429, "Throttled",
+                  "claim certificate " + who.claim_certificate_id + " exceeded " +
+                      std::to_string(static_cast<int>(config_.max_requests_per_second)) +
+                      " provisioning requests per second");
+  switch (r.operation) {
+    case Operation::kCreateKeysAndCertificate:
+      return create_keys(r, payload, who);
+    case Operation::kCreateCertificateFromCsr:
+      return create_from_csr(r, payload, who);
+    case Operation::kRegisterThing:
+      return register_thing(r, payload, who);
+  }
+  return reject(r, who, 400, "InvalidRequest", "unknown operation");
+}
+
+Reply FleetProvisioning::create_keys(const RequestTopic& r, std::string_view payload,
+                                     const Requester& who) {
+  if (Status st = decode_create_keys(r.format, payload); !st.is_ok())
+    return reject(r, who, 400, "InvalidPayload", st.message());
+  auto made = registry_.create_keys_and_certificate(config_.server_key,
+                                                    storage::CertificateStatus::kPendingActivation);
+  if (!made.is_ok()) {
+    auto [status, code] = rejection_of(made.status());
+    return reject(r, who, status, code, made.status().message());
+  }
+  const std::string& id = made->certificate.certificate_id;
+  std::string token =
+      tokens_.issue({id, who.claim_certificate_id, clock_.now() + kOwnershipTokenLifetime,
+                     crypto::random_hex(8)});
+  return accept(r, encode(r.format, KeysAccepted{id, made->certificate.pem,
+                                                 made->keys.private_key_pem, token}));
+}
+
+Reply FleetProvisioning::create_from_csr(const RequestTopic& r, std::string_view payload,
+                                         const Requester& who) {
+  auto req = decode_csr_request(r.format, payload);
+  if (!req.is_ok()) return reject(r, who, 400, "InvalidPayload", req.status().message());
+  auto made = registry_.create_certificate_from_csr(req->certificate_signing_request,
+                                                    storage::CertificateStatus::kPendingActivation);
+  if (!made.is_ok()) {
+    if (made.status().code() == ErrorCode::kCertificateValidation ||
+        made.status().code() == ErrorCode::kInvalidRequest)
+      return reject(r, who, 400, "InvalidCertificateSigningRequest", made.status().message());
+    auto [status, code] = rejection_of(made.status());
+    return reject(r, who, status, code, made.status().message());
+  }
+  std::string token =
+      tokens_.issue({made->certificate_id, who.claim_certificate_id,
+                     clock_.now() + kOwnershipTokenLifetime, crypto::random_hex(8)});
+  return accept(r, encode(r.format, CsrAccepted{made->certificate_id, made->pem, token}));
+}
+
+Reply FleetProvisioning::register_thing(const RequestTopic& r, std::string_view payload,
+                                        const Requester& who) {
+  auto req = decode_register_thing(r.format, payload);
+  if (!req.is_ok()) return reject(r, who, 400, "InvalidPayload", req.status().message());
+  auto claims =
+      tokens_.verify(req->certificate_ownership_token, who.claim_certificate_id, clock_.now());
+  if (!claims.is_ok())
+    return reject(r, who, 400, "InvalidCertificateOwnershipToken", claims.status().message());
+
+  // The template (default version) and the new certificate, from one snapshot.
+  storage::TemplateRecord tmpl;
+  std::string body;
+  std::string cert_pem;
+  Status st = registry_.read([&](registry::Txn& t) -> Status {
+    FK_ASSIGN_OR_RETURN(tmpl, t.describe_template(r.template_name));
+    FK_ASSIGN_OR_RETURN(auto v, t.describe_template_version(tmpl.name, tmpl.default_version_id));
+    body = v.body;
+    FK_ASSIGN_OR_RETURN(auto cert, t.describe_certificate(claims->certificate_id));
+    cert_pem = cert.pem;
+    return Status::ok();
+  });
+  if (!st.is_ok()) {
+    if (st.code() == ErrorCode::kNotFound && cert_pem.empty() && body.empty())
+      return reject(r, who, 404, "ResourceNotFound", "Template " + r.template_name + " not found");
+    auto [status, code] = rejection_of(st);
+    return reject(r, who, status, code, st.message());
+  }
+  if (!tmpl.enabled)
+    return reject(r, who, 400, "TemplateDisabled",
+                  "Template " + r.template_name +
+                      " is disabled (enable it with "
+                      "update-provisioning-template --enabled)");
+  if (tmpl.type != "FLEET_PROVISIONING")
+    return reject(r, who, 400, "InvalidRequest",
+                  "Template " + r.template_name + " is a " + tmpl.type + " template");
+  std::shared_ptr<const ProvisioningTemplate> parsed;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = templates_.find({tmpl.name, tmpl.default_version_id});
+    if (it != templates_.end()) parsed = it->second;
+  }
+  if (!parsed) {
+    auto p = ProvisioningTemplate::parse(body);
+    if (!p.is_ok()) return reject(r, who, 400, "InvalidTemplate", p.status().message());
+    parsed = std::make_shared<const ProvisioningTemplate>(std::move(*p));
+    std::lock_guard<std::mutex> lock(mu_);
+    if (templates_.size() > 1000) templates_.clear();
+    templates_[{tmpl.name, tmpl.default_version_id}] = parsed;
+  }
+  PseudoParameters pseudo{claims->certificate_id, subject_parameters(cert_pem)};
+  auto evaluated = parsed->evaluate(req->parameters, pseudo);
+  if (auto* e = std::get_if<PlanError>(&evaluated))
+    return reject(r, who, e->status_code, e->error_code, e->message);
+  const Plan& plan = std::get<Plan>(evaluated);
+
+  Registered done;
+  st = registry_.write([&](registry::Txn& t) -> Status {
+    FK_ASSIGN_OR_RETURN(done, apply_plan(t, registry_.config().arns, plan,
+                                         {claims->certificate_id, config_.thing_must_not_exist}));
+    return Status::ok();
+  });
+  if (!st.is_ok()) {
+    auto [status, code] = rejection_of(st);
+    if (st.message().find("already been used") != std::string::npos)
+      code = "InvalidCertificateOwnershipToken";
+    return reject(r, who, status, code, st.message());
+  }
+  FK_LOG_INFO("provisioning.registered", {{"thing", done.thing_name},
+                                          {"certificate", claims->certificate_id},
+                                          {"claim_certificate", who.claim_certificate_id},
+                                          {"template", r.template_name}});
+  return accept(r, encode(r.format, RegisterAccepted{plan.device_configuration, done.thing_name}));
+}
+
+Result<std::size_t> FleetProvisioning::sweep() {
+  const EpochSeconds cutoff = clock_.now() - kOwnershipTokenLifetime;
+  std::vector<std::string> stale;
+  FK_RETURN_IF_ERROR(registry_.read([&](registry::Txn& t) -> Status {
+    storage::CertificateQuery q;
+    FK_ASSIGN_OR_RETURN(auto certs, t.store().list_certificates(q));
+    for (const auto& c : certs) {
+      if (c.status != storage::CertificateStatus::kPendingActivation || c.created_at > cutoff)
+        continue;
+      FK_ASSIGN_OR_RETURN(auto claimed, t.store().get_setting(claimed_key(c.certificate_id)));
+      if (!claimed) stale.push_back(c.certificate_id);
+    }
+    return Status::ok();
+  }));
+  std::size_t deleted = 0;
+  for (const auto& id : stale) {
+    // One write each: a certificate claimed meanwhile makes only its own delete fail.
+    Status st = registry_.write([&](registry::Txn& t) -> Status {
+      FK_ASSIGN_OR_RETURN(auto claimed, t.store().get_setting(claimed_key(id)));
+      if (claimed) return Status::ok();
+      return t.delete_certificate(id, /*force=*/true);
+    });
+    if (st.is_ok()) ++deleted;
+  }
+  if (deleted) log::info("provisioning.swept", {{"certificates", std::to_string(deleted)}});
+  return deleted;
+}
+
+}  // namespace fk::provisioning

@@ -1,0 +1,98 @@
+// FleetProvisioning: the fleet provisioning MQTT API's server side (CreateKeysAndCertificate,
+// CreateCertificateFromCsr, RegisterThing) over the registry and the CA.
+//
+// handle() takes one request published by a claim connection and returns the one reply for
+// it (the /accepted or /rejected topic and payload, in the request's format). It blocks: it
+// signs, generates keys and commits to the registry, so callers run it off the broker's I/O
+// threads. An accepted reply is returned only after the registry change is durable; a
+// rejected one leaves nothing stored and says why (statusCode, errorCode, errorMessage).
+//
+// Certificates made here start PENDING_ACTIVATION; the ownership token binds them to the
+// claim certificate that asked, expires after an hour and works once. sweep() deletes the
+// certificates nobody provisioned within the hour.
+//
+// fleetkey's lock-down (on by default, where AWS leaves it to a Lambda): RegisterThing refuses
+// a thing that already exists, and each claim certificate may make at most
+// `max_requests_per_second` requests (a burst of twice that).
+//
+// Thread-safety: every method may be called concurrently.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+
+#include "base/clock.h"
+#include "provisioning/messages.h"
+#include "provisioning/ownership_token.h"
+#include "provisioning/provisioning_template.h"
+#include "registry/registry.h"
+
+namespace fk::provisioning {
+
+struct FleetProvisioningConfig {
+  double max_requests_per_second = 50;  // per claim certificate; 0 = no limit
+  bool thing_must_not_exist = true;
+  crypto::KeySpec server_key = crypto::KeySpec::rsa(2048);  // CreateKeysAndCertificate, as AWS
+};
+
+struct Requester {
+  std::string claim_certificate_id;
+  std::string client_id;
+};
+
+struct Reply {
+  std::string topic;
+  std::string payload;
+  bool accepted = false;
+};
+
+class FleetProvisioning {
+ public:
+  // Loads (or makes, on first use) the token key kept in the registry.
+  static Result<std::unique_ptr<FleetProvisioning>> create(registry::Registry& registry,
+                                                           const Clock& clock,
+                                                           FleetProvisioningConfig config = {});
+
+  Reply handle(const RequestTopic& request, std::string_view payload, const Requester& who);
+
+  // Deletes PENDING_ACTIVATION certificates older than the token lifetime that were never
+  // provisioned; returns how many.
+  Result<std::size_t> sweep();
+
+  // Outcomes so far: "RegisterThing.Success", "CreateCertificateFromCsr.Failure.InvalidPayload"...
+  std::map<std::string, std::uint64_t> counters() const;
+
+ private:
+  FleetProvisioning(registry::Registry& registry, const Clock& clock,
+                    FleetProvisioningConfig config, std::string key);
+  Reply create_keys(const RequestTopic& r, std::string_view payload, const Requester& who);
+  Reply create_from_csr(const RequestTopic& r, std::string_view payload, const Requester& who);
+  Reply register_thing(const RequestTopic& r, std::string_view payload, const Requester& who);
+  Reply reject(const RequestTopic& r, const Requester& who, int status, std::string code,
+               std::string message);
+  Reply accept(const RequestTopic& r, std::string payload);
+  bool take_token(const std::string& claim);  // rate limit
+  void count(const RequestTopic& r, const std::string& outcome);
+
+  registry::Registry& registry_;
+  const Clock& clock_;
+  const FleetProvisioningConfig config_;
+  const OwnershipTokens tokens_;
+
+  mutable std::mutex mu_;
+  std::map<std::string, std::uint64_t> counters_;
+  struct Bucket {
+    double tokens = 0;
+    std::chrono::steady_clock::time_point refreshed;
+  };
+  std::map<std::string, Bucket> buckets_;
+  // Parsed templates by name and version.
+  std::map<std::pair<std::string, std::int64_t>, std::shared_ptr<const ProvisioningTemplate>>
+      templates_;
+};
+
+}  // namespace fk::provisioning

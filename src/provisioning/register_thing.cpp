@@ -1,0 +1,109 @@
+#include "provisioning/register_thing.h"
+
+namespace fk::provisioning {
+
+std::string claimed_key(std::string_view certificate_id) {
+  return "fleet_provisioning.claimed." + std::string(certificate_id);
+}
+
+namespace {
+
+Status conflict(const std::string& m) {
+  return {ErrorCode::kAlreadyExists, m};
+}
+
+// The groups the thing should end up in, per the override.
+Status apply_groups(registry::Txn& txn, const ThingPlan& t, bool existed) {
+  if (!t.groups) return Status::ok();
+  if (existed && t.groups_override == Override::kDoNothing) return Status::ok();
+  if (existed && t.groups_override == Override::kFail)
+    return conflict("thing " + t.name + " exists and its ThingGroups override is FAIL");
+  if (existed && t.groups_override == Override::kReplace) {
+    FK_ASSIGN_OR_RETURN(auto current, txn.store().list_groups_of_thing(t.name, storage::Page{}));
+    for (const auto& g : current) {
+      if (std::find(t.groups->begin(), t.groups->end(), g) == t.groups->end())
+        FK_RETURN_IF_ERROR(txn.remove_thing_from_group(g, t.name));
+    }
+  }
+  for (const auto& g : *t.groups) FK_RETURN_IF_ERROR(txn.add_thing_to_group(g, t.name));
+  return Status::ok();
+}
+
+Status apply_thing(registry::Txn& txn, const ThingPlan& t, bool thing_must_not_exist) {
+  FK_ASSIGN_OR_RETURN(auto existing, txn.store().get_thing(t.name));
+  if (!existing) {
+    registry::CreateThingRequest req;
+    req.name = t.name;
+    req.type_name = t.type_name.value_or("");
+    if (t.attributes) req.attributes = *t.attributes;
+    FK_RETURN_IF_ERROR(txn.create_thing(req).status());
+    return apply_groups(txn, t, false);
+  }
+  if (thing_must_not_exist)
+    return conflict("thing " + t.name +
+                    " already exists (this template provisions new things only)");
+  registry::UpdateThingRequest up;
+  up.name = t.name;
+  bool change = false;
+  if (t.type_name && existing->type_name != *t.type_name) {
+    if (t.type_override == Override::kFail)
+      return conflict("thing " + t.name + " exists with another type and ThingTypeName is FAIL");
+    if (t.type_override == Override::kReplace) {
+      up.type_name = *t.type_name;
+      change = true;
+    }
+  }
+  if (t.attributes && existing->attributes != *t.attributes) {
+    if (t.attributes_override == Override::kFail)
+      return conflict("thing " + t.name +
+                      " exists with other attributes and AttributePayload is "
+                      "FAIL");
+    if (t.attributes_override == Override::kReplace || t.attributes_override == Override::kMerge) {
+      up.attributes = *t.attributes;
+      up.merge_attributes = t.attributes_override == Override::kMerge;
+      change = true;
+    }
+  }
+  if (change) FK_RETURN_IF_ERROR(txn.update_thing(up));
+  return apply_groups(txn, t, true);
+}
+
+}  // namespace
+
+Result<Registered> apply_plan(registry::Txn& txn, const registry::ArnScope& arns, const Plan& plan,
+                              const RegisterOptions& options) {
+  // The token works once: a certificate is provisioned at most once.
+  FK_ASSIGN_OR_RETURN(auto claimed, txn.store().get_setting(claimed_key(options.certificate_id)));
+  if (claimed) return invalid_request("the certificate ownership token has already been used");
+  FK_ASSIGN_OR_RETURN(auto cert, txn.describe_certificate(options.certificate_id));
+  if (cert.status != storage::CertificateStatus::kPendingActivation)
+    return invalid_request("certificate " + options.certificate_id + " is " +
+                           std::string(storage::to_string(cert.status)) +
+                           ", not PENDING_ACTIVATION: it cannot be provisioned");
+  Registered out;
+  const std::string cert_arn = arns.certificate(options.certificate_id);
+  if (plan.thing) {
+    FK_RETURN_IF_ERROR(apply_thing(txn, *plan.thing, options.thing_must_not_exist));
+    out.thing_name = plan.thing->name;
+    out.resource_arns[plan.thing->logical_name] = arns.thing(plan.thing->name);
+  }
+  for (const auto& p : plan.policies) {
+    if (!p.document.empty()) {
+      FK_ASSIGN_OR_RETURN(auto existing, txn.store().get_policy(p.name));
+      if (!existing) FK_RETURN_IF_ERROR(txn.create_policy(p.name, p.document).status());
+    }
+    FK_RETURN_IF_ERROR(txn.attach_policy(p.name, cert_arn));
+    out.resource_arns[p.logical_name] = arns.policy(p.name);
+  }
+  if (plan.certificate) {
+    FK_RETURN_IF_ERROR(txn.update_certificate_status(
+        options.certificate_id, plan.certificate->active ? storage::CertificateStatus::kActive
+                                                         : storage::CertificateStatus::kInactive));
+    out.resource_arns[plan.certificate->logical_name] = cert_arn;
+  }
+  if (plan.thing) FK_RETURN_IF_ERROR(txn.attach_thing_principal(plan.thing->name, cert_arn));
+  FK_RETURN_IF_ERROR(txn.store().put_setting(claimed_key(options.certificate_id), "1"));
+  return out;
+}
+
+}  // namespace fk::provisioning
