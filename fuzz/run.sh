@@ -6,12 +6,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=build/fuzz
 mkdir -p "$out"
-seconds=${FUZZ_SECONDS:-15}
+seconds=${FUZZ_SECONDS:-10}
 flags=(-std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Isrc)
 
 # target: sources
 declare -A targets=(
   [mqtt_decoder]="fuzz/mqtt_decoder_fuzz.cpp src/mqtt/codec.cpp src/mqtt/topic.cpp"
+  [provisioning_messages]="fuzz/provisioning_messages_fuzz.cpp src/provisioning/messages.cpp src/provisioning/ownership_token.cpp src/crypto/openssl/hash.cpp src/base/status.cpp src/base/strings.cpp -lcrypto"
+  [provisioning_template]="fuzz/provisioning_template_fuzz.cpp src/provisioning/provisioning_template.cpp src/base/status.cpp src/base/strings.cpp"
   [policy]="fuzz/policy_fuzz.cpp src/policy/document.cpp src/policy/context.cpp src/policy/evaluator.cpp src/base/status.cpp src/base/strings.cpp"
 )
 

@@ -34,8 +34,18 @@ Result<json> decode_map(Format f, std::string_view payload) {
     j = json::parse(payload, nullptr, /*allow_exceptions=*/false);
     if (j.is_discarded()) return invalid_request("payload is not valid JSON");
   } else {
-    j = json::from_cbor(payload, /*strict=*/true, /*allow_exceptions=*/false,
-                        json::cbor_tag_handler_t::error);
+    // nlohmann-json throws (even with allow_exceptions=false) on a declared length larger than
+    // a container can hold, and does not check that CBOR text strings are UTF-8: both are
+    // caught here, at the boundary, so nothing downstream meets them.
+    try {
+      j = json::from_cbor(payload, /*strict=*/true, /*allow_exceptions=*/false,
+                          json::cbor_tag_handler_t::error);
+      if (!j.is_discarded()) (void)j.dump();  // throws on invalid UTF-8
+    } catch (const json::exception&) {
+      return invalid_request(
+          "payload is not valid CBOR (a length out of range or a text "
+          "string that is not UTF-8)");
+    }
     if (j.is_discarded()) return invalid_request("payload is not valid CBOR (or uses tags)");
   }
   if (!j.is_object()) return invalid_request("payload must be a map");

@@ -153,6 +153,15 @@ TEST(ProvisioningMessages, BadPayloadsAreRefusedWithTheReason) {
   expect(decode_csr_request(Format::kCbor, bytes_value).status(), "must be a text string");
   // A tag.
   expect(decode_create_keys(Format::kCbor, std::string("\xc0\xa0", 2)), "not valid CBOR");
+  // A declared array length no container can hold (found by the fuzzer), invalid UTF-8.
+  expect(decode_create_keys(Format::kCbor, "\x9b\x46\x46\x46\x46\x46\x46\x46\x46\x46\x46\x7d"),
+         "not valid CBOR");
+  expect(decode_csr_request(Format::kCbor,
+                            "\xa1\x78\x19"
+                            "certificateSigningRequest"
+                            "\x62\xff\xfe")
+             .status(),
+         "not UTF-8");
   expect(decode_register_thing(Format::kJson, R"({"parameters":{"SerialNumber":1001}})").status(),
          "parameters.SerialNumber must be a text string");
   expect(decode_register_thing(Format::kJson, R"({"parameters":[1]})").status(),
