@@ -131,6 +131,7 @@ struct IotApi::Impl {
     add_policy_routes(table, ctx);
     add_thing_routes(table, ctx);
     add_template_routes(table, ctx);
+    add_fleetkey_routes(table, ctx);
   }
 
   net::HttpResponse handle(const net::HttpRequest& req) {

@@ -6,6 +6,8 @@
 // Thread-safety: handle() may be called concurrently.
 #pragma once
 
+#include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -20,6 +22,8 @@ struct ApiConfig {
   std::string region = "us-east-1";
   std::map<std::string, std::string> credentials;  // access key id -> secret
   std::string mqtt_endpoint;                       // DescribeEndpoint's answer ("host:port")
+  // Counters for GET /fleetkey/metrics (provisioning outcomes, broker figures).
+  std::function<std::map<std::string, std::uint64_t>()> metrics;
 };
 
 class IotApi {

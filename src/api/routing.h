@@ -76,5 +76,6 @@ void add_certificate_routes(RouteTable& t, ApiContext& ctx);
 void add_policy_routes(RouteTable& t, ApiContext& ctx);
 void add_thing_routes(RouteTable& t, ApiContext& ctx);
 void add_template_routes(RouteTable& t, ApiContext& ctx);
+void add_fleetkey_routes(RouteTable& t, ApiContext& ctx);
 
 }  // namespace fk::api

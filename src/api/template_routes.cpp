@@ -2,6 +2,7 @@
 // by the template engine before they are stored, so RegisterThing never meets a bad one.
 #include "api/routing.h"
 #include "provisioning/provisioning_template.h"
+#include "provisioning/register_thing.h"
 
 namespace fk::api {
 
@@ -168,6 +169,73 @@ void add_template_routes(RouteTable& t, ApiContext& ctx) {
               [&](Txn& txn) { return txn.delete_template_version(c.labels["templateName"], id); }));
           return json::object();
         });
+}
+
+// fleetkey's own operations (no AWS equivalent): a template's allow-list of parameter values,
+// single use, and counters.
+void add_fleetkey_routes(RouteTable& t, ApiContext& ctx) {
+  const std::string base = "/fleetkey/provisioning-templates/{templateName}/allow-list";
+  t.add("PUT", base, [&ctx](Call& c) -> Result<json> {
+    provisioning::AllowList list;
+    FK_ASSIGN_OR_RETURN(list.parameter, c.member("parameter"));
+    FK_ASSIGN_OR_RETURN(list.single_use, c.bool_member("singleUse", true));
+    if (!c.body.contains("values") || !c.body["values"].is_array())
+      return bad_member("values", "a list of strings");
+    std::vector<std::string> values;
+    for (const auto& v : c.body["values"]) {
+      if (!v.is_string()) return bad_member("values", "a list of strings");
+      values.push_back(v.get<std::string>());
+    }
+    FK_RETURN_IF_ERROR(ctx.registry.write([&](Txn& txn) {
+      return provisioning::put_allow_list(txn, c.labels["templateName"], list, values);
+    }));
+    return json{{"templateName", c.labels["templateName"]},
+                {"parameter", list.parameter},
+                {"singleUse", list.single_use},
+                {"count", values.size()}};
+  });
+  t.add("GET", base, [&ctx](Call& c) -> Result<json> {
+    json out;
+    FK_RETURN_IF_ERROR(ctx.registry.read([&](Txn& txn) -> Status {
+      FK_ASSIGN_OR_RETURN(auto list, provisioning::get_allow_list(txn, c.labels["templateName"]));
+      if (!list) return not_found("template " + c.labels["templateName"] + " has no allow-list");
+      out = {{"templateName", c.labels["templateName"]},
+             {"parameter", list->parameter},
+             {"singleUse", list->single_use}};
+      if (auto v = c.q("value")) {
+        FK_ASSIGN_OR_RETURN(
+            auto e, provisioning::allow_list_entry(txn, c.labels["templateName"], *list, *v));
+        out["value"] = {{"value", *v}, {"listed", e.listed}, {"used", e.used}};
+      }
+      return Status::ok();
+    }));
+    return out;
+  });
+  t.add("DELETE", base, [&ctx](Call& c) -> Result<json> {
+    FK_RETURN_IF_ERROR(ctx.registry.write(
+        [&](Txn& txn) { return provisioning::delete_allow_list(txn, c.labels["templateName"]); }));
+    return json::object();
+  });
+  t.add("POST", base + "/re-enable", [&ctx](Call& c) -> Result<json> {
+    if (!c.body.contains("values") || !c.body["values"].is_array())
+      return bad_member("values", "a list of strings");
+    std::vector<std::string> values;
+    for (const auto& v : c.body["values"]) {
+      if (!v.is_string()) return bad_member("values", "a list of strings");
+      values.push_back(v.get<std::string>());
+    }
+    FK_RETURN_IF_ERROR(ctx.registry.write([&](Txn& txn) {
+      return provisioning::reenable_values(txn, c.labels["templateName"], values);
+    }));
+    return json::object();
+  });
+  t.add("GET", "/fleetkey/metrics", [&ctx](Call&) -> Result<json> {
+    json out = json::object();
+    if (ctx.config.metrics) {
+      for (const auto& [k, v] : ctx.config.metrics()) out[k] = v;
+    }
+    return out;
+  });
 }
 
 }  // namespace fk::api

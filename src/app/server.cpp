@@ -181,6 +181,19 @@ Result<std::unique_ptr<Server>> Server::start(const Config& config, boost::asio:
   };
   e.mqtt_host = connect_host(p.config.mqtt.bind);
   api_config.mqtt_endpoint = e.mqtt_host;
+  provisioning::FleetProvisioning* fps = p.provisioning.get();
+  api_config.metrics = [fps, b] {
+    auto out = fps->counters();
+    std::map<std::string, std::uint64_t> m;
+    for (auto& [k, v] : out) m["provisioning." + k] = v;
+    broker::BrokerStats s = b->stats();
+    m["broker.connections"] = s.connections;
+    m["broker.sessions"] = s.sessions;
+    m["broker.messages_in"] = s.messages_in;
+    m["broker.messages_out"] = s.messages_out;
+    m["broker.connects_refused"] = s.connects_refused;
+    return m;
+  };
   p.iot_api = std::make_unique<api::IotApi>(*p.registry, SystemClock::instance(), api_config);
   api::IotApi* iot = p.iot_api.get();
   p.api = std::make_unique<net::HttpServer>(

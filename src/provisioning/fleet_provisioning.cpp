@@ -243,13 +243,20 @@ Reply FleetProvisioning::register_thing(const RequestTopic& r, std::string_view 
   Registered done;
   st = registry_.write([&](registry::Txn& t) -> Status {
     FK_ASSIGN_OR_RETURN(done, apply_plan(t, registry_.config().arns, plan,
-                                         {claims->certificate_id, config_.thing_must_not_exist}));
+                                         {claims->certificate_id, config_.thing_must_not_exist,
+                                          r.template_name, req->parameters}));
     return Status::ok();
   });
   if (!st.is_ok()) {
     auto [status, code] = rejection_of(st);
     if (st.message().find("already been used") != std::string::npos)
       code = "InvalidCertificateOwnershipToken";
+    if (st.code() == ErrorCode::kUnauthorized) {
+      status = 403;
+      code = "NotAllowed";
+    }
+    if (st.message().find("has already provisioned") != std::string::npos)
+      code = "AlreadyProvisioned";
     return reject(r, who, status, code, st.message());
   }
   FK_LOG_INFO("provisioning.registered", {{"thing", done.thing_name},

@@ -1,9 +1,80 @@
 #include "provisioning/register_thing.h"
 
+#include <nlohmann/json.hpp>
+
 namespace fk::provisioning {
 
 std::string claimed_key(std::string_view certificate_id) {
   return "fleet_provisioning.claimed." + std::string(certificate_id);
+}
+
+namespace {
+
+std::string list_key(std::string_view t) {
+  return "fleet_provisioning.allow_list." + std::string(t);
+}
+std::string value_key(std::string_view t, std::int64_t generation, std::string_view value) {
+  return "fleet_provisioning.allow." + std::string(t) + "." + std::to_string(generation) + "." +
+         std::string(value);
+}
+
+}  // namespace
+
+Result<std::optional<AllowList>> get_allow_list(registry::Txn& txn,
+                                                std::string_view template_name) {
+  FK_ASSIGN_OR_RETURN(auto text, txn.store().get_setting(list_key(template_name)));
+  if (!text || text->empty()) return std::optional<AllowList>();
+  auto j = nlohmann::json::parse(*text, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return internal_error("allow-list setting is corrupt");
+  AllowList l;
+  l.parameter = j.value("parameter", std::string());
+  l.single_use = j.value("single_use", true);
+  l.generation = j.value("generation", std::int64_t{0});
+  return std::optional<AllowList>(l);
+}
+
+Status put_allow_list(registry::Txn& txn, std::string_view template_name, AllowList list,
+                      const std::vector<std::string>& values) {
+  FK_RETURN_IF_ERROR(txn.describe_template(template_name).status());
+  if (list.parameter.empty()) return invalid_request("the allow-list needs a parameter name");
+  FK_ASSIGN_OR_RETURN(auto old, get_allow_list(txn, template_name));
+  list.generation = old ? old->generation + 1 : 1;
+  for (const auto& v : values) {
+    if (v.empty() || v.size() > 4096)
+      return invalid_request("allow-list values must be 1 to 4096 characters");
+    FK_RETURN_IF_ERROR(txn.store().put_setting(value_key(template_name, list.generation, v), "0"));
+  }
+  return txn.store().put_setting(list_key(template_name),
+                                 nlohmann::json{{"parameter", list.parameter},
+                                                {"single_use", list.single_use},
+                                                {"generation", list.generation},
+                                                {"count", values.size()}}
+                                     .dump());
+}
+
+Status delete_allow_list(registry::Txn& txn, std::string_view template_name) {
+  return txn.store().put_setting(list_key(template_name), "");
+}
+
+Result<AllowListEntry> allow_list_entry(registry::Txn& txn, std::string_view template_name,
+                                        const AllowList& list, std::string_view value) {
+  FK_ASSIGN_OR_RETURN(auto v,
+                      txn.store().get_setting(value_key(template_name, list.generation, value)));
+  return AllowListEntry{v.has_value(), v && *v == "1"};
+}
+
+Status reenable_values(registry::Txn& txn, std::string_view template_name,
+                       const std::vector<std::string>& values) {
+  FK_ASSIGN_OR_RETURN(auto list, get_allow_list(txn, template_name));
+  if (!list) return not_found("template " + std::string(template_name) + " has no allow-list");
+  for (const auto& v : values) {
+    FK_ASSIGN_OR_RETURN(auto e, allow_list_entry(txn, template_name, *list, v));
+    if (!e.listed)
+      return invalid_request("'" + v + "' is not on the allow-list of " +
+                             std::string(template_name));
+    FK_RETURN_IF_ERROR(txn.store().put_setting(value_key(template_name, list->generation, v), "0"));
+  }
+  return Status::ok();
 }
 
 namespace {
@@ -80,6 +151,23 @@ Result<Registered> apply_plan(registry::Txn& txn, const registry::ArnScope& arns
     return invalid_request("certificate " + options.certificate_id + " is " +
                            std::string(storage::to_string(cert.status)) +
                            ", not PENDING_ACTIVATION: it cannot be provisioned");
+  // The template's allow-list, and single use of each value.
+  FK_ASSIGN_OR_RETURN(auto list, get_allow_list(txn, options.template_name));
+  if (list) {
+    auto p = options.parameters.find(list->parameter);
+    const std::string value = p == options.parameters.end() ? std::string() : p->second;
+    FK_ASSIGN_OR_RETURN(auto entry, allow_list_entry(txn, options.template_name, *list, value));
+    if (!entry.listed)
+      return Status{ErrorCode::kUnauthorized, list->parameter + " '" + value +
+                                                  "' is not on the allow-list of template " +
+                                                  options.template_name};
+    if (entry.used && list->single_use)
+      return Status{ErrorCode::kAlreadyExists,
+                    list->parameter + " '" + value +
+                        "' has already provisioned (single use; re-enable it to provision again)"};
+    FK_RETURN_IF_ERROR(
+        txn.store().put_setting(value_key(options.template_name, list->generation, value), "1"));
+  }
   Registered out;
   const std::string cert_arn = arns.certificate(options.certificate_id);
   if (plan.thing) {

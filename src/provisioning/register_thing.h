@@ -5,7 +5,9 @@
 #pragma once
 
 #include <map>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "provisioning/provisioning_template.h"
 #include "registry/registry.h"
@@ -15,14 +17,40 @@ namespace fk::provisioning {
 struct RegisterOptions {
   std::string certificate_id;        // the certificate the ownership token names
   bool thing_must_not_exist = true;  // fleetkey's default lock-down
+  std::string template_name;
+  std::map<std::string, std::string> parameters;  // as the device sent them (after the hook)
 };
+
+// A template's allow-list: RegisterThing is refused unless `parameter`'s value is on it; with
+// `single_use` each value provisions once (until re-enabled). Kept in registry settings, one
+// key per value, so a check is one read whatever the list's size.
+struct AllowList {
+  std::string parameter;
+  bool single_use = true;
+  std::int64_t generation = 0;  // bumped by each import; older values no longer count
+};
+Result<std::optional<AllowList>> get_allow_list(registry::Txn& txn, std::string_view template_name);
+// Replaces the template's allow-list with `values` (in the caller's transaction).
+Status put_allow_list(registry::Txn& txn, std::string_view template_name, AllowList list,
+                      const std::vector<std::string>& values);
+Status delete_allow_list(registry::Txn& txn, std::string_view template_name);
+// Lets values that have provisioned provision again (single-use mode).
+Status reenable_values(registry::Txn& txn, std::string_view template_name,
+                       const std::vector<std::string>& values);
+// Whether a value is on the list, and whether it has provisioned.
+struct AllowListEntry {
+  bool listed = false;
+  bool used = false;
+};
+Result<AllowListEntry> allow_list_entry(registry::Txn& txn, std::string_view template_name,
+                                        const AllowList& list, std::string_view value);
 
 struct Registered {
   std::string thing_name;
   std::map<std::string, std::string> resource_arns;  // logical name -> ARN
 };
 
-// Failures carry AWS's rejected shape in the message's owner: see PlanError.
+// Failures are registry Status codes; FleetProvisioning maps them to AWS's rejected shape.
 Result<Registered> apply_plan(registry::Txn& txn, const registry::ArnScope& arns, const Plan& plan,
                               const RegisterOptions& options);
 

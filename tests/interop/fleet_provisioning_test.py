@@ -367,6 +367,59 @@ class BadInput(unittest.TestCase):
         spy.stop()
 
 
+class LockDown(unittest.TestCase):
+    def test_allow_list_single_use_and_counters(self):
+        SERVER.aws("create-provisioning-template", "--template-name", "ListedTemplate",
+                   "--template-body", json.dumps(TEMPLATE), "--provisioning-role-arn",
+                   "arn:aws:iam::123456789012:role/provisioning", "--enabled")
+        status, out = SERVER.fleetkey_api(
+            "PUT", "/fleetkey/provisioning-templates/ListedTemplate/allow-list",
+            {"parameter": "SerialNumber", "values": ["3001", "3002"], "singleUse": True})
+        self.assertEqual((status, out["count"]), (200, 2))
+        c = claim_client("claim-listed", mqtt.MQTTv5)
+        topic = "$aws/provisioning-templates/ListedTemplate/provision/json"
+        c.subscribe("$aws/certificates/create-from-csr/json/+", topic + "/+")
+
+        def register(serial, thing_name=None):
+            csr, _ = make_csr("x")
+            ok, p = c.request("$aws/certificates/create-from-csr/json",
+                              json.dumps({"certificateSigningRequest": csr}))
+            self.assertTrue(ok)
+            tok = json.loads(p)["certificateOwnershipToken"]
+            return c.request(topic, json.dumps({"certificateOwnershipToken": tok,
+                                                "parameters": {"SerialNumber": serial}}))
+
+        ok, p = register("3999")
+        self.assertFalse(ok)
+        self.assertEqual((json.loads(p)["statusCode"], json.loads(p)["errorCode"]),
+                         (403, "NotAllowed"))
+        self.assertIn("'3999' is not on the allow-list", json.loads(p)["errorMessage"])
+        ok, p = register("3001")
+        self.assertTrue(ok, p)
+        # Single use: the thing is deleted by an operator, the serial still cannot come back ...
+        SERVER.aws("detach-thing-principal", "--thing-name", "locker-3001", "--principal",
+                   json.loads(SERVER.aws("list-thing-principals", "--thing-name",
+                                         "locker-3001").stdout)["principals"][0])
+        SERVER.aws("delete-thing", "--thing-name", "locker-3001")
+        ok, p = register("3001")
+        self.assertFalse(ok)
+        self.assertEqual(json.loads(p)["errorCode"], "AlreadyProvisioned")
+        # ... until it is re-enabled.
+        status, _ = SERVER.fleetkey_api(
+            "POST", "/fleetkey/provisioning-templates/ListedTemplate/allow-list/re-enable",
+            {"values": ["3001"]})
+        self.assertEqual(status, 200)
+        ok, p = register("3001")
+        self.assertTrue(ok, p)
+        c.stop()
+        status, metrics = SERVER.fleetkey_api("GET", "/fleetkey/metrics")
+        self.assertEqual(status, 200)
+        self.assertGreaterEqual(metrics["provisioning.RegisterThing.Success"], 2)
+        self.assertGreaterEqual(metrics["provisioning.RegisterThing.Failure.NotAllowed"], 1)
+        self.assertGreaterEqual(metrics["provisioning.RegisterThing.Failure.AlreadyProvisioned"], 1)
+        self.assertGreaterEqual(metrics["provisioning.CreateCertificateFromCsr.Success"], 4)
+
+
 class Validation(unittest.TestCase):
     def test_bad_template_is_refused_with_the_place(self):
         bad = dict(TEMPLATE)

@@ -13,6 +13,25 @@ import time
 FLEETKEYD = os.environ.get("FLEETKEYD", "build/bin/fleetkeyd")
 
 
+_SIGNED_CALL = r"""
+import sys, urllib.request, urllib.error
+import botocore.session
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+url, method, body = sys.argv[1], sys.argv[2], sys.argv[3]
+s = botocore.session.get_session()
+req = AWSRequest(method=method, url=url, data=body.encode() if body else None,
+                 headers={"Content-Type": "application/json"} if body else {})
+SigV4Auth(s.get_credentials(), "iot", s.get_config_variable("region") or "us-east-1").add_auth(req)
+r = urllib.request.Request(url, data=req.body, method=method, headers=dict(req.headers))
+try:
+    with urllib.request.urlopen(r) as resp:
+        print(resp.status); print(resp.read().decode())
+except urllib.error.HTTPError as e:
+    print(e.code); print(e.read().decode())
+"""
+
+
 # A policy that allows every MQTT action: for tests of the broker itself, not of policies.
 ALLOW_ALL = {"Version": "2012-10-17",
              "Statement": [{"Effect": "Allow", "Action": "iot:*", "Resource": "*"}]}
@@ -84,6 +103,21 @@ class Fleetkeyd:
         if check and r.returncode != 0:
             raise AssertionError("aws iot %s failed: %s" % (" ".join(args), r.stderr))
         return r
+
+    def fleetkey_api(self, method, path, body=None):
+        """A SigV4-signed call to one of fleetkeyd's own routes (/fleetkey/...), signed by
+        botocore (in the python3 on PATH, which has it) with the admin credentials.
+        Returns (status, parsed JSON body)."""
+        env = dict(os.environ, AWS_SHARED_CREDENTIALS_FILE=self.endpoints["credentials_file"],
+                   AWS_CONFIG_FILE=self.endpoints["aws_config_file"])
+        env.pop("AWS_PROFILE", None)
+        r = subprocess.run(["python3", "-c", _SIGNED_CALL, self.api_url + path, method,
+                            json.dumps(body) if body is not None else ""],
+                           env=env, capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            raise AssertionError("signed call failed: " + r.stderr)
+        status, text = r.stdout.split("\n", 1)
+        return int(status), json.loads(text or "{}")
 
     def create_policy(self, name, document):
         self.aws("create-policy", "--policy-name", name, "--policy-document",
