@@ -20,6 +20,11 @@ Result<std::optional<std::string>> hook_member(const Call& c) {
   const json& h = c.body["preProvisioningHook"];
   if (!h.is_object() || !h.contains("targetArn") || !h["targetArn"].is_string())
     return bad_member("preProvisioningHook", "{targetArn, payloadVersion}");
+  // fleetkey calls a webhook where AWS calls a Lambda: the target is its URL.
+  const std::string target = h["targetArn"].get<std::string>();
+  if (target.rfind("http://", 0) != 0 && target.rfind("https://", 0) != 0)
+    return bad_member("preProvisioningHook.targetArn",
+                      "an http:// or https:// URL (fleetkey calls a webhook, not a Lambda)");
   return std::optional<std::string>(h.dump());
 }
 

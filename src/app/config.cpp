@@ -64,8 +64,15 @@ Status parse_config(std::string_view text, const std::string& source, Config& co
   if (auto n = root.get("provisioning")) {
     const toml::table* t = n->as_table();
     if (t == nullptr) return bad("provisioning", "must be a table");
-    FK_RETURN_IF_ERROR(only_known(*t, "provisioning.",
-                                  {"max_requests_per_second", "thing_must_not_exist", "workers"}));
+    FK_RETURN_IF_ERROR(only_known(
+        *t, "provisioning.",
+        {"max_requests_per_second", "thing_must_not_exist", "workers", "hook_timeout_ms"}));
+    if (auto k = t->get("hook_timeout_ms")) {
+      auto v = k->value<std::int64_t>();
+      if (!k->is_integer() || *v < 100 || *v > 60000)
+        return bad("provisioning.hook_timeout_ms", "must be an integer from 100 to 60000");
+      config.provisioning.hook_timeout_ms = static_cast<int>(*v);
+    }
     if (auto k = t->get("max_requests_per_second")) {
       auto v = k->value<double>();
       if (!v || *v < 0 || *v > 1e6)

@@ -32,6 +32,7 @@ struct ProvisioningConfig {
   double max_requests_per_second = 50;  // per claim certificate; 0 = no limit
   bool thing_must_not_exist = true;     // RegisterThing never takes over an existing thing
   int workers = 2;                      // threads that sign and commit provisioning requests
+  int hook_timeout_ms = 5000;           // the pre-provisioning hook must answer within (AWS: 5 s)
 };
 
 struct Config {

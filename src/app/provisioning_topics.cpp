@@ -3,7 +3,16 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/thread_pool.hpp>
 
+#include "net/http_client.h"
+
 namespace fk::app {
+
+Result<std::string> WebhookHook::call(const std::string& target, const std::string& input_json) {
+  FK_ASSIGN_OR_RETURN(auto response, net::http_post(target, input_json, timeout_));
+  if (response.status < 200 || response.status > 299)
+    return Status{ErrorCode::kUnavailable, "it answered HTTP " + std::to_string(response.status)};
+  return response.body;
+}
 
 struct ProvisioningTopics::Pool {
   explicit Pool(std::size_t n) : pool(n) {}

@@ -4,12 +4,23 @@
 // only to a matching subscription it holds, and checks iot:Receive).
 #pragma once
 
+#include <chrono>
 #include <memory>
 
 #include "broker/reserved_topic_handler.h"
 #include "provisioning/fleet_provisioning.h"
 
 namespace fk::app {
+
+// The pre-provisioning hook over HTTP(S), with the configured deadline.
+class WebhookHook : public provisioning::PreProvisioningHook {
+ public:
+  explicit WebhookHook(std::chrono::milliseconds timeout) : timeout_(timeout) {}
+  Result<std::string> call(const std::string& target, const std::string& input_json) override;
+
+ private:
+  std::chrono::milliseconds timeout_;
+};
 
 class ProvisioningTopics : public broker::ReservedTopicHandler {
  public:

@@ -32,6 +32,7 @@ struct Server::Parts {
   std::unique_ptr<net::HttpServer> api;
   std::unique_ptr<net::IoPool> io_pool;
   std::unique_ptr<PolicyAuthorizer> authorizer;
+  std::unique_ptr<WebhookHook> hook;
   std::unique_ptr<provisioning::FleetProvisioning> provisioning;
   std::unique_ptr<ProvisioningTopics> provisioning_topics;
   std::unique_ptr<boost::asio::steady_timer> sweep_timer;
@@ -117,8 +118,10 @@ Result<std::unique_ptr<Server>> Server::start(const Config& config, boost::asio:
   provisioning::FleetProvisioningConfig fp;
   fp.max_requests_per_second = p.config.provisioning.max_requests_per_second;
   fp.thing_must_not_exist = p.config.provisioning.thing_must_not_exist;
+  p.hook = std::make_unique<WebhookHook>(
+      std::chrono::milliseconds(p.config.provisioning.hook_timeout_ms));
   FK_ASSIGN_OR_RETURN(p.provisioning, provisioning::FleetProvisioning::create(
-                                          *p.registry, SystemClock::instance(), fp));
+                                          *p.registry, SystemClock::instance(), fp, p.hook.get()));
   p.provisioning_topics = std::make_unique<ProvisioningTopics>(
       *p.provisioning, static_cast<std::size_t>(p.config.provisioning.workers));
   p.broker = std::make_unique<broker::Broker>(*p.io_pool, broker_config, *p.authorizer,

@@ -1,5 +1,7 @@
 #include "provisioning/fleet_provisioning.h"
 
+#include <nlohmann/json.hpp>
+
 #include "base/log.h"
 #include "crypto/x509.h"
 #include "provisioning/register_thing.h"
@@ -64,8 +66,10 @@ std::tuple<int, std::string> rejection_of(const Status& st) {
 
 }  // namespace
 
-Result<std::unique_ptr<FleetProvisioning>> FleetProvisioning::create(
-    registry::Registry& registry, const Clock& clock, FleetProvisioningConfig config) {
+Result<std::unique_ptr<FleetProvisioning>> FleetProvisioning::create(registry::Registry& registry,
+                                                                     const Clock& clock,
+                                                                     FleetProvisioningConfig config,
+                                                                     PreProvisioningHook* hook) {
   std::string key;
   FK_RETURN_IF_ERROR(registry.write([&](registry::Txn& t) -> Status {
     FK_ASSIGN_OR_RETURN(auto existing, t.store().get_setting(kTokenKeySetting));
@@ -77,12 +81,17 @@ Result<std::unique_ptr<FleetProvisioning>> FleetProvisioning::create(
     return t.store().put_setting(kTokenKeySetting, key);
   }));
   return std::unique_ptr<FleetProvisioning>(
-      new FleetProvisioning(registry, clock, std::move(config), std::move(key)));
+      new FleetProvisioning(registry, clock, std::move(config), std::move(key), hook));
 }
 
 FleetProvisioning::FleetProvisioning(registry::Registry& registry, const Clock& clock,
-                                     FleetProvisioningConfig config, std::string key)
-    : registry_(registry), clock_(clock), config_(std::move(config)), tokens_(std::move(key)) {}
+                                     FleetProvisioningConfig config, std::string key,
+                                     PreProvisioningHook* hook)
+    : registry_(registry),
+      clock_(clock),
+      config_(std::move(config)),
+      tokens_(std::move(key)),
+      hook_(hook) {}
 
 void FleetProvisioning::count(const RequestTopic& r, const std::string& outcome) {
   std::lock_guard<std::mutex> lock(mu_);
@@ -233,6 +242,41 @@ Reply FleetProvisioning::register_thing(const RequestTopic& r, std::string_view 
     std::lock_guard<std::mutex> lock(mu_);
     if (templates_.size() > 1000) templates_.clear();
     templates_[{tmpl.name, tmpl.default_version_id}] = parsed;
+  }
+  // The pre-provisioning hook decides, and may override parameters (AWS's contract).
+  if (!tmpl.pre_provisioning_hook.empty()) {
+    auto hook = nlohmann::json::parse(tmpl.pre_provisioning_hook, nullptr, false);
+    const std::string target = hook.is_object() ? hook.value("targetArn", "") : "";
+    if (!hook_ || target.empty())
+      return reject(r, who, 403, "AccessDenied",
+                    "the template's pre-provisioning hook cannot be called");
+    nlohmann::json input = {
+        {"claimCertificateId", who.claim_certificate_id},
+        {"certificateId", claims->certificate_id},
+        {"certificatePem", cert_pem},
+        {"templateArn", registry_.config().arns.provisioning_template(tmpl.name)},
+        {"clientId", who.client_id},
+        {"parameters", req->parameters}};
+    auto answer = hook_->call(target, input.dump());
+    if (!answer.is_ok())
+      return reject(r, who, 403, "AccessDenied",
+                    "the pre-provisioning hook failed: " + answer.status().message());
+    auto out = nlohmann::json::parse(*answer, nullptr, false);
+    if (out.is_discarded() || !out.is_object())
+      return reject(r, who, 403, "AccessDenied",
+                    "the pre-provisioning hook answered no JSON object");
+    auto allow = out.find("allowProvisioning");
+    if (allow == out.end() || !allow->is_boolean() || !allow->get<bool>())
+      return reject(r, who, 403, "AccessDenied", "the pre-provisioning hook refused provisioning");
+    auto overrides = out.find("parameterOverrides");
+    if (overrides != out.end() && overrides->is_object()) {
+      for (const auto& [k, v] : overrides->items()) {
+        if (!v.is_string())
+          return reject(r, who, 403, "AccessDenied",
+                        "the pre-provisioning hook's parameterOverrides." + k + " is not a string");
+        req->parameters[k] = v.get<std::string>();
+      }
+    }
   }
   PseudoParameters pseudo{claims->certificate_id, subject_parameters(cert_pem)};
   auto evaluated = parsed->evaluate(req->parameters, pseudo);

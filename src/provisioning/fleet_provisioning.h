@@ -28,6 +28,7 @@
 #include "base/clock.h"
 #include "provisioning/messages.h"
 #include "provisioning/ownership_token.h"
+#include "provisioning/pre_provisioning_hook.h"
 #include "provisioning/provisioning_template.h"
 #include "registry/registry.h"
 
@@ -53,9 +54,12 @@ struct Reply {
 class FleetProvisioning {
  public:
   // Loads (or makes, on first use) the token key kept in the registry.
+  // `hook`: the transport for templates with a preProvisioningHook (null: such templates
+  // refuse every RegisterThing).
   static Result<std::unique_ptr<FleetProvisioning>> create(registry::Registry& registry,
                                                            const Clock& clock,
-                                                           FleetProvisioningConfig config = {});
+                                                           FleetProvisioningConfig config = {},
+                                                           PreProvisioningHook* hook = nullptr);
 
   Reply handle(const RequestTopic& request, std::string_view payload, const Requester& who);
 
@@ -68,7 +72,7 @@ class FleetProvisioning {
 
  private:
   FleetProvisioning(registry::Registry& registry, const Clock& clock,
-                    FleetProvisioningConfig config, std::string key);
+                    FleetProvisioningConfig config, std::string key, PreProvisioningHook* hook);
   Reply create_keys(const RequestTopic& r, std::string_view payload, const Requester& who);
   Reply create_from_csr(const RequestTopic& r, std::string_view payload, const Requester& who);
   Reply register_thing(const RequestTopic& r, std::string_view payload, const Requester& who);
@@ -82,6 +86,7 @@ class FleetProvisioning {
   const Clock& clock_;
   const FleetProvisioningConfig config_;
   const OwnershipTokens tokens_;
+  PreProvisioningHook* const hook_;
 
   mutable std::mutex mu_;
   std::map<std::string, std::uint64_t> counters_;

@@ -3,6 +3,7 @@ against a real fleetkeyd, set up with the real aws CLI: claim connect -> CSR or 
 RegisterThing -> reconnect with the new certificate -> publish on its own topic, in JSON and
 CBOR, MQTT 3.1.1 and 5; and the bad inputs, each answered on /rejected with its errorCode."""
 
+import http.server
 import json
 import os
 import ssl
@@ -66,10 +67,47 @@ TEMPLATE = {
 }
 
 
+HOOK_CALLS = []
+
+
+class HookHandler(http.server.BaseHTTPRequestHandler):
+    """The pre-provisioning webhook: /allow (overrides SerialNumber), /deny, /slow, /error."""
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        HOOK_CALLS.append((self.path, body))
+        if self.path == "/slow":
+            time.sleep(2.5)
+        if self.path == "/error":
+            self.send_response(500)
+            self.end_headers()
+            return
+        answer = {"allowProvisioning": self.path != "/deny"}
+        if self.path == "/allow":
+            answer["parameterOverrides"] = {"SerialNumber": "9" + body["parameters"]["SerialNumber"]}
+        data = json.dumps(answer).encode()
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        except BrokenPipeError:
+            pass  # /slow: fleetkeyd stopped waiting, as it should
+
+    def log_message(self, *a):
+        pass
+
+
 def setUpModule():
-    global SERVER, CLAIM, TMP
-    SERVER = Fleetkeyd()
+    global SERVER, CLAIM, TMP, HOOK
     TMP = tempfile.mkdtemp(prefix="fk_fp_")
+    config = os.path.join(TMP, "fleetkeyd.toml")
+    with open(config, "w") as f:
+        f.write("[provisioning]\nhook_timeout_ms = 1000\nmax_requests_per_second = 1000\n")
+    SERVER = Fleetkeyd(None, "--config", config)
+    HOOK = http.server.ThreadingHTTPServer(("127.0.0.1", 0), HookHandler)
+    threading.Thread(target=HOOK.serve_forever, daemon=True).start()
     SERVER.create_policy("claim", CLAIM_POLICY)
     SERVER.create_policy("locker-device", DEVICE_POLICY)
     SERVER.create_policy("admin", ALLOW_ALL)
@@ -82,6 +120,7 @@ def setUpModule():
 
 
 def tearDownModule():
+    HOOK.shutdown()
     code = SERVER.stop()
     SERVER.cleanup()
     if code != 0:
@@ -418,6 +457,56 @@ class LockDown(unittest.TestCase):
         self.assertGreaterEqual(metrics["provisioning.RegisterThing.Failure.NotAllowed"], 1)
         self.assertGreaterEqual(metrics["provisioning.RegisterThing.Failure.AlreadyProvisioned"], 1)
         self.assertGreaterEqual(metrics["provisioning.CreateCertificateFromCsr.Success"], 4)
+
+
+class PreProvisioningHook(unittest.TestCase):
+    def register_with(self, path, serial):
+        name = "Hook" + path.strip("/").capitalize()
+        r = SERVER.aws("describe-provisioning-template", "--template-name", name, check=False)
+        if r.returncode != 0:
+            SERVER.aws("create-provisioning-template", "--template-name", name, "--template-body",
+                       json.dumps(TEMPLATE), "--provisioning-role-arn",
+                       "arn:aws:iam::123456789012:role/provisioning", "--enabled",
+                       "--pre-provisioning-hook",
+                       json.dumps({"targetArn": "http://127.0.0.1:%d%s" % (HOOK.server_port, path),
+                                   "payloadVersion": "2020-04-01"}))
+        c = claim_client("claim-hook-" + serial)
+        topic = "$aws/provisioning-templates/%s/provision/json" % name
+        c.subscribe("$aws/certificates/create-from-csr/json/+", topic + "/+")
+        csr, _ = make_csr("hook")
+        ok, p = c.request("$aws/certificates/create-from-csr/json",
+                          json.dumps({"certificateSigningRequest": csr}))
+        self.assertTrue(ok)
+        created = json.loads(p)
+        ok, p = c.request(topic, json.dumps({
+            "certificateOwnershipToken": created["certificateOwnershipToken"],
+            "parameters": {"SerialNumber": serial}}))
+        c.stop()
+        return ok, json.loads(p), created
+
+    def test_allow_with_parameter_overrides(self):
+        ok, reply, created = self.register_with("/allow", "4001")
+        self.assertTrue(ok, reply)
+        self.assertEqual(reply["thingName"], "locker-94001")  # the hook's override
+        path, body = [c for c in HOOK_CALLS if c[0] == "/allow"][-1]
+        self.assertEqual(set(body), {"claimCertificateId", "certificateId", "certificatePem",
+                                     "templateArn", "clientId", "parameters"})
+        self.assertEqual(body["claimCertificateId"], CLAIM["id"])
+        self.assertEqual(body["certificateId"], created["certificateId"])
+        self.assertEqual(body["clientId"], "claim-hook-4001")
+        self.assertEqual(body["parameters"], {"SerialNumber": "4001"})
+        self.assertTrue(body["templateArn"].endswith(":provisioningtemplate/HookAllow"))
+
+    def test_refusals(self):
+        for path, fragment in (("/deny", "refused provisioning"),
+                               ("/slow", "no answer within 1000 ms"),
+                               ("/error", "answered HTTP 500")):
+            ok, reply, _ = self.register_with(path, "4002")
+            self.assertFalse(ok, path)
+            self.assertEqual((reply["statusCode"], reply["errorCode"]), (403, "AccessDenied"))
+            self.assertIn(fragment, reply["errorMessage"])
+        self.assertNotEqual(SERVER.aws("describe-thing", "--thing-name", "locker-4002",
+                                       check=False).returncode, 0)
 
 
 class Validation(unittest.TestCase):
