@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 
 #include "provisioning/messages.h"
@@ -174,6 +175,121 @@ TEST(ProvisioningMessages, BadPayloadsAreRefusedWithTheReason) {
   json j = json::from_cbor(r);
   EXPECT_TRUE(j["statusCode"].is_number_integer());
   EXPECT_TRUE(j["errorCode"].is_string());
+}
+
+}  // namespace
+}  // namespace fk::provisioning
+
+// The handlers themselves: every captured request goes through FleetProvisioning (a real CA
+// and registry in memory), and each reply decodes to the member set the SDK accepted.
+#include <unistd.h>
+
+#include "crypto/openssl/openssl_certificate_authority.h"
+#include "provisioning/fleet_provisioning.h"
+#include "storage/memory/memory_store.h"
+
+namespace fk::provisioning {
+namespace {
+
+std::set<std::string> keys_of(const json& j) {
+  std::set<std::string> out;
+  for (const auto& [k, v] : j.items()) out.insert(k);
+  return out;
+}
+
+TEST(ProvisioningVectors, HandlersAnswerEveryCapturedRequestInTheShapesTheSdkAccepted) {
+  ManualClock clock(1795000000);
+  auto dir = std::filesystem::temp_directory_path() / ("fk_fpvec_" + std::to_string(::getpid()));
+  auto ca = crypto::OpensslCertificateAuthority::load_or_create(dir.string(), {}, clock);
+  ASSERT_TRUE(ca.is_ok());
+  storage::MemoryStore store;
+  registry::Registry reg(store, **ca, clock);
+  // The templates the captures used: FleetTemplate with SerialNumber (and DeviceLocation).
+  const std::string body = R"({"Parameters":{"SerialNumber":{"Type":"String"},
+    "DeviceLocation":{"Type":"String","Default":"lab"}},
+    "Resources":{"thing":{"Type":"AWS::IoT::Thing","Properties":{"ThingName":{"Fn::Join":["",["dev-",{"Ref":"SerialNumber"}]]}}},
+    "certificate":{"Type":"AWS::IoT::Certificate","Properties":{"CertificateId":{"Ref":"AWS::IoT::Certificate::Id"}}}},
+    "DeviceConfiguration":{"location":{"Ref":"DeviceLocation"}}})";
+  ASSERT_TRUE(reg.write([&](registry::Txn& t) {
+                   registry::CreateTemplateRequest req;
+                   req.name = "FleetTemplate";
+                   req.body = body;
+                   req.enabled = true;
+                   req.provisioning_role_arn = "arn:aws:iam::123456789012:role/provisioning";
+                   return t.create_template(req).status();
+                 })
+                  .is_ok());
+  FleetProvisioningConfig config;
+  config.max_requests_per_second = 0;
+  config.server_key = crypto::KeySpec::ec_p256();
+  auto fp = FleetProvisioning::create(reg, clock, config);
+  ASSERT_TRUE(fp.is_ok());
+
+  std::filesystem::path root = FK_VECTORS_DIR "/fleet-provisioning";
+  int answered = 0;
+  for (auto& scenario : std::filesystem::directory_iterator(root)) {
+    SCOPED_TRACE(scenario.path().filename().string());
+    std::ifstream packets(scenario.path() / "packets.jsonl");
+    std::string line;
+    std::string token;  // ours, from this scenario's create request
+    Requester who{std::string(64, 'c'), "vector-claim"};
+    while (std::getline(packets, line)) {
+      json p = json::parse(line);
+      if (p["type"] != "PUBLISH" || p["dir"] != "c2s") continue;
+      auto req = parse_request_topic(p["topic"].get<std::string>());
+      if (!req) continue;
+      const std::string base = p["file"].get<std::string>().substr(0, 4);
+      std::string payload;
+      for (auto& f : std::filesystem::directory_iterator(scenario.path())) {
+        std::string n = f.path().filename().string();
+        if (n.rfind(base, 0) == 0 && n.find(".payload.") != std::string::npos)
+          payload = read_all(f.path());
+      }
+      if (req->operation == Operation::kRegisterThing && !token.empty()) {
+        // The captured token is AWS's; swap in ours, keep everything else the SDK sent.
+        json j = parse(req->format, payload);
+        j["certificateOwnershipToken"] = token;
+        if (req->format == Format::kJson) {
+          payload = j.dump();
+        } else {
+          auto b = json::to_cbor(j);
+          payload.assign(b.begin(), b.end());
+        }
+      }
+      Reply r = (*fp)->handle(*req, payload, who);
+      ++answered;
+      json reply = parse(req->format, r.payload);
+      if (!r.accepted) {
+        EXPECT_EQ(keys_of(reply),
+                  (std::set<std::string>{"statusCode", "errorCode", "errorMessage"}))
+            << r.payload;
+        // Only the scenarios captured as rejected may be rejected here (missing template, or
+        // a missing required parameter).
+        EXPECT_NE(scenario.path().filename().string().find("rejected"), std::string::npos)
+            << reply.dump();
+        continue;
+      }
+      switch (req->operation) {
+        case Operation::kCreateKeysAndCertificate:
+          EXPECT_EQ(keys_of(reply),
+                    (std::set<std::string>{"certificateId", "certificatePem", "privateKey",
+                                           "certificateOwnershipToken"}));
+          token = reply["certificateOwnershipToken"];
+          break;
+        case Operation::kCreateCertificateFromCsr:
+          EXPECT_EQ(keys_of(reply), (std::set<std::string>{"certificateId", "certificatePem",
+                                                           "certificateOwnershipToken"}));
+          token = reply["certificateOwnershipToken"];
+          break;
+        case Operation::kRegisterThing:
+          EXPECT_EQ(keys_of(reply), (std::set<std::string>{"deviceConfiguration", "thingName"}));
+          EXPECT_EQ(reply["thingName"].get<std::string>().rfind("dev-", 0), 0u);
+          break;
+      }
+    }
+  }
+  EXPECT_EQ(answered, 25);
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
