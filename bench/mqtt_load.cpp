@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/mqtt_client.h"
 #include "mqtt/codec.h"
 
 namespace asio = boost::asio;
@@ -29,6 +30,7 @@ namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
 using namespace fk::mqtt;  // NOLINT(google-build-using-namespace)
+using fk::bench::Client;
 
 namespace {
 
@@ -44,167 +46,6 @@ std::int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
       .count();
 }
-
-// One client connection: TLS, CONNECT/CONNACK, then whatever the scenario asks.
-class Client : public std::enable_shared_from_this<Client> {
- public:
-  using Fn = std::function<void()>;
-  Client(asio::io_context& io, ssl::context& ctx, const Options& o, std::string id)
-      : io_(io), stream_(io, ctx), opt_(o), id_(std::move(id)), reader_(1 << 20) {}
-
-  SSL_SESSION* session = nullptr;  // for resumption
-  std::function<void(const Publish&)> on_publish;
-  std::function<void(std::uint16_t)> on_puback;
-  Fn on_suback;
-  std::function<void(const std::string&)> on_error;
-
-  void connect(Fn on_connack) {
-    on_connack_ = std::move(on_connack);
-    if (session) SSL_set_session(stream_.native_handle(), session);
-    auto self = shared_from_this();
-    stream_.lowest_layer().async_connect(
-        tcp::endpoint(asio::ip::make_address(opt_.host), static_cast<unsigned short>(opt_.port)),
-        [self](const boost::system::error_code& ec) {
-          if (ec) return self->fail("connect: " + ec.message());
-          self->stream_.lowest_layer().set_option(tcp::no_delay(true));
-          self->stream_.async_handshake(ssl::stream_base::client,
-                                        [self](const boost::system::error_code& e) {
-                                          if (e) return self->fail("handshake: " + e.message());
-                                          Connect c;
-                                          c.version = Version::kV311;
-                                          c.client_id = self->id_;
-                                          c.keep_alive = 1200;
-                                          self->send(encode(Version::kV311, c));
-                                          self->read();
-                                        });
-        });
-  }
-
-  void subscribe(const std::string& filter, std::uint8_t qos) {
-    Subscribe s;
-    s.packet_id = 1;
-    s.subscriptions.push_back({filter, qos, false, false, 0});
-    send(encode(Version::kV311, s));
-  }
-
-  void publish(const std::string& topic, std::string payload, std::uint8_t qos, std::uint16_t id) {
-    Publish p;
-    p.topic = topic;
-    p.payload = std::move(payload);
-    p.qos = qos;
-    p.packet_id = qos ? id : 0;
-    send(encode(Version::kV311, p));
-  }
-
-  void disconnect_and_close(Fn done) {
-    send(encode(Version::kV311, Disconnect{}));
-    on_drained_ = [self = shared_from_this(), done = std::move(done)] {
-      self->session = SSL_get1_session(self->stream_.native_handle());
-      boost::system::error_code ec;
-      self->stream_.lowest_layer().close(ec);
-      done();
-    };
-    if (!writing_) drained();
-  }
-
-  bool reused() { return SSL_session_reused(stream_.native_handle()) == 1; }
-
- private:
-  void fail(const std::string& why) {
-    boost::system::error_code ec;
-    stream_.lowest_layer().close(ec);
-    if (on_error) on_error(why);
-  }
-
-  void send(std::string bytes) {
-    out_ += bytes;
-    if (!writing_) flush();
-  }
-
-  void flush() {
-    if (out_.empty()) {
-      writing_ = false;
-      drained();
-      return;
-    }
-    writing_ = true;
-    current_.swap(out_);
-    out_.clear();
-    auto self = shared_from_this();
-    asio::async_write(stream_, asio::buffer(current_),
-                      [self](const boost::system::error_code& ec, std::size_t) {
-                        if (ec) return self->fail("write: " + ec.message());
-                        self->current_.clear();
-                        self->flush();
-                      });
-  }
-
-  void drained() {
-    if (on_drained_) {
-      auto fn = std::move(on_drained_);
-      on_drained_ = nullptr;
-      fn();
-    }
-  }
-
-  void read() {
-    auto self = shared_from_this();
-    stream_.async_read_some(asio::buffer(buf_),
-                            [self](const boost::system::error_code& ec, std::size_t n) {
-                              if (ec) return;  // closed
-                              self->reader_.feed(std::string_view(self->buf_.data(), n));
-                              for (;;) {
-                                auto next = self->reader_.next();
-                                if (std::holds_alternative<DecodeError>(next))
-                                  return self->fail("decode");
-                                auto f = std::get<std::optional<Frame>>(next);
-                                if (!f) break;
-                                auto p = decode(Version::kV311, *f);
-                                if (!std::holds_alternative<Packet>(p))
-                                  return self->fail("decode packet");
-                                self->handle(std::get<Packet>(p));
-                              }
-                              self->read();
-                            });
-  }
-
-  void handle(const Packet& p) {
-    switch (type_of(p)) {
-      case PacketType::kConnack:
-        if (std::get<Connack>(p).reason_code != 0) return fail("CONNACK refused");
-        if (on_connack_) on_connack_();
-        break;
-      case PacketType::kPublish: {
-        const auto& pub = std::get<Publish>(p);
-        if (pub.qos == 1) {
-          Ack a;
-          a.packet_id = pub.packet_id;
-          send(encode(Version::kV311, a));
-        }
-        if (on_publish) on_publish(pub);
-        break;
-      }
-      case PacketType::kPuback:
-        if (on_puback) on_puback(std::get<Ack>(p).packet_id);
-        break;
-      case PacketType::kSuback:
-        if (on_suback) on_suback();
-        break;
-      default:
-        break;
-    }
-  }
-
-  asio::io_context& io_;
-  ssl::stream<tcp::socket> stream_;
-  const Options& opt_;
-  std::string id_;
-  FrameReader reader_;
-  std::array<char, 64 * 1024> buf_{};
-  std::string out_, current_;
-  bool writing_ = false;
-  Fn on_connack_, on_drained_;
-};
 
 std::unique_ptr<ssl::context> make_ctx(const Options& o) {
   auto ctx = std::make_unique<ssl::context>(ssl::context::tls_client);
@@ -228,7 +69,8 @@ int run_connect(const Options& o) {
       if (session) SSL_SESSION_free(session);
       return;
     }
-    auto c = std::make_shared<Client>(io, *ctx, o, "load-c" + std::to_string(counter++));
+    auto c =
+        std::make_shared<Client>(io, *ctx, o.host, o.port, "load-c" + std::to_string(counter++));
     c->session = o.resume ? session : nullptr;
     if (!o.resume && session) SSL_SESSION_free(session);
     c->on_error = [&, c](const std::string& why) {
@@ -267,7 +109,7 @@ int run_idle(const Options& o) {
   const int window = 64;
   std::function<void()> open_next = [&] {
     if (next >= o.connections) return;
-    auto c = std::make_shared<Client>(io, *ctx, o, "idle-" + std::to_string(next++));
+    auto c = std::make_shared<Client>(io, *ctx, o.host, o.port, "idle-" + std::to_string(next++));
     clients.push_back(c);
     c->on_error = [&](const std::string& why) {
       if (++errors < 5) std::fprintf(stderr, "idle error: %s\n", why.c_str());
@@ -344,7 +186,7 @@ int run_pubsub(const Options& o) {
     for (int i = 0; i < o.publishers; ++i) pump(*pubs[static_cast<std::size_t>(i)], i, 0);
   };
   for (int i = 0; i < o.subscribers; ++i) {
-    auto c = std::make_shared<Client>(io, *ctx, o, "sub-" + std::to_string(i));
+    auto c = std::make_shared<Client>(io, *ctx, o.host, o.port, "sub-" + std::to_string(i));
     c->on_error = [](const std::string& why) {
       std::fprintf(stderr, "sub error: %s\n", why.c_str());
     };
@@ -363,7 +205,7 @@ int run_pubsub(const Options& o) {
     subs.push_back(c);
   }
   for (int i = 0; i < o.publishers; ++i) {
-    auto c = std::make_shared<Client>(io, *ctx, o, "pub-" + std::to_string(i));
+    auto c = std::make_shared<Client>(io, *ctx, o.host, o.port, "pub-" + std::to_string(i));
     c->on_error = [](const std::string& why) {
       std::fprintf(stderr, "pub error: %s\n", why.c_str());
     };

@@ -28,6 +28,12 @@ struct PolicyAuthorizer::Facts {
 
 namespace {
 
+// "arn:aws:iot:...:cert/<id>" -> "<id>" (empty for any other ARN).
+std::string_view certificate_in_arn(std::string_view arn) {
+  const auto p = arn.rfind(":cert/");
+  return p == std::string_view::npos ? std::string_view() : arn.substr(p + 6);
+}
+
 // "203.0.113.7:50012" / "[::1]:50012" -> the address alone (aws:SourceIp).
 std::string source_ip(const std::string& remote) {
   if (!remote.empty() && remote[0] == '[') {
@@ -216,8 +222,9 @@ broker::ConnectDecision PolicyAuthorizer::decide(const broker::ClientIdentity& c
     std::lock_guard<std::mutex> lock(mu_);
     // A change that arrived while the registry was being read makes these facts stale.
     if (generation != generation_) continue;
-    if (cache_.size() >= 1'000'000) cache_.clear();
+    if (cache_.size() >= 1'000'000) clear_cache();
     cache_[key] = facts;
+    index(key);
     if (enforce_) {
       Live& live = live_[key];
       live.facts = facts;
@@ -256,10 +263,10 @@ bool PolicyAuthorizer::affected(const Facts& f, const registry::RegistryEvent& e
     case K::kPolicyChanged:
       return eff.policy_names.count(e.subject) > 0;
     case K::kPolicyAttachmentChanged:
-      return e.detail == arns.certificate(f.certificate_id) ||
+      return certificate_in_arn(e.detail) == f.certificate_id ||
              e.detail.rfind(arns.thing_group(""), 0) == 0;  // group trees: recheck all
     case K::kThingPrincipalChanged:
-      return e.subject == f.client_id || e.detail == arns.certificate(f.certificate_id);
+      return e.subject == f.client_id || certificate_in_arn(e.detail) == f.certificate_id;
     case K::kThingChanged:
     case K::kGroupMembershipChanged:
       return e.subject == f.client_id || e.detail == f.client_id ||
@@ -268,6 +275,57 @@ bool PolicyAuthorizer::affected(const Facts& f, const registry::RegistryEvent& e
       return false;
   }
   return true;
+}
+
+void PolicyAuthorizer::index(const Key& key) {
+  by_client_[key.second].insert(key.first);
+}
+
+std::optional<std::set<PolicyAuthorizer::Key>> PolicyAuthorizer::candidates(
+    const registry::RegistryEvent& e) const {
+  using K = registry::RegistryEvent::Kind;
+  std::set<Key> out;
+  auto by_certificate = [&](std::string_view cert) {
+    if (cert.empty()) return;
+    const Key from{std::string(cert), std::string()};
+    for (auto it = cache_.lower_bound(from); it != cache_.end() && it->first.first == cert; ++it)
+      out.insert(it->first);
+    for (auto it = live_.lower_bound(from); it != live_.end() && it->first.first == cert; ++it)
+      out.insert(it->first);
+  };
+  auto by_client = [&](const std::string& client) {
+    auto it = by_client_.find(client);
+    if (it == by_client_.end()) return;
+    for (const auto& cert : it->second) out.insert({cert, client});
+  };
+  switch (e.kind) {
+    case K::kCertificateStatusChanged:
+    case K::kCertificateDeleted:
+      by_certificate(e.subject);
+      return out;
+    case K::kThingChanged:
+      by_client(e.subject);
+      return out;
+    case K::kGroupMembershipChanged:
+      by_client(e.detail);
+      return out;
+    case K::kThingPrincipalChanged:
+      by_client(e.subject);
+      by_certificate(certificate_in_arn(e.detail));
+      return out;
+    case K::kPolicyAttachmentChanged:
+      if (auto cert = certificate_in_arn(e.detail); !cert.empty()) {
+        by_certificate(cert);
+        return out;
+      }
+      return std::nullopt;  // a group: its descendants' things, found by a scan
+    case K::kTemplateChanged:
+      return out;
+    case K::kPolicyChanged:
+    case K::kCaCertificateChanged:
+      return std::nullopt;
+  }
+  return std::nullopt;
 }
 
 void PolicyAuthorizer::on_registry_events(const std::vector<registry::RegistryEvent>& events) {
@@ -280,23 +338,52 @@ void PolicyAuthorizer::on_registry_events(const std::vector<registry::RegistryEv
     }
     if (!relevant) return;
     ++generation_;
+    // Most events name a certificate or a thing: only the entries for those are looked at.
+    // Policy, CA and group-attachment changes scan every entry.
+    std::set<Key> keys;
+    bool scan = false;
+    for (const auto& e : events) {
+      auto c = candidates(e);
+      if (!c) {
+        scan = true;
+        break;
+      }
+      keys.insert(c->begin(), c->end());
+    }
     auto hit = [&](const Facts& f) {
       for (const auto& e : events) {
         if (affected(f, e)) return true;
       }
       return false;
     };
-    std::erase_if(cache_, [&](const auto& kv) { return hit(*kv.second); });
-    for (auto it = live_.begin(); it != live_.end();) {
-      auto& conns = it->second.connections;
-      std::erase_if(conns, [](const auto& w) { return w.expired(); });
-      if (conns.empty()) {
-        it = live_.erase(it);
-        continue;
+    std::set<Key> rebind;
+    if (scan) {
+      std::erase_if(cache_, [&](const auto& kv) { return hit(*kv.second); });
+      for (auto it = live_.begin(); it != live_.end();) {
+        auto& conns = it->second.connections;
+        std::erase_if(conns, [](const auto& w) { return w.expired(); });
+        if (conns.empty()) {
+          it = live_.erase(it);
+          continue;
+        }
+        if (hit(*it->second.facts)) rebind.insert(it->first);
+        ++it;
       }
-      if (hit(*it->second.facts)) rebind_keys.push_back(it->first);
-      ++it;
+    } else {
+      for (const auto& k : keys) {
+        if (auto it = cache_.find(k); it != cache_.end() && hit(*it->second)) cache_.erase(it);
+        auto it = live_.find(k);
+        if (it == live_.end()) continue;
+        auto& conns = it->second.connections;
+        std::erase_if(conns, [](const auto& w) { return w.expired(); });
+        if (conns.empty()) {
+          live_.erase(it);
+        } else if (hit(*it->second.facts)) {
+          rebind.insert(k);
+        }
+      }
     }
+    rebind_keys.assign(rebind.begin(), rebind.end());
   }
   if (!rebind_keys.empty() && enforce_) {
     boost::asio::post(pool_->rebinds, [this, keys = std::move(rebind_keys)] { rebind(keys); });
@@ -344,6 +431,12 @@ void PolicyAuthorizer::wait_for_rebinds() {
   std::promise<void> done;
   boost::asio::post(pool_->rebinds, [&] { done.set_value(); });
   done.get_future().wait();
+}
+
+void PolicyAuthorizer::clear_cache() {
+  cache_.clear();
+  by_client_.clear();
+  for (const auto& [key, live] : live_) index(key);
 }
 
 std::size_t PolicyAuthorizer::cached() const {

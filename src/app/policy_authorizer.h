@@ -23,7 +23,10 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <set>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "broker/authorizer.h"
@@ -63,6 +66,10 @@ class PolicyAuthorizer : public broker::Authorizer {
   Result<FactsPtr> load(const Key& key);
   FactsPtr cached_facts(const Key& key, std::uint64_t* generation);
   bool affected(const Facts& f, const registry::RegistryEvent& e) const;
+  // The cached or live keys an event can concern; nullopt: only a scan of all can tell.
+  std::optional<std::set<Key>> candidates(const registry::RegistryEvent& e) const;
+  void index(const Key& key);  // by_client_
+  void clear_cache();
   void rebind(const std::vector<Key>& keys);
 
   registry::Registry& registry_;
@@ -70,7 +77,9 @@ class PolicyAuthorizer : public broker::Authorizer {
   const std::string arn_prefix_;
   mutable std::mutex mu_;
   std::uint64_t generation_ = 0;
-  std::map<Key, FactsPtr> cache_;
+  std::map<Key, FactsPtr> cache_;  // ordered by certificate id first: ranges per certificate
+  // client id -> certificate ids seen with it (keys of cache_ and live_; may hold stale ones).
+  std::unordered_map<std::string, std::set<std::string>> by_client_;
   struct Live {
     FactsPtr facts;  // what the connections were last bound from
     std::vector<std::weak_ptr<ConnectionPermissions>> connections;

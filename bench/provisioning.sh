@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Complete fleet provisionings per second, end to end (bench/provision_load.cpp: device key and
+# CSR, claim connect, CreateCertificateFromCsr, RegisterThing, reconnect with the new
+# certificate), at concurrency 1, 32 and 256, against a fleetkeyd on the same machine, with the
+# crypto-bound limit computed from `openssl speed` on this machine.
+#   bench/provisioning.sh [SECONDS_PER_RUN]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${BIN:-build/release/bin}
+SECS=${1:-10}
+work=$(mktemp -d /tmp/fk_provbench_XXXX)
+trap 'kill $(jobs -p) 2>/dev/null || true; sleep 0.5; rm -rf "$work"' EXIT
+ulimit -n 20000 || true
+source bench/fleetkeyd.sh
+
+# The per-claim rate limit is lifted (one claim certificate carries the whole load).
+start_fleetkeyd "$work" "$(printf '[provisioning]\nmax_requests_per_second = 0\nworkers = %s' "${WORKERS:-2}")"
+claim_policy='{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:Connect","Resource":"*"},
+ {"Effect":"Allow","Action":["iot:Publish","iot:Receive"],"Resource":["arn:aws:iot:*:*:topic/$aws/certificates/create-from-csr/*","arn:aws:iot:*:*:topic/$aws/provisioning-templates/LockerTemplate/provision/*"]},
+ {"Effect":"Allow","Action":"iot:Subscribe","Resource":["arn:aws:iot:*:*:topicfilter/$aws/certificates/create-from-csr/*","arn:aws:iot:*:*:topicfilter/$aws/provisioning-templates/LockerTemplate/provision/*"]}]}'
+device_policy='{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:Connect","Resource":"arn:aws:iot:*:*:client/${iot:Connection.Thing.ThingName}"}]}'
+template='{"Parameters":{"SerialNumber":{"Type":"String"}},"Resources":{
+ "thing":{"Type":"AWS::IoT::Thing","Properties":{"ThingName":{"Fn::Join":["",["dev-",{"Ref":"SerialNumber"}]]}}},
+ "certificate":{"Type":"AWS::IoT::Certificate","Properties":{"CertificateId":{"Ref":"AWS::IoT::Certificate::Id"},"Status":"ACTIVE"}},
+ "policy":{"Type":"AWS::IoT::Policy","Properties":{"PolicyName":"device"}}}}'
+a() { aws iot "$@" --endpoint-url "$fk_api" --output json; }
+a create-policy --policy-name claim --policy-document "$claim_policy" >/dev/null
+a create-policy --policy-name device --policy-document "$device_policy" >/dev/null
+a create-provisioning-template --template-name LockerTemplate --template-body "$template" \
+  --provisioning-role-arn arn:aws:iam::123456789012:role/p --enabled >/dev/null
+a create-keys-and-certificate --set-as-active >"$work/claim.json"
+python3 - "$work" <<'PY'
+import json, sys
+w = sys.argv[1]
+d = json.load(open(w + "/claim.json"))
+open(w + "/claim.pem", "w").write(d["certificatePem"])
+open(w + "/claim.key", "w").write(d["keyPair"]["PrivateKey"])
+open(w + "/claim.arn", "w").write(d["certificateArn"])
+PY
+a attach-policy --policy-name claim --target "$(cat "$work/claim.arn")"
+
+# The crypto-bound limit on the server's side of one provisioning: two TLS handshakes (each an
+# ECDHE P-256 key exchange, an ECDSA P-256 signature by the server, and ECDSA verifications of
+# the client certificate and of its signature over the handshake), the CSR's signature check
+# and the certificate's signature. Both cores count.
+speed=$(openssl speed -seconds 2 ecdsap256 ecdhp256 2>/dev/null)
+sign=$(echo "$speed" | awk '/^ *256 bits ecdsa/ {print $(NF-1)}')
+verify=$(echo "$speed" | awk '/^ *256 bits ecdsa/ {print $NF}')
+ecdh=$(echo "$speed" | awk '/^ *256 bits ecdh/ {print $NF}')
+bound=$(python3 -c "
+s,v,e=$sign,$verify,$ecdh
+per=2*(1/e+1/s+2/v)+1/v+1/s
+print(round($(nproc)/per))")
+echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores, ${SECS}s per run; load generator on the same machine"
+echo "# openssl speed: ECDSA P-256 sign $sign/s, verify $verify/s, ECDH P-256 $ecdh/s per core"
+echo
+echo "| concurrency | provisionings/s | p50 ms | p99 ms | errors | crypto-bound/s (server side, $(nproc) cores) | ratio |"
+echo "|---|---|---|---|---|---|---|"
+for c in ${CONCURRENCY:-1 32 256}; do
+  out=$("$BIN/fk_provision_load" --port "$fk_port" --ca "$work/data/ca/root-ca.pem" \
+    --cert "$work/claim.pem" --key "$work/claim.key" --template LockerTemplate \
+    --concurrency $c --seconds "$SECS")
+  python3 - "$out" "$bound" <<'PY'
+import json, sys
+d = json.loads(sys.argv[1]); b = float(sys.argv[2])
+print("| %d | %.0f | %.1f | %.1f | %d | %.0f | %.2f |" % (
+    d["concurrency"], d["completed_per_s"], d["p50_ms"], d["p99_ms"], d["errors"], b,
+    d["completed_per_s"] / b))
+PY
+done
