@@ -3,7 +3,7 @@
 # CSR, claim connect, CreateCertificateFromCsr, RegisterThing, reconnect with the new
 # certificate), at concurrency 1, 32 and 256, against a fleetkeyd on the same machine, with the
 # crypto-bound limit computed from `openssl speed` on this machine.
-#   bench/provisioning.sh [SECONDS_PER_RUN]
+#   bench/provisioning.sh [SECONDS_PER_RUN]      (LOADERS=N: N load-generator processes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-build/release/bin}
@@ -56,15 +56,25 @@ echo "# openssl speed: ECDSA P-256 sign $sign/s, verify $verify/s, ECDH P-256 $e
 echo
 echo "| concurrency | provisionings/s | p50 ms | p99 ms | errors | crypto-bound/s (server side, $(nproc) cores) | ratio |"
 echo "|---|---|---|---|---|---|---|"
+# LOADERS load-generator processes share each concurrency level (default 1).
+loaders=${LOADERS:-1}
 for c in ${CONCURRENCY:-1 32 256}; do
-  out=$("$BIN/fk_provision_load" --port "$fk_port" --ca "$work/data/ca/root-ca.pem" \
-    --cert "$work/claim.pem" --key "$work/claim.key" --template LockerTemplate \
-    --concurrency $c --seconds "$SECS")
-  python3 - "$out" "$bound" <<'PY'
+  per=$(( c / loaders > 0 ? c / loaders : 1 ))
+  pids=()
+  for i in $(seq "$loaders"); do
+    "$BIN/fk_provision_load" --port "$fk_port" --ca "$work/data/ca/root-ca.pem" \
+      --cert "$work/claim.pem" --key "$work/claim.key" --template LockerTemplate \
+      --concurrency $per --seconds "$SECS" >"$work/load-$c-$i.json" &
+    pids+=($!)
+  done
+  wait "${pids[@]}"
+  python3 - "$bound" "$c" "$work"/load-$c-*.json <<'PY'
 import json, sys
-d = json.loads(sys.argv[1]); b = float(sys.argv[2])
-print("| %d | %.0f | %.1f | %.1f | %d | %.0f | %.2f |" % (
-    d["concurrency"], d["completed_per_s"], d["p50_ms"], d["p99_ms"], d["errors"], b,
-    d["completed_per_s"] / b))
+b = float(sys.argv[1]); c = int(sys.argv[2])
+runs = [json.load(open(f)) for f in sys.argv[3:]]
+rate = sum(r["completed_per_s"] for r in runs)
+p50 = max(r["p50_ms"] for r in runs); p99 = max(r["p99_ms"] for r in runs)
+errors = sum(r["errors"] for r in runs)
+print("| %d | %.0f | %.1f | %.1f | %d | %.0f | %.2f |" % (c, rate, p50, p99, errors, b, rate / b))
 PY
 done
