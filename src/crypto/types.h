@@ -52,6 +52,9 @@ struct CertificateInfo {
   std::string issuer;
   NameFields subject_fields;
   NameFields issuer_fields;
+  // (RFC822Name|DNSName|DirectoryName|UniformResourceIdentifier|IPAddress, value)
+  NameFields subject_alt_names;
+  NameFields issuer_alt_names;
   std::string serial_hex;  // lowercase hex, no separators
   EpochSeconds not_before = 0;
   EpochSeconds not_after = 0;

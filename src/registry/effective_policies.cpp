@@ -39,6 +39,8 @@ Result<EffectivePolicies> load_effective_policies(Txn& txn, const ArnScope& arns
     policy::CertificateFacts facts;
     facts.subject = info->subject_fields;
     facts.issuer = info->issuer_fields;
+    facts.subject_alt_names = info->subject_alt_names;
+    facts.issuer_alt_names = info->issuer_alt_names;
     facts.serial_number = info->serial_hex;
     ctx.certificate = std::move(facts);
   }

@@ -94,6 +94,18 @@ TEST_F(CaTest, CreatesRootIssuingAndServerWithPrivateKeysOnly0600) {
   EXPECT_NE(text.find("IP Address:127.0.0.1"), std::string::npos);
   EXPECT_NE(text.find("IP Address:0:0:0:0:0:0:0:1"), std::string::npos);
   EXPECT_NE(text.find("TLS Web Server Authentication"), std::string::npos);
+  // The same names, typed as AWS's iot:Certificate.Subject.AlternativeName.* variables.
+  auto info = parse_certificate(server);
+  ASSERT_TRUE(info.is_ok());
+  const NameFields& sans = info->subject_alt_names;
+  auto has = [&](const char* type, const char* value) {
+    return std::find(sans.begin(), sans.end(),
+                     std::make_pair(std::string(type), std::string(value))) != sans.end();
+  };
+  EXPECT_TRUE(has("DNSName", "localhost"));
+  EXPECT_TRUE(has("IPAddress", "127.0.0.1"));
+  EXPECT_TRUE(has("IPAddress", "::1"));
+  EXPECT_TRUE(info->issuer_alt_names.empty());
 }
 
 TEST_F(CaTest, ReloadKeepsTheSameRootAndReissuesServerWhenNamesChange) {

@@ -1,5 +1,6 @@
 #include "crypto/openssl/ossl.h"
 
+#include <arpa/inet.h>
 #include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
@@ -176,6 +177,51 @@ EpochSeconds to_epoch(const ASN1_TIME* t) {
 
 }  // namespace
 
+namespace {
+
+// The names of a GeneralNames extension, typed as AWS's policy variables name them.
+NameFields alt_names(X509* cert, int nid) {
+  NameFields out;
+  auto* names = static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, nid, nullptr, nullptr));
+  if (names == nullptr) return out;
+  for (int i = 0; i < sk_GENERAL_NAME_num(names); ++i) {
+    const GENERAL_NAME* g = sk_GENERAL_NAME_value(names, i);
+    auto text = [](const ASN1_STRING* a) {
+      return std::string(reinterpret_cast<const char*>(ASN1_STRING_get0_data(a)),
+                         static_cast<std::size_t>(ASN1_STRING_length(a)));
+    };
+    switch (g->type) {
+      case GEN_EMAIL:
+        out.emplace_back("RFC822Name", text(g->d.rfc822Name));
+        break;
+      case GEN_DNS:
+        out.emplace_back("DNSName", text(g->d.dNSName));
+        break;
+      case GEN_URI:
+        out.emplace_back("UniformResourceIdentifier", text(g->d.uniformResourceIdentifier));
+        break;
+      case GEN_DIRNAME:
+        out.emplace_back("DirectoryName", name_to_string(g->d.directoryName));
+        break;
+      case GEN_IPADD: {
+        const int n = ASN1_STRING_length(g->d.iPAddress);
+        char buf[INET6_ADDRSTRLEN] = {};
+        if ((n == 4 || n == 16) &&
+            inet_ntop(n == 4 ? AF_INET : AF_INET6, ASN1_STRING_get0_data(g->d.iPAddress), buf,
+                      sizeof buf) != nullptr)
+          out.emplace_back("IPAddress", buf);
+        break;
+      }
+      default:
+        break;
+    }
+  }
+  GENERAL_NAMES_free(names);
+  return out;
+}
+
+}  // namespace
+
 CertificateInfo describe_cert(X509* cert, const PublicKeyInfo* known_key) {
   CertificateInfo info;
   unsigned char* der = nullptr;
@@ -190,6 +236,8 @@ CertificateInfo describe_cert(X509* cert, const PublicKeyInfo* known_key) {
   info.issuer = name_to_string(X509_get_issuer_name(cert));
   info.subject_fields = name_fields(X509_get_subject_name(cert));
   info.issuer_fields = name_fields(X509_get_issuer_name(cert));
+  info.subject_alt_names = alt_names(cert, NID_subject_alt_name);
+  info.issuer_alt_names = alt_names(cert, NID_issuer_alt_name);
   BIGNUM* bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), nullptr);
   if (bn != nullptr) {
     char* hex = BN_bn2hex(bn);
