@@ -132,6 +132,7 @@ struct IotApi::Impl {
     add_thing_routes(table, ctx);
     add_template_routes(table, ctx);
     add_fleetkey_routes(table, ctx);
+    add_type_and_group_routes(table, ctx);
   }
 
   net::HttpResponse handle(const net::HttpRequest& req) {

@@ -77,5 +77,6 @@ void add_policy_routes(RouteTable& t, ApiContext& ctx);
 void add_thing_routes(RouteTable& t, ApiContext& ctx);
 void add_template_routes(RouteTable& t, ApiContext& ctx);
 void add_fleetkey_routes(RouteTable& t, ApiContext& ctx);
+void add_type_and_group_routes(RouteTable& t, ApiContext& ctx);
 
 }  // namespace fk::api

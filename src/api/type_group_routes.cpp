@@ -1,0 +1,246 @@
+// Thing types (create, describe, deprecate, delete, list) and the rest of thing groups
+// (describe, update, delete, list, things in a group, groups of a thing).
+#include "api/routing.h"
+
+namespace fk::api {
+
+using registry::Txn;
+
+namespace {
+
+json type_entry(const ApiContext& ctx, const storage::ThingTypeRecord& t) {
+  json props = {{"searchableAttributes", t.searchable_attributes}};
+  if (!t.description.empty()) props["thingTypeDescription"] = t.description;
+  json meta = {{"deprecated", t.deprecated}, {"creationDate", t.created_at}};
+  if (t.deprecated) meta["deprecationDate"] = t.deprecated_at;
+  return {{"thingTypeName", t.name},
+          {"thingTypeId", t.thing_type_id},
+          {"thingTypeArn", ctx.arns().thing_type(t.name)},
+          {"thingTypeProperties", props},
+          {"thingTypeMetadata", meta}};
+}
+
+Result<std::optional<std::int64_t>> expected_version(const Call& c) {
+  if (auto v = c.q("expectedVersion")) {
+    char* end = nullptr;
+    long long n = std::strtoll(v->c_str(), &end, 10);
+    if (v->empty() || *end != '\0') return bad_member("expectedVersion", "an integer");
+    return std::optional<std::int64_t>(n);
+  }
+  if (c.body.contains("expectedVersion")) {
+    if (!c.body["expectedVersion"].is_number_integer())
+      return bad_member("expectedVersion", "an integer");
+    return std::optional<std::int64_t>(c.body["expectedVersion"].get<std::int64_t>());
+  }
+  return std::optional<std::int64_t>();
+}
+
+Result<storage::Attributes> group_attributes(const json& props, bool* merge) {
+  storage::Attributes out;
+  *merge = false;
+  if (!props.contains("attributePayload")) return out;
+  const json& ap = props["attributePayload"];
+  if (!ap.is_object()) return bad_member("thingGroupProperties.attributePayload", "an object");
+  if (ap.contains("attributes")) {
+    if (!ap["attributes"].is_object())
+      return bad_member("thingGroupProperties.attributePayload.attributes", "a map of strings");
+    for (const auto& [k, v] : ap["attributes"].items()) {
+      if (!v.is_string()) return bad_member("attributePayload.attributes." + k, "a string");
+      out[k] = v.get<std::string>();
+    }
+  }
+  if (ap.contains("merge") && ap["merge"].is_boolean()) *merge = ap["merge"].get<bool>();
+  return out;
+}
+
+}  // namespace
+
+void add_type_and_group_routes(RouteTable& t, ApiContext& ctx) {
+  t.add("POST", "/thing-types/{thingTypeName}", [&ctx](Call& c) -> Result<json> {
+    std::string description;
+    std::vector<std::string> searchable;
+    if (c.body.contains("thingTypeProperties")) {
+      const json& p = c.body["thingTypeProperties"];
+      if (!p.is_object()) return bad_member("thingTypeProperties", "an object");
+      if (p.contains("thingTypeDescription")) {
+        if (!p["thingTypeDescription"].is_string())
+          return bad_member("thingTypeProperties.thingTypeDescription", "a string");
+        description = p["thingTypeDescription"].get<std::string>();
+      }
+      if (p.contains("searchableAttributes")) {
+        if (!p["searchableAttributes"].is_array())
+          return bad_member("thingTypeProperties.searchableAttributes", "a list of strings");
+        for (const auto& a : p["searchableAttributes"]) {
+          if (!a.is_string())
+            return bad_member("thingTypeProperties.searchableAttributes", "a list of strings");
+          searchable.push_back(a.get<std::string>());
+        }
+      }
+    }
+    storage::ThingTypeRecord rec;
+    FK_RETURN_IF_ERROR(ctx.registry.write([&](Txn& txn) -> Status {
+      FK_ASSIGN_OR_RETURN(
+          rec, txn.create_thing_type(c.labels["thingTypeName"], description, searchable));
+      return Status::ok();
+    }));
+    return json{{"thingTypeName", rec.name},
+                {"thingTypeArn", ctx.arns().thing_type(rec.name)},
+                {"thingTypeId", rec.thing_type_id}};
+  });
+  t.add("GET", "/thing-types/{thingTypeName}", [&ctx](Call& c) -> Result<json> {
+    json out;
+    FK_RETURN_IF_ERROR(ctx.registry.read([&](Txn& txn) -> Status {
+      FK_ASSIGN_OR_RETURN(auto rec, txn.describe_thing_type(c.labels["thingTypeName"]));
+      out = type_entry(ctx, rec);
+      return Status::ok();
+    }));
+    return out;
+  });
+  t.add("POST", "/thing-types/{thingTypeName}/deprecate", [&ctx](Call& c) -> Result<json> {
+    FK_ASSIGN_OR_RETURN(bool undo, c.bool_member("undoDeprecate", false));
+    FK_RETURN_IF_ERROR(ctx.registry.write(
+        [&](Txn& txn) { return txn.deprecate_thing_type(c.labels["thingTypeName"], undo); }));
+    return json::object();
+  });
+  t.add("DELETE", "/thing-types/{thingTypeName}", [&ctx](Call& c) -> Result<json> {
+    FK_RETURN_IF_ERROR(ctx.registry.write(
+        [&](Txn& txn) { return txn.delete_thing_type(c.labels["thingTypeName"]); }));
+    return json::object();
+  });
+  t.add("GET", "/thing-types", [&ctx](Call& c) -> Result<json> {
+    FK_ASSIGN_OR_RETURN(PageRequest page, page_request(c, "nextToken", "maxResults"));
+    const std::string only = c.q("thingTypeName").value_or("");
+    json types = json::array();
+    std::string next;
+    FK_RETURN_IF_ERROR(ctx.registry.read([&](Txn& txn) -> Status {
+      FK_ASSIGN_OR_RETURN(auto list,
+                          txn.store().list_thing_types(storage::Page{page.after, page.size + 1}));
+      if (list.size() > page.size) {
+        list.resize(page.size);
+        next = list.back().name;
+      }
+      for (const auto& rec : list) {
+        if (only.empty() || rec.name == only) types.push_back(type_entry(ctx, rec));
+      }
+      return Status::ok();
+    }));
+    json out = {{"thingTypes", types}};
+    if (!next.empty()) out["nextToken"] = next;
+    return out;
+  });
+
+  t.add("GET", "/thing-groups/{thingGroupName}", [&ctx](Call& c) -> Result<json> {
+    json out;
+    FK_RETURN_IF_ERROR(ctx.registry.read([&](Txn& txn) -> Status {
+      FK_ASSIGN_OR_RETURN(auto g, txn.describe_thing_group(c.labels["thingGroupName"]));
+      json props = {{"attributePayload", {{"attributes", g.attributes}}}};
+      if (!g.description.empty()) props["thingGroupDescription"] = g.description;
+      json meta = {{"creationDate", g.created_at}};
+      if (!g.parent_name.empty()) meta["parentGroupName"] = g.parent_name;
+      out = {{"thingGroupName", g.name},
+             {"thingGroupId", g.group_id},
+             {"thingGroupArn", ctx.arns().thing_group(g.name)},
+             {"version", g.version},
+             {"thingGroupProperties", props},
+             {"thingGroupMetadata", meta}};
+      return Status::ok();
+    }));
+    return out;
+  });
+  t.add("PATCH", "/thing-groups/{thingGroupName}", [&ctx](Call& c) -> Result<json> {
+    if (!c.body.contains("thingGroupProperties") || !c.body["thingGroupProperties"].is_object())
+      return bad_member("thingGroupProperties", "an object");
+    const json& props = c.body["thingGroupProperties"];
+    std::optional<std::string> description;
+    if (props.contains("thingGroupDescription")) {
+      if (!props["thingGroupDescription"].is_string())
+        return bad_member("thingGroupProperties.thingGroupDescription", "a string");
+      description = props["thingGroupDescription"].get<std::string>();
+    }
+    bool merge = false;
+    std::optional<storage::Attributes> attributes;
+    if (props.contains("attributePayload")) {
+      FK_ASSIGN_OR_RETURN(auto a, group_attributes(props, &merge));
+      attributes = std::move(a);
+    }
+    FK_ASSIGN_OR_RETURN(auto expected, expected_version(c));
+    std::int64_t version = 0;
+    FK_RETURN_IF_ERROR(ctx.registry.write([&](Txn& txn) -> Status {
+      FK_ASSIGN_OR_RETURN(version, txn.update_thing_group(c.labels["thingGroupName"], description,
+                                                          attributes, merge, expected));
+      return Status::ok();
+    }));
+    return json{{"version", version}};
+  });
+  t.add("DELETE", "/thing-groups/{thingGroupName}", [&ctx](Call& c) -> Result<json> {
+    FK_ASSIGN_OR_RETURN(auto expected, expected_version(c));
+    FK_RETURN_IF_ERROR(ctx.registry.write(
+        [&](Txn& txn) { return txn.delete_thing_group(c.labels["thingGroupName"], expected); }));
+    return json::object();
+  });
+  t.add("GET", "/thing-groups", [&ctx](Call& c) -> Result<json> {
+    FK_ASSIGN_OR_RETURN(PageRequest page, page_request(c, "nextToken", "maxResults"));
+    const std::string parent = c.q("parentGroup").value_or("");
+    const std::string prefix = c.q("namePrefixFilter").value_or("");
+    json groups = json::array();
+    std::string next;
+    FK_RETURN_IF_ERROR(ctx.registry.read([&](Txn& txn) -> Status {
+      FK_ASSIGN_OR_RETURN(auto list,
+                          txn.store().list_thing_groups(storage::Page{page.after, page.size + 1}));
+      if (list.size() > page.size) {
+        list.resize(page.size);
+        next = list.back().name;
+      }
+      for (const auto& g : list) {
+        if (!parent.empty() && g.parent_name != parent) continue;
+        if (!prefix.empty() && g.name.rfind(prefix, 0) != 0) continue;
+        groups.push_back({{"groupName", g.name}, {"groupArn", ctx.arns().thing_group(g.name)}});
+      }
+      return Status::ok();
+    }));
+    json out = {{"thingGroups", groups}};
+    if (!next.empty()) out["nextToken"] = next;
+    return out;
+  });
+  t.add("GET", "/thing-groups/{thingGroupName}/things", [&ctx](Call& c) -> Result<json> {
+    FK_ASSIGN_OR_RETURN(PageRequest page, page_request(c, "nextToken", "maxResults"));
+    json things = json::array();
+    std::string next;
+    FK_RETURN_IF_ERROR(ctx.registry.read([&](Txn& txn) -> Status {
+      FK_ASSIGN_OR_RETURN(auto g, txn.describe_thing_group(c.labels["thingGroupName"]));
+      FK_ASSIGN_OR_RETURN(auto names, txn.store().list_group_members(
+                                          g.name, storage::Page{page.after, page.size + 1}));
+      if (names.size() > page.size) {
+        names.resize(page.size);
+        next = names.back();
+      }
+      things = names;
+      return Status::ok();
+    }));
+    json out = {{"things", things}};
+    if (!next.empty()) out["nextToken"] = next;
+    return out;
+  });
+  t.add("GET", "/things/{thingName}/thing-groups", [&ctx](Call& c) -> Result<json> {
+    FK_ASSIGN_OR_RETURN(PageRequest page, page_request(c, "nextToken", "maxResults"));
+    json groups = json::array();
+    std::string next;
+    FK_RETURN_IF_ERROR(ctx.registry.read([&](Txn& txn) -> Status {
+      FK_ASSIGN_OR_RETURN(auto thing, txn.describe_thing(c.labels["thingName"]));
+      FK_ASSIGN_OR_RETURN(auto names, txn.store().list_groups_of_thing(
+                                          thing.name, storage::Page{page.after, page.size + 1}));
+      if (names.size() > page.size) {
+        names.resize(page.size);
+        next = names.back();
+      }
+      for (const auto& n : names)
+        groups.push_back({{"groupName", n}, {"groupArn", ctx.arns().thing_group(n)}});
+      return Status::ok();
+    }));
+    json out = {{"thingGroups", groups}};
+    if (!next.empty()) out["nextToken"] = next;
+    return out;
+  });
+}
+
+}  // namespace fk::api
