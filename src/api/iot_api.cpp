@@ -84,6 +84,37 @@ Result<bool> Call::bool_member(const std::string& name, bool fallback) const {
   return body[name].get<bool>();
 }
 
+Result<std::vector<std::string>> string_list_member(const Call& c, const std::string& name,
+                                                    bool required) {
+  std::vector<std::string> out;
+  if (!c.body.contains(name) || c.body[name].is_null()) {
+    if (required) return bad_member(name, "a list of strings");
+    return out;
+  }
+  if (!c.body[name].is_array()) return bad_member(name, "a list of strings");
+  for (const auto& v : c.body[name]) {
+    if (!v.is_string()) return bad_member(name, "a list of strings");
+    out.push_back(v.get<std::string>());
+  }
+  return out;
+}
+
+Result<std::int64_t> integer_label(const Call& c, const std::string& name) {
+  auto it = c.labels.find(name);
+  if (it == c.labels.end() || it->second.empty() || it->second.size() > 9 ||
+      it->second.find_first_not_of("0123456789") != std::string::npos)
+    return bad_member(name, "a string of digits ([0-9]+)");
+  return std::stoll(it->second);
+}
+
+json names_page(std::vector<std::string> names, std::size_t size, std::string* next) {
+  if (names.size() > size) {
+    names.resize(size);
+    *next = names.back();
+  }
+  return json(names);
+}
+
 Status bad_member(const std::string& name, const std::string& constraint) {
   return invalid_request("1 validation error detected: Value at '" + name +
                          "' failed to satisfy constraint: Member must be " + constraint);

@@ -9,24 +9,8 @@ using registry::Txn;
 
 namespace {
 
-// Names after `after`, at most `size`, and the marker for the next page ("" = last page).
-json names_page(std::vector<std::string> names, std::size_t size, std::string* next) {
-  if (names.size() > size) {
-    names.resize(size);
-    *next = names.back();
-  }
-  return json(names);
-}
-
 json policy_entry(const ApiContext& ctx, const std::string& name) {
   return {{"policyName", name}, {"policyArn", ctx.arns().policy(name)}};
-}
-
-Result<std::int64_t> version_label(const Call& c) {
-  const std::string& v = c.labels.at("policyVersionId");
-  if (v.empty() || v.size() > 9 || v.find_first_not_of("0123456789") != std::string::npos)
-    return bad_member("policyVersionId", "a string of digits ([0-9]+)");
-  return std::stoll(v);
 }
 
 // "arn:aws:iot:...:cert/<id>" or a bare certificate id -> the id.
@@ -58,17 +42,6 @@ Result<registry::EffectivePolicies> effective(const ApiContext& ctx, Txn& t,
                           std::make_shared<const policy::Document>(std::move(doc))});
   }
   return e;
-}
-
-Result<std::vector<std::string>> string_list_member(const Call& c, const std::string& name) {
-  std::vector<std::string> out;
-  if (!c.body.contains(name) || c.body[name].is_null()) return out;
-  if (!c.body[name].is_array()) return bad_member(name, "a list of strings");
-  for (const auto& v : c.body[name]) {
-    if (!v.is_string()) return bad_member(name, "a list of strings");
-    out.push_back(v.get<std::string>());
-  }
-  return out;
 }
 
 }  // namespace
@@ -157,7 +130,7 @@ void add_policy_routes(RouteTable& t, ApiContext& ctx) {
     return json{{"policyVersions", versions}};
   });
   t.add("GET", "/policies/{policyName}/version/{policyVersionId}", [&ctx](Call& c) -> Result<json> {
-    FK_ASSIGN_OR_RETURN(std::int64_t id, version_label(c));
+    FK_ASSIGN_OR_RETURN(std::int64_t id, integer_label(c, "policyVersionId"));
     json out;
     FK_RETURN_IF_ERROR(ctx.registry.read([&](Txn& txn) -> Status {
       FK_ASSIGN_OR_RETURN(auto p, txn.get_policy(c.labels["policyName"]));
@@ -176,14 +149,14 @@ void add_policy_routes(RouteTable& t, ApiContext& ctx) {
   });
   t.add(
       "PATCH", "/policies/{policyName}/version/{policyVersionId}", [&ctx](Call& c) -> Result<json> {
-        FK_ASSIGN_OR_RETURN(std::int64_t id, version_label(c));
+        FK_ASSIGN_OR_RETURN(std::int64_t id, integer_label(c, "policyVersionId"));
         FK_RETURN_IF_ERROR(ctx.registry.write(
             [&](Txn& txn) { return txn.set_default_policy_version(c.labels["policyName"], id); }));
         return json::object();
       });
   t.add("DELETE", "/policies/{policyName}/version/{policyVersionId}",
         [&ctx](Call& c) -> Result<json> {
-          FK_ASSIGN_OR_RETURN(std::int64_t id, version_label(c));
+          FK_ASSIGN_OR_RETURN(std::int64_t id, integer_label(c, "policyVersionId"));
           FK_RETURN_IF_ERROR(ctx.registry.write(
               [&](Txn& txn) { return txn.delete_policy_version(c.labels["policyName"], id); }));
           return json::object();
@@ -251,8 +224,8 @@ void add_policy_routes(RouteTable& t, ApiContext& ctx) {
   });
   t.add("POST", "/test-authorization", [&ctx](Call& c) -> Result<json> {
     FK_ASSIGN_OR_RETURN(std::string principal, c.member("principal"));
-    FK_ASSIGN_OR_RETURN(auto add, string_list_member(c, "policyNamesToAdd"));
-    FK_ASSIGN_OR_RETURN(auto skip, string_list_member(c, "policyNamesToSkip"));
+    FK_ASSIGN_OR_RETURN(auto add, string_list_member(c, "policyNamesToAdd", false));
+    FK_ASSIGN_OR_RETURN(auto skip, string_list_member(c, "policyNamesToSkip", false));
     const json& infos = c.body.contains("authInfos") ? c.body["authInfos"] : json();
     if (!infos.is_array() || infos.empty() || infos.size() > 10)
       return bad_member("authInfos", "a list of 1 to 10 {actionType, resources}");

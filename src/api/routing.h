@@ -34,6 +34,14 @@ struct Call {
   Result<bool> bool_member(const std::string& name, bool fallback) const;
 };
 
+// A body member that is a list of strings (absent: empty, unless required).
+Result<std::vector<std::string>> string_list_member(const Call& c, const std::string& name,
+                                                    bool required);
+// A path label that must be a version number ("policyVersionId", "versionId").
+Result<std::int64_t> integer_label(const Call& c, const std::string& name);
+// At most `size` names as a JSON list; `*next` = the last one when more were read.
+json names_page(std::vector<std::string> names, std::size_t size, std::string* next);
+
 // AWS's validation error for a member ("Member must be ...").
 Status bad_member(const std::string& name, const std::string& constraint);
 

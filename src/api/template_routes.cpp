@@ -44,13 +44,6 @@ json describe(const ApiContext& ctx, const storage::TemplateRecord& t, const std
   return j;
 }
 
-Result<std::int64_t> version_label(const Call& c) {
-  const std::string& v = c.labels.at("versionId");
-  if (v.empty() || v.size() > 9 || v.find_first_not_of("0123456789") != std::string::npos)
-    return bad_member("versionId", "an integer");
-  return std::stoll(v);
-}
-
 }  // namespace
 
 void add_template_routes(RouteTable& t, ApiContext& ctx) {
@@ -154,7 +147,7 @@ void add_template_routes(RouteTable& t, ApiContext& ctx) {
   });
   t.add("GET", "/provisioning-templates/{templateName}/versions/{versionId}",
         [&ctx](Call& c) -> Result<json> {
-          FK_ASSIGN_OR_RETURN(std::int64_t id, version_label(c));
+          FK_ASSIGN_OR_RETURN(std::int64_t id, integer_label(c, "versionId"));
           json out;
           FK_RETURN_IF_ERROR(ctx.registry.read([&](Txn& txn) -> Status {
             FK_ASSIGN_OR_RETURN(auto rec, txn.describe_template(c.labels["templateName"]));
@@ -169,7 +162,7 @@ void add_template_routes(RouteTable& t, ApiContext& ctx) {
         });
   t.add("DELETE", "/provisioning-templates/{templateName}/versions/{versionId}",
         [&ctx](Call& c) -> Result<json> {
-          FK_ASSIGN_OR_RETURN(std::int64_t id, version_label(c));
+          FK_ASSIGN_OR_RETURN(std::int64_t id, integer_label(c, "versionId"));
           FK_RETURN_IF_ERROR(ctx.registry.write(
               [&](Txn& txn) { return txn.delete_template_version(c.labels["templateName"], id); }));
           return json::object();
@@ -184,13 +177,7 @@ void add_fleetkey_routes(RouteTable& t, ApiContext& ctx) {
     provisioning::AllowList list;
     FK_ASSIGN_OR_RETURN(list.parameter, c.member("parameter"));
     FK_ASSIGN_OR_RETURN(list.single_use, c.bool_member("singleUse", true));
-    if (!c.body.contains("values") || !c.body["values"].is_array())
-      return bad_member("values", "a list of strings");
-    std::vector<std::string> values;
-    for (const auto& v : c.body["values"]) {
-      if (!v.is_string()) return bad_member("values", "a list of strings");
-      values.push_back(v.get<std::string>());
-    }
+    FK_ASSIGN_OR_RETURN(auto values, string_list_member(c, "values", true));
     FK_RETURN_IF_ERROR(ctx.registry.write([&](Txn& txn) {
       return provisioning::put_allow_list(txn, c.labels["templateName"], list, values);
     }));
@@ -222,13 +209,7 @@ void add_fleetkey_routes(RouteTable& t, ApiContext& ctx) {
     return json::object();
   });
   t.add("POST", base + "/re-enable", [&ctx](Call& c) -> Result<json> {
-    if (!c.body.contains("values") || !c.body["values"].is_array())
-      return bad_member("values", "a list of strings");
-    std::vector<std::string> values;
-    for (const auto& v : c.body["values"]) {
-      if (!v.is_string()) return bad_member("values", "a list of strings");
-      values.push_back(v.get<std::string>());
-    }
+    FK_ASSIGN_OR_RETURN(auto values, string_list_member(c, "values", true));
     FK_RETURN_IF_ERROR(ctx.registry.write([&](Txn& txn) {
       return provisioning::reenable_values(txn, c.labels["templateName"], values);
     }));

@@ -42,15 +42,6 @@ json thing_entry(const ApiContext& ctx, const storage::ThingRecord& t) {
   return j;
 }
 
-// A names page in the nextToken style.
-json token_page(std::vector<std::string> names, std::size_t size, std::string* next) {
-  if (names.size() > size) {
-    names.resize(size);
-    *next = names.back();
-  }
-  return json(names);
-}
-
 }  // namespace
 
 void add_thing_routes(RouteTable& t, ApiContext& ctx) {
@@ -153,7 +144,7 @@ void add_thing_routes(RouteTable& t, ApiContext& ctx) {
       FK_ASSIGN_OR_RETURN(auto thing, txn.describe_thing(c.labels["thingName"]));
       FK_ASSIGN_OR_RETURN(auto names, txn.store().list_thing_principals(
                                           thing.name, storage::Page{page.after, page.size + 1}));
-      principals = token_page(names, page.size, &next);
+      principals = names_page(names, page.size, &next);
       return Status::ok();
     }));
     json out = {{"principals", principals}};
@@ -168,7 +159,7 @@ void add_thing_routes(RouteTable& t, ApiContext& ctx) {
     FK_RETURN_IF_ERROR(ctx.registry.read([&](Txn& txn) -> Status {
       FK_ASSIGN_OR_RETURN(auto names, txn.store().list_principal_things(
                                           principal, storage::Page{page.after, page.size + 1}));
-      things = token_page(names, page.size, &next);
+      things = names_page(names, page.size, &next);
       return Status::ok();
     }));
     json out = {{"things", things}};

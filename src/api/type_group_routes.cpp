@@ -210,11 +210,7 @@ void add_type_and_group_routes(RouteTable& t, ApiContext& ctx) {
       FK_ASSIGN_OR_RETURN(auto g, txn.describe_thing_group(c.labels["thingGroupName"]));
       FK_ASSIGN_OR_RETURN(auto names, txn.store().list_group_members(
                                           g.name, storage::Page{page.after, page.size + 1}));
-      if (names.size() > page.size) {
-        names.resize(page.size);
-        next = names.back();
-      }
-      things = names;
+      things = names_page(names, page.size, &next);
       return Status::ok();
     }));
     json out = {{"things", things}};
@@ -229,12 +225,10 @@ void add_type_and_group_routes(RouteTable& t, ApiContext& ctx) {
       FK_ASSIGN_OR_RETURN(auto thing, txn.describe_thing(c.labels["thingName"]));
       FK_ASSIGN_OR_RETURN(auto names, txn.store().list_groups_of_thing(
                                           thing.name, storage::Page{page.after, page.size + 1}));
-      if (names.size() > page.size) {
-        names.resize(page.size);
-        next = names.back();
+      for (const auto& n : names_page(names, page.size, &next)) {
+        const std::string g = n.get<std::string>();
+        groups.push_back({{"groupName", g}, {"groupArn", ctx.arns().thing_group(g)}});
       }
-      for (const auto& n : names)
-        groups.push_back({{"groupName", n}, {"groupArn", ctx.arns().thing_group(n)}});
       return Status::ok();
     }));
     json out = {{"thingGroups", groups}};

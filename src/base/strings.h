@@ -20,6 +20,9 @@ std::size_t count_non_whitespace(std::string_view s);
 
 bool starts_with(std::string_view s, std::string_view prefix);
 
+// ASCII case-insensitive equality (IAM action and key names).
+bool iequals(std::string_view a, std::string_view b);
+
 // RFC 3339 / ISO 8601 UTC, e.g. 2049-12-31T23:59:59Z.
 std::string format_utc(std::int64_t epoch_seconds);
 

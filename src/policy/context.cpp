@@ -2,18 +2,10 @@
 
 #include <cctype>
 
+#include "base/strings.h"
+
 namespace fk::policy {
 namespace {
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(a[i])) !=
-        std::tolower(static_cast<unsigned char>(b[i])))
-      return false;
-  }
-  return true;
-}
 
 bool consume(std::string_view& s, std::string_view prefix) {
   if (s.size() < prefix.size() || !iequals(s.substr(0, prefix.size()), prefix)) return false;

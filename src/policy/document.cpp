@@ -15,16 +15,6 @@ Status malformed(const std::string& where, const std::string& what) {
           "Policy document is Malformed: " + (where.empty() ? what : where + ": " + what)};
 }
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && lower(a) == lower(b);
-}
-
 std::string shown(std::string_view s) {
   return "'" + std::string(s.substr(0, 80)) + (s.size() > 80 ? "...'" : "'");
 }

@@ -8,19 +8,13 @@
 #include <cstring>
 #include <optional>
 
+#include "base/strings.h"
+
 namespace fk::policy {
 namespace {
 
 char fold(char c) {
   return static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (fold(a[i]) != fold(b[i])) return false;
-  }
-  return true;
 }
 
 // Substitutes ${...} in `text` from the context. Substituted text and the ${*} ${?} ${$}
