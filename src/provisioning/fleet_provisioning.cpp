@@ -285,22 +285,18 @@ Reply FleetProvisioning::register_thing(const RequestTopic& r, std::string_view 
   const Plan& plan = std::get<Plan>(evaluated);
 
   Registered done;
+  Refusal refusal;
   st = registry_.write([&](registry::Txn& t) -> Status {
     FK_ASSIGN_OR_RETURN(done, apply_plan(t, registry_.config().arns, plan,
                                          {claims->certificate_id, config_.thing_must_not_exist,
-                                          r.template_name, req->parameters}));
+                                          r.template_name, req->parameters},
+                                         &refusal));
     return Status::ok();
   });
   if (!st.is_ok()) {
+    if (!refusal.error_code.empty())
+      return reject(r, who, refusal.status_code, refusal.error_code, st.message());
     auto [status, code] = rejection_of(st);
-    if (st.message().find("already been used") != std::string::npos)
-      code = "InvalidCertificateOwnershipToken";
-    if (st.code() == ErrorCode::kUnauthorized) {
-      status = 403;
-      code = "NotAllowed";
-    }
-    if (st.message().find("has already provisioned") != std::string::npos)
-      code = "AlreadyProvisioned";
     return reject(r, who, status, code, st.message());
   }
   FK_LOG_INFO("provisioning.registered", {{"thing", done.thing_name},

@@ -142,10 +142,16 @@ Status apply_thing(registry::Txn& txn, const ThingPlan& t, bool thing_must_not_e
 }  // namespace
 
 Result<Registered> apply_plan(registry::Txn& txn, const registry::ArnScope& arns, const Plan& plan,
-                              const RegisterOptions& options) {
+                              const RegisterOptions& options, Refusal* refusal) {
+  auto refuse = [refusal](int status, const char* code, Status st) {
+    if (refusal) *refusal = {status, code};
+    return st;
+  };
   // The token works once: a certificate is provisioned at most once.
   FK_ASSIGN_OR_RETURN(auto claimed, txn.store().get_setting(claimed_key(options.certificate_id)));
-  if (claimed) return invalid_request("the certificate ownership token has already been used");
+  if (claimed)
+    return refuse(400, "InvalidCertificateOwnershipToken",
+                  invalid_request("the certificate ownership token has already been used"));
   FK_ASSIGN_OR_RETURN(auto cert, txn.describe_certificate(options.certificate_id));
   if (cert.status != storage::CertificateStatus::kPendingActivation)
     return invalid_request("certificate " + options.certificate_id + " is " +
@@ -158,13 +164,16 @@ Result<Registered> apply_plan(registry::Txn& txn, const registry::ArnScope& arns
     const std::string value = p == options.parameters.end() ? std::string() : p->second;
     FK_ASSIGN_OR_RETURN(auto entry, allow_list_entry(txn, options.template_name, *list, value));
     if (!entry.listed)
-      return Status{ErrorCode::kUnauthorized, list->parameter + " '" + value +
-                                                  "' is not on the allow-list of template " +
-                                                  options.template_name};
+      return refuse(403, "NotAllowed",
+                    Status{ErrorCode::kUnauthorized, list->parameter + " '" + value +
+                                                         "' is not on the allow-list of template " +
+                                                         options.template_name});
     if (entry.used && list->single_use)
-      return Status{ErrorCode::kAlreadyExists,
-                    list->parameter + " '" + value +
-                        "' has already provisioned (single use; re-enable it to provision again)"};
+      return refuse(
+          409, "AlreadyProvisioned",
+          Status{ErrorCode::kAlreadyExists,
+                 list->parameter + " '" + value +
+                     "' has already provisioned (single use; re-enable it to provision again)"});
     FK_RETURN_IF_ERROR(
         txn.store().put_setting(value_key(options.template_name, list->generation, value), "1"));
   }

@@ -50,9 +50,15 @@ struct Registered {
   std::map<std::string, std::string> resource_arns;  // logical name -> ARN
 };
 
-// Failures are registry Status codes; FleetProvisioning maps them to AWS's rejected shape.
+// The refusals apply_plan makes itself (token already used, allow-list), in AWS's rejected
+// shape. Other failures are the registry's Status codes, which the caller maps.
+struct Refusal {
+  int status_code = 0;
+  std::string error_code;  // empty: not one of apply_plan's own refusals
+};
+
 Result<Registered> apply_plan(registry::Txn& txn, const registry::ArnScope& arns, const Plan& plan,
-                              const RegisterOptions& options);
+                              const RegisterOptions& options, Refusal* refusal = nullptr);
 
 // The registry setting that records a certificate as provisioned (tokens work once).
 std::string claimed_key(std::string_view certificate_id);
