@@ -1,5 +1,6 @@
 # Sourced by the MQTT benchmarks: start a fleetkeyd and make the load client's device.
 #   start_fleetkeyd DIR [TOML]     sets fk_pid, fk_port, fk_api (AWS_* exported for the aws CLI)
+#   new_certificate DIR NAME POLICY   an ACTIVE certificate with POLICY: DIR/NAME.pem, .key, .arn
 #   bench_device DIR               a certificate with the benchmark policy: DIR/dev.pem, dev.key
 FLEETKEYD=${FLEETKEYD:-build/bin/fleetkeyd}
 
@@ -24,20 +25,26 @@ start_fleetkeyd() {  # dir [toml]
   export AWS_SHARED_CREDENTIALS_FILE=$dir/data/credentials AWS_CONFIG_FILE=$dir/data/aws-config
 }
 
+new_certificate() {  # dir name policy: an ACTIVE certificate with POLICY attached, written as
+                     # DIR/NAME.pem, NAME.key, NAME.arn
+  local dir=$1 name=$2 policy=$3
+  aws iot create-keys-and-certificate --set-as-active --endpoint-url "$fk_api" --output json \
+    >"$dir/$name.json"
+  python3 - "$dir" "$name" <<'PY'
+import json, sys
+w, n = sys.argv[1], sys.argv[2]
+d = json.load(open("%s/%s.json" % (w, n)))
+open("%s/%s.pem" % (w, n), "w").write(d["certificatePem"])
+open("%s/%s.key" % (w, n), "w").write(d["keyPair"]["PrivateKey"])
+open("%s/%s.arn" % (w, n), "w").write(d["certificateArn"])
+PY
+  aws iot attach-policy --policy-name "$policy" --target "$(cat "$dir/$name.arn")" \
+    --endpoint-url "$fk_api"
+}
+
 bench_device() {  # dir (after start_fleetkeyd on it)
   local dir=$1
   aws iot create-policy --policy-name bench --policy-document "$BENCH_POLICY" \
     --endpoint-url "$fk_api" >/dev/null
-  aws iot create-keys-and-certificate --set-as-active --endpoint-url "$fk_api" --output json \
-    >"$dir/cert.json"
-  python3 - "$dir" <<'PY'
-import json, sys
-w = sys.argv[1]
-d = json.load(open(w + "/cert.json"))
-open(w + "/dev.pem", "w").write(d["certificatePem"])
-open(w + "/dev.key", "w").write(d["keyPair"]["PrivateKey"])
-open(w + "/dev.arn", "w").write(d["certificateArn"])
-PY
-  aws iot attach-policy --policy-name bench --target "$(cat "$dir/dev.arn")" \
-    --endpoint-url "$fk_api"
+  new_certificate "$dir" dev bench
 }

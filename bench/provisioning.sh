@@ -28,16 +28,7 @@ a create-policy --policy-name claim --policy-document "$claim_policy" >/dev/null
 a create-policy --policy-name device --policy-document "$device_policy" >/dev/null
 a create-provisioning-template --template-name LockerTemplate --template-body "$template" \
   --provisioning-role-arn arn:aws:iam::123456789012:role/p --enabled >/dev/null
-a create-keys-and-certificate --set-as-active >"$work/claim.json"
-python3 - "$work" <<'PY'
-import json, sys
-w = sys.argv[1]
-d = json.load(open(w + "/claim.json"))
-open(w + "/claim.pem", "w").write(d["certificatePem"])
-open(w + "/claim.key", "w").write(d["keyPair"]["PrivateKey"])
-open(w + "/claim.arn", "w").write(d["certificateArn"])
-PY
-a attach-policy --policy-name claim --target "$(cat "$work/claim.arn")"
+new_certificate "$work" claim claim
 
 # The crypto-bound limit on the server's side of one provisioning: two TLS handshakes (each an
 # ECDHE P-256 key exchange, an ECDSA P-256 signature by the server, and ECDSA verifications of
