@@ -18,6 +18,7 @@ declare -A allowed=(
   [provisioning]="base registry crypto storage policy"
   [api]="base registry provisioning crypto storage policy net"
   [app]="base mqtt crypto storage policy net broker registry provisioning api"
+  [cli]="base crypto net api"
 )
 
 while IFS= read -r file; do

@@ -21,7 +21,9 @@ namespace fk::api {
 struct ApiConfig {
   std::string region = "us-east-1";
   std::map<std::string, std::string> credentials;  // access key id -> secret
-  std::string mqtt_endpoint;                       // DescribeEndpoint's answer ("host:port")
+  std::string mqtt_endpoint;                       // DescribeEndpoint's answer (host)
+  std::uint16_t mqtt_port = 8883;
+  std::string root_ca_pem;  // what devices trust for the server (GET /fleetkey/root-ca)
   // Counters for GET /fleetkey/metrics (provisioning outcomes, broker figures).
   std::function<std::map<std::string, std::uint64_t>()> metrics;
 };

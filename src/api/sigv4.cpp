@@ -37,6 +37,55 @@ std::optional<EpochSeconds> parse_amz_date(const std::string& s) {
   return static_cast<EpochSeconds>(timegm(&tm));
 }
 
+std::string format_amz_date(EpochSeconds t) {
+  std::time_t tt = static_cast<std::time_t>(t);
+  std::tm tm{};
+  gmtime_r(&tt, &tm);
+  char buf[17];
+  std::strftime(buf, sizeof buf, "%Y%m%dT%H%M%SZ", &tm);
+  return buf;
+}
+
+// The hex signature of `req` over `signed_headers` ("host;x-amz-date"), service "iot".
+std::string signature_of(const net::HttpRequest& req, const std::string& signed_headers,
+                         const std::string& secret, const std::string& amz_date,
+                         const std::string& region) {
+  const std::string& target = req.target;
+  std::size_t q = target.find('?');
+  std::string path = target.substr(0, q);
+  std::string query = q == std::string::npos ? "" : target.substr(q + 1);
+  std::string canonical_headers;
+  for (std::size_t s = 0;;) {
+    std::size_t semi = signed_headers.find(';', s);
+    std::string name =
+        signed_headers.substr(s, semi == std::string::npos ? std::string::npos : semi - s);
+    std::string value;
+    for (const auto& [k, v] : req.headers) {
+      if (k == name) {
+        if (!value.empty()) value += ',';
+        value += trim_collapse(v);
+      }
+    }
+    canonical_headers += name + ":" + value + "\n";
+    if (semi == std::string::npos) break;
+    s = semi + 1;
+  }
+  std::string payload_hash = req.header("x-amz-content-sha256");
+  if (payload_hash.empty()) payload_hash = to_hex(crypto::sha256(req.body));
+  const std::string canonical_request = req.method + "\n" + uri_encode(path, true) + "\n" +
+                                        canonical_query(query) + "\n" + canonical_headers + "\n" +
+                                        signed_headers + "\n" + payload_hash;
+  const std::string date = amz_date.substr(0, 8);
+  const std::string scope_text = date + "/" + region + "/iot/aws4_request";
+  const std::string to_sign = "AWS4-HMAC-SHA256\n" + amz_date + "\n" + scope_text + "\n" +
+                              to_hex(crypto::sha256(canonical_request));
+  std::string key = crypto::hmac_sha256("AWS4" + secret, date);
+  key = crypto::hmac_sha256(key, region);
+  key = crypto::hmac_sha256(key, "iot");
+  key = crypto::hmac_sha256(key, "aws4_request");
+  return to_hex(crypto::hmac_sha256(key, to_sign));
+}
+
 SigV4Error err(std::string type, std::string message) {
   return {std::move(type), std::move(message)};
 }
@@ -160,45 +209,35 @@ std::optional<SigV4Error> verify_sigv4(const net::HttpRequest& req, const Secret
     return err("UnrecognizedClientException",
                "The security token included in the request is invalid");
 
-  // Canonical request.
-  std::string target = req.target;
-  std::size_t q = target.find('?');
-  std::string path = target.substr(0, q);
-  std::string query = q == std::string::npos ? "" : target.substr(q + 1);
-  std::string canonical_headers;
-  for (std::size_t s = 0;;) {
-    std::size_t semi = signed_headers.find(';', s);
-    std::string name =
-        signed_headers.substr(s, semi == std::string::npos ? std::string::npos : semi - s);
-    std::string value;
-    for (const auto& [k, v] : req.headers) {
-      if (k == name) {
-        if (!value.empty()) value += ',';
-        value += trim_collapse(v);
-      }
-    }
-    canonical_headers += name + ":" + value + "\n";
-    if (semi == std::string::npos) break;
-    s = semi + 1;
-  }
-  std::string payload_hash = req.header("x-amz-content-sha256");
-  if (payload_hash.empty()) payload_hash = to_hex(crypto::sha256(req.body));
-  const std::string canonical_request = req.method + "\n" + uri_encode(path, true) + "\n" +
-                                        canonical_query(query) + "\n" + canonical_headers + "\n" +
-                                        signed_headers + "\n" + payload_hash;
-  const std::string scope_text = scope[1] + "/" + scope[2] + "/" + scope[3] + "/aws4_request";
-  const std::string to_sign = "AWS4-HMAC-SHA256\n" + amz_date + "\n" + scope_text + "\n" +
-                              to_hex(crypto::sha256(canonical_request));
-  std::string key = crypto::hmac_sha256("AWS4" + *secret, scope[1]);
-  key = crypto::hmac_sha256(key, scope[2]);
-  key = crypto::hmac_sha256(key, scope[3]);
-  key = crypto::hmac_sha256(key, "aws4_request");
-  const std::string expected = to_hex(crypto::hmac_sha256(key, to_sign));
+  const std::string expected = signature_of(req, signed_headers, *secret, amz_date, scope[2]);
   if (!constant_time_equals(expected, signature))
     return err("InvalidSignatureException",
                "The request signature we calculated does not match the signature you provided. "
                "Check your AWS Secret Access Key and signing method.");
   return std::nullopt;
+}
+
+void sign_sigv4(net::HttpRequest& req, const std::string& access_key_id, const std::string& secret,
+                const std::string& region, EpochSeconds now) {
+  const std::string amz_date = format_amz_date(now);
+  req.headers.erase(std::remove_if(req.headers.begin(), req.headers.end(),
+                                   [](const auto& h) {
+                                     return h.first == "authorization" || h.first == "x-amz-date" ||
+                                            h.first == "x-amz-content-sha256";
+                                   }),
+                    req.headers.end());
+  req.headers.emplace_back("x-amz-date", amz_date);
+  std::vector<std::string> names;
+  for (const auto& [k, v] : req.headers) names.push_back(k);
+  std::sort(names.begin(), names.end());
+  names.erase(std::unique(names.begin(), names.end()), names.end());
+  std::string signed_headers;
+  for (const auto& n : names) signed_headers += (signed_headers.empty() ? "" : ";") + n;
+  const std::string signature = signature_of(req, signed_headers, secret, amz_date, region);
+  req.headers.emplace_back(
+      "authorization",
+      "AWS4-HMAC-SHA256 Credential=" + access_key_id + "/" + amz_date.substr(0, 8) + "/" + region +
+          "/iot/aws4_request, SignedHeaders=" + signed_headers + ", Signature=" + signature);
 }
 
 }  // namespace fk::api

@@ -41,6 +41,18 @@ TEST(SigV4, AcceptsBotocoreSignature) {
   EXPECT_EQ(exception_of(signed_request()), "");
 }
 
+TEST(SigV4, SignsExactlyAsBotocore) {
+  net::HttpRequest r = signed_request();
+  const std::string botocore = r.header("authorization");
+  r.headers.erase(r.headers.begin() + 3, r.headers.end());  // keep content-type, host, principal
+  sign_sigv4(r, "AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "us-east-1", kSignedAt);
+  EXPECT_EQ(r.header("x-amz-date"), "20261129T003159Z");
+  EXPECT_EQ(r.header("authorization"), botocore);
+  EXPECT_EQ(exception_of(r), "");
+  sign_sigv4(r, "AKIDEXAMPLE", "wrong-secret", "us-east-1", kSignedAt);
+  EXPECT_EQ(exception_of(r), "InvalidSignatureException");
+}
+
 TEST(SigV4, AcceptsSkewUpTo15Minutes) {
   EXPECT_EQ(exception_of(signed_request(), kSignedAt + 14 * 60), "");
   EXPECT_EQ(exception_of(signed_request(), kSignedAt - 14 * 60), "");

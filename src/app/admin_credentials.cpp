@@ -1,9 +1,8 @@
 #include "app/admin_credentials.h"
 
-#include <sstream>
-
 #include "base/files.h"
 #include "base/log.h"
+#include "base/strings.h"
 #include "crypto/x509.h"
 
 namespace fk::app {
@@ -21,35 +20,11 @@ std::string random_from(std::string_view alphabet, std::size_t n) {
   return out;
 }
 
-std::string trim(std::string_view s) {
-  auto b = s.find_first_not_of(" \t\r");
-  if (b == std::string_view::npos) return {};
-  auto e = s.find_last_not_of(" \t\r");
-  return std::string(s.substr(b, e - b + 1));
-}
-
 }  // namespace
 
 Result<AdminCredentials> parse_shared_credentials(std::string_view text, std::string_view profile) {
-  std::istringstream in{std::string(text)};
-  std::string line;
-  bool in_profile = false;
-  AdminCredentials c;
-  while (std::getline(in, line)) {
-    std::string t = trim(line);
-    if (t.empty() || t[0] == '#' || t[0] == ';') continue;
-    if (t.front() == '[' && t.back() == ']') {
-      in_profile = trim(std::string_view(t).substr(1, t.size() - 2)) == profile;
-      continue;
-    }
-    if (!in_profile) continue;
-    auto eq = t.find('=');
-    if (eq == std::string::npos) continue;
-    std::string key = trim(std::string_view(t).substr(0, eq));
-    std::string value = trim(std::string_view(t).substr(eq + 1));
-    if (key == "aws_access_key_id") c.access_key_id = value;
-    if (key == "aws_secret_access_key") c.secret_access_key = value;
-  }
+  auto section = ini_section(text, profile);
+  AdminCredentials c{section["aws_access_key_id"], section["aws_secret_access_key"]};
   if (c.access_key_id.empty() || c.secret_access_key.empty())
     return invalid_request("no aws_access_key_id and aws_secret_access_key in profile [" +
                            std::string(profile) + "]");

@@ -62,4 +62,31 @@ bool iequals(std::string_view a, std::string_view b) {
   return true;
 }
 
+std::string trim(std::string_view s) {
+  std::size_t b = s.find_first_not_of(" \t\r\n");
+  if (b == std::string_view::npos) return {};
+  std::size_t e = s.find_last_not_of(" \t\r\n");
+  return std::string(s.substr(b, e - b + 1));
+}
+
+std::map<std::string, std::string> ini_section(std::string_view text, std::string_view section) {
+  std::map<std::string, std::string> out;
+  bool inside = false;
+  std::size_t pos = 0;
+  while (pos < text.size()) {
+    std::size_t nl = text.find('\n', pos);
+    std::string t = trim(text.substr(pos, nl == std::string_view::npos ? nl : nl - pos));
+    pos = nl == std::string_view::npos ? text.size() : nl + 1;
+    if (t.empty() || t[0] == '#' || t[0] == ';') continue;
+    if (t.front() == '[' && t.back() == ']') {
+      inside = trim(std::string_view(t).substr(1, t.size() - 2)) == section;
+      continue;
+    }
+    std::size_t eq = t.find('=');
+    if (!inside || eq == std::string::npos) continue;
+    out[trim(std::string_view(t).substr(0, eq))] = trim(std::string_view(t).substr(eq + 1));
+  }
+  return out;
+}
+
 }  // namespace fk

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <span>
 #include <string>
 #include <string_view>
@@ -22,6 +23,13 @@ bool starts_with(std::string_view s, std::string_view prefix);
 
 // ASCII case-insensitive equality (IAM action and key names).
 bool iequals(std::string_view a, std::string_view b);
+
+// Without leading and trailing spaces, tabs, CR and LF.
+std::string trim(std::string_view s);
+
+// The key = value pairs of one [section] of an INI text (the AWS shared credentials and config
+// files); keys and values trimmed, '#' and ';' lines skipped. Empty when the section is absent.
+std::map<std::string, std::string> ini_section(std::string_view text, std::string_view section);
 
 // RFC 3339 / ISO 8601 UTC, e.g. 2049-12-31T23:59:59Z.
 std::string format_utc(std::int64_t epoch_seconds);

@@ -38,6 +38,22 @@ Status check_key_matches(std::string_view cert_pem, std::string_view private_key
 // or the factory tool does with its own key).
 Result<std::string> make_csr(std::string_view private_key_pem, std::string_view common_name);
 
+// Lowercase hex SHA-256 of the DER SubjectPublicKeyInfo in a PEM certificate, CSR or private
+// key: equal for a key, its CSR and the certificate made from it.
+Result<std::string> public_key_sha256(std::string_view pem);
+
+// The private key as PKCS#8 PEM encrypted with AES-256-CBC under `password`, and back (to the
+// traditional PEM form). Errors: kInvalidRequest for a bad key or a wrong password.
+Result<std::string> encrypt_private_key(std::string_view private_key_pem,
+                                        std::string_view password);
+Result<std::string> decrypt_private_key(std::string_view encrypted_pem, std::string_view password);
+
+// A PKCS#12 bundle (DER bytes) of certificate, key and CA, encrypted with AES-256 under
+// `password` (what `openssl pkcs12 -in` and most device loaders read).
+Result<std::string> make_pkcs12(std::string_view cert_pem, std::string_view private_key_pem,
+                                std::string_view ca_pem, std::string_view password,
+                                std::string_view friendly_name);
+
 // Lowercase hex SHA-256.
 std::string sha256_hex(std::string_view data);
 

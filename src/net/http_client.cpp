@@ -73,13 +73,20 @@ struct Exchange {
       if (e) return fail(e, "sending the request failed");
       http::async_read(stream, buffer, parser, [this](beast::error_code e2, std::size_t) {
         if (e2) return fail(e2, "reading the response failed");
-        out = HttpClientResponse{static_cast<int>(parser.get().result_int()), parser.get().body()};
+        out = HttpClientResponse{
+            static_cast<int>(parser.get().result_int()), parser.get().body(), {}};
       });
     });
   }
 };
 
 }  // namespace
+
+std::string HttpClientResponse::header(std::string_view name) const {
+  for (const auto& [k, v] : headers)
+    if (k == name) return v;
+  return {};
+}
 
 Result<HttpClientResponse> http_post(const std::string& url, const std::string& json_body,
                                      std::chrono::milliseconds timeout,
@@ -130,6 +137,172 @@ Result<HttpClientResponse> http_post(const std::string& url, const std::string& 
       });
   io.run();
   return std::move(x.out);
+}
+
+struct HttpClient::Impl {
+  Url url;
+  std::string host_header;
+  std::chrono::milliseconds timeout{};
+  asio::io_context io;
+  std::unique_ptr<asio::ssl::context> tls;
+  tcp::resolver::results_type endpoints;
+  std::unique_ptr<beast::tcp_stream> plain;
+  std::unique_ptr<beast::ssl_stream<beast::tcp_stream>> secure;
+  beast::flat_buffer buffer;
+
+  bool connected() const { return plain || secure; }
+  beast::tcp_stream& lowest() { return plain ? *plain : beast::get_lowest_layer(*secure); }
+
+  void close() {
+    plain.reset();
+    secure.reset();
+    buffer.clear();
+  }
+
+  // Runs the io_context until the started operations finish.
+  void run() {
+    io.restart();
+    io.run();
+  }
+
+  Status connect() {
+    close();
+    beast::error_code ec;
+    if (endpoints.empty()) {
+      tcp::resolver resolver(io);
+      endpoints = resolver.resolve(url.host, url.port, ec);
+      if (ec)
+        return Status{ErrorCode::kUnavailable, "cannot resolve " + url.host + ": " + ec.message()};
+    }
+    const std::string where = url.host + ":" + url.port;
+    if (!url.tls) {
+      plain = std::make_unique<beast::tcp_stream>(io);
+      plain->expires_after(timeout);
+      plain->async_connect(endpoints, [&](beast::error_code e, const tcp::endpoint&) { ec = e; });
+      run();
+      if (ec) {
+        close();
+        return Status{ErrorCode::kUnavailable, "cannot connect to " + where + ": " + ec.message()};
+      }
+      plain->socket().set_option(tcp::no_delay(true), ec);
+      return Status::ok();
+    }
+    secure = std::make_unique<beast::ssl_stream<beast::tcp_stream>>(io, *tls);
+    if (!SSL_ctrl(secure->native_handle(), SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
+                  const_cast<char*>(url.host.c_str())))
+      return Status{ErrorCode::kUnavailable, "cannot set SNI"};
+    secure->set_verify_callback(asio::ssl::host_name_verification(url.host));
+    lowest().expires_after(timeout);
+    const char* step = "cannot connect to ";
+    lowest().async_connect(endpoints, [&](beast::error_code e, const tcp::endpoint&) {
+      if ((ec = e)) return;
+      step = "TLS handshake with ";
+      secure->async_handshake(asio::ssl::stream_base::client,
+                              [&](beast::error_code e2) { ec = e2; });
+    });
+    run();
+    if (ec) {
+      close();
+      return Status{ErrorCode::kUnavailable, step + where + " failed: " + ec.message()};
+    }
+    return Status::ok();
+  }
+
+  // One write and read on the open connection; `*nothing_read` tells whether the failure came
+  // before any response byte (then the server had closed a kept connection).
+  Result<HttpClientResponse> exchange(http::request<http::string_body>& req, bool* nothing_read) {
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(64 << 20);
+    beast::error_code ec;
+    const char* step = "sending the request failed";
+    std::size_t read_bytes = 0;
+    lowest().expires_after(timeout);
+    auto on_read = [&](beast::error_code e, std::size_t n) {
+      ec = e;
+      read_bytes = n;
+    };
+    auto on_write = [&](beast::error_code e, std::size_t) {
+      if ((ec = e)) return;
+      step = "reading the response failed";
+      if (plain)
+        http::async_read(*plain, buffer, parser, on_read);
+      else
+        http::async_read(*secure, buffer, parser, on_read);
+    };
+    if (plain)
+      http::async_write(*plain, req, on_write);
+    else
+      http::async_write(*secure, req, on_write);
+    run();
+    *nothing_read = read_bytes == 0 && !parser.got_some() && ec != beast::error::timeout;
+    if (ec) {
+      close();
+      if (ec == beast::error::timeout)
+        return Status{ErrorCode::kUnavailable, "no answer from " + url.host + ":" + url.port +
+                                                   " within " + std::to_string(timeout.count()) +
+                                                   " ms"};
+      return Status{ErrorCode::kUnavailable, std::string(step) + ": " + ec.message()};
+    }
+    auto& res = parser.get();
+    HttpClientResponse out{static_cast<int>(res.result_int()), std::move(res.body()), {}};
+    for (const auto& field : res) {
+      std::string name(field.name_string());
+      for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      out.headers.emplace_back(std::move(name), std::string(field.value()));
+    }
+    if (!res.keep_alive()) close();
+    return out;
+  }
+};
+
+HttpClient::HttpClient(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+HttpClient::~HttpClient() = default;
+
+Result<std::unique_ptr<HttpClient>> HttpClient::create(const std::string& base_url,
+                                                       std::chrono::milliseconds timeout,
+                                                       const std::string& extra_ca_file) {
+  auto impl = std::make_unique<Impl>();
+  FK_ASSIGN_OR_RETURN(impl->url, parse_url(base_url));
+  impl->timeout = timeout;
+  const Url& u = impl->url;
+  std::string host = u.host.find(':') != std::string::npos ? "[" + u.host + "]" : u.host;
+  impl->host_header = (u.port == (u.tls ? "443" : "80")) ? host : host + ":" + u.port;
+  if (u.tls) {
+    impl->tls = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_client);
+    impl->tls->set_default_verify_paths();
+    if (!extra_ca_file.empty()) {
+      beast::error_code ec;
+      impl->tls->load_verify_file(extra_ca_file, ec);
+      if (ec)
+        return invalid_request("cannot load the CA bundle " + extra_ca_file + ": " + ec.message());
+    }
+    impl->tls->set_verify_mode(asio::ssl::verify_peer);
+  }
+  return std::unique_ptr<HttpClient>(new HttpClient(std::move(impl)));
+}
+
+const std::string& HttpClient::host_header() const {
+  return impl_->host_header;
+}
+
+Result<HttpClientResponse> HttpClient::send(const std::string& method, const std::string& target,
+                                            const HttpHeaders& headers, const std::string& body) {
+  http::request<http::string_body> req{http::string_to_verb(method), target, 11};
+  if (req.method() == http::verb::unknown) return invalid_request("unknown method " + method);
+  req.set(http::field::host, impl_->host_header);
+  for (const auto& [k, v] : headers) req.set(k, v);
+  req.body() = body;
+  req.prepare_payload();
+  req.keep_alive(true);
+  for (int attempt = 0;; ++attempt) {
+    const bool reused = impl_->connected();
+    if (!reused) FK_RETURN_IF_ERROR(impl_->connect());
+    bool nothing_read = false;
+    auto res = impl_->exchange(req, &nothing_read);
+    // A kept connection the server had closed while idle: open a new one, once.
+    if (!res.is_ok() && reused && nothing_read && attempt == 0) continue;
+    return res;
+  }
 }
 
 }  // namespace fk::net

@@ -49,7 +49,10 @@ Result<Cert> read_cert(std::string_view pem) {
 
 Result<Pkey> read_private_key(std::string_view pem) {
   Bio bio = mem_bio(pem);
-  Pkey key(PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr));
+  // An empty password rather than none: OpenSSL would otherwise prompt on the terminal for an
+  // encrypted key.
+  char no_password[1] = {'\0'};
+  Pkey key(PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, no_password));
   if (!key) return invalid_request("private key PEM cannot be parsed: " + last_error());
   return key;
 }

@@ -3,6 +3,7 @@
 
 #include <openssl/err.h>
 #include <openssl/pem.h>
+#include <openssl/pkcs12.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 #include <openssl/x509v3.h>
@@ -137,6 +138,82 @@ Result<std::string> make_csr(std::string_view private_key_pem, std::string_view 
     return internal_error("cannot sign CSR: " + last_error());
   Bio bio(BIO_new(BIO_s_mem()));
   PEM_write_bio_X509_REQ(bio.get(), req.get());
+  return bio_to_string(bio.get());
+}
+
+Result<std::string> public_key_sha256(std::string_view pem) {
+  ERR_clear_error();
+  EVP_PKEY* pub = nullptr;
+  Cert cert;
+  Req req;
+  Pkey key;
+  if (pem.find("-----BEGIN CERTIFICATE-----") != std::string_view::npos) {
+    FK_ASSIGN_OR_RETURN(cert, read_cert(pem));
+    pub = X509_get0_pubkey(cert.get());
+  } else if (pem.find("CERTIFICATE REQUEST-----") != std::string_view::npos) {
+    Bio bio = mem_bio(pem);
+    req.reset(PEM_read_bio_X509_REQ(bio.get(), nullptr, nullptr, nullptr));
+    if (!req) return validation("CSR PEM cannot be parsed: " + last_error());
+    pub = X509_REQ_get0_pubkey(req.get());
+  } else {
+    FK_ASSIGN_OR_RETURN(key, read_private_key(pem));
+    pub = key.get();
+  }
+  if (pub == nullptr) return validation("no public key: " + last_error());
+  unsigned char* der = nullptr;
+  int n = i2d_PUBKEY(pub, &der);
+  if (n <= 0) return internal_error("cannot encode the public key: " + last_error());
+  std::string out = sha256_hex(std::string_view(reinterpret_cast<const char*>(der), n));
+  OPENSSL_free(der);
+  return out;
+}
+
+Result<std::string> encrypt_private_key(std::string_view private_key_pem,
+                                        std::string_view password) {
+  ERR_clear_error();
+  FK_ASSIGN_OR_RETURN(Pkey key, read_private_key(private_key_pem));
+  Bio bio(BIO_new(BIO_s_mem()));
+  if (PEM_write_bio_PKCS8PrivateKey(bio.get(), key.get(), EVP_aes_256_cbc(),
+                                    const_cast<char*>(password.data()),
+                                    static_cast<int>(password.size()), nullptr, nullptr) != 1)
+    return internal_error("cannot encrypt the private key: " + last_error());
+  return bio_to_string(bio.get());
+}
+
+Result<std::string> decrypt_private_key(std::string_view encrypted_pem, std::string_view password) {
+  ERR_clear_error();
+  Bio bio = mem_bio(encrypted_pem);
+  std::string pass(password);
+  Pkey key(PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, pass.data()));
+  if (!key) return invalid_request("cannot decrypt the private key: " + last_error());
+  return private_key_to_pem(key.get());
+}
+
+Result<std::string> make_pkcs12(std::string_view cert_pem, std::string_view private_key_pem,
+                                std::string_view ca_pem, std::string_view password,
+                                std::string_view friendly_name) {
+  ERR_clear_error();
+  FK_ASSIGN_OR_RETURN(Cert cert, read_cert(cert_pem));
+  FK_ASSIGN_OR_RETURN(Pkey key, read_private_key(private_key_pem));
+  STACK_OF(X509)* cas = sk_X509_new_null();
+  if (!ca_pem.empty()) {
+    auto ca = read_cert(ca_pem);
+    if (!ca.is_ok()) {
+      sk_X509_free(cas);
+      return ca.status();
+    }
+    sk_X509_push(cas, ca->release());
+  }
+  std::string pass(password), name(friendly_name);
+  // OpenSSL 3's defaults: AES-256-CBC with PBKDF2 for the key and the certificates, SHA-256 MAC.
+  PKCS12* p12 = PKCS12_create(pass.c_str(), name.c_str(), key.get(), cert.get(), cas,
+                              NID_aes_256_cbc, NID_aes_256_cbc, 0, 0, 0);
+  sk_X509_pop_free(cas, X509_free);
+  if (p12 == nullptr) return internal_error("cannot make the PKCS#12 bundle: " + last_error());
+  Bio bio(BIO_new(BIO_s_mem()));
+  int ok = i2d_PKCS12_bio(bio.get(), p12);
+  PKCS12_free(p12);
+  if (ok != 1) return internal_error("cannot encode the PKCS#12 bundle: " + last_error());
   return bio_to_string(bio.get());
 }
 

@@ -1,0 +1,154 @@
+// fleetkey's own operations (no AWS equivalent), under /fleetkey/: a template's allow-list of
+// parameter values and single use; counters, status, expiring certificates and the root CA for
+// the fleetkey CLI.
+#include <algorithm>
+
+#include "api/routing.h"
+#include "provisioning/register_thing.h"
+
+namespace fk::api {
+
+using registry::Txn;
+
+namespace {
+constexpr std::size_t kScanPage = 1000;
+}  // namespace
+
+void add_fleetkey_routes(RouteTable& t, ApiContext& ctx) {
+  const std::string base = "/fleetkey/provisioning-templates/{templateName}/allow-list";
+  t.add("PUT", base, [&ctx](Call& c) -> Result<json> {
+    provisioning::AllowList list;
+    FK_ASSIGN_OR_RETURN(list.parameter, c.member("parameter"));
+    FK_ASSIGN_OR_RETURN(list.single_use, c.bool_member("singleUse", true));
+    FK_ASSIGN_OR_RETURN(auto values, string_list_member(c, "values", true));
+    FK_RETURN_IF_ERROR(ctx.registry.write([&](Txn& txn) {
+      return provisioning::put_allow_list(txn, c.labels["templateName"], list, values);
+    }));
+    return json{{"templateName", c.labels["templateName"]},
+                {"parameter", list.parameter},
+                {"singleUse", list.single_use},
+                {"count", values.size()}};
+  });
+  t.add("GET", base, [&ctx](Call& c) -> Result<json> {
+    json out;
+    FK_RETURN_IF_ERROR(ctx.registry.read([&](Txn& txn) -> Status {
+      FK_ASSIGN_OR_RETURN(auto list, provisioning::get_allow_list(txn, c.labels["templateName"]));
+      if (!list) return not_found("template " + c.labels["templateName"] + " has no allow-list");
+      out = {{"templateName", c.labels["templateName"]},
+             {"parameter", list->parameter},
+             {"singleUse", list->single_use}};
+      if (auto v = c.q("value")) {
+        FK_ASSIGN_OR_RETURN(
+            auto e, provisioning::allow_list_entry(txn, c.labels["templateName"], *list, *v));
+        out["value"] = {{"value", *v}, {"listed", e.listed}, {"used", e.used}};
+      }
+      return Status::ok();
+    }));
+    return out;
+  });
+  t.add("DELETE", base, [&ctx](Call& c) -> Result<json> {
+    FK_RETURN_IF_ERROR(ctx.registry.write(
+        [&](Txn& txn) { return provisioning::delete_allow_list(txn, c.labels["templateName"]); }));
+    return json::object();
+  });
+  t.add("POST", base + "/re-enable", [&ctx](Call& c) -> Result<json> {
+    FK_ASSIGN_OR_RETURN(auto values, string_list_member(c, "values", true));
+    FK_RETURN_IF_ERROR(ctx.registry.write([&](Txn& txn) {
+      return provisioning::reenable_values(txn, c.labels["templateName"], values);
+    }));
+    return json::object();
+  });
+  t.add("GET", "/fleetkey/metrics", [&ctx](Call&) -> Result<json> {
+    json out = json::object();
+    if (ctx.config.metrics) {
+      for (const auto& [k, v] : ctx.config.metrics()) out[k] = v;
+    }
+    return out;
+  });
+  // The CA devices trust for the server (what AmazonRootCA1.pem is on AWS), for the CLI's
+  // device bundles.
+  t.add("GET", "/fleetkey/root-ca", [&ctx](Call&) -> Result<json> {
+    return json{{"rootCaPem", ctx.config.root_ca_pem}};
+  });
+  // Health and counts for `fleetkey status`: things, certificates by status, connections.
+  t.add("GET", "/fleetkey/status", [&ctx](Call&) -> Result<json> {
+    std::uint64_t things = 0;
+    std::map<std::string, std::uint64_t> by_status;
+    FK_RETURN_IF_ERROR(ctx.registry.read([&](Txn& txn) -> Status {
+      storage::ThingQuery tq;
+      tq.page.limit = kScanPage;
+      for (;;) {
+        FK_ASSIGN_OR_RETURN(auto list, txn.store().list_things(tq));
+        things += list.size();
+        if (list.size() < kScanPage) break;
+        tq.page.after = list.back().name;
+      }
+      storage::CertificateQuery cq;
+      cq.page.limit = kScanPage;
+      for (;;) {
+        FK_ASSIGN_OR_RETURN(auto list, txn.store().list_certificates(cq));
+        for (const auto& c : list) ++by_status[std::string(storage::to_string(c.status))];
+        if (list.size() < kScanPage) break;
+        cq.page.after = storage::certificate_page_key(list.back());
+      }
+      return Status::ok();
+    }));
+    json certs = json::object();
+    for (const char* s : {"ACTIVE", "INACTIVE", "REVOKED", "PENDING_TRANSFER", "PENDING_ACTIVATION",
+                          "REGISTER_INACTIVE"})
+      certs[s] = by_status[s];
+    json out = {{"status", "ok"},
+                {"region", ctx.config.region},
+                {"mqttEndpoint", ctx.config.mqtt_endpoint},
+                {"mqttPort", ctx.config.mqtt_port},
+                {"things", things},
+                {"certificates", certs}};
+    if (ctx.config.metrics) {
+      auto m = ctx.config.metrics();
+      out["connections"] = m["broker.connections"];
+    }
+    return out;
+  });
+  // Certificates whose notAfter is before now + withinSeconds, with their things, oldest first
+  // (`fleetkey expiring`); one scan on the server instead of a Describe per certificate.
+  t.add("GET", "/fleetkey/expiring-certificates", [&ctx](Call& c) -> Result<json> {
+    std::int64_t within = 30 * 86400;
+    if (auto w = c.q("withinSeconds")) {
+      char* end = nullptr;
+      long long v = std::strtoll(w->c_str(), &end, 10);
+      if (w->empty() || *end != '\0' || v < 0) return bad_member("withinSeconds", "a number >= 0");
+      within = v;
+    }
+    const EpochSeconds limit = ctx.clock.now() + within;
+    json certs = json::array();
+    FK_RETURN_IF_ERROR(ctx.registry.read([&](Txn& txn) -> Status {
+      std::vector<storage::CertificateRecord> found;
+      storage::CertificateQuery cq;
+      cq.page.limit = kScanPage;
+      for (;;) {
+        FK_ASSIGN_OR_RETURN(auto list, txn.store().list_certificates(cq));
+        for (const auto& rec : list)
+          if (rec.not_after < limit) found.push_back(rec);
+        if (list.size() < kScanPage) break;
+        cq.page.after = storage::certificate_page_key(list.back());
+      }
+      std::sort(found.begin(), found.end(),
+                [](const auto& a, const auto& b) { return a.not_after < b.not_after; });
+      for (const auto& rec : found) {
+        storage::Page all;
+        all.limit = 100;
+        FK_ASSIGN_OR_RETURN(auto things, txn.store().list_principal_things(
+                                             ctx.arns().certificate(rec.certificate_id), all));
+        certs.push_back({{"certificateId", rec.certificate_id},
+                         {"certificateArn", ctx.arns().certificate(rec.certificate_id)},
+                         {"status", storage::to_string(rec.status)},
+                         {"notAfter", rec.not_after},
+                         {"things", things}});
+      }
+      return Status::ok();
+    }));
+    return json{{"certificates", certs}, {"before", limit}};
+  });
+}
+
+}  // namespace fk::api

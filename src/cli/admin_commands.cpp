@@ -1,0 +1,425 @@
+// The everyday commands: templates, policies, things, certs (list, describe, delete, revoke,
+// deactivate, activate), expiring and status.
+#include <iostream>
+
+#include "base/clock.h"
+#include "base/strings.h"
+#include "cli/batch.h"
+#include "cli/commands.h"
+
+namespace fk::cli {
+
+Result<std::unique_ptr<IotClient>> Globals::client() const {
+  FK_ASSIGN_OR_RETURN(Connection c, resolve_connection(flags, process_env));
+  return IotClient::create(c);
+}
+
+std::string default_device_policy_document() {
+  const std::string t = "${iot:Connection.Thing.ThingName}";
+  json doc = {
+      {"Version", "2012-10-17"},
+      {"Statement", json::array({{{"Effect", "Allow"},
+                                  {"Action", "iot:Connect"},
+                                  {"Resource", "arn:aws:iot:*:*:client/" + t}},
+                                 {{"Effect", "Allow"},
+                                  {"Action", {"iot:Publish", "iot:Receive", "iot:RetainPublish"}},
+                                  {"Resource",
+                                   {"arn:aws:iot:*:*:topic/lockers/" + t + "/*",
+                                    "arn:aws:iot:*:*:topic/$aws/things/" + t + "/*"}}},
+                                 {{"Effect", "Allow"},
+                                  {"Action", "iot:Subscribe"},
+                                  {"Resource",
+                                   {"arn:aws:iot:*:*:topicfilter/lockers/" + t + "/*",
+                                    "arn:aws:iot:*:*:topicfilter/$aws/things/" + t + "/*"}}}})}};
+  return doc.dump();
+}
+
+Status ensure_policy(IotClient& api, const std::string& name, const std::string& document) {
+  auto got = api.call("GET", "/policies/" + encode(name));
+  if (got.is_ok()) return Status::ok();
+  if (got.status().code() != ErrorCode::kNotFound) return got.status();
+  auto made = api.call("POST", "/policies/" + encode(name), json{{"policyDocument", document}});
+  // Made meanwhile by a parallel run: as good.
+  if (!made.is_ok() && made.status().code() != ErrorCode::kAlreadyExists) return made.status();
+  return Status::ok();
+}
+
+Result<std::string> fetch_root_ca(IotClient& api) {
+  FK_ASSIGN_OR_RETURN(json j, api.call("GET", "/fleetkey/root-ca"));
+  std::string pem = j.value("rootCaPem", "");
+  if (pem.empty()) return internal_error("fleetkeyd sent no root CA");
+  return pem;
+}
+
+namespace {
+
+std::string str(const json& j, const char* key) {
+  if (!j.contains(key) || j[key].is_null()) return "";
+  if (j[key].is_string()) return j[key].get<std::string>();
+  return j[key].dump();
+}
+
+std::string when(const json& j, const char* key) {
+  if (!j.contains(key) || !j[key].is_number()) return "";
+  return format_utc(j[key].get<std::int64_t>());
+}
+
+using Op = std::function<int(IotClient&)>;
+
+int with_client(Globals& g, const Op& op) {
+  auto api = g.client();
+  if (!api.is_ok()) return report_error(api.status());
+  return op(**api);
+}
+
+// The certificates of a thing (its principals), as ids.
+Result<std::vector<std::string>> certificates_of(IotClient& api, const std::string& thing) {
+  FK_ASSIGN_OR_RETURN(json p, api.call("GET", "/things/" + encode(thing) + "/principals"));
+  std::vector<std::string> out;
+  for (const auto& arn : p.value("principals", json::array())) {
+    std::string a = arn;
+    auto slash = a.rfind("/");
+    if (a.find(":cert/") != std::string::npos && slash != std::string::npos)
+      out.push_back(a.substr(slash + 1));
+  }
+  return out;
+}
+
+int set_status(Globals& g, const std::string& id, const std::string& thing,
+               const std::string& new_status) {
+  if (id.empty() == thing.empty())
+    return report_error(invalid_request("name one certificate id, or --thing NAME"));
+  return with_client(g, [&](IotClient& api) {
+    std::vector<std::string> ids = {id};
+    if (!thing.empty()) {
+      auto found = certificates_of(api, thing);
+      if (!found.is_ok()) return report_error(found.status());
+      if (found->empty())
+        return report_error(not_found("thing " + thing + " has no certificate attached"));
+      ids = *found;
+    }
+    json out = json::array();
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& c : ids) {
+      auto r = api.call("PUT", "/certificates/" + encode(c) + "?newStatus=" + new_status);
+      if (!r.is_ok()) return report_error(r.status());
+      out.push_back({{"certificateId", c}, {"status", new_status}});
+      rows.push_back({c, new_status});
+    }
+    print(g.format(), out, {"CERTIFICATE", "STATUS"}, rows);
+    return static_cast<int>(kExitOk);
+  });
+}
+
+void add_templates(CLI::App& app, Globals& g) {
+  auto* t = app.add_subcommand("templates", "provisioning templates")->require_subcommand(1);
+  t->add_subcommand("list", "list templates")->callback([&g] {
+    g.exit_code = with_client(g, [&](IotClient& api) {
+      auto all = api.list_all("/provisioning-templates", "templates");
+      if (!all.is_ok()) return report_error(all.status());
+      std::vector<std::vector<std::string>> rows;
+      for (const auto& x : *all)
+        rows.push_back({str(x, "templateName"), str(x, "enabled"), str(x, "type"),
+                        when(x, "lastModifiedDate")});
+      print(g.format(), *all, {"NAME", "ENABLED", "TYPE", "MODIFIED"}, rows);
+      return static_cast<int>(kExitOk);
+    });
+  });
+  auto name = std::make_shared<std::string>();
+  auto* d = t->add_subcommand("describe", "show a template and its allow-list");
+  d->add_option("name", *name)->required();
+  d->callback([&g, name] {
+    g.exit_code = with_client(g, [&](IotClient& api) {
+      auto x = api.call("GET", "/provisioning-templates/" + encode(*name));
+      if (!x.is_ok()) return report_error(x.status());
+      auto allow =
+          api.call("GET", "/fleetkey/provisioning-templates/" + encode(*name) + "/allow-list");
+      json out = *x;
+      out["allowList"] = allow.is_ok() ? *allow : json(nullptr);
+      print(g.format(), out, {"FIELD", "VALUE"},
+            {{"name", str(*x, "templateName")},
+             {"enabled", str(*x, "enabled")},
+             {"default version", str(*x, "defaultVersionId")},
+             {"pre-provisioning hook", str(*x, "preProvisioningHook")},
+             {"allow-list", allow.is_ok()
+                                ? "parameter " + str(*allow, "parameter") +
+                                      (allow->value("singleUse", false) ? ", single use" : "")
+                                : "none (any value may provision)"},
+             {"body", str(*x, "templateBody")}});
+      return static_cast<int>(kExitOk);
+    });
+  });
+  auto* del = t->add_subcommand("delete", "delete a template");
+  del->add_option("name", *name)->required();
+  del->callback([&g, name] {
+    g.exit_code = with_client(g, [&](IotClient& api) {
+      auto x = api.call("DELETE", "/provisioning-templates/" + encode(*name));
+      if (!x.is_ok()) return report_error(x.status());
+      print(g.format(), json{{"deleted", *name}}, {"DELETED"}, {{*name}});
+      return static_cast<int>(kExitOk);
+    });
+  });
+  auto* al = t->add_subcommand("allow-list", "a template's allow-list")->require_subcommand(1);
+  auto file = std::make_shared<std::string>();
+  auto parameter = std::make_shared<std::string>("SerialNumber");
+  auto reusable = std::make_shared<bool>(false);
+  auto* imp = al->add_subcommand("import", "replace the allow-list with the values in FILE");
+  imp->add_option("name", *name, "template")->required();
+  imp->add_option("file", *file, "one value per line")->required();
+  imp->add_option("--parameter", *parameter, "the parameter checked (default SerialNumber)");
+  imp->add_flag("--reusable", *reusable, "values may provision more than once");
+  imp->callback([&g, name, file, parameter, reusable] {
+    g.exit_code = with_client(g, [&](IotClient& api) {
+      auto values = read_names_file(*file);
+      if (!values.is_ok()) return report_error(values.status());
+      auto r =
+          api.call("PUT", "/fleetkey/provisioning-templates/" + encode(*name) + "/allow-list",
+                   json{{"parameter", *parameter}, {"singleUse", !*reusable}, {"values", *values}});
+      if (!r.is_ok()) return report_error(r.status());
+      print(g.format(), *r, {"TEMPLATE", "PARAMETER", "VALUES", "SINGLE USE"},
+            {{*name, *parameter, str(*r, "count"), str(*r, "singleUse")}});
+      return static_cast<int>(kExitOk);
+    });
+  });
+}
+
+void add_policies(CLI::App& app, Globals& g) {
+  auto* p = app.add_subcommand("policies", "IoT policies")->require_subcommand(1);
+  p->add_subcommand("list", "list policies")->callback([&g] {
+    g.exit_code = with_client(g, [&](IotClient& api) {
+      auto all = api.list_all("/policies", "policies");
+      if (!all.is_ok()) return report_error(all.status());
+      std::vector<std::vector<std::string>> rows;
+      for (const auto& x : *all) rows.push_back({str(x, "policyName")});
+      print(g.format(), *all, {"NAME"}, rows);
+      return static_cast<int>(kExitOk);
+    });
+  });
+  auto name = std::make_shared<std::string>();
+  auto* d = p->add_subcommand("describe", "show a policy's default version and targets");
+  d->add_option("name", *name)->required();
+  d->callback([&g, name] {
+    g.exit_code = with_client(g, [&](IotClient& api) {
+      auto x = api.call("GET", "/policies/" + encode(*name));
+      if (!x.is_ok()) return report_error(x.status());
+      auto targets = api.call("POST", "/policy-targets/" + encode(*name) + "?pageSize=250");
+      json out = *x;
+      out["targets"] = targets.is_ok() ? (*targets)["targets"] : json::array();
+      print(g.format(), out, {"FIELD", "VALUE"},
+            {{"name", str(*x, "policyName")},
+             {"default version", str(*x, "defaultVersionId")},
+             {"targets", std::to_string(out["targets"].size())},
+             {"document", str(*x, "policyDocument")}});
+      return static_cast<int>(kExitOk);
+    });
+  });
+  auto* del = p->add_subcommand("delete", "delete a policy (detach it first)");
+  del->add_option("name", *name)->required();
+  del->callback([&g, name] {
+    g.exit_code = with_client(g, [&](IotClient& api) {
+      auto x = api.call("DELETE", "/policies/" + encode(*name));
+      if (!x.is_ok()) return report_error(x.status());
+      print(g.format(), json{{"deleted", *name}}, {"DELETED"}, {{*name}});
+      return static_cast<int>(kExitOk);
+    });
+  });
+}
+
+void add_things(CLI::App& app, Globals& g) {
+  auto* t = app.add_subcommand("things", "things")->require_subcommand(1);
+  t->add_subcommand("list", "list things")->callback([&g] {
+    g.exit_code = with_client(g, [&](IotClient& api) {
+      auto all = api.list_all("/things", "things");
+      if (!all.is_ok()) return report_error(all.status());
+      std::vector<std::vector<std::string>> rows;
+      for (const auto& x : *all)
+        rows.push_back({str(x, "thingName"), str(x, "thingTypeName"), str(x, "attributes")});
+      print(g.format(), *all, {"NAME", "TYPE", "ATTRIBUTES"}, rows);
+      return static_cast<int>(kExitOk);
+    });
+  });
+  auto name = std::make_shared<std::string>();
+  auto* d = t->add_subcommand("describe", "a thing and its certificates");
+  d->add_option("name", *name)->required();
+  d->callback([&g, name] {
+    g.exit_code = with_client(g, [&](IotClient& api) {
+      auto x = api.call("GET", "/things/" + encode(*name));
+      if (!x.is_ok()) return report_error(x.status());
+      auto certs = certificates_of(api, *name);
+      if (!certs.is_ok()) return report_error(certs.status());
+      json out = *x;
+      out["certificates"] = json::array();
+      std::vector<std::vector<std::string>> rows = {{"name", str(*x, "thingName")},
+                                                    {"attributes", str(*x, "attributes")}};
+      for (const auto& c : *certs) {
+        auto cd = api.call("GET", "/certificates/" + encode(c));
+        if (!cd.is_ok()) continue;
+        const json& desc = (*cd)["certificateDescription"];
+        out["certificates"].push_back({{"certificateId", c},
+                                       {"status", str(desc, "status")},
+                                       {"notAfter", desc["validity"]["notAfter"]}});
+        rows.push_back({"certificate", c + " " + str(desc, "status") + " until " +
+                                           when(desc["validity"], "notAfter")});
+      }
+      print(g.format(), out, {"FIELD", "VALUE"}, rows);
+      return static_cast<int>(kExitOk);
+    });
+  });
+  auto with_certs = std::make_shared<bool>(false);
+  auto* del = t->add_subcommand("delete", "delete a thing");
+  del->add_option("name", *name)->required();
+  del->add_flag("--with-certificates", *with_certs,
+                "also revoke, detach and delete its certificates (and their policy attachments)");
+  del->callback([&g, name, with_certs] {
+    g.exit_code = with_client(g, [&](IotClient& api) {
+      auto certs = certificates_of(api, *name);
+      if (!certs.is_ok()) return report_error(certs.status());
+      json deleted_certs = json::array();
+      for (const auto& c : *certs) {
+        auto cd = api.call("GET", "/certificates/" + encode(c));
+        if (!cd.is_ok()) return report_error(cd.status());
+        const std::string arn = (*cd)["certificateDescription"].value("certificateArn", "");
+        auto r = api.call("DELETE", "/things/" + encode(*name) + "/principals", nullptr,
+                          {{"x-amzn-principal", arn}});
+        if (!r.is_ok()) return report_error(r.status());
+        if (!*with_certs) continue;
+        if (auto s = api.call("PUT", "/certificates/" + encode(c) + "?newStatus=REVOKED");
+            !s.is_ok())
+          return report_error(s.status());
+        auto pols = api.call("POST", "/attached-policies/" + encode(arn) + "?pageSize=250");
+        if (pols.is_ok())
+          for (const auto& p : (*pols)["policies"])
+            (void)api.call("POST", "/target-policies/" + encode(p.value("policyName", "")),
+                           json{{"target", arn}});
+        if (auto s = api.call("DELETE", "/certificates/" + encode(c) + "?forceDelete=true");
+            !s.is_ok())
+          return report_error(s.status());
+        deleted_certs.push_back(c);
+      }
+      auto r = api.call("DELETE", "/things/" + encode(*name));
+      if (!r.is_ok()) return report_error(r.status());
+      print(g.format(), json{{"deleted", *name}, {"certificatesDeleted", deleted_certs}},
+            {"DELETED", "CERTIFICATES DELETED"}, {{*name, std::to_string(deleted_certs.size())}});
+      return static_cast<int>(kExitOk);
+    });
+  });
+}
+
+void add_certs(CLI::App& app, Globals& g) {
+  auto* c = app.add_subcommand("certs", "device certificates")->require_subcommand(1);
+  c->add_subcommand("list", "list certificates")->callback([&g] {
+    g.exit_code = with_client(g, [&](IotClient& api) {
+      auto all = api.list_all("/certificates", "certificates");
+      if (!all.is_ok()) return report_error(all.status());
+      std::vector<std::vector<std::string>> rows;
+      for (const auto& x : *all)
+        rows.push_back({str(x, "certificateId"), str(x, "status"), when(x, "creationDate")});
+      print(g.format(), *all, {"CERTIFICATE", "STATUS", "CREATED"}, rows);
+      return static_cast<int>(kExitOk);
+    });
+  });
+  auto id = std::make_shared<std::string>();
+  auto thing = std::make_shared<std::string>();
+  auto* d = c->add_subcommand("describe", "a certificate");
+  d->add_option("id", *id)->required();
+  d->callback([&g, id] {
+    g.exit_code = with_client(g, [&](IotClient& api) {
+      auto x = api.call("GET", "/certificates/" + encode(*id));
+      if (!x.is_ok()) return report_error(x.status());
+      const json& desc = (*x)["certificateDescription"];
+      print(g.format(), *x, {"FIELD", "VALUE"},
+            {{"certificate", str(desc, "certificateId")},
+             {"status", str(desc, "status")},
+             {"not before", when(desc["validity"], "notBefore")},
+             {"not after", when(desc["validity"], "notAfter")},
+             {"sha256 fingerprint", colon_fingerprint(str(desc, "certificateId"))}});
+      return static_cast<int>(kExitOk);
+    });
+  });
+  for (const auto& [verb, status, help] :
+       std::vector<std::tuple<std::string, std::string, std::string>>{
+           {"revoke", "REVOKED", "revoke (live sessions are cut at once)"},
+           {"deactivate", "INACTIVE", "deactivate (live sessions are cut at once)"},
+           {"activate", "ACTIVE", "activate"}}) {
+    auto* s = c->add_subcommand(verb, help + ": a certificate, or every certificate of --thing");
+    s->add_option("id", *id, "certificate id");
+    s->add_option("--thing", *thing, "the thing whose certificates change");
+    std::string st = status;
+    s->callback([&g, id, thing, st] { g.exit_code = set_status(g, *id, *thing, st); });
+  }
+  auto* del = c->add_subcommand("delete", "delete a certificate (INACTIVE or REVOKED, detached)");
+  del->add_option("id", *id)->required();
+  del->callback([&g, id] {
+    g.exit_code = with_client(g, [&](IotClient& api) {
+      auto x = api.call("DELETE", "/certificates/" + encode(*id));
+      if (!x.is_ok()) return report_error(x.status());
+      print(g.format(), json{{"deleted", *id}}, {"DELETED"}, {{*id}});
+      return static_cast<int>(kExitOk);
+    });
+  });
+}
+
+void add_expiring(CLI::App& app, Globals& g) {
+  auto within = std::make_shared<std::string>("30d");
+  auto* e = app.add_subcommand("expiring", "certificates that expire soon, by thing");
+  e->add_option("--within", *within, "e.g. 30d (default), 12h, 90m");
+  e->callback([&g, within] {
+    auto secs = parse_duration(*within);
+    if (!secs.is_ok()) {
+      g.exit_code = report_error(secs.status());
+      return;
+    }
+    g.exit_code = with_client(g, [&](IotClient& api) {
+      auto x =
+          api.call("GET", "/fleetkey/expiring-certificates?withinSeconds=" + std::to_string(*secs));
+      if (!x.is_ok()) return report_error(x.status());
+      const EpochSeconds now = SystemClock::instance().now();
+      std::vector<std::vector<std::string>> rows;
+      for (const auto& c : (*x)["certificates"]) {
+        std::string things;
+        for (const auto& t : c["things"])
+          things += (things.empty() ? "" : ",") + t.get<std::string>();
+        const std::int64_t left = c.value("notAfter", std::int64_t{0}) - now;
+        rows.push_back({things.empty() ? "(no thing)" : things, c.value("certificateId", ""),
+                        c.value("status", ""), when(c, "notAfter"),
+                        left < 0 ? "expired" : std::to_string(left / 86400) + "d"});
+      }
+      print(g.format(), *x, {"THING", "CERTIFICATE", "STATUS", "NOT AFTER", "LEFT"}, rows);
+      return static_cast<int>(kExitOk);
+    });
+  });
+}
+
+void add_status(CLI::App& app, Globals& g) {
+  app.add_subcommand("status", "server health, things, certificates by status, connections")
+      ->callback([&g] {
+        g.exit_code = with_client(g, [&](IotClient& api) {
+          auto x = api.call("GET", "/fleetkey/status");
+          if (!x.is_ok()) return report_error(x.status());
+          json out = *x;
+          out["endpointUrl"] = api.connection().endpoint_url;
+          std::vector<std::vector<std::string>> rows = {
+              {"server", api.connection().endpoint_url + " " + str(*x, "status")},
+              {"mqtt", str(*x, "mqttEndpoint") + ":" + str(*x, "mqttPort")},
+              {"things", str(*x, "things")},
+              {"connections", str(*x, "connections")}};
+          for (const auto& [k, v] : (*x)["certificates"].items())
+            rows.push_back({"certificates " + k, v.dump()});
+          print(g.format(), out, {"", ""}, rows);
+          return static_cast<int>(kExitOk);
+        });
+      });
+}
+
+}  // namespace
+
+void add_admin_commands(CLI::App& app, Globals& g) {
+  add_templates(app, g);
+  add_policies(app, g);
+  add_things(app, g);
+  add_certs(app, g);
+  add_expiring(app, g);
+  add_status(app, g);
+}
+
+}  // namespace fk::cli
