@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the benchmarks with their comparisons and prints the figures for docs/performance.md.
-# Usage: bench/run.sh [ca|registry|all]   (after `make build`)
+# Usage: bench/run.sh [ca|registry|devices|all]   (after `make build`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=build/release/bin
@@ -56,4 +56,9 @@ for b in data["benchmarks"]:
     print(f"| {b['name'].replace('BM_', '')} | {b['items_per_second']:,.0f} | {b.get('txn_per_commit', 0):.1f} |")
 PY
   rm -f "$json"
+fi
+
+if [[ $what == all || $what == devices ]]; then
+  echo "## fleetkey create-devices: devices per minute"
+  ./bench/create_devices.sh | tail -n +2
 fi

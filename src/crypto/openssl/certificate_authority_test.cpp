@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/pkcs12.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 #include <sys/stat.h>
@@ -346,6 +347,58 @@ TEST_F(CaTest, RefusesToCreateARootOverAnExistingIssuingCa) {
   auto again = OpensslCertificateAuthority::load_or_create(dir_.string(), {}, clock_);
   ASSERT_FALSE(again.is_ok());
   EXPECT_NE(again.status().message().find("refusing"), std::string::npos);
+}
+
+// The factory tool's pieces: a key, its CSR and its certificate share one public key
+// fingerprint; keys encrypted at rest; PKCS#12 bundles that open only with their password.
+TEST_F(CaTest, KeyFingerprintsEncryptedKeysAndPkcs12) {
+  auto ca = make_ca();
+  auto keys = generate_key_pair(KeySpec{KeyType::kEcP256, 0});
+  ASSERT_TRUE(keys.is_ok());
+  auto csr = crypto::make_csr(keys->private_key_pem, "locker-controller-101");
+  ASSERT_TRUE(csr.is_ok());
+  auto cert = ca->issue_from_csr(*csr, {});
+  ASSERT_TRUE(cert.is_ok());
+  auto fp_key = public_key_sha256(keys->private_key_pem);
+  auto fp_csr = public_key_sha256(*csr);
+  auto fp_cert = public_key_sha256(cert->pem);
+  ASSERT_TRUE(fp_key.is_ok() && fp_csr.is_ok() && fp_cert.is_ok());
+  EXPECT_EQ(*fp_key, *fp_csr);
+  EXPECT_EQ(*fp_key, *fp_cert);
+  EXPECT_EQ(fp_key->size(), 64u);
+  auto other = generate_key_pair(KeySpec{KeyType::kEcP256, 0});
+  EXPECT_NE(*public_key_sha256(other->private_key_pem), *fp_key);
+  EXPECT_FALSE(public_key_sha256("not a pem").is_ok());
+
+  auto sealed = encrypt_private_key(keys->private_key_pem, "s3cret");
+  ASSERT_TRUE(sealed.is_ok());
+  EXPECT_NE(sealed->find("ENCRYPTED PRIVATE KEY"), std::string::npos);
+  EXPECT_FALSE(decrypt_private_key(*sealed, "wrong").is_ok());
+  // Read as a plain key (no password), it is refused instead of prompting on the terminal.
+  EXPECT_FALSE(check_key_matches(cert->pem, *sealed).is_ok());
+  auto opened = decrypt_private_key(*sealed, "s3cret");
+  ASSERT_TRUE(opened.is_ok());
+  EXPECT_TRUE(check_key_matches(cert->pem, *opened).is_ok());
+
+  auto p12 = make_pkcs12(cert->pem, keys->private_key_pem, ca->root_certificate().pem, "pw",
+                         "locker-controller-101");
+  ASSERT_TRUE(p12.is_ok());
+  ossl::Bio bio = ossl::mem_bio(*p12);
+  PKCS12* parsed = d2i_PKCS12_bio(bio.get(), nullptr);
+  ASSERT_NE(parsed, nullptr);
+  EXPECT_EQ(PKCS12_verify_mac(parsed, "wrong", -1), 0);
+  EVP_PKEY* pkey = nullptr;
+  X509* x = nullptr;
+  STACK_OF(X509)* cas = nullptr;
+  ASSERT_EQ(PKCS12_parse(parsed, "pw", &pkey, &x, &cas), 1);
+  EXPECT_EQ(X509_check_private_key(x, pkey), 1);
+  EXPECT_EQ(sk_X509_num(cas), 1);
+  EVP_PKEY_free(pkey);
+  X509_free(x);
+  sk_X509_pop_free(cas, X509_free);
+  PKCS12_free(parsed);
+  // A key that is not the certificate's makes no bundle.
+  EXPECT_FALSE(make_pkcs12(cert->pem, other->private_key_pem, "", "pw", "x").is_ok());
 }
 
 }  // namespace
