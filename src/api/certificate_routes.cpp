@@ -1,5 +1,5 @@
-// Certificates: CreateKeysAndCertificate, CreateCertificateFromCsr, Describe, Update, Delete,
-// List; and DescribeEndpoint.
+// Certificates: CreateKeysAndCertificate, CreateCertificateFromCsr, RegisterCertificate(WithoutCA),
+// Describe, Update, Delete, List, ListByCA; and DescribeEndpoint.
 #include "api/routing.h"
 #include "crypto/x509.h"
 
@@ -24,6 +24,51 @@ json certificate_description(const ApiContext& ctx, const storage::CertificateRe
       {"generationId", c.generation_id},
       {"validity", {{"notBefore", c.not_before}, {"notAfter", c.not_after}}},
       {"certificateMode", c.certificate_mode}};
+}
+
+// ListCertificates and ListCertificatesByCA: marker/pageSize pages, newest first unless
+// isAscendingOrder.
+Result<json> list_certificates(ApiContext& ctx, Call& c, std::optional<std::string> ca_id) {
+  storage::CertificateQuery query;
+  query.ca_certificate_id = std::move(ca_id);
+  FK_ASSIGN_OR_RETURN(query.ascending, c.q_bool("isAscendingOrder", false));
+  FK_ASSIGN_OR_RETURN(PageRequest page, page_request(c, "marker", "pageSize"));
+  const std::size_t page_size = page.size;
+  query.page.limit = page_size + 1;
+  query.page.after = page.after;
+  json certs = json::array();
+  std::string next;
+  FK_RETURN_IF_ERROR(ctx.registry.read([&](Txn& txn) -> Status {
+    FK_ASSIGN_OR_RETURN(auto list, txn.store().list_certificates(query));
+    if (list.size() > page_size) {
+      list.resize(page_size);
+      next = storage::certificate_page_key(list.back());
+    }
+    for (const auto& cert : list) {
+      certs.push_back({{"certificateArn", ctx.arns().certificate(cert.certificate_id)},
+                       {"certificateId", cert.certificate_id},
+                       {"status", storage::to_string(cert.status)},
+                       {"certificateMode", cert.certificate_mode},
+                       {"creationDate", cert.created_at}});
+    }
+    return Status::ok();
+  }));
+  json out = {{"certificates", certs}};
+  if (!next.empty()) out["nextMarker"] = next;
+  return out;
+}
+
+// RegisterCertificate's status: the body's `status`, or ACTIVE with ?setAsActive=true;
+// INACTIVE otherwise (AWS).
+Result<CertificateStatus> registration_status(const Call& c) {
+  FK_ASSIGN_OR_RETURN(bool active, c.q_bool("setAsActive", false));
+  FK_ASSIGN_OR_RETURN(std::optional<std::string> text, c.optional_member("status"));
+  if (!text) return active ? CertificateStatus::kActive : CertificateStatus::kInactive;
+  FK_ASSIGN_OR_RETURN(CertificateStatus s, storage::parse_certificate_status(*text));
+  if (s != CertificateStatus::kActive && s != CertificateStatus::kInactive &&
+      s != CertificateStatus::kRevoked && s != CertificateStatus::kPendingActivation)
+    return bad_member("status", "one of ACTIVE, INACTIVE, REVOKED, PENDING_ACTIVATION");
+  return s;
 }
 
 }  // namespace
@@ -80,39 +125,34 @@ void add_certificate_routes(RouteTable& t, ApiContext& ctx) {
         [&](Txn& txn) { return txn.delete_certificate(c.labels["certificateId"], force); }));
     return json::object();
   });
-  t.add("GET", "/certificates", [&ctx](Call& c) -> Result<json> {
-    storage::CertificateQuery query;
-    FK_ASSIGN_OR_RETURN(query.ascending, c.q_bool("isAscendingOrder", false));
-    std::size_t page_size = 25;
-    if (auto ps = c.q("pageSize")) {
-      char* end = nullptr;
-      long v = std::strtol(ps->c_str(), &end, 10);
-      if (*end != '\0' || v < 1 || v > 250) return bad_member("pageSize", "between 1 and 250");
-      page_size = static_cast<std::size_t>(v);
-    }
-    query.page.limit = page_size + 1;
-    if (auto marker = c.q("marker")) query.page.after = *marker;
-    json certs = json::array();
-    std::string next;
-    FK_RETURN_IF_ERROR(ctx.registry.read([&](Txn& txn) -> Status {
-      FK_ASSIGN_OR_RETURN(auto list, txn.store().list_certificates(query));
-      if (list.size() > page_size) {
-        list.resize(page_size);
-        next = storage::certificate_page_key(list.back());
-      }
-      for (const auto& cert : list) {
-        certs.push_back({{"certificateArn", ctx.arns().certificate(cert.certificate_id)},
-                         {"certificateId", cert.certificate_id},
-                         {"status", storage::to_string(cert.status)},
-                         {"certificateMode", cert.certificate_mode},
-                         {"creationDate", cert.created_at}});
-      }
-      return Status::ok();
+  t.add("GET", "/certificates",
+        [&ctx](Call& c) -> Result<json> { return list_certificates(ctx, c, std::nullopt); });
+  t.add("GET", "/certificates-by-ca/{caCertificateId}", [&ctx](Call& c) -> Result<json> {
+    FK_RETURN_IF_ERROR(ctx.registry.read([&](Txn& txn) {
+      return txn.describe_ca_certificate(c.labels["caCertificateId"]).status();
     }));
-    json out = {{"certificates", certs}};
-    if (!next.empty()) out["nextMarker"] = next;
-    return out;
+    return list_certificates(ctx, c, c.labels["caCertificateId"]);
   });
+  // RegisterCertificate and RegisterCertificateWithoutCA: a certificate made elsewhere.
+  auto register_route = [&ctx](bool with_ca) {
+    return [&ctx, with_ca](Call& c) -> Result<json> {
+      FK_ASSIGN_OR_RETURN(std::string pem, c.member("certificatePem"));
+      FK_ASSIGN_OR_RETURN(CertificateStatus status, registration_status(c));
+      Result<storage::CertificateRecord> r = Status{ErrorCode::kInternal, "unset"};
+      if (with_ca) {
+        FK_ASSIGN_OR_RETURN(std::optional<std::string> ca_pem,
+                            c.optional_member("caCertificatePem"));
+        r = ctx.registry.register_certificate(pem, ca_pem, status);
+      } else {
+        r = ctx.registry.register_certificate_without_ca(pem, status);
+      }
+      FK_RETURN_IF_ERROR(r.status());
+      return json{{"certificateArn", ctx.arns().certificate(r->certificate_id)},
+                  {"certificateId", r->certificate_id}};
+    };
+  };
+  t.add("POST", "/certificate/register", register_route(true));
+  t.add("POST", "/certificate/register-no-ca", register_route(false));
   t.add("GET", "/endpoint", [&ctx](Call&) -> Result<json> {
     return json{{"endpointAddress", ctx.config.mqtt_endpoint}};
   });

@@ -164,6 +164,8 @@ struct IotApi::Impl {
     add_template_routes(table, ctx);
     add_fleetkey_routes(table, ctx);
     add_type_and_group_routes(table, ctx);
+    add_ca_routes(table, ctx);
+    add_register_routes(table, ctx);
   }
 
   net::HttpResponse handle(const net::HttpRequest& req) {

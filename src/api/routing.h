@@ -86,5 +86,7 @@ void add_thing_routes(RouteTable& t, ApiContext& ctx);
 void add_template_routes(RouteTable& t, ApiContext& ctx);
 void add_fleetkey_routes(RouteTable& t, ApiContext& ctx);
 void add_type_and_group_routes(RouteTable& t, ApiContext& ctx);
+void add_ca_routes(RouteTable& t, ApiContext& ctx);
+void add_register_routes(RouteTable& t, ApiContext& ctx);
 
 }  // namespace fk::api

@@ -1,6 +1,7 @@
 // Provisioning templates: create, describe, update, delete, list, versions. Bodies are checked
 // by the template engine before they are stored, so RegisterThing never meets a bad one.
 #include "api/routing.h"
+#include "crypto/certificate_authority.h"
 #include "provisioning/provisioning_template.h"
 #include "provisioning/register_thing.h"
 
@@ -167,6 +168,96 @@ void add_template_routes(RouteTable& t, ApiContext& ctx) {
               [&](Txn& txn) { return txn.delete_template_version(c.labels["templateName"], id); }));
           return json::object();
         });
+}
+
+// RegisterThing over HTTP (the admin's, not a device's): a template body applied to an existing
+// certificate named by the parameter AWS::IoT::Certificate::Id, in one transaction.
+void add_register_routes(RouteTable& t, ApiContext& ctx) {
+  t.add("POST", "/things", [&ctx](Call& c) -> Result<json> {
+    FK_ASSIGN_OR_RETURN(std::string body, c.member("templateBody"));
+    std::map<std::string, std::string> parameters;
+    if (c.body.contains("parameters") && !c.body["parameters"].is_null()) {
+      if (!c.body["parameters"].is_object()) return bad_member("parameters", "a map of strings");
+      for (const auto& [k, v] : c.body["parameters"].items()) {
+        if (!v.is_string()) return bad_member("parameters." + k, "a string");
+        parameters[k] = v.get<std::string>();
+      }
+    }
+    FK_ASSIGN_OR_RETURN(auto parsed, provisioning::ProvisioningTemplate::parse(body));
+    auto id = parameters.find("AWS::IoT::Certificate::Id");
+    if (id == parameters.end())
+      return invalid_request(
+          "parameters must name the certificate: AWS::IoT::Certificate::Id (fleetkey registers "
+          "things for certificates it knows; make one first)");
+    std::string pem;
+    FK_RETURN_IF_ERROR(ctx.registry.read([&](Txn& txn) -> Status {
+      FK_ASSIGN_OR_RETURN(auto cert, txn.describe_certificate(id->second));
+      pem = cert.pem;
+      return Status::ok();
+    }));
+    provisioning::PseudoParameters pseudo{id->second,
+                                          provisioning::certificate_subject_parameters(pem)};
+    auto evaluated = parsed.evaluate(parameters, pseudo);
+    if (auto* e = std::get_if<provisioning::PlanError>(&evaluated))
+      return invalid_request(e->message);
+    const auto& plan = std::get<provisioning::Plan>(evaluated);
+    provisioning::RegisterOptions options;
+    options.certificate_id = id->second;
+    options.thing_must_not_exist = false;
+    options.parameters = parameters;
+    options.source = provisioning::RegisterOptions::Source::kApi;
+    provisioning::Registered done;
+    FK_RETURN_IF_ERROR(ctx.registry.write([&](Txn& txn) -> Status {
+      FK_ASSIGN_OR_RETURN(done, provisioning::apply_plan(txn, ctx.arns(), plan, options));
+      return Status::ok();
+    }));
+    return json{{"certificatePem", pem}, {"resourceArns", done.resource_arns}};
+  });
+  // CreateProvisioningClaim: a temporary claim certificate (5 minutes) that may use only this
+  // template's provisioning topics (policy fleetkey-claim-<template>, made on first use).
+  t.add(
+      "POST", "/provisioning-templates/{templateName}/provisioning-claim",
+      [&ctx](Call& c) -> Result<json> {
+        const std::string name = c.labels["templateName"];
+        FK_RETURN_IF_ERROR(
+            ctx.registry.read([&](Txn& txn) { return txn.describe_template(name).status(); }));
+        const std::string policy = "fleetkey-claim-" + name;
+        const std::string topics = "$aws/provisioning-templates/" + name + "/provision/*";
+        json doc = {
+            {"Version", "2012-10-17"},
+            {"Statement",
+             json::array({{{"Effect", "Allow"}, {"Action", "iot:Connect"}, {"Resource", "*"}},
+                          {{"Effect", "Allow"},
+                           {"Action", {"iot:Publish", "iot:Receive"}},
+                           {"Resource",
+                            {"arn:aws:iot:*:*:topic/$aws/certificates/create/*",
+                             "arn:aws:iot:*:*:topic/$aws/certificates/create-from-csr/*",
+                             "arn:aws:iot:*:*:topic/" + topics}}},
+                          {{"Effect", "Allow"},
+                           {"Action", "iot:Subscribe"},
+                           {"Resource",
+                            {"arn:aws:iot:*:*:topicfilter/$aws/certificates/create/*",
+                             "arn:aws:iot:*:*:topicfilter/$aws/certificates/create-from-csr/*",
+                             "arn:aws:iot:*:*:topicfilter/" + topics}}}})}};
+        crypto::IssueOptions issue;
+        const EpochSeconds expiration = ctx.clock.now() + 300;
+        issue.not_after = expiration;
+        issue.common_name = "fleetkey provisioning claim " + name;
+        FK_ASSIGN_OR_RETURN(
+            auto made, ctx.registry.create_keys_and_certificate(
+                           crypto::KeySpec::rsa(2048), storage::CertificateStatus::kActive, issue));
+        FK_RETURN_IF_ERROR(ctx.registry.write([&](Txn& txn) -> Status {
+          FK_ASSIGN_OR_RETURN(auto existing, txn.store().get_policy(policy));
+          if (!existing) FK_RETURN_IF_ERROR(txn.create_policy(policy, doc.dump()).status());
+          return txn.attach_policy(policy, ctx.arns().certificate(made.certificate.certificate_id));
+        }));
+        return json{
+            {"certificateId", made.certificate.certificate_id},
+            {"certificatePem", made.certificate.pem},
+            {"keyPair",
+             {{"PublicKey", made.keys.public_key_pem}, {"PrivateKey", made.keys.private_key_pem}}},
+            {"expiration", expiration}};
+      });
 }
 
 }  // namespace fk::api

@@ -405,7 +405,7 @@ void add_status(CLI::App& app, Globals& g) {
               {"connections", str(*x, "connections")}};
           for (const auto& [k, v] : (*x)["certificates"].items())
             rows.push_back({"certificates " + k, v.dump()});
-          print(g.format(), out, {"", ""}, rows);
+          print(g.format(), out, {"FLEETKEYD", ""}, rows);
           return static_cast<int>(kExitOk);
         });
       });

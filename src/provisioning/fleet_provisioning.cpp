@@ -23,26 +23,6 @@ std::string_view operation_name(Operation op) {
   return "";
 }
 
-// AWS's template pseudo parameters from the certificate's subject (OpenSSL short names).
-std::map<std::string, std::string> subject_parameters(const std::string& pem) {
-  static const std::map<std::string, std::string> kNames = {
-      {"CN", "CommonName"},
-      {"C", "Country"},
-      {"O", "Organization"},
-      {"OU", "OrganizationalUnit"},
-      {"dnQualifier", "DistinguishedNameQualifier"},
-      {"ST", "StateName"},
-      {"serialNumber", "SerialNumber"}};
-  std::map<std::string, std::string> out;
-  auto info = crypto::parse_certificate(pem);
-  if (!info.is_ok()) return out;
-  for (const auto& [sn, v] : info->subject_fields) {
-    auto it = kNames.find(sn);
-    if (it != kNames.end() && !out.count(it->second)) out[it->second] = v;
-  }
-  return out;
-}
-
 // A registry failure in AWS's rejected shape.
 std::tuple<int, std::string> rejection_of(const Status& st) {
   switch (st.code()) {
@@ -278,7 +258,7 @@ Reply FleetProvisioning::register_thing(const RequestTopic& r, std::string_view 
       }
     }
   }
-  PseudoParameters pseudo{claims->certificate_id, subject_parameters(cert_pem)};
+  PseudoParameters pseudo{claims->certificate_id, certificate_subject_parameters(cert_pem)};
   auto evaluated = parsed->evaluate(req->parameters, pseudo);
   if (auto* e = std::get_if<PlanError>(&evaluated))
     return reject(r, who, e->status_code, e->error_code, e->message);

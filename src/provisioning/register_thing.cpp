@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "crypto/x509.h"
+
 namespace fk::provisioning {
 
 std::string claimed_key(std::string_view certificate_id) {
@@ -141,24 +143,51 @@ Status apply_thing(registry::Txn& txn, const ThingPlan& t, bool thing_must_not_e
 
 }  // namespace
 
+// OpenSSL's short names to AWS's pseudo parameter names.
+std::map<std::string, std::string> certificate_subject_parameters(const std::string& pem) {
+  static const std::map<std::string, std::string> kNames = {
+      {"CN", "CommonName"},
+      {"C", "Country"},
+      {"O", "Organization"},
+      {"OU", "OrganizationalUnit"},
+      {"dnQualifier", "DistinguishedNameQualifier"},
+      {"ST", "StateName"},
+      {"serialNumber", "SerialNumber"}};
+  std::map<std::string, std::string> out;
+  auto info = crypto::parse_certificate(pem);
+  if (!info.is_ok()) return out;
+  for (const auto& [sn, v] : info->subject_fields) {
+    auto it = kNames.find(sn);
+    if (it != kNames.end() && !out.count(it->second)) out[it->second] = v;
+  }
+  return out;
+}
+
 Result<Registered> apply_plan(registry::Txn& txn, const registry::ArnScope& arns, const Plan& plan,
                               const RegisterOptions& options, Refusal* refusal) {
   auto refuse = [refusal](int status, const char* code, Status st) {
     if (refusal) *refusal = {status, code};
     return st;
   };
+  const bool device = options.source == RegisterOptions::Source::kDevice;
   // The token works once: a certificate is provisioned at most once.
   FK_ASSIGN_OR_RETURN(auto claimed, txn.store().get_setting(claimed_key(options.certificate_id)));
-  if (claimed)
+  if (claimed && device)
     return refuse(400, "InvalidCertificateOwnershipToken",
                   invalid_request("the certificate ownership token has already been used"));
   FK_ASSIGN_OR_RETURN(auto cert, txn.describe_certificate(options.certificate_id));
-  if (cert.status != storage::CertificateStatus::kPendingActivation)
+  if (!device && (cert.status == storage::CertificateStatus::kRevoked ||
+                  cert.status == storage::CertificateStatus::kPendingTransfer))
+    return Status{ErrorCode::kCertificateState, "certificate " + options.certificate_id + " is " +
+                                                    std::string(storage::to_string(cert.status)) +
+                                                    ": it cannot be registered"};
+  if (device && cert.status != storage::CertificateStatus::kPendingActivation)
     return invalid_request("certificate " + options.certificate_id + " is " +
                            std::string(storage::to_string(cert.status)) +
                            ", not PENDING_ACTIVATION: it cannot be provisioned");
   // The template's allow-list, and single use of each value.
-  FK_ASSIGN_OR_RETURN(auto list, get_allow_list(txn, options.template_name));
+  FK_ASSIGN_OR_RETURN(auto list, device ? get_allow_list(txn, options.template_name)
+                                        : Result<std::optional<AllowList>>(std::nullopt));
   if (list) {
     auto p = options.parameters.find(list->parameter);
     const std::string value = p == options.parameters.end() ? std::string() : p->second;
@@ -199,7 +228,7 @@ Result<Registered> apply_plan(registry::Txn& txn, const registry::ArnScope& arns
     out.resource_arns[plan.certificate->logical_name] = cert_arn;
   }
   if (plan.thing) FK_RETURN_IF_ERROR(txn.attach_thing_principal(plan.thing->name, cert_arn));
-  FK_RETURN_IF_ERROR(txn.store().put_setting(claimed_key(options.certificate_id), "1"));
+  if (device) FK_RETURN_IF_ERROR(txn.store().put_setting(claimed_key(options.certificate_id), "1"));
   return out;
 }
 

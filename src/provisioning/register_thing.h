@@ -19,7 +19,15 @@ struct RegisterOptions {
   bool thing_must_not_exist = true;  // fleetkey's default lock-down
   std::string template_name;
   std::map<std::string, std::string> parameters;  // as the device sent them (after the hook)
+  // kDevice: RegisterThing over MQTT with an ownership token (the certificate must be
+  // PENDING_ACTIVATION and provisions once; allow-lists apply). kApi: the admin API's
+  // RegisterThing on any ACTIVE, INACTIVE or PENDING_ACTIVATION certificate.
+  enum class Source { kDevice, kApi };
+  Source source = Source::kDevice;
 };
+
+// AWS's template pseudo parameters from a certificate's subject ("CommonName" -> "locker-1").
+std::map<std::string, std::string> certificate_subject_parameters(const std::string& pem);
 
 // A template's allow-list: RegisterThing is refused unless `parameter`'s value is on it; with
 // `single_use` each value provisions once (until re-enabled). Kept in registry settings, one

@@ -745,8 +745,8 @@ Result<CertificateRecord> Registry::create_certificate_from_csr(std::string_view
 }
 
 Result<Registry::CertificateWithKeys> Registry::create_keys_and_certificate(
-    const crypto::KeySpec& key, CertificateStatus status) {
-  FK_ASSIGN_OR_RETURN(crypto::IssuedWithKey issued, ca_.issue_with_new_key(key, {}));
+    const crypto::KeySpec& key, CertificateStatus status, const crypto::IssueOptions& issue) {
+  FK_ASSIGN_OR_RETURN(crypto::IssuedWithKey issued, ca_.issue_with_new_key(key, issue));
   CertificateWithKeys out;
   out.keys = std::move(issued.keys);
   NewCertificate nc{std::move(issued.certificate), ca_.issuing_certificate().certificate_id,

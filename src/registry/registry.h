@@ -238,7 +238,8 @@ class Registry {
     crypto::KeyPair keys;
   };
   Result<CertificateWithKeys> create_keys_and_certificate(const crypto::KeySpec& key,
-                                                          CertificateStatus status);
+                                                          CertificateStatus status,
+                                                          const crypto::IssueOptions& issue = {});
   // RegisterCertificate: the certificate must chain to a registered CA (ca_pem, if given,
   // must be that CA) or to fleetkey's own issuing CA.
   Result<CertificateRecord> register_certificate(std::string_view pem,
