@@ -1,4 +1,4 @@
-// CA certificates: GetRegistrationCode, RegisterCACertificate (with the verification
+// CA certificates: Get/DeleteRegistrationCode, RegisterCACertificate (with the verification
 // certificate whose CN is the registration code), Describe, Update, Delete, List.
 #include "api/routing.h"
 
@@ -42,6 +42,11 @@ void add_ca_routes(RouteTable& t, ApiContext& ctx) {
       return Status::ok();
     }));
     return json{{"registrationCode", code}};
+  });
+  t.add("DELETE", "/registrationcode", [&ctx](Call&) -> Result<json> {
+    FK_RETURN_IF_ERROR(
+        ctx.registry.write([&](Txn& txn) { return txn.delete_registration_code(); }));
+    return json::object();
   });
   t.add("POST", "/cacertificate", [&ctx](Call& c) -> Result<json> {
     FK_ASSIGN_OR_RETURN(std::string pem, c.member("caCertificate"));

@@ -132,7 +132,21 @@ Status parse_config(std::string_view text, const std::string& source, Config& co
       config.mqtt.threads = static_cast<int>(v);
     }
   }
-  if (auto n = root.get("api")) FK_RETURN_IF_ERROR(parse_listener(*n, "api", config.api));
+  if (auto n = root.get("api")) {
+    const toml::table* t = n->as_table();
+    if (t == nullptr) return bad("api", "must be a table");
+    FK_RETURN_IF_ERROR(only_known(*t, "api.", {"bind", "port", "tls", "credentials_file"}));
+    toml::table listener;
+    for (const char* k : {"bind", "port"})
+      if (auto v = t->get(k)) listener.insert(k, *v);
+    FK_RETURN_IF_ERROR(parse_listener(listener, "api", config.api));
+    if (auto v = t->get("tls")) {
+      if (!v->is_boolean()) return bad("api.tls", "must be true or false");
+      config.api.tls = *v->value<bool>();
+    }
+    if (auto v = t->get("credentials_file"))
+      FK_RETURN_IF_ERROR(get_string(*v, "api.credentials_file", config.api.credentials_file));
+  }
   if (auto n = root.get("ca")) {
     const toml::table* t = n->as_table();
     if (t == nullptr) return bad("ca", "must be a table");

@@ -18,6 +18,14 @@ struct ListenerConfig {
   std::uint16_t port = 0;
 };
 
+// [api]: the control-plane listener.
+struct ApiListenerConfig : ListenerConfig {
+  bool tls = false;  // https with the server certificate (the one the MQTT ports use)
+  // An AWS shared-credentials file whose every profile is a further access key the API
+  // accepts (besides the generated admin key); "" = none.
+  std::string credentials_file;
+};
+
 struct MqttConfig : ListenerConfig {
   // AWS's port-443 mode: MQTT over TLS with ALPN x-amzn-mqtt-ca required. -1 = off.
   int alpn_port = 443;
@@ -39,7 +47,7 @@ struct Config {
   std::string data_dir = "./fleetkey-data";
   std::string log_level = "info";                         // debug, info, warn, error
   MqttConfig mqtt{{"0.0.0.0", 8883}, 443, 0, 100, true};  // devices connect here
-  ListenerConfig api{"127.0.0.1", 8443};                  // the control-plane API (admin)
+  ApiListenerConfig api{{"127.0.0.1", 8443}, false, ""};  // the control-plane API (admin)
   ProvisioningConfig provisioning;                        // [provisioning]
   crypto::CaConfig ca;       // [ca] key_type, organization, server_names, ...
   registry::ArnScope aws;    // [aws] region, account_id

@@ -11,6 +11,7 @@
 #include "app/provisioning_topics.h"
 #include "base/files.h"
 #include "base/log.h"
+#include "base/strings.h"
 #include "broker/broker.h"
 #include "crypto/openssl/openssl_certificate_authority.h"
 #include "net/http_server.h"
@@ -103,6 +104,10 @@ Result<std::unique_ptr<Server>> Server::start(const Config& config, boost::asio:
   net::HttpServerOptions api_options;
   api_options.bind_address = p.config.api.bind;
   api_options.port = p.config.api.port;
+  if (p.config.api.tls) {
+    api_options.tls_certificate_chain_file = p.ca->paths().server_cert;
+    api_options.tls_private_key_file = p.ca->paths().server_key;
+  }
 
   // The device endpoint: broker on an I/O pool (one thread per core), mutual TLS on the MQTT
   // port and on the ALPN port (AWS's 443 mode).
@@ -179,6 +184,17 @@ Result<std::unique_ptr<Server>> Server::start(const Config& config, boost::asio:
   api::ApiConfig api_config;
   api_config.region = p.config.aws.region;
   api_config.credentials[p.admin.access_key_id] = p.admin.secret_access_key;
+  // Further keys: every profile of [api] credentials_file.
+  if (!p.config.api.credentials_file.empty()) {
+    const std::string& file = p.config.api.credentials_file;
+    auto text = read_file(file);
+    if (!text.is_ok()) return invalid_request("api.credentials_file: " + text.status().message());
+    for (const auto& profile : ini_section_names(*text)) {
+      auto key = parse_shared_credentials(*text, profile);
+      if (!key.is_ok()) return invalid_request(file + ": " + key.status().message());
+      api_config.credentials[key->access_key_id] = key->secret_access_key;
+    }
+  }
   auto connect_host = [](const std::string& bind) {
     return bind == "0.0.0.0" || bind == "::" ? std::string("localhost") : bind;
   };
@@ -209,7 +225,8 @@ Result<std::unique_ptr<Server>> Server::start(const Config& config, boost::asio:
   e.api_port = p.api->port();
   std::string api_host = connect_host(p.config.api.bind);
   if (api_host.find(':') != std::string::npos) api_host = "[" + api_host + "]";
-  e.api_url = "http://" + api_host + ":" + std::to_string(e.api_port);
+  e.api_url = std::string(p.config.api.tls ? "https://" : "http://") + api_host + ":" +
+              std::to_string(e.api_port);
   return server;
 }
 

@@ -89,4 +89,17 @@ std::map<std::string, std::string> ini_section(std::string_view text, std::strin
   return out;
 }
 
+std::vector<std::string> ini_section_names(std::string_view text) {
+  std::vector<std::string> out;
+  std::size_t pos = 0;
+  while (pos < text.size()) {
+    std::size_t nl = text.find('\n', pos);
+    std::string t = trim(text.substr(pos, nl == std::string_view::npos ? nl : nl - pos));
+    pos = nl == std::string_view::npos ? text.size() : nl + 1;
+    if (t.size() > 2 && t.front() == '[' && t.back() == ']')
+      out.push_back(trim(std::string_view(t).substr(1, t.size() - 2)));
+  }
+  return out;
+}
+
 }  // namespace fk

@@ -6,6 +6,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace fk {
 
@@ -30,6 +31,9 @@ std::string trim(std::string_view s);
 // The key = value pairs of one [section] of an INI text (the AWS shared credentials and config
 // files); keys and values trimmed, '#' and ';' lines skipped. Empty when the section is absent.
 std::map<std::string, std::string> ini_section(std::string_view text, std::string_view section);
+
+// The [section] names of an INI text, in order.
+std::vector<std::string> ini_section_names(std::string_view text);
 
 // RFC 3339 / ISO 8601 UTC, e.g. 2049-12-31T23:59:59Z.
 std::string format_utc(std::int64_t epoch_seconds);

@@ -23,7 +23,7 @@ std::string home_file(const EnvLookup& env, const char* override_var, const char
 
 // The data folder's endpoints.json, when fleetkeyd runs there.
 struct DataFolder {
-  std::string api_url, credentials_file, aws_config_file, region;
+  std::string api_url, credentials_file, aws_config_file, region, root_ca;
   bool found = false;
 };
 
@@ -40,6 +40,7 @@ Result<DataFolder> read_data_folder(const std::string& dir) {
   d.credentials_file = j.value("credentials_file", std::string());
   d.aws_config_file = j.value("aws_config_file", std::string());
   d.region = j.value("region", std::string());
+  d.root_ca = j.value("root_ca", std::string());
   return d;
 }
 
@@ -93,7 +94,10 @@ Result<Connection> resolve_connection(const ConnectionFlags& flags, const EnvLoo
   if (c.region.empty() && local.found) c.region = local.region;
   if (c.region.empty()) c.region = "us-east-1";
 
+  // fleetkeyd's https API found through its data folder: its server certificate chains to its
+  // root CA (the system's trust store is always loaded too).
   c.ca_bundle = flags.ca_bundle;
+  if (c.ca_bundle.empty() && local_endpoint) c.ca_bundle = local.root_ca;
   if (c.ca_bundle.empty()) c.ca_bundle = first_set(env, {"AWS_CA_BUNDLE"});
 
   if (flags.profile.empty()) {

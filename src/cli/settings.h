@@ -7,6 +7,7 @@
 //                ~/.aws/credentials, the data folder's credentials file
 //   region       --region, AWS_REGION, AWS_DEFAULT_REGION, the profile's region in
 //                AWS_CONFIG_FILE or ~/.aws/config, the data folder's, us-east-1
+//   CA bundle    --ca-bundle, the data folder's root CA (endpoint from there), AWS_CA_BUNDLE
 //   data folder  --data-dir, FLEETKEY_DATA_DIR, ./fleetkey-data
 #pragma once
 

@@ -52,6 +52,24 @@ Result<Url> parse_url(const std::string& url) {
   return u;
 }
 
+// The server's name for the TLS layer: SNI and a host name check, or an IP address check
+// (no SNI) when `host` is an address (Boost's host_name_verification does not match IP SANs).
+Status expect_peer(SSL* ssl, const std::string& host) {
+  boost::system::error_code ec;
+  asio::ip::make_address(host, ec);
+  if (!ec) {
+    if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host.c_str()) != 1)
+      return Status{ErrorCode::kUnavailable, "cannot check the server's address " + host};
+    return Status::ok();
+  }
+  // SSL_set_tlsext_host_name, without its C cast.
+  if (!SSL_ctrl(ssl, SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
+                const_cast<char*>(host.c_str())) ||
+      SSL_set1_host(ssl, host.c_str()) != 1)
+    return Status{ErrorCode::kUnavailable, "cannot set the server name " + host};
+  return Status::ok();
+}
+
 // One exchange in flight: every step is asynchronous so the deadline set on the TCP stream
 // covers all of them.
 struct Exchange {
@@ -121,11 +139,7 @@ Result<HttpClientResponse> http_post(const std::string& url, const std::string& 
   if (!extra_ca_file.empty()) ctx.load_verify_file(extra_ca_file, ec);
   ctx.set_verify_mode(asio::ssl::verify_peer);
   beast::ssl_stream<beast::tcp_stream> stream(io, ctx);
-  // SSL_set_tlsext_host_name, without its C cast.
-  if (!SSL_ctrl(stream.native_handle(), SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
-                const_cast<char*>(u.host.c_str())))
-    return Status{ErrorCode::kUnavailable, "cannot set SNI"};
-  stream.set_verify_callback(asio::ssl::host_name_verification(u.host));
+  FK_RETURN_IF_ERROR(expect_peer(stream.native_handle(), u.host));
   beast::get_lowest_layer(stream).expires_after(timeout);
   beast::get_lowest_layer(stream).async_connect(
       endpoints, [&](beast::error_code e, const tcp::endpoint&) {
@@ -188,10 +202,7 @@ struct HttpClient::Impl {
       return Status::ok();
     }
     secure = std::make_unique<beast::ssl_stream<beast::tcp_stream>>(io, *tls);
-    if (!SSL_ctrl(secure->native_handle(), SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
-                  const_cast<char*>(url.host.c_str())))
-      return Status{ErrorCode::kUnavailable, "cannot set SNI"};
-    secure->set_verify_callback(asio::ssl::host_name_verification(url.host));
+    FK_RETURN_IF_ERROR(expect_peer(secure->native_handle(), url.host));
     lowest().expires_after(timeout);
     const char* step = "cannot connect to ";
     lowest().async_connect(endpoints, [&](beast::error_code e, const tcp::endpoint&) {

@@ -3,8 +3,10 @@
 #include <unistd.h>
 
 #include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 
 #include "base/log.h"
 #include "net/tcp_listener.h"
@@ -51,6 +53,7 @@ struct HttpServer::State : std::enable_shared_from_this<HttpServer::State> {
   HttpServerOptions options;
   HttpHandler handler;
   std::unique_ptr<TcpListener> listener;
+  std::unique_ptr<asio::ssl::context> tls;  // set for HTTPS
 
   void on_accept(int fd) {
     tcp::socket socket(asio::make_strand(io));
@@ -61,7 +64,7 @@ struct HttpServer::State : std::enable_shared_from_this<HttpServer::State> {
       ::close(fd);
       return;
     }
-    std::make_shared<Connection>(shared_from_this(), std::move(socket))->read();
+    std::make_shared<Connection>(shared_from_this(), std::move(socket))->start();
   }
 
   struct Connection : std::enable_shared_from_this<Connection> {
@@ -73,25 +76,50 @@ struct HttpServer::State : std::enable_shared_from_this<HttpServer::State> {
     }
 
     std::shared_ptr<State> state;
-    beast::tcp_stream stream;
+    beast::tcp_stream stream;  // moved into `secure` for HTTPS
+    std::unique_ptr<beast::ssl_stream<beast::tcp_stream>> secure;
     beast::flat_buffer buffer;
     std::optional<http::request_parser<http::string_body>> parser;
     http::response<http::string_body> response;
     std::string remote;
 
+    beast::tcp_stream& lowest() { return secure ? beast::get_lowest_layer(*secure) : stream; }
+
+    void start() {
+      if (!state->tls) return read();
+      secure =
+          std::make_unique<beast::ssl_stream<beast::tcp_stream>>(std::move(stream), *state->tls);
+      lowest().expires_after(std::chrono::seconds(state->options.idle_timeout_seconds));
+      secure->async_handshake(asio::ssl::stream_base::server,
+                              [self = shared_from_this()](beast::error_code ec) {
+                                if (ec) {
+                                  log::debug("http.tls_handshake_failed",
+                                             {{"peer", self->remote}, {"error", ec.message()}});
+                                  self->close();
+                                  return;
+                                }
+                                self->read();
+                              });
+    }
+
     void read() {
       parser.emplace();
       parser->body_limit(state->options.max_body_bytes);
       parser->header_limit(static_cast<std::uint32_t>(state->options.max_header_bytes));
-      stream.expires_after(std::chrono::seconds(state->options.idle_timeout_seconds));
-      http::async_read(
-          stream, buffer, *parser,
-          [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
+      lowest().expires_after(std::chrono::seconds(state->options.idle_timeout_seconds));
+      auto done = [self = shared_from_this()](beast::error_code ec, std::size_t) {
+        self->on_read(ec);
+      };
+      if (secure)
+        http::async_read(*secure, buffer, *parser, std::move(done));
+      else
+        http::async_read(stream, buffer, *parser, std::move(done));
     }
 
     void on_read(beast::error_code ec) {
       if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
-          ec == asio::error::connection_reset || ec == asio::error::operation_aborted) {
+          ec == asio::error::connection_reset || ec == asio::error::operation_aborted ||
+          ec == asio::ssl::error::stream_truncated) {
         close();
         return;
       }
@@ -139,20 +167,23 @@ struct HttpServer::State : std::enable_shared_from_this<HttpServer::State> {
     void write(http::response<http::string_body> res, bool keep_alive) {
       response = std::move(res);
       if (!keep_alive) response.keep_alive(false);
-      http::async_write(stream, response,
-                        [self = shared_from_this(), keep_alive](beast::error_code ec, std::size_t) {
-                          if (ec || !keep_alive) {
-                            self->close();
-                            return;
-                          }
-                          self->read();
-                        });
+      auto done = [self = shared_from_this(), keep_alive](beast::error_code ec, std::size_t) {
+        if (ec || !keep_alive) {
+          self->close();
+          return;
+        }
+        self->read();
+      };
+      if (secure)
+        http::async_write(*secure, response, std::move(done));
+      else
+        http::async_write(stream, response, std::move(done));
     }
 
     void close() {
       beast::error_code ec;
-      stream.socket().shutdown(tcp::socket::shutdown_send, ec);
-      stream.socket().close(ec);
+      lowest().socket().shutdown(tcp::socket::shutdown_send, ec);
+      lowest().socket().close(ec);
     }
   };
 };
@@ -165,6 +196,21 @@ HttpServer::~HttpServer() {
 }
 
 Status HttpServer::start() {
+  const HttpServerOptions& o = state_->options;
+  if (!o.tls_certificate_chain_file.empty() || !o.tls_private_key_file.empty()) {
+    namespace ssl = asio::ssl;
+    auto ctx = std::make_unique<ssl::context>(ssl::context::tls_server);
+    ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                     ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1 |
+                     ssl::context::single_dh_use);
+    beast::error_code ec;
+    ctx->use_certificate_chain_file(o.tls_certificate_chain_file, ec);
+    if (!ec) ctx->use_private_key_file(o.tls_private_key_file, ssl::context::pem, ec);
+    if (ec)
+      return invalid_request("API TLS: cannot load " + o.tls_certificate_chain_file + " / " +
+                             o.tls_private_key_file + ": " + ec.message());
+    state_->tls = std::move(ctx);
+  }
   std::weak_ptr<State> weak = state_;
   state_->listener =
       std::make_unique<TcpListener>(state_->io, state_->options.bind_address, state_->options.port,

@@ -48,6 +48,9 @@ struct HttpServerOptions {
   std::size_t max_body_bytes = 1 << 20;
   std::size_t max_header_bytes = 16 << 10;
   int idle_timeout_seconds = 60;
+  // Both set: HTTPS (TLS 1.2+) with this certificate chain and key.
+  std::string tls_certificate_chain_file;
+  std::string tls_private_key_file;
 };
 
 class HttpServer {

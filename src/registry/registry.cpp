@@ -358,10 +358,14 @@ Status Txn::delete_certificate(std::string_view id, bool force) {
 
 Result<std::string> Txn::registration_code() {
   FK_ASSIGN_OR_RETURN(auto code, t_.get_setting("registration_code"));
-  if (code) return *code;
+  if (code && !code->empty()) return *code;  // "" = deleted
   std::string fresh = crypto::random_hex(32);
   FK_RETURN_IF_ERROR(t_.put_setting("registration_code", fresh));
   return fresh;
+}
+
+Status Txn::delete_registration_code() {
+  return t_.put_setting("registration_code", "");
 }
 
 Result<CaCertificateRecord> Txn::register_ca_certificate(const crypto::CertificateInfo& ca,

@@ -160,6 +160,7 @@ class Txn {
 
   // CA certificates.
   Result<std::string> registration_code();  // made on first use
+  Status delete_registration_code();        // the next registration_code() is a new one
   Result<CaCertificateRecord> register_ca_certificate(const crypto::CertificateInfo& ca,
                                                       CertificateStatus status,
                                                       bool auto_registration,

@@ -116,6 +116,15 @@ class CaCertificates(unittest.TestCase):
         code = IOT.get_registration_code()["registrationCode"]
         self.assertRegex(code, "^[0-9a-f]{64}$")
         self.assertEqual(IOT.get_registration_code()["registrationCode"], code)  # stable
+        IOT.delete_registration_code()
+        new_code = IOT.get_registration_code()["registrationCode"]
+        self.assertNotEqual(new_code, code)
+        ca0, ca0_key = make_ca("Factory CA 0")
+        stale, _ = issue(ca0, ca0_key, code)
+        self.assertEqual(error_code(IOT.register_ca_certificate, caCertificate=pem(ca0),
+                                    verificationCertificate=pem(stale)),
+                         ("RegistrationCodeValidationException", 400))
+        code = new_code
         ca_cert, ca_key = make_ca("Factory CA 1")
         verification, _ = issue(ca_cert, ca_key, code)
         wrong, _ = issue(ca_cert, ca_key, "not-the-code")
@@ -252,6 +261,46 @@ class Provisioning(unittest.TestCase):
         self.assertIn("$aws/provisioning-templates/ClaimTemplate/provision/*", doc)
         self.assertEqual(error_code(IOT.create_provisioning_claim, templateName="Nope")[0],
                          "ResourceNotFoundException")
+
+
+class HttpsApi(unittest.TestCase):
+    """[api] tls = true (the server certificate) and further keys from credentials_file."""
+
+    def test_https_and_extra_keys(self):
+        d = tempfile.mkdtemp(prefix="fk_https_", dir=TMP)
+        creds = write(os.path.join(d, "factory.creds"),
+                      "[line1]\naws_access_key_id = AKIAFACTORYLINE00001\n"
+                      "aws_secret_access_key = line1-secret\n"
+                      "[line2]\naws_access_key_id = AKIAFACTORYLINE00002\n"
+                      "aws_secret_access_key = line2-secret\n")
+        cfg = write(os.path.join(d, "fleetkeyd.toml"),
+                    '[api]\ntls = true\ncredentials_file = "%s"\n' % creds)
+        server = Fleetkeyd(os.path.join(d, "data"), "--config", cfg)
+        try:
+            self.assertTrue(server.api_url.startswith("https://"))
+            for key, secret in (("AKIAFACTORYLINE00001", "line1-secret"),
+                                ("AKIAFACTORYLINE00002", "line2-secret")):
+                iot = boto3.client("iot", endpoint_url=server.api_url, region_name="us-east-1",
+                                   aws_access_key_id=key, aws_secret_access_key=secret,
+                                   verify=server.root_ca)
+                iot.create_thing(thingName="via-" + key[-1])
+            self.assertEqual(len(iot.list_things()["things"]), 2)
+            bad = boto3.client("iot", endpoint_url=server.api_url, region_name="us-east-1",
+                               aws_access_key_id="AKIAFACTORYLINE00001",
+                               aws_secret_access_key="wrong", verify=server.root_ca)
+            self.assertEqual(error_code(bad.list_things), ("InvalidSignatureException", 403))
+            # Plain HTTP on the https port gets no answer; an untrusted CA fails the handshake.
+            plain = subprocess.run(["curl", "-s", "-m", "5",
+                                    server.api_url.replace("https://", "http://") + "/health"],
+                                   capture_output=True)
+            self.assertNotEqual(plain.returncode, 0)
+            untrusted = boto3.client("iot", endpoint_url=server.api_url, region_name="us-east-1",
+                                     aws_access_key_id=key, aws_secret_access_key=secret,
+                                     verify="/etc/ssl/certs/ca-certificates.crt")
+            with self.assertRaises(botocore.exceptions.SSLError):
+                untrusted.list_things()
+        finally:
+            self.assertEqual(server.stop(), 0)
 
 
 def aws(*args):
