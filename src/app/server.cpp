@@ -30,6 +30,7 @@ struct Server::Parts {
   std::unique_ptr<registry::Registry> registry;
   AdminCredentials admin;
   std::unique_ptr<api::IotApi> iot_api;
+  std::unique_ptr<net::IoPool> api_pool;  // the API's connections and handlers
   std::unique_ptr<net::HttpServer> api;
   std::unique_ptr<net::IoPool> io_pool;
   std::unique_ptr<PolicyAuthorizer> authorizer;
@@ -217,6 +218,12 @@ Result<std::unique_ptr<Server>> Server::start(const Config& config, boost::asio:
   };
   p.iot_api = std::make_unique<api::IotApi>(*p.registry, SystemClock::instance(), api_config);
   api::IotApi* iot = p.iot_api.get();
+  // API handlers on their own threads (one per core, at least two): a slow one (RSA key
+  // generation for CreateKeysAndCertificate) neither blocks the others nor an MQTT I/O thread.
+  p.api_pool =
+      std::make_unique<net::IoPool>(std::max<std::size_t>(2, std::thread::hardware_concurrency()));
+  p.api_pool->start();
+  api_options.connection_pool = p.api_pool.get();
   p.api = std::make_unique<net::HttpServer>(
       io, api_options, [iot](const net::HttpRequest& r) { return iot->handle(r); });
   FK_RETURN_IF_ERROR(p.api->start());
@@ -244,6 +251,7 @@ void Server::stop() {
   if (!parts_ || parts_->stopped) return;  // once: the destructor calls it again
   parts_->stopped = true;
   if (parts_->api) parts_->api->stop();
+  if (parts_->api_pool) parts_->api_pool->stop();  // joins: no handler runs after this
   if (parts_->mqtt) parts_->mqtt->stop();
   if (parts_->mqtt_alpn) parts_->mqtt_alpn->stop();
   if (parts_->sweep_timer) parts_->sweep_timer->cancel();

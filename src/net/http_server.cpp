@@ -9,6 +9,7 @@
 #include <boost/beast/ssl.hpp>
 
 #include "base/log.h"
+#include "net/io_pool.h"
 #include "net/tcp_listener.h"
 
 namespace fk::net {
@@ -56,7 +57,9 @@ struct HttpServer::State : std::enable_shared_from_this<HttpServer::State> {
   std::unique_ptr<asio::ssl::context> tls;  // set for HTTPS
 
   void on_accept(int fd) {
-    tcp::socket socket(asio::make_strand(io));
+    IoPool* pool = options.connection_pool;
+    asio::io_context& ctx = pool ? pool->at(pool->next_index()) : io;
+    tcp::socket socket(asio::make_strand(ctx));
     beast::error_code ec;
     bool v6 = options.bind_address.find(':') != std::string::npos;
     socket.assign(v6 ? tcp::v6() : tcp::v4(), fd, ec);

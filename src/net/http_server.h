@@ -48,6 +48,10 @@ struct HttpServerOptions {
   std::size_t max_body_bytes = 1 << 20;
   std::size_t max_header_bytes = 16 << 10;
   int idle_timeout_seconds = 60;
+  // Connections (and so their handlers) run on this pool's contexts, round-robin, instead of
+  // the accepting io_context: handlers that take long (RSA key generation) then run in
+  // parallel and never block the acceptor. Not owned; must outlive the server's connections.
+  class IoPool* connection_pool = nullptr;
   // Both set: HTTPS (TLS 1.2+) with this certificate chain and key.
   std::string tls_certificate_chain_file;
   std::string tls_private_key_file;
