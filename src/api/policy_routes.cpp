@@ -1,5 +1,7 @@
 // Policies: create, get, delete, list, versions, default version, attach/detach, attached
 // policies and targets, GetEffectivePolicies and TestAuthorization (the broker's own engine).
+#include <set>
+
 #include "api/routing.h"
 #include "registry/effective_policies.h"
 
@@ -177,13 +179,31 @@ void add_policy_routes(RouteTable& t, ApiContext& ctx) {
     FK_ASSIGN_OR_RETURN(PageRequest page, page_request(c, "marker", "pageSize"));
     json policies = json::array();
     std::string next;
+    FK_ASSIGN_OR_RETURN(bool recursive, c.q_bool("recursive", false));
     FK_RETURN_IF_ERROR(ctx.registry.read([&](Txn& txn) -> Status {
-      FK_ASSIGN_OR_RETURN(
-          auto names, txn.store().list_target_policies(c.labels["target"],
-                                                       storage::Page{page.after, page.size + 1}));
-      for (const auto& n : names_page(names, page.size, &next)) {
-        policies.push_back(policy_entry(ctx, n.get<std::string>()));
+      const std::string& target = c.labels["target"];
+      const std::string group_arn = ctx.arns().thing_group("");
+      if (!recursive || target.rfind(group_arn, 0) != 0) {
+        FK_ASSIGN_OR_RETURN(auto names, txn.store().list_target_policies(
+                                            target, storage::Page{page.after, page.size + 1}));
+        for (const auto& n : names_page(names, page.size, &next))
+          policies.push_back(policy_entry(ctx, n.get<std::string>()));
+        return Status::ok();
       }
+      // recursive on a thing group: its policies and those of its parents, up the hierarchy.
+      std::set<std::string> all;
+      std::string group = target.substr(group_arn.size());
+      for (int depth = 0; !group.empty() && depth < 16; ++depth) {
+        FK_ASSIGN_OR_RETURN(auto g, txn.describe_thing_group(group));
+        FK_ASSIGN_OR_RETURN(auto names,
+                            txn.store().list_target_policies(ctx.arns().thing_group(g.name),
+                                                             storage::Page{"", 1000}));
+        all.insert(names.begin(), names.end());
+        group = g.parent_name;
+      }
+      std::vector<std::string> names(all.upper_bound(page.after), all.end());
+      for (const auto& n : names_page(names, page.size, &next))
+        policies.push_back(policy_entry(ctx, n.get<std::string>()));
       return Status::ok();
     }));
     json out = {{"policies", policies}};

@@ -1,5 +1,7 @@
 // Thing types (create, describe, deprecate, delete, list) and the rest of thing groups
 // (describe, update, delete, list, things in a group, groups of a thing).
+#include <map>
+
 #include "api/routing.h"
 
 namespace fk::api {
@@ -182,19 +184,39 @@ void add_type_and_group_routes(RouteTable& t, ApiContext& ctx) {
     FK_ASSIGN_OR_RETURN(PageRequest page, page_request(c, "nextToken", "maxResults"));
     const std::string parent = c.q("parentGroup").value_or("");
     const std::string prefix = c.q("namePrefixFilter").value_or("");
+    FK_ASSIGN_OR_RETURN(bool recursive, c.q_bool("recursive", true));
     json groups = json::array();
     std::string next;
     FK_RETURN_IF_ERROR(ctx.registry.read([&](Txn& txn) -> Status {
-      FK_ASSIGN_OR_RETURN(auto list,
-                          txn.store().list_thing_groups(storage::Page{page.after, page.size + 1}));
-      if (list.size() > page.size) {
-        list.resize(page.size);
-        next = list.back().name;
+      // Every group (by name), filtered, then paged: a filter never shortens a page.
+      std::map<std::string, std::string> parent_of;
+      storage::Page scan{"", 1000};
+      for (;;) {
+        FK_ASSIGN_OR_RETURN(auto list, txn.store().list_thing_groups(scan));
+        for (const auto& g : list) parent_of[g.name] = g.parent_name;
+        if (list.size() < scan.limit) break;
+        scan.after = list.back().name;
       }
-      for (const auto& g : list) {
-        if (!parent.empty() && g.parent_name != parent) continue;
-        if (!prefix.empty() && g.name.rfind(prefix, 0) != 0) continue;
-        groups.push_back({{"groupName", g.name}, {"groupArn", ctx.arns().thing_group(g.name)}});
+      if (!parent.empty() && !parent_of.count(parent))
+        return not_found("thing group " + parent + " does not exist");
+      auto under = [&](const std::string& name) {
+        std::string p = parent_of[name];
+        for (int depth = 0; !p.empty() && depth < 16; ++depth) {  // AWS: at most 7 levels
+          if (p == parent) return true;
+          if (!recursive) return false;
+          p = parent_of[p];
+        }
+        return false;
+      };
+      for (auto it = parent_of.upper_bound(page.after); it != parent_of.end(); ++it) {
+        const std::string& name = it->first;
+        if (!prefix.empty() && name.rfind(prefix, 0) != 0) continue;
+        if (!parent.empty() && !under(name)) continue;
+        if (groups.size() == page.size) {
+          next = groups.back()["groupName"];
+          break;
+        }
+        groups.push_back({{"groupName", name}, {"groupArn", ctx.arns().thing_group(name)}});
       }
       return Status::ok();
     }));

@@ -89,6 +89,37 @@ class ThingGroups(unittest.TestCase):
         IOT.remove_thing_from_thing_group(thingGroupName="berlin", thingName="grouped-0")
         self.assertEqual(IOT.list_thing_groups_for_thing(thingName="grouped-0")["thingGroups"], [])
 
+    def test_recursive_listings(self):
+        # regions > eu > {de, fr}; de > munich. Direct children vs the whole subtree.
+        IOT.create_thing_group(thingGroupName="regions")
+        IOT.create_thing_group(thingGroupName="eu", parentGroupName="regions")
+        for g in ("de", "fr"):
+            IOT.create_thing_group(thingGroupName=g, parentGroupName="eu")
+        IOT.create_thing_group(thingGroupName="munich", parentGroupName="de")
+        direct = IOT.list_thing_groups(parentGroup="regions", recursive=False)["thingGroups"]
+        self.assertEqual([g["groupName"] for g in direct], ["eu"])
+        pages = IOT.get_paginator("list_thing_groups").paginate(
+            parentGroup="regions", recursive=True, PaginationConfig={"PageSize": 2})
+        subtree = [g["groupName"] for p in pages for g in p["thingGroups"]]
+        self.assertEqual(subtree, ["de", "eu", "fr", "munich"])
+        prefixed = IOT.list_thing_groups(parentGroup="regions", namePrefixFilter="m",
+                                         recursive=True)["thingGroups"]
+        self.assertEqual([g["groupName"] for g in prefixed], ["munich"])
+        self.assertEqual(error_code(IOT.list_thing_groups, parentGroup="nowhere")[0],
+                         "ResourceNotFoundException")
+        # Policies on the way up, with recursive=True.
+        doc = '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:Connect",' \
+              '"Resource":"*"}]}'
+        for name, group in (("p-regions", "regions"), ("p-de", "de"), ("p-munich", "munich")):
+            IOT.create_policy(policyName=name, policyDocument=doc)
+            arn = IOT.describe_thing_group(thingGroupName=group)["thingGroupArn"]
+            IOT.attach_policy(policyName=name, target=arn)
+        munich = IOT.describe_thing_group(thingGroupName="munich")["thingGroupArn"]
+        own = IOT.list_attached_policies(target=munich)["policies"]
+        self.assertEqual([p["policyName"] for p in own], ["p-munich"])
+        up = IOT.list_attached_policies(target=munich, recursive=True)["policies"]
+        self.assertEqual(sorted(p["policyName"] for p in up), ["p-de", "p-munich", "p-regions"])
+
 
 class Things(unittest.TestCase):
     def test_paginator_and_attribute_filter(self):
