@@ -3,6 +3,7 @@
 #include "api/routing.h"
 #include "api/sigv4.h"
 #include "base/log.h"
+#include "crypto/hash.h"
 #include "crypto/x509.h"
 
 namespace fk::api {
@@ -11,6 +12,18 @@ using registry::Txn;
 using storage::CertificateStatus;
 
 namespace {
+
+constexpr std::string_view kPageTokenPrefix = "fk1:";
+
+std::string seal_page_token(const std::string& raw) {
+  return crypto::base64url_encode(std::string(kPageTokenPrefix) + raw);
+}
+
+std::optional<std::string> open_page_token(const std::string& token) {
+  auto raw = crypto::base64url_decode(token);
+  if (!raw || raw->rfind(kPageTokenPrefix, 0) != 0) return std::nullopt;
+  return raw->substr(kPageTokenPrefix.size());
+}
 
 int http_status(ErrorCode code) {
   switch (code) {
@@ -213,7 +226,24 @@ struct IotApi::Impl {
           return error_response(400, "SerializationException",
                                 "the request body is not a JSON object", request_id);
       }
+      // Pagination tokens are opaque to clients: what a handler pages after, sealed, so a
+      // made-up or damaged token is refused instead of silently meaning "after this name".
+      for (const char* k : {"nextToken", "marker"}) {
+        auto it = call.query.find(k);
+        if (it == call.query.end()) continue;
+        auto raw = open_page_token(it->second);
+        if (!raw)
+          return error_response(400, "InvalidRequestException",
+                                std::string("invalid ") + k + ": not a token fleetkeyd gave",
+                                request_id);
+        it->second = *raw;
+      }
       Result<json> out = r.handler(call);
+      if (out.is_ok() && out->is_object()) {
+        for (const char* k : {"nextToken", "nextMarker"})
+          if (out->contains(k) && (*out)[k].is_string())
+            (*out)[k] = seal_page_token((*out)[k].get<std::string>());
+      }
       if (!out.is_ok()) {
         Status st = out.status();
         log::info("api.request_failed", {{"method", req.method},

@@ -1,6 +1,7 @@
 // Thing types (create, describe, deprecate, delete, list) and the rest of thing groups
 // (describe, update, delete, list, things in a group, groups of a thing).
 #include <map>
+#include <set>
 
 #include "api/routing.h"
 
@@ -9,6 +10,18 @@ namespace fk::api {
 using registry::Txn;
 
 namespace {
+
+// Every thing group's parent ("" for a root), by group name.
+Result<std::map<std::string, std::string>> group_parents(Txn& txn) {
+  std::map<std::string, std::string> parent_of;
+  storage::Page scan{"", 1000};
+  for (;;) {
+    FK_ASSIGN_OR_RETURN(auto list, txn.store().list_thing_groups(scan));
+    for (const auto& g : list) parent_of[g.name] = g.parent_name;
+    if (list.size() < scan.limit) return parent_of;
+    scan.after = list.back().name;
+  }
+}
 
 json type_entry(const ApiContext& ctx, const storage::ThingTypeRecord& t) {
   json props = {{"searchableAttributes", t.searchable_attributes}};
@@ -189,14 +202,7 @@ void add_type_and_group_routes(RouteTable& t, ApiContext& ctx) {
     std::string next;
     FK_RETURN_IF_ERROR(ctx.registry.read([&](Txn& txn) -> Status {
       // Every group (by name), filtered, then paged: a filter never shortens a page.
-      std::map<std::string, std::string> parent_of;
-      storage::Page scan{"", 1000};
-      for (;;) {
-        FK_ASSIGN_OR_RETURN(auto list, txn.store().list_thing_groups(scan));
-        for (const auto& g : list) parent_of[g.name] = g.parent_name;
-        if (list.size() < scan.limit) break;
-        scan.after = list.back().name;
-      }
+      FK_ASSIGN_OR_RETURN(auto parent_of, group_parents(txn));
       if (!parent.empty() && !parent_of.count(parent))
         return not_found("thing group " + parent + " does not exist");
       auto under = [&](const std::string& name) {
@@ -226,13 +232,34 @@ void add_type_and_group_routes(RouteTable& t, ApiContext& ctx) {
   });
   t.add("GET", "/thing-groups/{thingGroupName}/things", [&ctx](Call& c) -> Result<json> {
     FK_ASSIGN_OR_RETURN(PageRequest page, page_request(c, "nextToken", "maxResults"));
+    FK_ASSIGN_OR_RETURN(bool recursive, c.q_bool("recursive", false));
     json things = json::array();
     std::string next;
     FK_RETURN_IF_ERROR(ctx.registry.read([&](Txn& txn) -> Status {
       FK_ASSIGN_OR_RETURN(auto g, txn.describe_thing_group(c.labels["thingGroupName"]));
-      FK_ASSIGN_OR_RETURN(auto names, txn.store().list_group_members(
-                                          g.name, storage::Page{page.after, page.size + 1}));
-      things = names_page(names, page.size, &next);
+      if (!recursive) {
+        FK_ASSIGN_OR_RETURN(auto names, txn.store().list_group_members(
+                                            g.name, storage::Page{page.after, page.size + 1}));
+        things = names_page(names, page.size, &next);
+        return Status::ok();
+      }
+      // The group and every group under it; each thing once, by name.
+      FK_ASSIGN_OR_RETURN(auto parent_of, group_parents(txn));
+      std::set<std::string> members;
+      for (const auto& [name, parent] : parent_of) {
+        std::string p = name;
+        for (int depth = 0; !p.empty() && p != g.name && depth < 16; ++depth) p = parent_of[p];
+        if (p != g.name) continue;
+        storage::Page scan{"", 1000};
+        for (;;) {
+          FK_ASSIGN_OR_RETURN(auto list, txn.store().list_group_members(name, scan));
+          members.insert(list.begin(), list.end());
+          if (list.size() < scan.limit) break;
+          scan.after = list.back();
+        }
+      }
+      things = names_page(std::vector<std::string>(members.upper_bound(page.after), members.end()),
+                          page.size, &next);
       return Status::ok();
     }));
     json out = {{"things", things}};

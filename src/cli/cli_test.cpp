@@ -63,6 +63,32 @@ TEST(Settings, DataFolderGivesEndpointCredentialsAndRegion) {
   EXPECT_EQ(e->region, "ap-south-1");
 }
 
+TEST(Settings, LocalHttpsEndpointTrustsTheDataFoldersRootCa) {
+  TempDir d;
+  ASSERT_TRUE(write_file_atomic(d.path + "/credentials",
+                                "[default]\naws_access_key_id = K\naws_secret_access_key = S\n",
+                                0600)
+                  .is_ok());
+  ASSERT_TRUE(write_file_atomic(d.path + "/endpoints.json",
+                                R"({"api":{"url":"https://127.0.0.1:9443"},"root_ca":"/ca.pem",
+                                    "credentials_file":")" +
+                                    d.path + R"(/credentials"})",
+                                0644)
+                  .is_ok());
+  ConnectionFlags f;
+  f.data_dir = d.path;
+  // AWS_CA_BUNDLE is for public CAs; fleetkeyd found locally is trusted by its own root CA.
+  auto c = resolve_connection(f, env_of({{"AWS_CA_BUNDLE", "/system.pem"}}));
+  ASSERT_TRUE(c.is_ok());
+  EXPECT_EQ(c->ca_bundle, "/ca.pem");
+  f.ca_bundle = "/flag.pem";
+  EXPECT_EQ(resolve_connection(f, env_of({}))->ca_bundle, "/flag.pem");
+  f.ca_bundle.clear();
+  f.endpoint_url = "https://remote:8443";
+  EXPECT_EQ(resolve_connection(f, env_of({{"AWS_CA_BUNDLE", "/system.pem"}}))->ca_bundle,
+            "/system.pem");
+}
+
 TEST(Settings, ProfilesFromTheAwsFiles) {
   TempDir d;
   ASSERT_TRUE(write_file_atomic(d.path + "/creds",

@@ -303,6 +303,71 @@ class HttpsApi(unittest.TestCase):
             self.assertEqual(server.stop(), 0)
 
 
+def signed(method, path, body=None, raw=None):
+    """A SigV4-signed request as botocore signs it; returns (status, error type, body)."""
+    import urllib.error
+    import urllib.request
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    req = AWSRequest(method=method, url=SERVER.api_url + path, data=data,
+                     headers={"Content-Type": "application/json"} if data else {})
+    session = boto3.session.Session()
+    SigV4Auth(session.get_credentials(), "iot", "us-east-1").add_auth(req)
+    r = urllib.request.Request(SERVER.api_url + path, data=req.body, method=method,
+                               headers=dict(req.headers))
+    try:
+        with urllib.request.urlopen(r, timeout=30) as resp:
+            return resp.status, "", json.loads(resp.read() or b"{}")
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get("x-amzn-ErrorType", ""), json.loads(e.read() or b"{}")
+
+
+class BadInput(unittest.TestCase):
+    """Each refusal with AWS's exception and status, and the server keeps serving."""
+
+    def test_refusals(self):
+        cases = [
+            (("GET", "/no-such-operation"), 404, "UnknownOperationException"),
+            (("PATCH", "/certificates"), 405, "MethodNotAllowedException"),
+            (("POST", "/things/malformed-json", None, b"{not json"), 400, "SerializationException"),
+            (("POST", "/things/array-body", None, b"[1,2]"), 400, "SerializationException"),
+            (("POST", "/policies/typed", {"policyDocument": 42}), 400, "InvalidRequestException"),
+            (("POST", "/things/bad%20name"), 400, "InvalidRequestException"),
+            (("GET", "/things?nextToken=made-up"), 400, "InvalidRequestException"),
+            (("GET", "/certificates?marker=made-up"), 400, "InvalidRequestException"),
+            (("GET", "/things?maxResults=0"), 400, "InvalidRequestException"),
+            (("GET", "/things?maxResults=251"), 400, "InvalidRequestException"),
+        ]
+        for args, status, exception in cases:
+            code, etype, body = signed(*args)
+            self.assertEqual((code, etype.split(":")[0]), (status, exception), args[:2])
+            self.assertIn("message", body, args[:2])
+        # A body over the limit (1 MiB) is refused from its Content-Length, before it is read.
+        import http.client
+        host, port = SERVER.api_url.replace("http://", "").split(":")
+        conn = http.client.HTTPConnection(host, int(port), timeout=30)
+        conn.putrequest("POST", "/things/big")
+        conn.putheader("Content-Type", "application/json")
+        conn.putheader("Content-Length", str(2 << 20))
+        conn.endheaders()
+        resp = conn.getresponse()
+        self.assertEqual((resp.status, resp.getheader("x-amzn-ErrorType")),
+                         (413, "InvalidRequestException"))
+        self.assertIn("larger than the limit", json.loads(resp.read())["message"])
+        conn.close()
+        for name in ("malformed-json", "array-body", "big", "typed"):
+            self.assertEqual(error_code(IOT.describe_thing, thingName=name)[0],
+                             "ResourceNotFoundException")
+        # Tokens given out work; the server still serves.
+        for i in range(3):
+            IOT.create_thing(thingName="tok-%d" % i)
+        first = IOT.list_things(maxResults=1)
+        self.assertIn("nextToken", first)
+        second = IOT.list_things(maxResults=1, nextToken=first["nextToken"])
+        self.assertNotEqual(first["things"], second["things"])
+
+
 def aws(*args):
     return subprocess.run(["aws", "iot", *args, "--endpoint-url", SERVER.api_url,
                            "--output", "json"], capture_output=True, text=True, timeout=60)

@@ -107,6 +107,16 @@ class ThingGroups(unittest.TestCase):
         self.assertEqual([g["groupName"] for g in prefixed], ["munich"])
         self.assertEqual(error_code(IOT.list_thing_groups, parentGroup="nowhere")[0],
                          "ResourceNotFoundException")
+        for thing, group in (("r-1", "eu"), ("r-2", "de"), ("r-3", "munich"), ("r-4", "fr")):
+            IOT.create_thing(thingName=thing)
+            IOT.add_thing_to_thing_group(thingGroupName=group, thingName=thing)
+        IOT.add_thing_to_thing_group(thingGroupName="munich", thingName="r-2")  # in two groups
+        self.assertEqual(IOT.list_things_in_thing_group(thingGroupName="de")["things"], ["r-2"])
+        pages = IOT.get_paginator("list_things_in_thing_group").paginate(
+            thingGroupName="de", recursive=True, PaginationConfig={"PageSize": 1})
+        self.assertEqual([t for p in pages for t in p["things"]], ["r-2", "r-3"])
+        everything = IOT.list_things_in_thing_group(thingGroupName="regions", recursive=True)
+        self.assertEqual(everything["things"], ["r-1", "r-2", "r-3", "r-4"])
         # Policies on the way up, with recursive=True.
         doc = '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:Connect",' \
               '"Resource":"*"}]}'
