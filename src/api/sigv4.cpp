@@ -37,15 +37,6 @@ std::optional<EpochSeconds> parse_amz_date(const std::string& s) {
   return static_cast<EpochSeconds>(timegm(&tm));
 }
 
-std::string format_amz_date(EpochSeconds t) {
-  std::time_t tt = static_cast<std::time_t>(t);
-  std::tm tm{};
-  gmtime_r(&tt, &tm);
-  char buf[17];
-  std::strftime(buf, sizeof buf, "%Y%m%dT%H%M%SZ", &tm);
-  return buf;
-}
-
 // The hex signature of `req` over `signed_headers` ("host;x-amz-date"), service "iot".
 std::string signature_of(const net::HttpRequest& req, const std::string& signed_headers,
                          const std::string& secret, const std::string& amz_date,
@@ -219,7 +210,7 @@ std::optional<SigV4Error> verify_sigv4(const net::HttpRequest& req, const Secret
 
 void sign_sigv4(net::HttpRequest& req, const std::string& access_key_id, const std::string& secret,
                 const std::string& region, EpochSeconds now) {
-  const std::string amz_date = format_amz_date(now);
+  const std::string amz_date = format_utc(now, "%Y%m%dT%H%M%SZ");
   req.headers.erase(std::remove_if(req.headers.begin(), req.headers.end(),
                                    [](const auto& h) {
                                      return h.first == "authorization" || h.first == "x-amz-date" ||

@@ -43,13 +43,13 @@ bool starts_with(std::string_view s, std::string_view prefix) {
   return s.substr(0, prefix.size()) == prefix;
 }
 
-std::string format_utc(std::int64_t epoch_seconds) {
+std::string format_utc(std::int64_t epoch_seconds, const char* format) {
   std::time_t t = static_cast<std::time_t>(epoch_seconds);
   std::tm tm{};
   gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
+  char buf[64];
+  std::size_t n = std::strftime(buf, sizeof buf, format, &tm);
+  return std::string(buf, n);
 }
 
 bool iequals(std::string_view a, std::string_view b) {

@@ -35,7 +35,7 @@ std::map<std::string, std::string> ini_section(std::string_view text, std::strin
 // The [section] names of an INI text, in order.
 std::vector<std::string> ini_section_names(std::string_view text);
 
-// RFC 3339 / ISO 8601 UTC, e.g. 2049-12-31T23:59:59Z.
-std::string format_utc(std::int64_t epoch_seconds);
+// RFC 3339 / ISO 8601 UTC, e.g. 2049-12-31T23:59:59Z; or another strftime `format` in UTC.
+std::string format_utc(std::int64_t epoch_seconds, const char* format = "%Y-%m-%dT%H:%M:%SZ");
 
 }  // namespace fk

@@ -72,6 +72,38 @@ int with_client(Globals& g, const Op& op) {
   return op(**api);
 }
 
+// `<group> list`: every item of a paged list operation, as a table or JSON.
+void add_list(CLI::App* group, const std::string& help, Globals& g, const std::string& path,
+              const std::string& member, std::vector<std::string> headers,
+              std::function<std::vector<std::string>(const json&)> row) {
+  group->add_subcommand("list", help)->callback([&g, path, member, headers, row] {
+    g.exit_code = with_client(g, [&](IotClient& api) {
+      auto all = api.list_all(path, member);
+      if (!all.is_ok()) return report_error(all.status());
+      std::vector<std::vector<std::string>> rows;
+      for (const auto& x : *all) rows.push_back(row(x));
+      print(g.format(), *all, headers, rows);
+      return static_cast<int>(kExitOk);
+    });
+  });
+}
+
+// `<group> delete NAME`: DELETE <path_prefix>NAME (`arg` names the argument: name, id).
+void add_delete(CLI::App* group, const std::string& help, Globals& g,
+                const std::string& path_prefix, const std::string& arg = "name") {
+  auto name = std::make_shared<std::string>();
+  auto* del = group->add_subcommand("delete", help);
+  del->add_option(arg, *name)->required();
+  del->callback([&g, name, path_prefix] {
+    g.exit_code = with_client(g, [&](IotClient& api) {
+      auto x = api.call("DELETE", path_prefix + encode(*name));
+      if (!x.is_ok()) return report_error(x.status());
+      print(g.format(), json{{"deleted", *name}}, {"DELETED"}, {{*name}});
+      return static_cast<int>(kExitOk);
+    });
+  });
+}
+
 // The certificates of a thing (its principals), as ids.
 Result<std::vector<std::string>> certificates_of(IotClient& api, const std::string& thing) {
   FK_ASSIGN_OR_RETURN(json p, api.call("GET", "/things/" + encode(thing) + "/principals"));
@@ -113,18 +145,11 @@ int set_status(Globals& g, const std::string& id, const std::string& thing,
 
 void add_templates(CLI::App& app, Globals& g) {
   auto* t = app.add_subcommand("templates", "provisioning templates")->require_subcommand(1);
-  t->add_subcommand("list", "list templates")->callback([&g] {
-    g.exit_code = with_client(g, [&](IotClient& api) {
-      auto all = api.list_all("/provisioning-templates", "templates");
-      if (!all.is_ok()) return report_error(all.status());
-      std::vector<std::vector<std::string>> rows;
-      for (const auto& x : *all)
-        rows.push_back({str(x, "templateName"), str(x, "enabled"), str(x, "type"),
-                        when(x, "lastModifiedDate")});
-      print(g.format(), *all, {"NAME", "ENABLED", "TYPE", "MODIFIED"}, rows);
-      return static_cast<int>(kExitOk);
-    });
-  });
+  add_list(t, "list templates", g, "/provisioning-templates", "templates",
+           {"NAME", "ENABLED", "TYPE", "MODIFIED"}, [](const json& x) {
+             return std::vector<std::string>{str(x, "templateName"), str(x, "enabled"),
+                                             str(x, "type"), when(x, "lastModifiedDate")};
+           });
   auto name = std::make_shared<std::string>();
   auto* d = t->add_subcommand("describe", "show a template and its allow-list");
   d->add_option("name", *name)->required();
@@ -149,16 +174,7 @@ void add_templates(CLI::App& app, Globals& g) {
       return static_cast<int>(kExitOk);
     });
   });
-  auto* del = t->add_subcommand("delete", "delete a template");
-  del->add_option("name", *name)->required();
-  del->callback([&g, name] {
-    g.exit_code = with_client(g, [&](IotClient& api) {
-      auto x = api.call("DELETE", "/provisioning-templates/" + encode(*name));
-      if (!x.is_ok()) return report_error(x.status());
-      print(g.format(), json{{"deleted", *name}}, {"DELETED"}, {{*name}});
-      return static_cast<int>(kExitOk);
-    });
-  });
+  add_delete(t, "delete a template", g, "/provisioning-templates/");
   auto* al = t->add_subcommand("allow-list", "a template's allow-list")->require_subcommand(1);
   auto file = std::make_shared<std::string>();
   auto parameter = std::make_shared<std::string>("SerialNumber");
@@ -185,16 +201,8 @@ void add_templates(CLI::App& app, Globals& g) {
 
 void add_policies(CLI::App& app, Globals& g) {
   auto* p = app.add_subcommand("policies", "IoT policies")->require_subcommand(1);
-  p->add_subcommand("list", "list policies")->callback([&g] {
-    g.exit_code = with_client(g, [&](IotClient& api) {
-      auto all = api.list_all("/policies", "policies");
-      if (!all.is_ok()) return report_error(all.status());
-      std::vector<std::vector<std::string>> rows;
-      for (const auto& x : *all) rows.push_back({str(x, "policyName")});
-      print(g.format(), *all, {"NAME"}, rows);
-      return static_cast<int>(kExitOk);
-    });
-  });
+  add_list(p, "list policies", g, "/policies", "policies", {"NAME"},
+           [](const json& x) { return std::vector<std::string>{str(x, "policyName")}; });
   auto name = std::make_shared<std::string>();
   auto* d = p->add_subcommand("describe", "show a policy's default version and targets");
   d->add_option("name", *name)->required();
@@ -213,31 +221,16 @@ void add_policies(CLI::App& app, Globals& g) {
       return static_cast<int>(kExitOk);
     });
   });
-  auto* del = p->add_subcommand("delete", "delete a policy (detach it first)");
-  del->add_option("name", *name)->required();
-  del->callback([&g, name] {
-    g.exit_code = with_client(g, [&](IotClient& api) {
-      auto x = api.call("DELETE", "/policies/" + encode(*name));
-      if (!x.is_ok()) return report_error(x.status());
-      print(g.format(), json{{"deleted", *name}}, {"DELETED"}, {{*name}});
-      return static_cast<int>(kExitOk);
-    });
-  });
+  add_delete(p, "delete a policy (detach it first)", g, "/policies/");
 }
 
 void add_things(CLI::App& app, Globals& g) {
   auto* t = app.add_subcommand("things", "things")->require_subcommand(1);
-  t->add_subcommand("list", "list things")->callback([&g] {
-    g.exit_code = with_client(g, [&](IotClient& api) {
-      auto all = api.list_all("/things", "things");
-      if (!all.is_ok()) return report_error(all.status());
-      std::vector<std::vector<std::string>> rows;
-      for (const auto& x : *all)
-        rows.push_back({str(x, "thingName"), str(x, "thingTypeName"), str(x, "attributes")});
-      print(g.format(), *all, {"NAME", "TYPE", "ATTRIBUTES"}, rows);
-      return static_cast<int>(kExitOk);
-    });
-  });
+  add_list(t, "list things", g, "/things", "things", {"NAME", "TYPE", "ATTRIBUTES"},
+           [](const json& x) {
+             return std::vector<std::string>{str(x, "thingName"), str(x, "thingTypeName"),
+                                             str(x, "attributes")};
+           });
   auto name = std::make_shared<std::string>();
   auto* d = t->add_subcommand("describe", "a thing and its certificates");
   d->add_option("name", *name)->required();
@@ -307,17 +300,11 @@ void add_things(CLI::App& app, Globals& g) {
 
 void add_certs(CLI::App& app, Globals& g) {
   auto* c = app.add_subcommand("certs", "device certificates")->require_subcommand(1);
-  c->add_subcommand("list", "list certificates")->callback([&g] {
-    g.exit_code = with_client(g, [&](IotClient& api) {
-      auto all = api.list_all("/certificates", "certificates");
-      if (!all.is_ok()) return report_error(all.status());
-      std::vector<std::vector<std::string>> rows;
-      for (const auto& x : *all)
-        rows.push_back({str(x, "certificateId"), str(x, "status"), when(x, "creationDate")});
-      print(g.format(), *all, {"CERTIFICATE", "STATUS", "CREATED"}, rows);
-      return static_cast<int>(kExitOk);
-    });
-  });
+  add_list(c, "list certificates", g, "/certificates", "certificates",
+           {"CERTIFICATE", "STATUS", "CREATED"}, [](const json& x) {
+             return std::vector<std::string>{str(x, "certificateId"), str(x, "status"),
+                                             when(x, "creationDate")};
+           });
   auto id = std::make_shared<std::string>();
   auto thing = std::make_shared<std::string>();
   auto* d = c->add_subcommand("describe", "a certificate");
@@ -347,16 +334,7 @@ void add_certs(CLI::App& app, Globals& g) {
     std::string st = status;
     s->callback([&g, id, thing, st] { g.exit_code = set_status(g, *id, *thing, st); });
   }
-  auto* del = c->add_subcommand("delete", "delete a certificate (INACTIVE or REVOKED, detached)");
-  del->add_option("id", *id)->required();
-  del->callback([&g, id] {
-    g.exit_code = with_client(g, [&](IotClient& api) {
-      auto x = api.call("DELETE", "/certificates/" + encode(*id));
-      if (!x.is_ok()) return report_error(x.status());
-      print(g.format(), json{{"deleted", *id}}, {"DELETED"}, {{*id}});
-      return static_cast<int>(kExitOk);
-    });
-  });
+  add_delete(c, "delete a certificate (INACTIVE or REVOKED, detached)", g, "/certificates/", "id");
 }
 
 void add_expiring(CLI::App& app, Globals& g) {

@@ -31,18 +31,22 @@ EnvLookup env_of(std::map<std::string, std::string> m) {
   };
 }
 
-TEST(Settings, DataFolderGivesEndpointCredentialsAndRegion) {
-  TempDir d;
+// A fleetkeyd data folder: endpoints.json (with `extra` members) and its admin credentials.
+void write_data_folder(const std::string& dir, const std::string& url, const std::string& extra) {
   ASSERT_TRUE(
-      write_file_atomic(d.path + "/credentials",
+      write_file_atomic(dir + "/credentials",
                         "[default]\naws_access_key_id = AKIAX\naws_secret_access_key = s1\n", 0600)
           .is_ok());
-  ASSERT_TRUE(write_file_atomic(d.path + "/endpoints.json",
-                                R"({"api":{"url":"http://127.0.0.1:9443"},"region":"eu-west-1",
-                                    "credentials_file":")" +
-                                    d.path + R"(/credentials"})",
+  ASSERT_TRUE(write_file_atomic(dir + "/endpoints.json",
+                                R"({"api":{"url":")" + url + R"("},"credentials_file":")" + dir +
+                                    R"(/credentials")" + extra + "}",
                                 0644)
                   .is_ok());
+}
+
+TEST(Settings, DataFolderGivesEndpointCredentialsAndRegion) {
+  TempDir d;
+  write_data_folder(d.path, "http://127.0.0.1:9443", R"(,"region":"eu-west-1")");
   ConnectionFlags f;
   f.data_dir = d.path;
   auto c = resolve_connection(f, env_of({{"HOME", d.path}}));
@@ -65,16 +69,7 @@ TEST(Settings, DataFolderGivesEndpointCredentialsAndRegion) {
 
 TEST(Settings, LocalHttpsEndpointTrustsTheDataFoldersRootCa) {
   TempDir d;
-  ASSERT_TRUE(write_file_atomic(d.path + "/credentials",
-                                "[default]\naws_access_key_id = K\naws_secret_access_key = S\n",
-                                0600)
-                  .is_ok());
-  ASSERT_TRUE(write_file_atomic(d.path + "/endpoints.json",
-                                R"({"api":{"url":"https://127.0.0.1:9443"},"root_ca":"/ca.pem",
-                                    "credentials_file":")" +
-                                    d.path + R"(/credentials"})",
-                                0644)
-                  .is_ok());
+  write_data_folder(d.path, "https://127.0.0.1:9443", R"(,"root_ca":"/ca.pem")");
   ConnectionFlags f;
   f.data_dir = d.path;
   // AWS_CA_BUNDLE is for public CAs; fleetkeyd found locally is trusted by its own root CA.

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 sys.path.insert(0, os.path.dirname(__file__))
-from fleetkeyd import ALLOW_ALL, Fleetkeyd  # noqa: E402
+from fleetkeyd import ALLOW_ALL, Fleetkeyd, error_code  # noqa: E402
 
 SERVER = None
 IOT = None
@@ -46,14 +46,6 @@ def tearDownModule():
     subprocess.run(["rm", "-rf", TMP])
     if code != 0:
         raise AssertionError("fleetkeyd did not stop cleanly (exit %s)" % code)
-
-
-def error_code(fn, *a, **k):
-    try:
-        fn(*a, **k)
-    except botocore.exceptions.ClientError as e:
-        return e.response["Error"]["Code"], e.response["ResponseMetadata"]["HTTPStatusCode"]
-    raise AssertionError("no error")
 
 
 def pem(cert):

@@ -6,10 +6,9 @@ import sys
 import unittest
 
 import boto3
-import botocore.exceptions
 
 sys.path.insert(0, os.path.dirname(__file__))
-from fleetkeyd import Fleetkeyd  # noqa: E402
+from fleetkeyd import Fleetkeyd, error_code  # noqa: E402
 
 SERVER = None
 IOT = None
@@ -29,14 +28,6 @@ def tearDownModule():
     SERVER.cleanup()
     if code != 0:
         raise AssertionError("fleetkeyd did not stop cleanly (exit %s)" % code)
-
-
-def error_code(fn, *a, **k):
-    try:
-        fn(*a, **k)
-    except botocore.exceptions.ClientError as e:
-        return e.response["Error"]["Code"], e.response["ResponseMetadata"]["HTTPStatusCode"]
-    raise AssertionError("no error")
 
 
 class ThingTypes(unittest.TestCase):

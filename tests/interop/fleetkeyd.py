@@ -37,6 +37,16 @@ ALLOW_ALL = {"Version": "2012-10-17",
              "Statement": [{"Effect": "Allow", "Action": "iot:*", "Resource": "*"}]}
 
 
+def error_code(fn, *a, **k):
+    """(AWS error code, HTTP status) of a boto3 call that must fail."""
+    import botocore.exceptions  # the python3 on PATH has it; /usr/bin/python3 tests never call
+    try:
+        fn(*a, **k)
+    except botocore.exceptions.ClientError as e:
+        return e.response["Error"]["Code"], e.response["ResponseMetadata"]["HTTPStatusCode"]
+    raise AssertionError("no error")
+
+
 class Fleetkeyd:
     """A fleetkeyd on free ports. Its log (stderr) goes to <data_dir>/../fleetkeyd.log and its
     banner (stdout, when not quiet) to <data_dir>/../fleetkeyd.out."""
