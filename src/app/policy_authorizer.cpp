@@ -143,7 +143,8 @@ PolicyAuthorizer::~PolicyAuthorizer() {
   pool_->pool.join();
 }
 
-Result<PolicyAuthorizer::FactsPtr> PolicyAuthorizer::load(const Key& key) {
+Result<PolicyAuthorizer::FactsPtr> PolicyAuthorizer::load(const Key& key,
+                                                          const net::PeerCertificate* peer) {
   auto facts = std::make_shared<Facts>();
   facts->certificate_id = key.first;
   facts->client_id = key.second;
@@ -171,8 +172,14 @@ Result<PolicyAuthorizer::FactsPtr> PolicyAuthorizer::load(const Key& key) {
     }
     facts->certificate = AuthDecision::allow();
     if (!enforce_) return Status::ok();
-    FK_ASSIGN_OR_RETURN(facts->effective, registry::load_effective_policies(
-                                              t, registry_.config().arns, id, key.second));
+    std::optional<policy::CertificateFacts> known;
+    if (peer != nullptr && peer->certificate_id == id)
+      known = policy::CertificateFacts{peer->subject_fields, peer->issuer_fields,
+                                       peer->subject_alt_names, peer->issuer_alt_names,
+                                       peer->serial_hex};
+    FK_ASSIGN_OR_RETURN(facts->effective,
+                        registry::load_effective_policies(t, registry_.config().arns, id,
+                                                          key.second, known ? &*known : nullptr));
     return Status::ok();
   });
   if (!st.is_ok()) return st;
@@ -193,7 +200,7 @@ broker::ConnectDecision PolicyAuthorizer::decide(const broker::ClientIdentity& c
     std::uint64_t generation = 0;
     FactsPtr facts = cached_facts(key, &generation);
     if (!facts) {
-      auto loaded = load(key);
+      auto loaded = load(key, &client.certificate);
       if (!loaded.is_ok())
         return {AuthDecision::deny("registry error: " + loaded.status().message()), nullptr};
       facts = std::move(*loaded);

@@ -63,7 +63,8 @@ class PolicyAuthorizer : public broker::Authorizer {
   using FactsPtr = std::shared_ptr<const Facts>;
   using Key = std::pair<std::string, std::string>;  // certificate id, client id
 
-  Result<FactsPtr> load(const Key& key);
+  // `peer`: the connecting certificate as the TLS layer read it (spares parsing it again).
+  Result<FactsPtr> load(const Key& key, const net::PeerCertificate* peer = nullptr);
   FactsPtr cached_facts(const Key& key, std::uint64_t* generation);
   bool affected(const Facts& f, const registry::RegistryEvent& e) const;
   // The cached or live keys an event can concern; nullopt: only a scan of all can tell.

@@ -27,7 +27,8 @@ Status add_policies_of(Txn& txn, const std::string& target_arn, EffectivePolicie
 
 Result<EffectivePolicies> load_effective_policies(Txn& txn, const ArnScope& arns,
                                                   std::string_view certificate_id,
-                                                  std::string_view client_id) {
+                                                  std::string_view client_id,
+                                                  const policy::CertificateFacts* known) {
   EffectivePolicies out;
   out.certificate_id = std::string(certificate_id);
   out.client_id = std::string(client_id);
@@ -35,7 +36,9 @@ Result<EffectivePolicies> load_effective_policies(Txn& txn, const ArnScope& arns
   if (!cert) return not_found("certificate " + std::string(certificate_id) + " does not exist");
   policy::RequestContext& ctx = out.context;
   if (!client_id.empty()) ctx.client_id = std::string(client_id);
-  if (auto info = crypto::parse_certificate(cert->pem); info.is_ok()) {
+  if (known != nullptr) {
+    ctx.certificate = *known;
+  } else if (auto info = crypto::parse_certificate(cert->pem); info.is_ok()) {
     policy::CertificateFacts facts;
     facts.subject = info->subject_fields;
     facts.issuer = info->issuer_fields;

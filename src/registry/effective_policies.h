@@ -27,9 +27,12 @@ struct EffectivePolicies {
   std::string thing_name;              // the associated thing ("" when none)
 };
 
-// `client_id` empty: only the certificate's policies (no thing association).
+// `client_id` empty: only the certificate's policies (no thing association). `known`: the
+// certificate's facts when the caller has them (the TLS layer did), else the stored PEM is
+// parsed.
 Result<EffectivePolicies> load_effective_policies(Txn& txn, const ArnScope& arns,
                                                   std::string_view certificate_id,
-                                                  std::string_view client_id);
+                                                  std::string_view client_id,
+                                                  const policy::CertificateFacts* known = nullptr);
 
 }  // namespace fk::registry

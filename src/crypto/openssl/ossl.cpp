@@ -180,8 +180,6 @@ EpochSeconds to_epoch(const ASN1_TIME* t) {
 
 }  // namespace
 
-namespace {
-
 // The names of a GeneralNames extension, typed as AWS's policy variables name them.
 NameFields alt_names(X509* cert, int nid) {
   NameFields out;
@@ -222,8 +220,6 @@ NameFields alt_names(X509* cert, int nid) {
   GENERAL_NAMES_free(names);
   return out;
 }
-
-}  // namespace
 
 CertificateInfo describe_cert(X509* cert, const PublicKeyInfo* known_key) {
   CertificateInfo info;

@@ -13,6 +13,7 @@
 
 #include "base/log.h"
 #include "base/strings.h"
+#include "crypto/openssl/ossl.h"
 #include "net/tcp_listener.h"
 #include "net/tls/tls_connection.h"
 
@@ -24,16 +25,6 @@ using tcp = asio::ip::tcp;
 
 namespace {
 
-std::string name_text(const X509_NAME* name) {
-  BIO* bio = BIO_new(BIO_s_mem());
-  X509_NAME_print_ex(bio, name, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB);
-  char* data = nullptr;
-  long n = BIO_get_mem_data(bio, &data);
-  std::string out(data, static_cast<std::size_t>(n));
-  BIO_free(bio);
-  return out;
-}
-
 PeerCertificate describe_peer(X509* cert) {
   PeerCertificate p;
   unsigned char* der = nullptr;
@@ -44,8 +35,12 @@ PeerCertificate describe_peer(X509* cert) {
     p.certificate_id = to_hex(std::span<const std::uint8_t>(md, sizeof md));
     OPENSSL_free(der);
   }
-  p.subject = name_text(X509_get_subject_name(cert));
-  p.issuer = name_text(X509_get_issuer_name(cert));
+  p.subject = crypto::ossl::name_to_string(X509_get_subject_name(cert));
+  p.issuer = crypto::ossl::name_to_string(X509_get_issuer_name(cert));
+  p.subject_fields = crypto::ossl::name_fields(X509_get_subject_name(cert));
+  p.issuer_fields = crypto::ossl::name_fields(X509_get_issuer_name(cert));
+  p.subject_alt_names = crypto::ossl::alt_names(cert, NID_subject_alt_name);
+  p.issuer_alt_names = crypto::ossl::alt_names(cert, NID_issuer_alt_name);
   int idx = X509_NAME_get_index_by_NID(X509_get_subject_name(cert), NID_commonName, -1);
   if (idx >= 0) {
     unsigned char* utf8 = nullptr;
@@ -123,7 +118,13 @@ class FdTlsConnection final : public TlsConnection {
     SSL_set_fd(ssl_, static_cast<int>(socket_.native_handle()));
     SSL_set_accept_state(ssl_);
   }
-  ~FdTlsConnection() override { SSL_free(ssl_); }
+  ~FdTlsConnection() override {
+    // A session whose handshake completed stays resumable from the cache however the
+    // connection ended (OpenSSL drops sessions of connections not shut down with
+    // close_notify, which MQTT clients rarely send).
+    if (handshake_done_) SSL_set_shutdown(ssl_, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+    SSL_free(ssl_);
+  }
 
   void handshake(int timeout_seconds, std::string listener,
                  std::function<void(std::shared_ptr<FdTlsConnection>)> done) {
@@ -413,7 +414,13 @@ Status TlsListener::start() {
     return invalid_request("cannot load " + state_->config.private_key_file + ": " + ec.message());
   ctx.set_verify_mode(ssl::verify_peer | ssl::verify_fail_if_no_peer_cert, ec);
   SSL_CTX_set_alpn_select_cb(native, select_alpn, &state_->config.required_alpn);
-  // Resumption: stateless session tickets (TLS 1.3 and 1.2) plus a server-side cache.
+  // Resumption through the server-side session cache: TLS 1.3 stateful tickets (one per
+  // handshake) and TLS 1.2 session ids. Not stateless tickets: OpenSSL 3.0 makes each one by
+  // serialising the session and parsing it back (d2i_SSL_SESSION), which decodes the client
+  // certificate's key again; with two tickets per handshake that was ~17% of a full
+  // handshake's server CPU (perf, docs/performance.md).
+  SSL_CTX_set_options(native, SSL_OP_NO_TICKET);
+  SSL_CTX_set_num_tickets(native, 1);
   SSL_CTX_set_session_cache_mode(native, SSL_SESS_CACHE_SERVER);
   const unsigned char sid[] = "fleetkeyd";
   SSL_CTX_set_session_id_context(native, sid, sizeof sid - 1);

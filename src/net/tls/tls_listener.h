@@ -28,6 +28,13 @@ struct PeerCertificate {
   std::string common_name;
   std::string issuer;
   std::string serial_hex;
+  // What IoT policy variables read (iot:Certificate.Subject.*, ...), taken from the certificate
+  // the handshake already parsed, so that nobody parses it again per connection.
+  using Fields = std::vector<std::pair<std::string, std::string>>;
+  Fields subject_fields;  // OpenSSL short names: ("CN", "locker-1"), ...
+  Fields issuer_fields;
+  Fields subject_alt_names;  // ("DNSName", "a.example"), ...
+  Fields issuer_alt_names;
 };
 
 class TlsConnection;
