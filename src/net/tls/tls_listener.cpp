@@ -414,12 +414,12 @@ Status TlsListener::start() {
     return invalid_request("cannot load " + state_->config.private_key_file + ": " + ec.message());
   ctx.set_verify_mode(ssl::verify_peer | ssl::verify_fail_if_no_peer_cert, ec);
   SSL_CTX_set_alpn_select_cb(native, select_alpn, &state_->config.required_alpn);
-  // Resumption through the server-side session cache: TLS 1.3 stateful tickets (one per
-  // handshake) and TLS 1.2 session ids. Not stateless tickets: OpenSSL 3.0 makes each one by
-  // serialising the session and parsing it back (d2i_SSL_SESSION), which decodes the client
-  // certificate's key again; with two tickets per handshake that was ~17% of a full
-  // handshake's server CPU (perf, docs/performance.md).
-  SSL_CTX_set_options(native, SSL_OP_NO_TICKET);
+  // Resumption: one stateless session ticket per handshake (TLS 1.3 and 1.2; OpenSSL's
+  // default is two) plus a server-side cache for TLS 1.2 session ids. OpenSSL 3.0 makes each
+  // stateless ticket by serialising the session and parsing it back (d2i_SSL_SESSION), which
+  // decodes the client certificate's key again: two tickets were ~17% of a full handshake's
+  // server CPU (perf, docs/performance.md). Stateful TLS 1.3 tickets avoid that cost but keep
+  // a session copy per connection in the cache (+10 KB per idle connection), so not those.
   SSL_CTX_set_num_tickets(native, 1);
   SSL_CTX_set_session_cache_mode(native, SSL_SESS_CACHE_SERVER);
   const unsigned char sid[] = "fleetkeyd";
