@@ -2,6 +2,7 @@
 // parameter values and single use; counters, status, expiring certificates and the root CA for
 // the fleetkey CLI.
 #include <algorithm>
+#include <functional>
 
 #include "api/routing.h"
 #include "provisioning/register_thing.h"
@@ -11,7 +12,22 @@ namespace fk::api {
 using registry::Txn;
 
 namespace {
+
 constexpr std::size_t kScanPage = 1000;
+
+// Every certificate of the registry, a page at a time, in one read transaction.
+Status for_each_certificate(Txn& txn,
+                            const std::function<void(const storage::CertificateRecord&)>& fn) {
+  storage::CertificateQuery cq;
+  cq.page.limit = kScanPage;
+  for (;;) {
+    FK_ASSIGN_OR_RETURN(auto list, txn.store().list_certificates(cq));
+    for (const auto& c : list) fn(c);
+    if (list.size() < kScanPage) return Status::ok();
+    cq.page.after = storage::certificate_page_key(list.back());
+  }
+}
+
 }  // namespace
 
 void add_fleetkey_routes(RouteTable& t, ApiContext& ctx) {
@@ -83,15 +99,9 @@ void add_fleetkey_routes(RouteTable& t, ApiContext& ctx) {
         if (list.size() < kScanPage) break;
         tq.page.after = list.back().name;
       }
-      storage::CertificateQuery cq;
-      cq.page.limit = kScanPage;
-      for (;;) {
-        FK_ASSIGN_OR_RETURN(auto list, txn.store().list_certificates(cq));
-        for (const auto& c : list) ++by_status[std::string(storage::to_string(c.status))];
-        if (list.size() < kScanPage) break;
-        cq.page.after = storage::certificate_page_key(list.back());
-      }
-      return Status::ok();
+      return for_each_certificate(txn, [&](const storage::CertificateRecord& c) {
+        ++by_status[std::string(storage::to_string(c.status))];
+      });
     }));
     json certs = json::object();
     for (const char* s : {"ACTIVE", "INACTIVE", "REVOKED", "PENDING_TRANSFER", "PENDING_ACTIVATION",
@@ -123,15 +133,9 @@ void add_fleetkey_routes(RouteTable& t, ApiContext& ctx) {
     json certs = json::array();
     FK_RETURN_IF_ERROR(ctx.registry.read([&](Txn& txn) -> Status {
       std::vector<storage::CertificateRecord> found;
-      storage::CertificateQuery cq;
-      cq.page.limit = kScanPage;
-      for (;;) {
-        FK_ASSIGN_OR_RETURN(auto list, txn.store().list_certificates(cq));
-        for (const auto& rec : list)
-          if (rec.not_after < limit) found.push_back(rec);
-        if (list.size() < kScanPage) break;
-        cq.page.after = storage::certificate_page_key(list.back());
-      }
+      FK_RETURN_IF_ERROR(for_each_certificate(txn, [&](const storage::CertificateRecord& rec) {
+        if (rec.not_after < limit) found.push_back(rec);
+      }));
       std::sort(found.begin(), found.end(),
                 [](const auto& a, const auto& b) { return a.not_after < b.not_after; });
       for (const auto& rec : found) {
