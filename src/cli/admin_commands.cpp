@@ -74,11 +74,12 @@ int with_client(Globals& g, const Op& op) {
 
 // `<group> list`: every item of a paged list operation, as a table or JSON.
 void add_list(CLI::App* group, const std::string& help, Globals& g, const std::string& path,
-              const std::string& member, std::vector<std::string> headers,
+              const std::string& member, const std::string& size_param,
+              std::vector<std::string> headers,
               std::function<std::vector<std::string>(const json&)> row) {
-  group->add_subcommand("list", help)->callback([&g, path, member, headers, row] {
+  group->add_subcommand("list", help)->callback([&g, path, member, size_param, headers, row] {
     g.exit_code = with_client(g, [&](IotClient& api) {
-      auto all = api.list_all(path, member);
+      auto all = api.list_all(path, member, size_param);
       if (!all.is_ok()) return report_error(all.status());
       std::vector<std::vector<std::string>> rows;
       for (const auto& x : *all) rows.push_back(row(x));
@@ -145,7 +146,7 @@ int set_status(Globals& g, const std::string& id, const std::string& thing,
 
 void add_templates(CLI::App& app, Globals& g) {
   auto* t = app.add_subcommand("templates", "provisioning templates")->require_subcommand(1);
-  add_list(t, "list templates", g, "/provisioning-templates", "templates",
+  add_list(t, "list templates", g, "/provisioning-templates", "templates", "maxResults",
            {"NAME", "ENABLED", "TYPE", "MODIFIED"}, [](const json& x) {
              return std::vector<std::string>{str(x, "templateName"), str(x, "enabled"),
                                              str(x, "type"), when(x, "lastModifiedDate")};
@@ -201,7 +202,7 @@ void add_templates(CLI::App& app, Globals& g) {
 
 void add_policies(CLI::App& app, Globals& g) {
   auto* p = app.add_subcommand("policies", "IoT policies")->require_subcommand(1);
-  add_list(p, "list policies", g, "/policies", "policies", {"NAME"},
+  add_list(p, "list policies", g, "/policies", "policies", "pageSize", {"NAME"},
            [](const json& x) { return std::vector<std::string>{str(x, "policyName")}; });
   auto name = std::make_shared<std::string>();
   auto* d = p->add_subcommand("describe", "show a policy's default version and targets");
@@ -226,7 +227,7 @@ void add_policies(CLI::App& app, Globals& g) {
 
 void add_things(CLI::App& app, Globals& g) {
   auto* t = app.add_subcommand("things", "things")->require_subcommand(1);
-  add_list(t, "list things", g, "/things", "things", {"NAME", "TYPE", "ATTRIBUTES"},
+  add_list(t, "list things", g, "/things", "things", "maxResults", {"NAME", "TYPE", "ATTRIBUTES"},
            [](const json& x) {
              return std::vector<std::string>{str(x, "thingName"), str(x, "thingTypeName"),
                                              str(x, "attributes")};
@@ -300,7 +301,7 @@ void add_things(CLI::App& app, Globals& g) {
 
 void add_certs(CLI::App& app, Globals& g) {
   auto* c = app.add_subcommand("certs", "device certificates")->require_subcommand(1);
-  add_list(c, "list certificates", g, "/certificates", "certificates",
+  add_list(c, "list certificates", g, "/certificates", "certificates", "pageSize",
            {"CERTIFICATE", "STATUS", "CREATED"}, [](const json& x) {
              return std::vector<std::string>{str(x, "certificateId"), str(x, "status"),
                                              when(x, "creationDate")};

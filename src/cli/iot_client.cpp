@@ -77,16 +77,14 @@ Result<json> IotClient::call(const std::string& method, const std::string& targe
 }
 
 Result<std::vector<json>> IotClient::list_all(const std::string& path,
-                                              const std::string& items_member) {
+                                              const std::string& items_member,
+                                              const std::string& size_param) {
   std::vector<json> out;
   std::string marker_param, marker;
   for (;;) {
     std::string target = path + (path.find('?') == std::string::npos ? "?" : "&");
     target += marker.empty() ? "" : marker_param + "=" + encode(marker) + "&";
-    target += marker_param == "marker" || path.rfind("/certificates", 0) == 0 ||
-                      path.rfind("/policies", 0) == 0
-                  ? "pageSize=250"
-                  : "maxResults=250";
+    target += size_param + "=250";
     FK_ASSIGN_OR_RETURN(json page, call("GET", target));
     if (page.contains(items_member) && page[items_member].is_array())
       for (auto& item : page[items_member]) out.push_back(std::move(item));

@@ -37,8 +37,11 @@ class IotClient {
                     const json& body = nullptr,
                     const std::vector<std::pair<std::string, std::string>>& headers = {});
 
-  // Every item of a paged list operation (nextMarker/nextToken followed).
-  Result<std::vector<json>> list_all(const std::string& path, const std::string& items_member);
+  // Every item of a paged list operation, 250 per page (nextMarker/nextToken followed).
+  // `size_param`: the operation's page size parameter, "pageSize" (marker style) or
+  // "maxResults" (token style).
+  Result<std::vector<json>> list_all(const std::string& path, const std::string& items_member,
+                                     const std::string& size_param);
 
   const Connection& connection() const { return connection_; }
 
