@@ -1,0 +1,124 @@
+#include <cerrno>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "base/files.h"
+#include "fleetkey/credentials.h"
+
+namespace fleetkey {
+namespace {
+
+using nlohmann::json;
+
+constexpr const char* kRecordFile = "provisioning.json";
+
+const char* stage_name(Stage s) { return to_string(s); }
+
+bool parse_stage(const std::string& s, Stage& out) {
+  for (Stage st : {Stage::kNone, Stage::kKeyReady, Stage::kCertificateIssued, Stage::kRegistered})
+    if (s == stage_name(st)) {
+      out = st;
+      return true;
+    }
+  return false;
+}
+
+Error storage_error(std::string message) { return {ErrorKind::kStorage, std::move(message), 0, ""}; }
+
+}  // namespace
+
+FileCredentialStore::FileCredentialStore(std::string folder) : folder_(std::move(folder)) {}
+
+bool FileCredentialStore::load(ProvisioningRecord& out, Error& error) {
+  out = {};
+  const std::string path = folder_ + "/" + kRecordFile;
+  if (!fk::file_exists(path)) return true;  // nothing saved yet
+  auto text = fk::read_file(path);
+  if (!text.is_ok()) {
+    error = storage_error(text.status().message());
+    return false;
+  }
+  json j = json::parse(*text, nullptr, /*allow_exceptions=*/false);
+  Stage stage = Stage::kNone;
+  if (j.is_discarded() || !j.is_object() || !j.contains("stage") || !j["stage"].is_string() ||
+      !parse_stage(j["stage"].get<std::string>(), stage)) {
+    error = storage_error(path + ": not a provisioning record (written by another program?)");
+    return false;
+  }
+  auto str = [&](const char* k) {
+    auto it = j.find(k);
+    return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
+  out.stage = stage;
+  out.private_key_pem = str("privateKey");
+  out.csr_pem = str("certificateSigningRequest");
+  out.certificate_pem = str("certificatePem");
+  out.certificate_id = str("certificateId");
+  out.ownership_token = str("certificateOwnershipToken");
+  out.thing_name = str("thingName");
+  if (auto it = j.find("deviceConfiguration"); it != j.end() && it->is_object())
+    for (const auto& [k, v] : it->items())
+      if (v.is_string()) out.device_configuration[k] = v.get<std::string>();
+  const bool complete =
+      (stage == Stage::kNone) ||
+      (stage == Stage::kKeyReady && !out.private_key_pem.empty() && !out.csr_pem.empty()) ||
+      (stage == Stage::kCertificateIssued && !out.private_key_pem.empty() &&
+       !out.certificate_pem.empty() && !out.ownership_token.empty()) ||
+      (stage == Stage::kRegistered && !out.private_key_pem.empty() &&
+       !out.certificate_pem.empty() && !out.thing_name.empty());
+  if (!complete) {
+    error = storage_error(path + ": the record for stage " + stage_name(stage) +
+                          " lacks members it needs");
+    return false;
+  }
+  return true;
+}
+
+bool FileCredentialStore::save(const ProvisioningRecord& r, Error& error) {
+  if (auto st = fk::make_dirs(folder_, 0700); !st.is_ok()) {
+    error = storage_error(st.message());
+    return false;
+  }
+  if (r.stage == Stage::kRegistered) {
+    // The direct layout first: once the record says "registered" these files exist.
+    for (auto [name, text, mode] :
+         {std::tuple{"device.cert.pem", &r.certificate_pem, 0644},
+          std::tuple{"device.private.key", &r.private_key_pem, 0600}}) {
+      if (auto st = fk::write_file_atomic(folder_ + "/" + name, *text, static_cast<mode_t>(mode));
+          !st.is_ok()) {
+        error = storage_error(st.message());
+        return false;
+      }
+    }
+  }
+  json j = {{"stage", stage_name(r.stage)}};
+  auto put = [&](const char* k, const std::string& v) {
+    if (!v.empty()) j[k] = v;
+  };
+  put("privateKey", r.private_key_pem);
+  put("certificateSigningRequest", r.csr_pem);
+  put("certificatePem", r.certificate_pem);
+  put("certificateId", r.certificate_id);
+  put("certificateOwnershipToken", r.ownership_token);
+  put("thingName", r.thing_name);
+  if (!r.device_configuration.empty()) j["deviceConfiguration"] = r.device_configuration;
+  if (auto st = fk::write_file_atomic(folder_ + "/" + kRecordFile, j.dump(2) + "\n", 0600);
+      !st.is_ok()) {
+    error = storage_error(st.message());
+    return false;
+  }
+  return true;
+}
+
+bool FileCredentialStore::clear(Error& error) {
+  for (const char* name : {kRecordFile, "device.cert.pem", "device.private.key"}) {
+    const std::string path = folder_ + "/" + name;
+    if (std::remove(path.c_str()) != 0 && errno != ENOENT) {
+      error = storage_error("cannot remove " + path);
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace fleetkey
