@@ -84,7 +84,10 @@ void add_fleetkey_routes(RouteTable& t, ApiContext& ctx) {
   // The CA devices trust for the server (what AmazonRootCA1.pem is on AWS), for the CLI's
   // device bundles.
   t.add("GET", "/fleetkey/root-ca", [&ctx](Call&) -> Result<json> {
-    return json{{"rootCaPem", ctx.config.root_ca_pem}};
+    return json{{"rootCaPem", ctx.config.root_ca_pem},
+                {"issuingCaPem", ctx.config.issuing_ca_pem},
+                // root-ca.pem as the CLI writes it: the root, then the issuing CA.
+                {"caBundlePem", ctx.config.root_ca_pem + ctx.config.issuing_ca_pem}};
   });
   // Health and counts for `fleetkey status`: things, certificates by status, connections.
   t.add("GET", "/fleetkey/status", [&ctx](Call&) -> Result<json> {

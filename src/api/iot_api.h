@@ -24,6 +24,9 @@ struct ApiConfig {
   std::string mqtt_endpoint;                       // DescribeEndpoint's answer (host)
   std::uint16_t mqtt_port = 8883;
   std::string root_ca_pem;  // what devices trust for the server (GET /fleetkey/root-ca)
+  // The CA that signs device certificates (under the root): with it a device can check its
+  // own certificate's chain before connecting.
+  std::string issuing_ca_pem;
   // Counters for GET /fleetkey/metrics (provisioning outcomes, broker figures).
   std::function<std::map<std::string, std::uint64_t>()> metrics;
 };

@@ -203,6 +203,7 @@ Result<std::unique_ptr<Server>> Server::start(const Config& config, boost::asio:
   api_config.mqtt_endpoint = e.mqtt_host;
   api_config.mqtt_port = p.mqtt->port();
   api_config.root_ca_pem = p.ca->root_certificate().pem;
+  api_config.issuing_ca_pem = p.ca->issuing_certificate().pem;
   provisioning::FleetProvisioning* fps = p.provisioning.get();
   api_config.metrics = [fps, b] {
     auto out = fps->counters();

@@ -46,7 +46,9 @@ Status ensure_policy(IotClient& api, const std::string& name, const std::string&
 
 Result<std::string> fetch_root_ca(IotClient& api) {
   FK_ASSIGN_OR_RETURN(json j, api.call("GET", "/fleetkey/root-ca"));
-  std::string pem = j.value("rootCaPem", "");
+  // The bundle (root + issuing CA) when the server has one: devices check their certificate's
+  // chain against it offline (the SDK's load_direct_credentials).
+  std::string pem = j.value("caBundlePem", j.value("rootCaPem", ""));
   if (pem.empty()) return internal_error("fleetkeyd sent no root CA");
   return pem;
 }

@@ -32,7 +32,7 @@ inline constexpr const char* kDefaultDevicePolicy = "fleetkey-device";
 std::string default_device_policy_document();
 // Creates the policy `name` with `document` unless it exists.
 Status ensure_policy(IotClient& api, const std::string& name, const std::string& document);
-// The root CA devices trust for fleetkeyd.
+// The CA file devices get for fleetkeyd: its root, then its issuing CA (older servers: the root).
 Result<std::string> fetch_root_ca(IotClient& api);
 
 void add_device_commands(CLI::App& app, Globals& g);

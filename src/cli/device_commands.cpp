@@ -349,6 +349,9 @@ int create_claim(Globals& g, const ClaimFlags& f) {
                 {"endpoint", status.is_ok() ? (*status).value("mqttEndpoint", "") : ""},
                 {"port", status.is_ok() ? (*status).value("mqttPort", 8883) : 8883},
                 {"files", {"claim.cert.pem", "claim.private.key", "root-ca.pem", "claim.json"}}};
+  // The built-in template names things <prefix><SerialNumber>: a device that lost the
+  // RegisterThing reply can then prove its registration (the SDK's expected_thing_name).
+  if (f.template_file.empty() && !template_existed) claim["thingNamePrefix"] = f.thing_prefix;
   Status st = write_file_atomic(out + "/claim.private.key", keys->private_key_pem, 0600);
   if (st.is_ok())
     st = write_file_atomic(out + "/claim.cert.pem", cert->value("certificatePem", ""), 0644);

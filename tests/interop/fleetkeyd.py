@@ -51,7 +51,7 @@ class Fleetkeyd:
     """A fleetkeyd on free ports. Its log (stderr) goes to <data_dir>/../fleetkeyd.log and its
     banner (stdout, when not quiet) to <data_dir>/../fleetkeyd.out."""
 
-    def __init__(self, data_dir=None, *extra, quiet=True):
+    def __init__(self, data_dir=None, *extra, quiet=True, mqtt_port=0, api_port=0):
         self.tmp = None
         if data_dir is None:
             self.tmp = tempfile.mkdtemp(prefix="fk_interop_")
@@ -62,7 +62,8 @@ class Fleetkeyd:
         self.log = open(self.log_path, "w")
         self.out = open(self.out_path, "w")
         self.proc = subprocess.Popen(
-            [FLEETKEYD, "--data-dir", data_dir, "--mqtt-port", "0", "--api-port", "0",
+            [FLEETKEYD, "--data-dir", data_dir, "--mqtt-port", str(mqtt_port),
+             "--api-port", str(api_port),
              "--alpn-port", "0", *(["--quiet"] if quiet else []), *extra],
             stdout=self.out, stderr=self.log)
         self.endpoints = self._wait_ready()
