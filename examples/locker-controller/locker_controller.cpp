@@ -20,6 +20,9 @@
 // FLEETKEY_SDK_CRASH_AT (tests only) kills the process with SIGKILL, as a power cut would: at
 // a provisioning state ("register", "device-connect", ...), just before a save
 // ("save-certificate-issued") or just after one ("saved-registered").
+#include <fleetkey/credentials.h>
+#include <fleetkey/mqtt_client.h>
+#include <fleetkey/provisioning_runner.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -29,9 +32,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
-#include <fleetkey/credentials.h>
-#include <fleetkey/mqtt_client.h>
-#include <fleetkey/provisioning_runner.h>
 #include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -194,8 +194,9 @@ int main(int argc, char** argv) {
   fleet->add_flag("--server-keys", server_keys, "CreateKeysAndCertificate instead of a CSR");
   fleet->add_flag("--rsa", rsa, "RSA 2048 device key instead of EC P-256");
   auto* direct = app.add_subcommand("direct", "connect with direct certificates");
-  direct->add_option("--cert-dir", cert_dir,
-                     "folder with device.cert.pem, device.private.key, root-ca.pem")
+  direct
+      ->add_option("--cert-dir", cert_dir,
+                   "folder with device.cert.pem, device.private.key, root-ca.pem")
       ->required();
   direct->add_option("--thing", thing, "thing name (default: the certificate's CN)");
   CLI11_PARSE(app, argc, argv);
@@ -231,7 +232,10 @@ int main(int argc, char** argv) {
     say("direct certificates ok: certificate " + facts.certificate_id.substr(0, 12) +
         "..., valid " + std::to_string(days) + " more days, thing " + thing);
     locker = std::make_unique<Locker>(io, endpoint, std::move(id), thing, version);
-    locker->on_stop([&] { signals.cancel(); io.stop(); });
+    locker->on_stop([&] {
+      signals.cancel();
+      io.stop();
+    });
     locker->start(nullptr);
   } else {
     fleetkey::TlsIdentity claim;
@@ -257,8 +261,8 @@ int main(int argc, char** argv) {
     config.parameters = {{"SerialNumber", serial}};
     config.claim_client_id = "claim-" + serial;
     config.expected_thing_name = prefix + serial;
-    config.format = format == "cbor" ? fleetkey::PayloadFormat::kCbor
-                                     : fleetkey::PayloadFormat::kJson;
+    config.format =
+        format == "cbor" ? fleetkey::PayloadFormat::kCbor : fleetkey::PayloadFormat::kJson;
     config.key_source =
         server_keys ? fleetkey::KeySource::kServerKeys : fleetkey::KeySource::kDeviceCsr;
     config.key_type = rsa ? fleetkey::KeyType::kRsa2048 : fleetkey::KeyType::kEcP256;
@@ -272,8 +276,8 @@ int main(int argc, char** argv) {
     runner->start(
         [&, root_ca](fleetkey::ProvisioningResult r) {
           if (!r.ok) {
-            say(std::string("provisioning failed (") + fleetkey::to_string(r.error.kind) + "): " +
-                r.error.message);
+            say(std::string("provisioning failed (") + fleetkey::to_string(r.error.kind) +
+                "): " + r.error.message);
             exit_code = r.error.kind == fleetkey::ErrorKind::kDeviceRejected ? 2 : 3;
             signals.cancel();
             io.stop();
@@ -286,7 +290,10 @@ int main(int argc, char** argv) {
               io, endpoint,
               fleetkey::TlsIdentity{r.record.certificate_pem, r.record.private_key_pem, root_ca},
               r.record.thing_name, version);
-          locker->on_stop([&] { signals.cancel(); io.stop(); });
+          locker->on_stop([&] {
+            signals.cancel();
+            io.stop();
+          });
           locker->start(std::move(r.connection));
         },
         [](fleetkey::State s) {

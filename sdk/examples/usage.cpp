@@ -7,12 +7,13 @@
 // claim.private.key, root-ca.pem) and template LockerTemplate, keeping progress in
 // STATE_FOLDER. Later runs: STATE_FOLDER holds device.cert.pem and device.private.key, so the
 // device connects directly. Either way it publishes "hello" on lockers/<thing>/state.
-#include <boost/asio/io_context.hpp>
-#include <cstdio>
-#include <ctime>
 #include <fleetkey/credentials.h>
 #include <fleetkey/mqtt_client.h>
 #include <fleetkey/provisioning_runner.h>
+
+#include <boost/asio/io_context.hpp>
+#include <cstdio>
+#include <ctime>
 #include <string>
 
 int main(int argc, char** argv) {

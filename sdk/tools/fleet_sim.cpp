@@ -8,14 +8,15 @@
 //
 // Credentials stay in memory unless --state-dir is given (one folder per device, as on real
 // devices). Prints one line of JSON with --json. Exit 0 if every device completed.
+#include <fleetkey/credentials.h>
+#include <fleetkey/provisioning_runner.h>
+
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <boost/asio/io_context.hpp>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
-#include <fleetkey/credentials.h>
-#include <fleetkey/provisioning_runner.h>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -77,10 +78,10 @@ int main(int argc, char** argv) {
   fleetkey::TlsIdentity claim;
   fleetkey::CertificateFacts facts;
   fleetkey::Error error;
-  if (!fleetkey::load_direct_credentials({claim_dir + "/claim.cert.pem",
-                                          claim_dir + "/claim.private.key",
-                                          claim_dir + "/root-ca.pem"},
-                                         std::time(nullptr), claim, facts, error)) {
+  if (!fleetkey::load_direct_credentials(
+          {claim_dir + "/claim.cert.pem", claim_dir + "/claim.private.key",
+           claim_dir + "/root-ca.pem"},
+          std::time(nullptr), claim, facts, error)) {
     std::fprintf(stderr, "claim bundle refused (%s): %s\n", error.error_code.c_str(),
                  error.message.c_str());
     return 2;
@@ -155,28 +156,28 @@ int main(int argc, char** argv) {
     return latencies_ms[static_cast<std::size_t>(q * static_cast<double>(latencies_ms.size() - 1))];
   };
   const auto completed = latencies_ms.size();
-  nlohmann::json report = {{"devices", devices},
-                           {"concurrency", concurrency},
-                           {"format", format},
-                           {"keys", server_keys ? "server" : "csr"},
-                           {"completed", completed},
-                           {"failed", failures},
-                           {"seconds", secs},
-                           {"provisioned_per_s", static_cast<double>(completed) / secs},
-                           {"p50_ms", pct(0.5)},
-                           {"p90_ms", pct(0.9)},
-                           {"p99_ms", pct(0.99)},
-                           {"max_ms", latencies_ms.empty() ? 0.0 : latencies_ms.back()},
-                           {"connects_per_device",
-                            static_cast<double>(connects) / static_cast<double>(devices)}};
+  nlohmann::json report = {
+      {"devices", devices},
+      {"concurrency", concurrency},
+      {"format", format},
+      {"keys", server_keys ? "server" : "csr"},
+      {"completed", completed},
+      {"failed", failures},
+      {"seconds", secs},
+      {"provisioned_per_s", static_cast<double>(completed) / secs},
+      {"p50_ms", pct(0.5)},
+      {"p90_ms", pct(0.9)},
+      {"p99_ms", pct(0.99)},
+      {"max_ms", latencies_ms.empty() ? 0.0 : latencies_ms.back()},
+      {"connects_per_device", static_cast<double>(connects) / static_cast<double>(devices)}};
   if (as_json) {
     std::printf("%s\n", report.dump().c_str());
   } else {
-    std::printf("%zu of %d devices provisioned in %.2f s: %.1f/s; latency p50 %.0f ms, p90 %.0f "
-                "ms, p99 %.0f ms, max %.0f ms; %.2f connections per device\n",
-                completed, devices, secs, static_cast<double>(completed) / secs, pct(0.5),
-                pct(0.9), pct(0.99), report["max_ms"].get<double>(),
-                report["connects_per_device"].get<double>());
+    std::printf(
+        "%zu of %d devices provisioned in %.2f s: %.1f/s; latency p50 %.0f ms, p90 %.0f "
+        "ms, p99 %.0f ms, max %.0f ms; %.2f connections per device\n",
+        completed, devices, secs, static_cast<double>(completed) / secs, pct(0.5), pct(0.9),
+        pct(0.99), report["max_ms"].get<double>(), report["connects_per_device"].get<double>());
     for (const auto& [why, n] : failures) std::printf("  failed: %d x %s\n", n, why.c_str());
   }
   return completed == static_cast<std::size_t>(devices) ? 0 : 1;

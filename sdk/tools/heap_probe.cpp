@@ -9,13 +9,13 @@
 // Inputs are read into static buffers (not heap) before provisioning starts. Prints the
 // machine's final state; exit 0 if provisioning completed.
 #include <fcntl.h>
+#include <fleetkey/credentials.h>
+#include <fleetkey/provisioning.h>
 #include <unistd.h>
 
 #include <array>
 #include <cstdio>
 #include <cstring>
-#include <fleetkey/credentials.h>
-#include <fleetkey/provisioning.h>
 #include <string>
 #include <string_view>
 
@@ -119,8 +119,9 @@ int main(int argc, char** argv) {
         }
         case fleetkey::Action::Type::kGenerateKey:
           e.type = fleetkey::Event::Type::kKeyGenerated;
-          e.private_key_pem = "-----BEGIN EC PRIVATE KEY-----\n(the platform's key)\n-----END EC "
-                              "PRIVATE KEY-----\n";
+          e.private_key_pem =
+              "-----BEGIN EC PRIVATE KEY-----\n(the platform's key)\n-----END EC "
+              "PRIVATE KEY-----\n";
           e.csr_pem = csr;
           break;
         case fleetkey::Action::Type::kSave:
@@ -146,7 +147,9 @@ int main(int argc, char** argv) {
           e.payload = std::move(pub.payload);
           break;
         }
-        default: answer = false; break;
+        default:
+          answer = false;
+          break;
       }
       if (!answer) continue;
       auto more = machine.on(e, ++now);

@@ -40,7 +40,7 @@ enum class MqttVersion { kV311, kV5 };
 struct ConnectOptions {
   std::string client_id;
   MqttVersion version = MqttVersion::kV311;
-  std::uint16_t keep_alive_s = 60;  // AWS clamps to 30..1200
+  std::uint16_t keep_alive_s = 60;           // AWS clamps to 30..1200
   std::uint32_t connect_timeout_ms = 10000;  // TCP + TLS + CONNACK
   bool verify_hostname = true;               // the server certificate must name `host`
 };
@@ -66,8 +66,8 @@ class MqttClient {
   // Called once when an established connection is lost (not after disconnect()).
   void set_disconnect_handler(std::function<void(const Error&)> handler);
 
-  void connect(const Endpoint& endpoint, const TlsIdentity& identity,
-               const ConnectOptions& options, std::function<void(const ConnectResult&)> done);
+  void connect(const Endpoint& endpoint, const TlsIdentity& identity, const ConnectOptions& options,
+               std::function<void(const ConnectResult&)> done);
   // One SUBSCRIBE; `done(true)` if every filter was granted.
   void subscribe(const std::vector<std::string>& filters, std::uint8_t qos,
                  std::function<void(bool ok)> done);

@@ -30,7 +30,10 @@
 namespace fleetkey {
 
 enum class PayloadFormat { kJson, kCbor };
-enum class KeySource { kDeviceCsr, kServerKeys };  // CreateCertificateFromCsr | CreateKeysAndCertificate
+enum class KeySource {
+  kDeviceCsr,
+  kServerKeys
+};  // CreateCertificateFromCsr | CreateKeysAndCertificate
 enum class KeyType { kEcP256, kRsa2048 };
 
 // How far provisioning got; what a CredentialStore keeps.
@@ -110,15 +113,15 @@ struct ProvisioningConfig {
 
 enum class State {
   kIdle,
-  kClaimConnect,     // connecting with the claim certificate
-  kSubscribe,        // subscribing to the reply topics
-  kGenerateKeys,     // key pair and CSR being made by the platform
-  kSendRequest,      // certificate request sent, waiting for its reply
-  kRegister,         // RegisterThing sent, waiting for its reply
-  kDeviceConnect,    // connecting with the device certificate
-  kComplete,         // provisioned and connected as the device
-  kBackoff,          // waiting before retrying the current step
-  kFailed,           // stopped: error() says why; retrying cannot succeed
+  kClaimConnect,   // connecting with the claim certificate
+  kSubscribe,      // subscribing to the reply topics
+  kGenerateKeys,   // key pair and CSR being made by the platform
+  kSendRequest,    // certificate request sent, waiting for its reply
+  kRegister,       // RegisterThing sent, waiting for its reply
+  kDeviceConnect,  // connecting with the device certificate
+  kComplete,       // provisioned and connected as the device
+  kBackoff,        // waiting before retrying the current step
+  kFailed,         // stopped: error() says why; retrying cannot succeed
 };
 const char* to_string(State state);
 
@@ -134,8 +137,8 @@ struct Action {
     kSave,         // save record() atomically; answer with kSaved
     kStartTimer,   // (re)start the one timer: fire kTimer after `delay_ms` (replaces the last)
     kCancelTimer,
-    kComplete,     // provisioned: the connection as the device is up (record() has it all)
-    kFail,         // stopped with error()
+    kComplete,  // provisioned: the connection as the device is up (record() has it all)
+    kFail,      // stopped with error()
   };
   Type type = Type::kStartTimer;
   Role role = Role::kClaim;
@@ -205,12 +208,12 @@ class Provisioner {
   State state_ = State::kIdle;
   Error error_;
   std::uint32_t attempts_ = 0;
-  Step pending_ = Step::kConnectClaim;          // what kBackoff resumes
-  std::optional<State> after_save_;             // where a kSaved continues
+  Step pending_ = Step::kConnectClaim;  // what kBackoff resumes
+  std::optional<State> after_save_;     // where a kSaved continues
   bool connected_ = false;
-  bool probing_ = false;         // device connect after a lost RegisterThing reply
-  bool register_sent_ = false;   // this token was published in this run
-  bool token_resent_ = false;    // ...more than once, or before a restart
+  bool probing_ = false;                          // device connect after a lost RegisterThing reply
+  bool register_sent_ = false;                    // this token was published in this run
+  bool token_resent_ = false;                     // ...more than once, or before a restart
   std::optional<std::uint64_t> last_connect_[2];  // per role
   std::uint64_t rng_;
 };

@@ -16,10 +16,10 @@ namespace fleetkey {
 
 struct ProvisioningResult {
   bool ok = false;
-  Error error;                     // when !ok
-  ProvisioningRecord record;       // thing name, certificate, key, device configuration
+  Error error;                             // when !ok
+  ProvisioningRecord record;               // thing name, certificate, key, device configuration
   std::unique_ptr<MqttClient> connection;  // connected as the device (ok only)
-  std::uint32_t connects = 0;      // MQTT connections opened on the way
+  std::uint32_t connects = 0;              // MQTT connections opened on the way
 };
 
 class ProvisioningRunner {

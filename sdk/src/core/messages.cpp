@@ -48,7 +48,9 @@ bool text(const json& j, const char* name, std::string& out, std::string& why) {
 
 }  // namespace
 
-std::string encode_create_keys_request(PayloadFormat f) { return serialize(f, json::object()); }
+std::string encode_create_keys_request(PayloadFormat f) {
+  return serialize(f, json::object());
+}
 
 std::string encode_csr_request(PayloadFormat f, std::string_view csr_pem) {
   return serialize(f, json{{"certificateSigningRequest", std::string(csr_pem)}});
@@ -56,8 +58,8 @@ std::string encode_csr_request(PayloadFormat f, std::string_view csr_pem) {
 
 std::string encode_register_request(PayloadFormat f, std::string_view token,
                                     const std::map<std::string, std::string>& parameters) {
-  return serialize(f, json{{"certificateOwnershipToken", std::string(token)},
-                           {"parameters", json(parameters)}});
+  return serialize(
+      f, json{{"certificateOwnershipToken", std::string(token)}, {"parameters", json(parameters)}});
 }
 
 std::optional<CertificateReply> decode_certificate_reply(PayloadFormat f, std::string_view payload,

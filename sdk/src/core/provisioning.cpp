@@ -8,7 +8,9 @@
 namespace fleetkey {
 namespace {
 
-const char* format_name(PayloadFormat f) { return f == PayloadFormat::kJson ? "json" : "cbor"; }
+const char* format_name(PayloadFormat f) {
+  return f == PayloadFormat::kJson ? "json" : "cbor";
+}
 
 // Rejections worth retrying: the server is busy or failing, not refusing this request.
 bool retryable(const core::RejectedReply& r) {
@@ -42,47 +44,76 @@ Action simple(Action::Type type) {
 
 const char* to_string(ErrorKind kind) {
   switch (kind) {
-    case ErrorKind::kNone: return "none";
-    case ErrorKind::kNetwork: return "network";
-    case ErrorKind::kTimeout: return "timeout";
-    case ErrorKind::kServerCertificate: return "server-certificate";
-    case ErrorKind::kClaimRejected: return "claim-rejected";
-    case ErrorKind::kNotAuthorized: return "not-authorized";
-    case ErrorKind::kCertificateRejected: return "certificate-rejected";
-    case ErrorKind::kRegistrationRejected: return "registration-rejected";
-    case ErrorKind::kDeviceRejected: return "device-rejected";
-    case ErrorKind::kBadReply: return "bad-reply";
-    case ErrorKind::kOutcomeUnknown: return "outcome-unknown";
-    case ErrorKind::kStorage: return "storage";
-    case ErrorKind::kKeyGeneration: return "key-generation";
-    case ErrorKind::kGaveUp: return "gave-up";
-    case ErrorKind::kInvalidCredentials: return "invalid-credentials";
+    case ErrorKind::kNone:
+      return "none";
+    case ErrorKind::kNetwork:
+      return "network";
+    case ErrorKind::kTimeout:
+      return "timeout";
+    case ErrorKind::kServerCertificate:
+      return "server-certificate";
+    case ErrorKind::kClaimRejected:
+      return "claim-rejected";
+    case ErrorKind::kNotAuthorized:
+      return "not-authorized";
+    case ErrorKind::kCertificateRejected:
+      return "certificate-rejected";
+    case ErrorKind::kRegistrationRejected:
+      return "registration-rejected";
+    case ErrorKind::kDeviceRejected:
+      return "device-rejected";
+    case ErrorKind::kBadReply:
+      return "bad-reply";
+    case ErrorKind::kOutcomeUnknown:
+      return "outcome-unknown";
+    case ErrorKind::kStorage:
+      return "storage";
+    case ErrorKind::kKeyGeneration:
+      return "key-generation";
+    case ErrorKind::kGaveUp:
+      return "gave-up";
+    case ErrorKind::kInvalidCredentials:
+      return "invalid-credentials";
   }
   return "unknown";
 }
 
 const char* to_string(Stage stage) {
   switch (stage) {
-    case Stage::kNone: return "none";
-    case Stage::kKeyReady: return "key-ready";
-    case Stage::kCertificateIssued: return "certificate-issued";
-    case Stage::kRegistered: return "registered";
+    case Stage::kNone:
+      return "none";
+    case Stage::kKeyReady:
+      return "key-ready";
+    case Stage::kCertificateIssued:
+      return "certificate-issued";
+    case Stage::kRegistered:
+      return "registered";
   }
   return "none";
 }
 
 const char* to_string(State state) {
   switch (state) {
-    case State::kIdle: return "idle";
-    case State::kClaimConnect: return "claim-connect";
-    case State::kSubscribe: return "subscribe";
-    case State::kGenerateKeys: return "generate-keys";
-    case State::kSendRequest: return "send-request";
-    case State::kRegister: return "register";
-    case State::kDeviceConnect: return "device-connect";
-    case State::kComplete: return "complete";
-    case State::kBackoff: return "backoff";
-    case State::kFailed: return "failed";
+    case State::kIdle:
+      return "idle";
+    case State::kClaimConnect:
+      return "claim-connect";
+    case State::kSubscribe:
+      return "subscribe";
+    case State::kGenerateKeys:
+      return "generate-keys";
+    case State::kSendRequest:
+      return "send-request";
+    case State::kRegister:
+      return "register";
+    case State::kDeviceConnect:
+      return "device-connect";
+    case State::kComplete:
+      return "complete";
+    case State::kBackoff:
+      return "backoff";
+    case State::kFailed:
+      return "failed";
   }
   return "unknown";
 }
@@ -109,15 +140,18 @@ std::vector<Action> Provisioner::start(std::uint64_t now_ms) {
   if (state_ != State::kIdle) return out;
   // A certificate received before a reboot: its token was maybe used already (the reply lost).
   token_resent_ = record_.stage == Stage::kCertificateIssued;
-  go(record_.stage == Stage::kRegistered ? Step::kConnectDevice : Step::kConnectClaim, now_ms,
-     out);
+  go(record_.stage == Stage::kRegistered ? Step::kConnectDevice : Step::kConnectClaim, now_ms, out);
   return out;
 }
 
 void Provisioner::go(Step step, std::uint64_t now, std::vector<Action>& out) {
   switch (step) {
-    case Step::kConnectClaim: connect(Role::kClaim, now, out); break;
-    case Step::kConnectDevice: connect(Role::kDevice, now, out); break;
+    case Step::kConnectClaim:
+      connect(Role::kClaim, now, out);
+      break;
+    case Step::kConnectDevice:
+      connect(Role::kDevice, now, out);
+      break;
     case Step::kContinue:
       if (!connected_) {
         connect(Role::kClaim, now, out);
@@ -166,9 +200,15 @@ void Provisioner::next_request(std::uint64_t now, std::vector<Action>& out) {
         out.push_back(std::move(a));
       }
       break;
-    case Stage::kKeyReady: publish_certificate_request(out); break;
-    case Stage::kCertificateIssued: publish_register(out); break;
-    case Stage::kRegistered: connect(Role::kDevice, now, out); break;
+    case Stage::kKeyReady:
+      publish_certificate_request(out);
+      break;
+    case Stage::kCertificateIssued:
+      publish_register(out);
+      break;
+    case Stage::kRegistered:
+      connect(Role::kDevice, now, out);
+      break;
   }
 }
 
@@ -191,8 +231,8 @@ void Provisioner::publish_register(std::vector<Action>& out) {
   Action a;
   a.type = Action::Type::kPublish;
   a.topics = {register_topic()};
-  a.payload = core::encode_register_request(config_.format, record_.ownership_token,
-                                            config_.parameters);
+  a.payload =
+      core::encode_register_request(config_.format, record_.ownership_token, config_.parameters);
   out.push_back(std::move(a));
   out.push_back(timer(config_.response_timeout_ms));
 }
@@ -200,9 +240,9 @@ void Provisioner::publish_register(std::vector<Action>& out) {
 std::uint32_t Provisioner::backoff_ms() {
   // Exponential backoff with "equal jitter": half fixed, half random (splitmix64).
   const std::uint32_t shift = std::min<std::uint32_t>(attempts_ > 0 ? attempts_ - 1 : 0, 20);
-  const std::uint64_t base = std::min<std::uint64_t>(
-      config_.retry.max_delay_ms, static_cast<std::uint64_t>(config_.retry.initial_delay_ms)
-                                      << shift);
+  const std::uint64_t base =
+      std::min<std::uint64_t>(config_.retry.max_delay_ms,
+                              static_cast<std::uint64_t>(config_.retry.initial_delay_ms) << shift);
   rng_ += 0x9E3779B97F4A7C15ULL;
   std::uint64_t z = rng_;
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
@@ -292,8 +332,9 @@ std::vector<Action> Provisioner::on(const Event& event, std::uint64_t now) {
       connected_ = false;
       if (after_save_ || state_ == State::kGenerateKeys || state_ == State::kBackoff)
         break;  // the next step reconnects when it needs the connection
-      retry({ErrorKind::kNetwork, "connection lost in state " + std::string(to_string(state_)) +
-                                      (event.error.message.empty() ? "" : ": " + event.error.message)},
+      retry({ErrorKind::kNetwork,
+             "connection lost in state " + std::string(to_string(state_)) +
+                 (event.error.message.empty() ? "" : ": " + event.error.message)},
             Step::kConnectClaim, now, out);
       break;
     case Event::Type::kSubscribed:
@@ -315,7 +356,9 @@ std::vector<Action> Provisioner::on(const Event& event, std::uint64_t now) {
                 (event.error.message.empty() ? "" : ": " + event.error.message)},
            out);
       break;
-    case Event::Type::kMessage: on_message(event, now, out); break;
+    case Event::Type::kMessage:
+      on_message(event, now, out);
+      break;
     case Event::Type::kKeyGenerated:
       if (state_ != State::kGenerateKeys || after_save_) break;
       if (!event.ok || event.private_key_pem.empty() || event.csr_pem.empty()) {
@@ -333,8 +376,7 @@ std::vector<Action> Provisioner::on(const Event& event, std::uint64_t now) {
       const State next = *after_save_;
       after_save_.reset();
       if (!event.ok) {
-        fail({ErrorKind::kStorage, "saving the provisioning record failed: " +
-                                       event.error.message},
+        fail({ErrorKind::kStorage, "saving the provisioning record failed: " + event.error.message},
              out);
         break;
       }
@@ -357,7 +399,9 @@ std::vector<Action> Provisioner::on(const Event& event, std::uint64_t now) {
     case Event::Type::kTimer:
       if (after_save_) break;
       switch (state_) {
-        case State::kBackoff: go(pending_, now, out); break;
+        case State::kBackoff:
+          go(pending_, now, out);
+          break;
         case State::kClaimConnect:
         case State::kDeviceConnect:
           out.push_back(simple(Action::Type::kDisconnect));
@@ -378,7 +422,8 @@ std::vector<Action> Provisioner::on(const Event& event, std::uint64_t now) {
                      " within " + std::to_string(config_.response_timeout_ms) + " ms"},
                 Step::kContinue, now, out);
           break;
-        default: break;
+        default:
+          break;
       }
       break;
   }
@@ -444,8 +489,8 @@ void Provisioner::on_message(const Event& event, std::uint64_t now, std::vector<
     if (!r) {
       retry({ErrorKind::kBadReply, cert + "/rejected: " + why}, Step::kContinue, now, out);
     } else if (retryable(*r)) {
-      retry(rejection(ErrorKind::kCertificateRejected, "certificate request", *r),
-            Step::kContinue, now, out);
+      retry(rejection(ErrorKind::kCertificateRejected, "certificate request", *r), Step::kContinue,
+            now, out);
     } else {
       fail(rejection(ErrorKind::kCertificateRejected, "certificate request", *r), out);
     }
@@ -467,16 +512,17 @@ void Provisioner::on_message(const Event& event, std::uint64_t now, std::vector<
     if (!r) {
       retry({ErrorKind::kBadReply, reg + "/rejected: " + why}, Step::kContinue, now, out);
     } else if (retryable(*r)) {
-      retry(rejection(ErrorKind::kRegistrationRejected, "RegisterThing", *r), Step::kContinue,
-            now, out);
+      retry(rejection(ErrorKind::kRegistrationRejected, "RegisterThing", *r), Step::kContinue, now,
+            out);
     } else if (r->error_code == "InvalidCertificateOwnershipToken" && token_resent_) {
       // This token went out before and its reply was lost: the registration may have
       // committed. Connecting as the expected thing with the new certificate tells.
       if (config_.expected_thing_name.empty()) {
         Error e = rejection(ErrorKind::kOutcomeUnknown, "RegisterThing", *r);
-        e.message += " (the reply to an earlier RegisterThing with this token was lost; set "
-                     "expected_thing_name so the device can prove its registration by "
-                     "connecting)";
+        e.message +=
+            " (the reply to an earlier RegisterThing with this token was lost; set "
+            "expected_thing_name so the device can prove its registration by "
+            "connecting)";
         fail(std::move(e), out);
         return;
       }

@@ -5,9 +5,9 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
-#include <set>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 
 namespace fleetkey {
@@ -52,7 +52,8 @@ struct Script {
   std::vector<Action> all;
   std::vector<std::pair<std::uint64_t, Action>> connects;
 
-  explicit Script(ProvisioningConfig c, ProvisioningRecord r = {}) : p(std::move(c), std::move(r)) {}
+  explicit Script(ProvisioningConfig c, ProvisioningRecord r = {})
+      : p(std::move(c), std::move(r)) {}
 
   const std::vector<Action>& keep(std::vector<Action> a) {
     last = std::move(a);
@@ -114,7 +115,8 @@ json certificate_reply(bool with_key = false) {
   json j = {{"certificateId", "c0ffee"},
             {"certificatePem", "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n"},
             {"certificateOwnershipToken", "token-1"}};
-  if (with_key) j["privateKey"] = "-----BEGIN RSA PRIVATE KEY-----\ns\n-----END RSA PRIVATE KEY-----\n";
+  if (with_key)
+    j["privateKey"] = "-----BEGIN RSA PRIVATE KEY-----\ns\n-----END RSA PRIVATE KEY-----\n";
   return j;
 }
 
@@ -226,8 +228,9 @@ TEST(Provisioner, ServerMadeKeysInCbor) {
   EXPECT_EQ(s.p.record().private_key_pem, certificate_reply(true)["privateKey"]);
   s.simple(ET::kSaved);
   ASSERT_TRUE(s.has(AT::kPublish));
-  EXPECT_EQ(decode(PayloadFormat::kCbor, s.find(AT::kPublish)->payload)["certificateOwnershipToken"],
-            "token-1");
+  EXPECT_EQ(
+      decode(PayloadFormat::kCbor, s.find(AT::kPublish)->payload)["certificateOwnershipToken"],
+      "token-1");
   s.message(reg + "/accepted", encode(PayloadFormat::kCbor, json{{"thingName", "t-1"}}));
   s.simple(ET::kSaved);
   s.simple(ET::kConnected);
@@ -293,8 +296,8 @@ TEST(Provisioner, RejectedCertificateRequestFailsWithAwsFields) {
   Script s(config());
   to_certificate_request(s);
   s.message(kCsrTopic + "/rejected",
-            json{{"statusCode", 400}, {"errorCode", "InvalidCsr"},
-                 {"errorMessage", "key too weak"}}.dump());
+            json{{"statusCode", 400}, {"errorCode", "InvalidCsr"}, {"errorMessage", "key too weak"}}
+                .dump());
   EXPECT_EQ(s.p.state(), State::kFailed);
   EXPECT_TRUE(s.has(AT::kFail));
   EXPECT_TRUE(s.has(AT::kDisconnect));
@@ -307,8 +310,9 @@ TEST(Provisioner, RejectedCertificateRequestFailsWithAwsFields) {
 TEST(Provisioner, ThrottledRequestIsRetriedAfterBackoff) {
   Script s(config());
   to_certificate_request(s);
-  s.message(kCsrTopic + "/rejected",
-            json{{"statusCode", 429}, {"errorCode", "Throttling"}, {"errorMessage", "slow"}}.dump());
+  s.message(
+      kCsrTopic + "/rejected",
+      json{{"statusCode", 429}, {"errorCode", "Throttling"}, {"errorMessage", "slow"}}.dump());
   EXPECT_EQ(s.p.state(), State::kBackoff);
   ASSERT_TRUE(s.has(AT::kStartTimer));
   EXPECT_FALSE(s.has(AT::kDisconnect)) << "the connection is kept for the retry";
@@ -323,9 +327,10 @@ TEST(Provisioner, ThrottledRequestIsRetriedAfterBackoff) {
 TEST(Provisioner, RejectedRegisterThingFails) {
   Script s(config());
   to_register(s);
-  s.message(kRegTopic + "/rejected",
-            json{{"statusCode", 400}, {"errorCode", "InvalidParameters"},
-                 {"errorMessage", "SerialNumber is not on the allow-list"}}.dump());
+  s.message(kRegTopic + "/rejected", json{{"statusCode", 400},
+                                          {"errorCode", "InvalidParameters"},
+                                          {"errorMessage", "SerialNumber is not on the allow-list"}}
+                                         .dump());
   EXPECT_EQ(s.p.state(), State::kFailed);
   EXPECT_EQ(s.p.error().kind, ErrorKind::kRegistrationRejected);
   EXPECT_EQ(s.p.error().error_code, "InvalidParameters");
@@ -337,9 +342,10 @@ TEST(Provisioner, FirstTokenRefusalIsNotMistakenForALostReply) {
   c.expected_thing_name = "locker-controller-SN-0001";
   Script s(c);
   to_register(s);
-  s.message(kRegTopic + "/rejected",
-            json{{"statusCode", 400}, {"errorCode", "InvalidCertificateOwnershipToken"},
-                 {"errorMessage", "expired"}}.dump());
+  s.message(kRegTopic + "/rejected", json{{"statusCode", 400},
+                                          {"errorCode", "InvalidCertificateOwnershipToken"},
+                                          {"errorMessage", "expired"}}
+                                         .dump());
   EXPECT_EQ(s.p.state(), State::kFailed);
   EXPECT_EQ(s.p.error().kind, ErrorKind::kRegistrationRejected);
 }
@@ -360,7 +366,8 @@ void resend_token_refused(Script& s) {
   s.simple(ET::kConnected);
   s.simple(ET::kSubscribed);
   s.message(kRegTopic + "/rejected",
-            json{{"statusCode", 400}, {"errorCode", "InvalidCertificateOwnershipToken"},
+            json{{"statusCode", 400},
+                 {"errorCode", "InvalidCertificateOwnershipToken"},
                  {"errorMessage", "the certificate ownership token has already been used"}}
                 .dump());
 }
@@ -637,7 +644,8 @@ TEST(Provisioner, AcceptsTheCapturedReplies) {
   s.simple(ET::kSaved);
   for (const auto& f :
        std::filesystem::directory_iterator(root / "11-pubsub-mqtt311-register-rejected-json")) {
-    if (f.path().filename().string().find("s2c-PUBLISH.payload.json") == std::string::npos) continue;
+    if (f.path().filename().string().find("s2c-PUBLISH.payload.json") == std::string::npos)
+      continue;
     const std::string body = read(f.path());
     if (body.find("errorCode") == std::string::npos) continue;
     s.message(s.p.register_topic() + "/rejected", body);

@@ -56,8 +56,8 @@ bool check_credentials(const TlsIdentity& id, std::int64_t now, CertificateFacts
   }
   auto info = fk::crypto::parse_certificate(chain.front());
   if (!info.is_ok()) {
-    error = invalid("Malformed", "the device certificate cannot be parsed: " +
-                                     info.status().message());
+    error =
+        invalid("Malformed", "the device certificate cannot be parsed: " + info.status().message());
     return false;
   }
   facts = {info->certificate_id, info->subject, info->not_before, info->not_after};
@@ -111,11 +111,11 @@ bool load_direct_credentials(const CredentialPaths& paths, std::int64_t now, Tls
   }
   if (!check_credentials(out, now, facts, error)) {
     // Name the file the problem is in.
-    const std::string& file = error.error_code == "KeyMismatch"      ? paths.private_key
-                              : error.message.find("root CA") == 0 ||
-                                      error.message.find("the root CA") == 0
-                                  ? paths.root_ca
-                                  : paths.certificate;
+    const std::string& file =
+        error.error_code == "KeyMismatch" ? paths.private_key
+        : error.message.find("root CA") == 0 || error.message.find("the root CA") == 0
+            ? paths.root_ca
+            : paths.certificate;
     error.message = file + ": " + error.message;
     return false;
   }
@@ -124,9 +124,8 @@ bool load_direct_credentials(const CredentialPaths& paths, std::int64_t now, Tls
 
 bool generate_key_and_csr(KeyType type, const std::string& common_name,
                           std::string& private_key_pem, std::string& csr_pem, Error& error) {
-  auto keys = fk::crypto::generate_key_pair(type == KeyType::kRsa2048
-                                                ? fk::crypto::KeySpec::rsa(2048)
-                                                : fk::crypto::KeySpec::ec_p256());
+  auto keys = fk::crypto::generate_key_pair(
+      type == KeyType::kRsa2048 ? fk::crypto::KeySpec::rsa(2048) : fk::crypto::KeySpec::ec_p256());
   if (!keys.is_ok()) {
     error = {ErrorKind::kKeyGeneration, keys.status().message(), 0, ""};
     return false;

@@ -12,7 +12,9 @@ using nlohmann::json;
 
 constexpr const char* kRecordFile = "provisioning.json";
 
-const char* stage_name(Stage s) { return to_string(s); }
+const char* stage_name(Stage s) {
+  return to_string(s);
+}
 
 bool parse_stage(const std::string& s, Stage& out) {
   for (Stage st : {Stage::kNone, Stage::kKeyReady, Stage::kCertificateIssued, Stage::kRegistered})
@@ -23,7 +25,9 @@ bool parse_stage(const std::string& s, Stage& out) {
   return false;
 }
 
-Error storage_error(std::string message) { return {ErrorKind::kStorage, std::move(message), 0, ""}; }
+Error storage_error(std::string message) {
+  return {ErrorKind::kStorage, std::move(message), 0, ""};
+}
 
 }  // namespace
 
@@ -81,9 +85,8 @@ bool FileCredentialStore::save(const ProvisioningRecord& r, Error& error) {
   }
   if (r.stage == Stage::kRegistered) {
     // The direct layout first: once the record says "registered" these files exist.
-    for (auto [name, text, mode] :
-         {std::tuple{"device.cert.pem", &r.certificate_pem, 0644},
-          std::tuple{"device.private.key", &r.private_key_pem, 0600}}) {
+    for (auto [name, text, mode] : {std::tuple{"device.cert.pem", &r.certificate_pem, 0644},
+                                    std::tuple{"device.private.key", &r.private_key_pem, 0600}}) {
       if (auto st = fk::write_file_atomic(folder_ + "/" + name, *text, static_cast<mode_t>(mode));
           !st.is_ok()) {
         error = storage_error(st.message());

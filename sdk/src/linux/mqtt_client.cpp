@@ -45,7 +45,8 @@ ConnectResult classify(const boost::system::error_code& ec, const char* step) {
       r.error.kind = ErrorKind::kServerCertificate;
       r.error.message = std::string(step) +
                         ": the server's certificate does not chain to the root CA (or does not "
-                        "name the host): " + ec.message();
+                        "name the host): " +
+                        ec.message();
     } else if ((reason >= SSL_AD_REASON_OFFSET + SSL3_AD_BAD_CERTIFICATE &&
                 reason <= SSL_AD_REASON_OFFSET + TLS1_AD_ACCESS_DENIED) ||
                reason == SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED) {
@@ -76,8 +77,7 @@ class MqttClientState : public std::enable_shared_from_this<MqttClientState> {
   std::array<char, 16 * 1024> buf_{};
   std::uint16_t keep_alive_s_ = 60;
   SteadyClock::time_point last_rx_;
-  bool connecting_ = false, connected_ = false, closed_ = true, closing_ = false,
-       writing_ = false;
+  bool connecting_ = false, connected_ = false, closed_ = true, closing_ = false, writing_ = false;
   unsigned generation_ = 0;  // bumped on close: stale completions are ignored
   std::uint16_t next_id_ = 0;
   struct Out {
@@ -137,8 +137,7 @@ class MqttClientState : public std::enable_shared_from_this<MqttClientState> {
     timer_.async_wait([self, gen, ms = o.connect_timeout_ms](const boost::system::error_code& e) {
       if (e || gen != self->generation_ || !self->connecting_) return;
       ConnectResult r;
-      r.error = {ErrorKind::kTimeout,
-                 "connect: no CONNACK within " + std::to_string(ms) + " ms"};
+      r.error = {ErrorKind::kTimeout, "connect: no CONNACK within " + std::to_string(ms) + " ms"};
       self->finish_connect(gen, r);
     });
     fk::mqtt::Connect c;
@@ -201,13 +200,15 @@ class MqttClientState : public std::enable_shared_from_this<MqttClientState> {
   // without any packet from the server (spec 3.1.2.10).
   void arm_keep_alive(unsigned gen) {
     keep_alive_timer_.expires_after(std::chrono::seconds(keep_alive_s_));
-    keep_alive_timer_.async_wait([self = shared_from_this(), gen](const boost::system::error_code& e) {
-      if (e || gen != self->generation_ || !self->connected_) return;
-      if (SteadyClock::now() - self->last_rx_ > std::chrono::milliseconds(self->keep_alive_s_ * 1500))
-        return self->lost("no packet from the server for 1.5 x keep-alive");
-      self->send(fk::mqtt::encode(self->version_, fk::mqtt::Pingreq{}));
-      self->arm_keep_alive(gen);
-    });
+    keep_alive_timer_.async_wait(
+        [self = shared_from_this(), gen](const boost::system::error_code& e) {
+          if (e || gen != self->generation_ || !self->connected_) return;
+          if (SteadyClock::now() - self->last_rx_ >
+              std::chrono::milliseconds(self->keep_alive_s_ * 1500))
+            return self->lost("no packet from the server for 1.5 x keep-alive");
+          self->send(fk::mqtt::encode(self->version_, fk::mqtt::Pingreq{}));
+          self->arm_keep_alive(gen);
+        });
   }
 
   void read(unsigned gen) {
@@ -216,7 +217,8 @@ class MqttClientState : public std::enable_shared_from_this<MqttClientState> {
         asio::buffer(buf_), [self, gen](const boost::system::error_code& e, std::size_t n) {
           if (gen != self->generation_) return;
           if (e) {
-            if (self->connecting_) return self->finish_connect(gen, classify(e, "waiting for CONNACK"));
+            if (self->connecting_)
+              return self->finish_connect(gen, classify(e, "waiting for CONNACK"));
             return self->lost("read: " + e.message());
           }
           self->last_rx_ = SteadyClock::now();
@@ -257,9 +259,9 @@ class MqttClientState : public std::enable_shared_from_this<MqttClientState> {
         } else {
           const bool v5 = version_ == fk::mqtt::Version::kV5;
           const unsigned code = c.reason_code;
-          r.permanent = v5 ? (code == 0x85 || code == 0x86 || code == 0x87 || code == 0x8A ||
-                              code == 0x8C)
-                           : (code == 2 || code == 4 || code == 5);
+          r.permanent =
+              v5 ? (code == 0x85 || code == 0x86 || code == 0x87 || code == 0x8A || code == 0x8C)
+                 : (code == 2 || code == 4 || code == 5);
           r.error = {r.permanent ? ErrorKind::kClaimRejected : ErrorKind::kNetwork,
                      "CONNACK refused with " + hex_byte(code) +
                          (code == (v5 ? 0x87u : 5u) ? " (not authorized)" : "") +
@@ -314,7 +316,8 @@ class MqttClientState : public std::enable_shared_from_this<MqttClientState> {
         lost("the server sent DISCONNECT " + hex_byte(d.reason_code));
         break;
       }
-      default: break;
+      default:
+        break;
     }
   }
 
@@ -449,7 +452,9 @@ void MqttClient::disconnect() {
   state_->closing_ = true;
 }
 
-bool MqttClient::connected() const { return state_->connected_; }
+bool MqttClient::connected() const {
+  return state_->connected_;
+}
 
 // --- DeviceConnection ---------------------------------------------------------------------
 
@@ -538,8 +543,8 @@ class DeviceConnectionState : public std::enable_shared_from_this<DeviceConnecti
     if (retry_.max_attempts != 0 && attempts_ > retry_.max_attempts) {
       stopped_ = true;
       if (auto h = handlers_.on_disconnected)
-        h(Error{ErrorKind::kGaveUp, "gave up reconnecting after " +
-                                        std::to_string(attempts_ - 1) + " attempts"},
+        h(Error{ErrorKind::kGaveUp,
+                "gave up reconnecting after " + std::to_string(attempts_ - 1) + " attempts"},
           true);
       return;
     }
@@ -619,6 +624,8 @@ bool DeviceConnection::connected() const {
   return state_->client_ && state_->client_->connected();
 }
 
-std::uint64_t DeviceConnection::reconnects() const { return state_->reconnects_; }
+std::uint64_t DeviceConnection::reconnects() const {
+  return state_->reconnects_;
+}
 
 }  // namespace fleetkey

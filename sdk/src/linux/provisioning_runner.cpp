@@ -130,18 +130,16 @@ class RunnerState : public std::enable_shared_from_this<RunnerState> {
       }
       case Action::Type::kPublish: {
         const unsigned gen = client_generation_;
-        client_->publish(a.topics.at(0), a.payload, 1, false,
-                         [self, gen](bool ok, const Error& err) {
-                           // A lost connection is reported by the disconnect handler.
-                           if (ok || gen != self->client_generation_ ||
-                               err.kind == ErrorKind::kNetwork)
-                             return;
-                           Event e;
-                           e.type = Event::Type::kPublishFailed;
-                           e.ok = false;
-                           e.error = err;
-                           self->feed(e);
-                         });
+        client_->publish(
+            a.topics.at(0), a.payload, 1, false, [self, gen](bool ok, const Error& err) {
+              // A lost connection is reported by the disconnect handler.
+              if (ok || gen != self->client_generation_ || err.kind == ErrorKind::kNetwork) return;
+              Event e;
+              e.type = Event::Type::kPublishFailed;
+              e.ok = false;
+              e.error = err;
+              self->feed(e);
+            });
         return {};
       }
       case Action::Type::kGenerateKey: {
@@ -174,8 +172,12 @@ class RunnerState : public std::enable_shared_from_this<RunnerState> {
         ++timer_generation_;
         timer_.cancel();
         return {};
-      case Action::Type::kComplete: finish(true, {}); return {};
-      case Action::Type::kFail: finish(false, machine_.error()); return {};
+      case Action::Type::kComplete:
+        finish(true, {});
+        return {};
+      case Action::Type::kFail:
+        finish(false, machine_.error());
+        return {};
     }
     return {};
   }
@@ -207,8 +209,7 @@ ProvisioningRunner::ProvisioningRunner(asio::io_context& io, Endpoint endpoint, 
                                        ProvisioningConfig config, CredentialStore& store,
                                        ConnectOptions connect_options)
     : state_(std::make_shared<RunnerState>(io, std::move(endpoint), std::move(claim),
-                                           std::move(config), store,
-                                           std::move(connect_options))) {}
+                                           std::move(config), store, std::move(connect_options))) {}
 
 ProvisioningRunner::~ProvisioningRunner() {
   state_->finished_ = true;
@@ -225,6 +226,8 @@ void ProvisioningRunner::start(std::function<void(ProvisioningResult)> done,
   asio::post(state_->io_, [s = state_] { s->start(); });
 }
 
-State ProvisioningRunner::state() const { return state_->machine_.state(); }
+State ProvisioningRunner::state() const {
+  return state_->machine_.state();
+}
 
 }  // namespace fleetkey
