@@ -31,6 +31,7 @@ BIN = os.path.dirname(os.path.abspath(os.environ.get("FLEETKEYD", "build/bin/fle
 FLEETKEY = os.path.abspath(os.environ.get("FLEETKEY", os.path.join(BIN, "fleetkey")))
 LOCKER = os.environ.get("LOCKER_CONTROLLER", os.path.join(BIN, "locker-controller"))
 FLEET_SIM = os.environ.get("FLEET_SIM", os.path.join(BIN, "fleetkey-fleet-sim"))
+USAGE = os.environ.get("SDK_USAGE", os.path.join(BIN, "fleetkey-sdk-usage"))
 SERVER = None
 TMP = None
 ADMIN = None
@@ -391,6 +392,19 @@ class DirectCertificates(unittest.TestCase):
         # thing has no policy, so the server then refuses it: refused, not a check failure).
         code, out = self.bad_bundle("good", pem(good), pem(key), root)
         self.assertIn("direct certificates ok", out)
+
+
+class UsageExample(unittest.TestCase):
+    def test_the_smallest_program_provisions_then_connects_directly(self):
+        state = os.path.join(TMP, "state-usage")
+        sub = AdminSub("lockers/locker-controller-SN-USAGE/state", 2)
+        for _ in range(2):  # provisions, then runs on the saved credentials
+            r = subprocess.run([USAGE, "localhost", str(SERVER.mqtt_port), CLAIM, state,
+                                "SN-USAGE"], capture_output=True, text=True, timeout=60)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            self.assertEqual(r.stdout.strip(), "locker-controller-SN-USAGE: published")
+        self.assertEqual(sub.p.communicate(timeout=40)[0].split(), ["hello", "hello"])
+        self.assertEqual(len(principals_of("locker-controller-SN-USAGE")), 1)
 
 
 class FleetSimulator(unittest.TestCase):

@@ -589,6 +589,98 @@ TEST(Provisioner, ConnectTimeoutClosesAndRetries) {
   EXPECT_EQ(s.p.error().kind, ErrorKind::kTimeout);
 }
 
+// A server that drops the connection at one step, every time: the machine reconnects and
+// resumes at that step until max_attempts, then stops with gave-up naming the lost connection.
+TEST(Provisioner, AServerDroppingEveryStepEndsInGaveUpWithTheCause) {
+  for (State drop_at : {State::kSubscribe, State::kSendRequest, State::kRegister}) {
+    SCOPED_TRACE(to_string(drop_at));
+    Script s(config());
+    s.start();
+    int drops = 0;
+    for (int guard = 0; guard < 200 && s.p.state() != State::kFailed; ++guard) {
+      switch (s.p.state()) {
+        case State::kClaimConnect:
+          s.simple(ET::kConnected);
+          break;
+        case State::kSubscribe:
+        case State::kSendRequest:
+        case State::kRegister:
+          if (s.p.state() == drop_at) {
+            ++drops;
+            Event lost;
+            lost.type = ET::kDisconnected;
+            lost.error = {ErrorKind::kNetwork, "connection reset", 0, ""};
+            s.feed(lost);
+          } else if (s.p.state() == State::kSubscribe) {
+            s.simple(ET::kSubscribed);
+          } else if (s.p.state() == State::kSendRequest) {
+            s.message(kCsrTopic + "/accepted", certificate_reply().dump());
+            s.simple(ET::kSaved);
+          }
+          break;
+        case State::kGenerateKeys:
+          s.key_generated();
+          s.simple(ET::kSaved);
+          break;
+        case State::kBackoff:
+          s.fire();
+          break;
+        default:
+          FAIL() << "unexpected state " << to_string(s.p.state());
+      }
+    }
+    EXPECT_EQ(s.p.state(), State::kFailed);
+    EXPECT_EQ(s.p.error().kind, ErrorKind::kGaveUp);
+    EXPECT_NE(s.p.error().message.find("connection lost in state"), std::string::npos)
+        << s.p.error().message;
+    EXPECT_EQ(drops, 5) << "max_attempts = 5";
+    // Progress was kept: no second key, no second certificate request after the first.
+    std::size_t keys = 0, cert_requests = 0;
+    for (const auto& a : s.all) {
+      keys += a.type == AT::kGenerateKey;
+      cert_requests += a.type == AT::kPublish && a.topics[0] == kCsrTopic;
+    }
+    EXPECT_EQ(keys, drop_at == State::kSubscribe ? 0u : 1u);
+    if (drop_at == State::kRegister) {
+      EXPECT_EQ(cert_requests, 1u);
+    }
+  }
+}
+
+TEST(Provisioner, ConnectionLostWhileTheKeyIsMadeReconnectsBeforeSending) {
+  Script s(config());
+  s.start();
+  s.simple(ET::kConnected);
+  s.simple(ET::kSubscribed);
+  ASSERT_EQ(s.p.state(), State::kGenerateKeys);
+  s.simple(ET::kDisconnected);
+  EXPECT_TRUE(s.last.empty()) << "the key is still being made";
+  s.key_generated();
+  s.now += 1500;
+  s.simple(ET::kSaved);
+  ASSERT_TRUE(s.has(AT::kConnect)) << "no publish on a dead connection";
+  EXPECT_FALSE(s.has(AT::kPublish));
+  s.simple(ET::kConnected);
+  s.simple(ET::kSubscribed);
+  ASSERT_TRUE(s.has(AT::kPublish));
+  EXPECT_EQ(s.find(AT::kPublish)->topics[0], kCsrTopic);
+}
+
+TEST(Provisioner, DeviceConnectNetworkFailuresAreRetriedAsTheDevice) {
+  ProvisioningRecord r;
+  r.stage = Stage::kRegistered;
+  r.thing_name = "t";
+  Script s(config(), r);
+  s.start();
+  s.connect_failed(false);
+  EXPECT_EQ(s.p.state(), State::kBackoff);
+  while (s.p.state() == State::kBackoff) s.fire();
+  ASSERT_TRUE(s.has(AT::kConnect));
+  EXPECT_EQ(s.find(AT::kConnect)->role, Role::kDevice);
+  s.simple(ET::kConnected);
+  EXPECT_EQ(s.p.state(), State::kComplete);
+}
+
 // The replies in ../shared/vectors (the shapes the official SDK accepted) drive the machine.
 std::string read(const std::filesystem::path& p) {
   std::ifstream in(p, std::ios::binary);
