@@ -13,10 +13,10 @@ trap 'kill $(jobs -p) 2>/dev/null || true; sleep 0.5; rm -rf "$work"' EXIT
 ulimit -n 20000 || true
 source bench/fleetkeyd.sh
 
-start_fleetkeyd "$work/on" $'[mqtt]\nmax_publishes_per_second = 0'
+start_fleetkeyd "$work/on" $'[mqtt]\nmax_publishes_per_second = 0\nmax_bytes_per_second = 0'
 on_port=$fk_port
 bench_device "$work/on"
-start_fleetkeyd "$work/off" $'[mqtt]\nmax_publishes_per_second = 0\nenforce_policies = false'
+start_fleetkeyd "$work/off" $'[mqtt]\nmax_publishes_per_second = 0\nmax_bytes_per_second = 0\nenforce_policies = false'
 off_port=$fk_port
 bench_device "$work/off"
 

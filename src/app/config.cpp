@@ -102,9 +102,17 @@ Status parse_config(std::string_view text, const std::string& source, Config& co
   if (auto n = root.get("mqtt")) {
     const toml::table* t = n->as_table();
     if (t == nullptr) return bad("mqtt", "must be a table");
-    FK_RETURN_IF_ERROR(only_known(
-        *t, "mqtt.",
-        {"bind", "port", "alpn_port", "threads", "max_publishes_per_second", "enforce_policies"}));
+    FK_RETURN_IF_ERROR(
+        only_known(*t, "mqtt.",
+                   {"bind", "port", "alpn_port", "threads", "max_publishes_per_second",
+                    "max_bytes_per_second", "enforce_policies"}));
+    if (auto k = t->get("max_bytes_per_second")) {
+      if (!k->is_integer()) return bad("mqtt.max_bytes_per_second", "must be an integer");
+      auto v = *k->value<std::int64_t>();
+      if (v != 0 && (v < 1024 || v > 1'000'000'000))
+        return bad("mqtt.max_bytes_per_second", "must be 0 (no limit) or 1024 to 1000000000");
+      config.mqtt.max_bytes_per_second = static_cast<int>(v);
+    }
     if (auto k = t->get("enforce_policies")) {
       if (!k->is_boolean()) return bad("mqtt.enforce_policies", "must be true or false");
       config.mqtt.enforce_policies = *k->value<bool>();

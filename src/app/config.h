@@ -29,8 +29,9 @@ struct ApiListenerConfig : ListenerConfig {
 struct MqttConfig : ListenerConfig {
   // AWS's port-443 mode: MQTT over TLS with ALPN x-amzn-mqtt-ca required. -1 = off.
   int alpn_port = 443;
-  int threads = 0;                     // I/O threads; 0 = one per core
-  int max_publishes_per_second = 100;  // per connection, as AWS; 0 = no limit
+  int threads = 0;                        // I/O threads; 0 = one per core
+  int max_publishes_per_second = 100;     // per connection, as AWS; 0 = no limit
+  int max_bytes_per_second = 512 * 1024;  // inbound per connection, as AWS; 0 = no limit
   // IoT policies decide connect, publish, subscribe and receive (AWS). false: an ACTIVE
   // certificate may do anything (benchmarks of the broker alone).
   bool enforce_policies = true;

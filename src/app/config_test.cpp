@@ -29,6 +29,7 @@ log_level = "debug"
 bind = "127.0.0.1"
 port = 0
 max_publishes_per_second = 0
+max_bytes_per_second = 1048576
 [api]
 port = 9443
 [ca]
@@ -48,6 +49,7 @@ path = "/data/registry.db"
   EXPECT_EQ(c.mqtt.port, 0);
   EXPECT_EQ(c.mqtt.bind, "127.0.0.1");
   EXPECT_EQ(c.mqtt.max_publishes_per_second, 0);
+  EXPECT_EQ(c.mqtt.max_bytes_per_second, 1048576);
   EXPECT_EQ(c.api.port, 9443);
   EXPECT_EQ(c.ca.ca_key.type, crypto::KeyType::kRsa);
   EXPECT_EQ(c.ca.ca_key.rsa_bits, 3072);
@@ -66,6 +68,8 @@ TEST(Config, ErrorsNameTheSetting) {
            Case{"[mqtt]\nprot = 1\n", "mqtt.prot: unknown setting"},
            Case{"[mqtt]\nport = \"x\"\n", "mqtt.port: must be an integer"},
            Case{"[api]\nport = 70000\n", "api.port: must be 0..65535"},
+           Case{"[mqtt]\nmax_bytes_per_second = 10\n",
+                "mqtt.max_bytes_per_second: must be 0 (no limit) or 1024"},
            Case{"[ca]\nkey_type = \"dsa\"\n", "ca.key_type: unknown key type"},
            Case{"[ca]\nkey_type = \"rsa-2048\"\n",
                 "ca.key_type: a CA's RSA key must be at least 3072"},

@@ -121,6 +121,8 @@ Result<std::unique_ptr<Server>> Server::start(const Config& config, boost::asio:
   broker::BrokerConfig broker_config;
   broker_config.max_publishes_per_second =
       static_cast<std::uint32_t>(p.config.mqtt.max_publishes_per_second);
+  broker_config.max_bytes_per_second =
+      static_cast<std::uint32_t>(p.config.mqtt.max_bytes_per_second);
   provisioning::FleetProvisioningConfig fp;
   fp.max_requests_per_second = p.config.provisioning.max_requests_per_second;
   fp.thing_must_not_exist = p.config.provisioning.thing_must_not_exist;

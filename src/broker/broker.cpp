@@ -345,6 +345,27 @@ class Session : public std::enable_shared_from_this<Session> {
     return ++rate_count_ <= limit;
   }
 
+  // Inbound bytes per one-second window; past max_bytes_per_second the socket is not read
+  // until the window ends (what has been read is still handled: delayed, not dropped).
+  void throttle_bytes(std::size_t n) {
+    const std::uint32_t limit = b_->config.max_bytes_per_second;
+    if (limit == 0) return;
+    const auto now = SteadyClock::now();
+    if (now - bytes_window_start_ >= std::chrono::seconds(1)) {
+      bytes_window_start_ = now;
+      window_bytes_ = 0;
+    }
+    window_bytes_ += n;
+    if (window_bytes_ <= limit || !conn_) return;
+    if (++bytes_throttled_ % 100 == 1)
+      log::warn("broker.bytes_throttled", {{"client", identity_.client_id},
+                                           {"limit_bytes_per_s", std::to_string(limit)},
+                                           {"times", std::to_string(bytes_throttled_)}});
+    conn_->pause_reading_for(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                 bytes_window_start_ + std::chrono::seconds(1) - now) +
+                             std::chrono::milliseconds(1));
+  }
+
   void arm_keep_alive() {
     auto limit = std::chrono::milliseconds(static_cast<std::int64_t>(keep_alive_) * 1500);
     auto deadline = last_activity_ + limit;
@@ -419,6 +440,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void on_bytes(std::string_view bytes) {
+    throttle_bytes(bytes.size());
     reader_.feed(bytes);
     while (conn_ && conn_->is_open()) {
       auto next = reader_.next();
@@ -1089,6 +1111,9 @@ class Session : public std::enable_shared_from_this<Session> {
   std::uint64_t dropped_ = 0;
   std::uint64_t throttled_ = 0;
   std::uint32_t rate_count_ = 0;
+  std::size_t window_bytes_ = 0;
+  std::uint64_t bytes_throttled_ = 0;
+  SteadyClock::time_point bytes_window_start_{};
   SteadyClock::time_point rate_window_start_{};
   std::string session_id_;
   SteadyClock::time_point last_activity_;

@@ -32,6 +32,9 @@ struct BrokerConfig {
   std::size_t max_subscriptions_per_connection = 50;
   // AWS: 100 inbound publishes per second per connection, the excess discarded. 0 = no limit.
   std::uint32_t max_publishes_per_second = 100;
+  // AWS: 512 KiB/s per connection, the excess delayed: past it in a one-second window the
+  // connection is not read until the window ends. 0 = no limit.
+  std::uint32_t max_bytes_per_second = 512 * 1024;
   std::uint16_t max_inflight = 100;  // unacknowledged QoS 1 messages per direction
   std::uint16_t min_keep_alive = 30;
   std::uint16_t max_keep_alive = 1200;

@@ -59,6 +59,14 @@ class FakeConnection : public net::TlsConnection {
   const std::string& alpn() const override { return empty_; }
   const std::string& sni() const override { return empty_; }
   std::size_t queued_bytes() const override { return 0; }
+  void pause_reading_for(std::chrono::milliseconds d) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    pauses_.push_back(d);
+  }
+  std::vector<std::chrono::milliseconds> pauses() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return pauses_;
+  }
 
   // Test side.
   void feed(const std::string& bytes) {
@@ -78,6 +86,7 @@ class FakeConnection : public net::TlsConnection {
   asio::io_context& io_;
   mutable std::mutex mu_;
   std::string out_;
+  std::vector<std::chrono::milliseconds> pauses_;
   bool open_ = true;
   OnData on_data_;
   OnClose on_close_;
@@ -241,6 +250,33 @@ TEST_F(BrokerConformance, PublishesBeyondTheRateLimitAreDiscarded) {
                      "63"),
             std::string::npos)
       << out;  // "c" was not delivered
+  EXPECT_TRUE(c->is_open());
+}
+
+TEST_F(BrokerConformance, BytesBeyondTheThroughputLimitPauseReadingButAreNotLost) {
+  BrokerConfig config;
+  config.lifecycle_events = false;
+  config.max_bytes_per_second = 4096;
+  broker_->shutdown();
+  broker_ = std::make_unique<Broker>(pool_, config, authorizer_);
+  auto c = connect();
+  EXPECT_EQ(exchange(*c, kConnect311), "20020000");
+  EXPECT_EQ(exchange(*c, "8206 0001 0001 74 01"), "9003000101");
+  EXPECT_TRUE(c->pauses().empty());
+  // Three 2,000-byte QoS 1 publishes in one second: past 4,096 bytes the connection is paused
+  // for the rest of the second, and all three are still handled (delayed, not dropped).
+  std::string in;
+  for (int i = 1; i <= 3; ++i) {
+    in += "32d50f 0001 74 000" + std::to_string(i);
+    for (int k = 0; k < 2000; ++k) in += "78";
+  }
+  std::string out = exchange(*c, in);
+  for (const char* ack : {"40020001", "40020002", "40020003"})
+    EXPECT_NE(out.find(ack), std::string::npos) << ack;
+  auto pauses = c->pauses();
+  ASSERT_FALSE(pauses.empty());
+  EXPECT_GT(pauses.back().count(), 0);
+  EXPECT_LE(pauses.back().count(), 1001);
   EXPECT_TRUE(c->is_open());
 }
 

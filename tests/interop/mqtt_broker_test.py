@@ -9,6 +9,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import unittest
@@ -26,7 +27,14 @@ DEV = {}
 
 def setUpModule():
     global SERVER
-    SERVER = Fleetkeyd()
+    # The 512 KiB/s per-connection limit would make the flood test below take minutes: it is
+    # lifted here and tested on a server of its own (Limits.test_throughput_limit...).
+    global CONFIG_DIR
+    CONFIG_DIR = tempfile.mkdtemp(prefix="fk_broker_cfg_")
+    config = os.path.join(CONFIG_DIR, "fleetkeyd.toml")
+    with open(config, "w") as f:
+        f.write("[mqtt]\nmax_bytes_per_second = 0\n")
+    SERVER = Fleetkeyd(None, "--config", config)
     # This file tests the broker's MQTT behaviour; policies have their own (interop_03).
     SERVER.create_policy("all", ALLOW_ALL)
     for name in ("alpha", "beta", "gamma"):
@@ -37,6 +45,7 @@ def tearDownModule():
     code = SERVER.stop()
     log = SERVER.read_log()
     SERVER.cleanup()
+    subprocess.run(["rm", "-rf", CONFIG_DIR])
     if code != 0:
         sys.stderr.write("fleetkeyd exited with %s; its log ends with:\n%s\n" % (code, log[-4000:]))
         raise AssertionError("fleetkeyd did not stop cleanly (exit %s)" % code)
@@ -47,13 +56,13 @@ class Client:
 
     def __init__(self, client_id, device="alpha", version=mqtt.MQTTv311, clean=True,
                  cert=None, key=None, port=None, alpn=None, will=None, keepalive=60,
-                 connect=True, session_expiry=None):
+                 connect=True, session_expiry=None, cafile=None):
         self.version = version
         kwargs = {"client_id": client_id, "protocol": version}
         if version != mqtt.MQTTv5:
             kwargs["clean_session"] = clean
         self.c = mqtt.Client(**kwargs)
-        ctx = ssl.create_default_context(cafile=SERVER.root_ca)
+        ctx = ssl.create_default_context(cafile=cafile or SERVER.root_ca)
         ctx.load_cert_chain(cert or DEV[device]["cert"], key or DEV[device]["key"])
         if alpn:
             ctx.set_alpn_protocols(alpn)
@@ -458,6 +467,36 @@ class Limits(unittest.TestCase):
         after = Client("after-flood", "gamma")
         self.assertEqual(after.wait_connected(), 0)
         after.stop()
+
+    def test_throughput_limit_delays_but_delivers_everything(self):
+        # A server with AWS's default 512 KiB/s per connection: 1.5 MiB from one publisher
+        # spans at least three one-second windows, so it cannot take less than a second, and
+        # every message arrives (delayed, not dropped).
+        server = Fleetkeyd()
+        try:
+            server.create_policy("all", ALLOW_ALL)
+            dev = server.create_device("limited", policy="all")
+            sub = Client("tp-sub", cert=dev["cert"], key=dev["key"], port=server.mqtt_port,
+                         cafile=server.root_ca)
+            sub.wait_connected()
+            sub.subscribe("tp/x", 1)
+            pub = Client("tp-pub", cert=dev["cert"], key=dev["key"], port=server.mqtt_port,
+                         cafile=server.root_ca)
+            pub.wait_connected()
+            payload = b"p" * (100 * 1024)
+            start = time.time()
+            infos = [pub.c.publish("tp/x", payload, qos=1) for _ in range(15)]
+            for info in infos:
+                info.wait_for_publish(30)
+            elapsed = time.time() - start
+            self.assertEqual(len(sub.wait_messages(15, timeout=30)), 15)
+            self.assertGreaterEqual(elapsed, 1.0)
+            self.assertTrue(server.wait_log("broker.bytes_throttled"))
+            pub.stop()
+            sub.stop()
+        finally:
+            server.stop()
+            server.cleanup()
 
     def test_client_id_longer_than_128_bytes(self):
         c = Client("x" * 129, "alpha", version=mqtt.MQTTv5)

@@ -342,7 +342,7 @@ class DirectCertificates(unittest.TestCase):
         fleetkey("certs", "revoke", "--thing", "locker-controller-202")
         code, out = locker.finish(timeout=30)
         self.assertEqual(code, 2, out)
-        self.assertIn("refused (claim-rejected)", out)  # the TLS layer's word for "our cert"
+        self.assertIn("refused (device-rejected)", out)
         self.assertEqual(out.count("connected as locker-controller-202"), 1, out)
 
     def bad_bundle(self, name, cert, key, root):

@@ -48,7 +48,9 @@ struct ConnectOptions {
 struct ConnectResult {
   bool ok = false;
   // True when retrying cannot help: our certificate was refused (TLS alert or CONNACK
-  // not-authorized), or the server's certificate does not chain to root_ca_pem.
+  // not-authorized; error.kind kClaimRejected, whichever certificate it was: the caller knows,
+  // and DeviceConnection reports kDeviceRejected), or the server's certificate does not chain
+  // to root_ca_pem (kServerCertificate).
   bool permanent = false;
   Error error;
 };

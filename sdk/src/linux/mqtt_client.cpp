@@ -504,7 +504,10 @@ class DeviceConnectionState : public std::enable_shared_from_this<DeviceConnecti
       }
       if (r.permanent) {
         self->stopped_ = true;
-        if (auto h = self->handlers_.on_disconnected) h(r.error, true);
+        Error e = r.error;
+        // The certificate refused here is the device's own (revoked, deactivated, ...).
+        if (e.kind == ErrorKind::kClaimRejected) e.kind = ErrorKind::kDeviceRejected;
+        if (auto h = self->handlers_.on_disconnected) h(e, true);
         return;
       }
       if (auto h = self->handlers_.on_disconnected) h(r.error, false);

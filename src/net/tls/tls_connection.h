@@ -6,6 +6,7 @@
 // elsewhere.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
@@ -41,6 +42,9 @@ class TlsConnection : public std::enable_shared_from_this<TlsConnection> {
   virtual const std::string& alpn() const = 0;
   virtual const std::string& sni() const = 0;
   virtual std::size_t queued_bytes() const = 0;
+  // Reads nothing more from the socket for `d` (bytes already read are still delivered): the
+  // peer's TCP window fills and it slows down. Writes go on. A later call replaces the pause.
+  virtual void pause_reading_for(std::chrono::milliseconds d) = 0;
 };
 
 }  // namespace fk::net

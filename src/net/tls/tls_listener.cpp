@@ -10,6 +10,7 @@
 #include <boost/asio/ssl.hpp>
 #include <csignal>
 #include <deque>
+#include <optional>
 
 #include "base/log.h"
 #include "base/strings.h"
@@ -264,11 +265,26 @@ class FdTlsConnection final : public TlsConnection {
     fn(std::static_pointer_cast<FdTlsConnection>(shared_from_this()));
   }
 
+  void pause_reading_for(std::chrono::milliseconds d) override {
+    resume_reading_at_ = std::chrono::steady_clock::now() + d;
+  }
+
   // Reads everything OpenSSL can give now, then waits for the socket again.
   void pump_read() {
     thread_local std::array<char, 16 * 1024> buffer;
     for (;;) {
-      if (!open_) return;
+      if (!open_ || read_paused_) return;
+      if (resume_reading_at_ && std::chrono::steady_clock::now() < *resume_reading_at_) {
+        // Paused (a rate limit): the handshake timer is free once the handshake is done.
+        read_paused_ = true;
+        timer_.expires_at(*resume_reading_at_);
+        timer_.async_wait([self = shared_from_this(), this](const boost::system::error_code& ec) {
+          read_paused_ = false;
+          resume_reading_at_.reset();
+          if (!ec) pump_read();
+        });
+        return;
+      }
       ERR_clear_error();
       int n = SSL_read(ssl_, buffer.data(), static_cast<int>(buffer.size()));
       if (n > 0) {
@@ -316,6 +332,8 @@ class FdTlsConnection final : public TlsConnection {
   asio::io_context& io_;
   tcp::socket socket_;
   asio::steady_timer timer_;
+  std::optional<std::chrono::steady_clock::time_point> resume_reading_at_;
+  bool read_paused_ = false;
   SSL* ssl_;
   std::string pending_;
   std::size_t sent_ = 0;  // bytes of pending_ already written
