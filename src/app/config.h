@@ -46,8 +46,15 @@ struct ProvisioningConfig {
 
 struct Config {
   std::string data_dir = "./fleetkey-data";
-  std::string log_level = "info";                         // debug, info, warn, error
-  MqttConfig mqtt{{"0.0.0.0", 8883}, 443, 0, 100, true};  // devices connect here
+  std::string log_level = "info";  // debug, info, warn, error
+  // Devices connect here. Every member is named in order (a positional list once put `true`
+  // into a new member); Config.DefaultsAreAws's checks them.
+  MqttConfig mqtt{{"0.0.0.0", 8883},
+                  /*alpn_port=*/443,
+                  /*threads=*/0,
+                  /*max_publishes_per_second=*/100,
+                  /*max_bytes_per_second=*/512 * 1024,
+                  /*enforce_policies=*/true};
   ApiListenerConfig api{{"127.0.0.1", 8443}, false, ""};  // the control-plane API (admin)
   ProvisioningConfig provisioning;                        // [provisioning]
   crypto::CaConfig ca;       // [ca] key_type, organization, server_names, ...

@@ -20,6 +20,16 @@ TEST(Config, DefaultsAreDocumentedValues) {
   EXPECT_EQ(c.registry_path(), "./fleetkey-data/registry.db");
 }
 
+TEST(Config, DefaultsAreAws) {
+  Config c;
+  EXPECT_EQ(c.mqtt.port, 8883);
+  EXPECT_EQ(c.mqtt.alpn_port, 443);
+  EXPECT_EQ(c.mqtt.threads, 0);
+  EXPECT_EQ(c.mqtt.max_publishes_per_second, 100);
+  EXPECT_EQ(c.mqtt.max_bytes_per_second, 512 * 1024);
+  EXPECT_TRUE(c.mqtt.enforce_policies);
+}
+
 TEST(Config, ParsesEverySetting) {
   Config c;
   Status st = parse(R"(

@@ -205,6 +205,21 @@ class Session : public std::enable_shared_from_this<Session> {
     state_.inflight.emplace(id, std::move(d));
   }
 
+  // A live message routed to this session. It counts against the per-connection publish rate
+  // with the connection's own publishes (AWS: "inbound and outbound publish requests", the
+  // excess discarded); offline queueing and redelivery on resume do not count.
+  void deliver_live(const MessagePtr& msg, std::uint8_t qos, bool retain) {
+    if (online() && !within_rate()) {
+      if (++throttled_out_ % 1000 == 1)
+        log::warn("broker.delivery_throttled",
+                  {{"client", identity_.client_id},
+                   {"limit_per_s", std::to_string(b_->config.max_publishes_per_second)},
+                   {"discarded", std::to_string(throttled_out_)}});
+      return;
+    }
+    deliver(msg, qos, retain);
+  }
+
   // Server-initiated end (revoked certificate, takeover, ...).
   void kick(std::uint8_t reason_v5, const std::string& why, const char* lifecycle_reason) {
     if (!conn_ || !conn_->is_open()) return;
@@ -333,7 +348,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void touch() { last_activity_ = SteadyClock::now(); }
 
-  // A one-second window of at most max_publishes_per_second inbound publishes.
+  // A one-second window of at most max_publishes_per_second publishes, in and out together.
   bool within_rate() {
     const std::uint32_t limit = b_->config.max_publishes_per_second;
     if (limit == 0) return true;
@@ -1111,6 +1126,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::uint64_t dropped_ = 0;
   std::uint64_t throttled_ = 0;
   std::uint32_t rate_count_ = 0;
+  std::uint64_t throttled_out_ = 0;
   std::size_t window_bytes_ = 0;
   std::uint64_t bytes_throttled_ = 0;
   SteadyClock::time_point bytes_window_start_{};
@@ -1138,7 +1154,7 @@ void Broker::Impl::dispatch(Shard& shard, const MessagePtr& msg, const Session* 
   });
   for (auto& [s, o] : targets) {
     if (!s->permissions().receive(msg->topic).allowed) continue;
-    s->deliver(msg, o.qos, o.retain_as_published && msg->retain);
+    s->deliver_live(msg, o.qos, o.retain_as_published && msg->retain);
   }
 }
 
@@ -1195,7 +1211,7 @@ void Broker::Impl::route_shared(const MessagePtr& msg) {
     auto self = shared_from_this();
     asio::post(m.shard->io, [self, s = s, msg, qos = m.qos] {
       if (!s->permissions().receive(msg->topic).allowed) return;
-      s->deliver(msg, qos, false);
+      s->deliver_live(msg, qos, false);
     });
   }
 }

@@ -30,7 +30,8 @@ struct BrokerConfig {
   std::size_t max_payload_bytes = 128 * 1024;
   std::size_t max_filters_per_subscribe = 8;
   std::size_t max_subscriptions_per_connection = 50;
-  // AWS: 100 inbound publishes per second per connection, the excess discarded. 0 = no limit.
+  // AWS: 100 publishes per second per connection, inbound and outbound together, the excess
+  // discarded. 0 = no limit.
   std::uint32_t max_publishes_per_second = 100;
   // AWS: 512 KiB/s per connection, the excess delayed: past it in a one-second window the
   // connection is not read until the window ends. 0 = no limit.

@@ -226,12 +226,13 @@ TEST_F(BrokerConformance, HexInHexOut) {
 TEST_F(BrokerConformance, PublishesBeyondTheRateLimitAreDiscarded) {
   BrokerConfig config;
   config.lifecycle_events = false;
-  config.max_publishes_per_second = 2;
+  config.max_publishes_per_second = 4;
   broker_->shutdown();
   broker_ = std::make_unique<Broker>(pool_, config, authorizer_);
   auto c = connect();
   EXPECT_EQ(exchange(*c, kConnect5), normalize(kConnack5));
-  // Subscribed to its own topic: the first two come back, the third is refused with 0x96.
+  // Subscribed to its own topic, in and out counting together (AWS): "a" in and out, "b" in
+  // and out make four; the third publish is refused with 0x96.
   EXPECT_EQ(exchange(*c, "8207 0001 00 0001 74 01"),
             "9004000100"
             "01");
@@ -278,6 +279,31 @@ TEST_F(BrokerConformance, BytesBeyondTheThroughputLimitPauseReadingButAreNotLost
   EXPECT_GT(pauses.back().count(), 0);
   EXPECT_LE(pauses.back().count(), 1001);
   EXPECT_TRUE(c->is_open());
+}
+
+TEST_F(BrokerConformance, DeliveriesCountAgainstTheSubscribersPublishRate) {
+  BrokerConfig config;
+  config.lifecycle_events = false;
+  config.max_publishes_per_second = 2;
+  broker_->shutdown();
+  broker_ = std::make_unique<Broker>(pool_, config, authorizer_);
+  auto sub = connect();
+  EXPECT_EQ(exchange(*sub, "100f 00044d515454 04 02 003c 0003 737562"), "20020000");
+  EXPECT_EQ(exchange(*sub, "8206 0001 0001 74 00"), "9003000100");
+  // Three publishers, one message each within a second: the subscriber receives two.
+  std::vector<std::shared_ptr<FakeConnection>> pubs;
+  for (const char* id : {"7031", "7032", "7033"}) {
+    pubs.push_back(connect());
+    EXPECT_EQ(exchange(*pubs.back(), std::string("100e 00044d515454 04 02 003c 0002 ") + id),
+              "20020000");
+  }
+  for (auto& pub : pubs) pub->feed(unhex("3004 0001 74 78"));
+  const std::string out = exchange(*sub, "");
+  std::size_t n = 0;
+  for (std::size_t at = out.find("300400017478"); at != std::string::npos;
+       at = out.find("300400017478", at + 1))
+    ++n;
+  EXPECT_EQ(n, 2u) << out;
 }
 
 }  // namespace

@@ -490,6 +490,7 @@ class Limits(unittest.TestCase):
                 info.wait_for_publish(30)
             elapsed = time.time() - start
             self.assertEqual(len(sub.wait_messages(15, timeout=30)), 15)
+            print("throughput test: %.2f s" % elapsed, file=sys.stderr)
             self.assertGreaterEqual(elapsed, 1.0)
             self.assertTrue(server.wait_log("broker.bytes_throttled"))
             pub.stop()
