@@ -14,6 +14,7 @@ declare -A targets=(
   [mqtt_decoder]="fuzz/mqtt_decoder_fuzz.cpp src/mqtt/codec.cpp src/mqtt/topic.cpp"
   [provisioning_messages]="fuzz/provisioning_messages_fuzz.cpp src/provisioning/messages.cpp src/provisioning/ownership_token.cpp src/crypto/openssl/hash.cpp src/base/status.cpp src/base/strings.cpp -lcrypto"
   [provisioning_template]="fuzz/provisioning_template_fuzz.cpp src/provisioning/provisioning_template.cpp src/base/status.cpp src/base/strings.cpp"
+  [sdk_replies]="fuzz/sdk_replies_fuzz.cpp sdk/src/core/provisioning.cpp sdk/src/core/messages.cpp -Isdk/include -Isdk/src"
   [policy]="fuzz/policy_fuzz.cpp src/policy/document.cpp src/policy/context.cpp src/policy/evaluator.cpp src/base/status.cpp src/base/strings.cpp"
 )
 
