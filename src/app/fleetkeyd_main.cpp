@@ -72,12 +72,17 @@ void print_banner(const fk::app::Config& config, const fk::app::Endpoints& e) {
       "  mosquitto_pub -h %s -p %u --cafile %s --cert device.cert.pem --key device.private.key "
       "-t lockers/101/state -m open\n"
       "  curl -s %s/health\n\n"
+      "Or a locker controller that provisions itself (fleet provisioning, device SDK):\n"
+      "  build/bin/fleetkey --data-dir %s create-claim --template LockerTemplate --out claim\n"
+      "  build/bin/locker-controller --endpoint %s --port %u fleet --claim-dir claim "
+      "--serial SN-0001 --state-dir sn-0001\n\n"
       "Stop with Ctrl-C (SIGINT) or SIGTERM. Endpoints: %s/endpoints.json\n",
       e.mqtt_host.c_str(), e.mqtt_port, e.mqtt_alpn_port, e.api_url.c_str(), e.root_ca_path.c_str(),
       e.credentials_path.c_str(), e.registry_path.c_str(), e.credentials_path.c_str(),
       e.aws_config_path.c_str(), e.api_url.c_str(), e.api_url.c_str(), e.api_url.c_str(),
       e.mqtt_host.c_str(), e.mqtt_port, e.root_ca_path.c_str(), e.mqtt_host.c_str(), e.mqtt_port,
-      e.root_ca_path.c_str(), e.api_url.c_str(), config.data_dir.c_str());
+      e.root_ca_path.c_str(), e.api_url.c_str(), config.data_dir.c_str(), e.mqtt_host.c_str(),
+      e.mqtt_port, config.data_dir.c_str());
   std::fflush(stdout);
 }
 
