@@ -267,6 +267,9 @@ int main(int argc, char** argv) {
         server_keys ? fleetkey::KeySource::kServerKeys : fleetkey::KeySource::kDeviceCsr;
     config.key_type = rsa ? fleetkey::KeyType::kRsa2048 : fleetkey::KeyType::kEcP256;
     config.jitter_seed = std::hash<std::string>{}(serial);
+    // A locker on a wall keeps trying through an outage (backoff capped at a minute); what
+    // cannot succeed (a refused claim, a 4xx rejection) still stops it at once.
+    config.retry.max_attempts = 0;
     store = std::make_unique<CrashingStore>(state_dir);
     fleetkey::ConnectOptions options;
     options.version = version;
@@ -296,8 +299,13 @@ int main(int argc, char** argv) {
           });
           locker->start(std::move(r.connection));
         },
-        [](fleetkey::State s) {
-          say(std::string("provisioning state: ") + fleetkey::to_string(s));
+        [&runner](fleetkey::State s) {
+          std::string line = std::string("provisioning state: ") + fleetkey::to_string(s);
+          if (s == fleetkey::State::kBackoff) {
+            const fleetkey::Error& e = runner->last_error();
+            line += std::string(" (") + fleetkey::to_string(e.kind) + ": " + e.message + ")";
+          }
+          say(line);
           maybe_crash(fleetkey::to_string(s));
         });
   }

@@ -302,6 +302,27 @@ class ServerRestart(unittest.TestCase):
             self.assertEqual(locker.stop(), 0)
 
 
+class Outage(unittest.TestCase):
+    def test_first_boot_during_an_outage_provisions_once_the_server_is_back(self):
+        global SERVER
+        mqtt_port, api_port = SERVER.mqtt_port, int(SERVER.api_url.rsplit(":", 1)[1])
+        config = os.path.join(TMP, "fleetkeyd.toml")
+        self.assertEqual(SERVER.stop(), 0)
+        state = os.path.join(TMP, "state-outage")
+        locker = Locker("fleet", "--claim-dir", CLAIM, "--serial", "SN-OUT", "--state-dir", state)
+        try:
+            locker.wait_for("provisioning state: backoff (network: TCP connect")
+            locker.wait_for("provisioning state: backoff (network: TCP connect")
+            SERVER = Fleetkeyd(SERVER.data_dir, "--config", config, mqtt_port=mqtt_port,
+                               api_port=api_port)
+            locker.wait_for("provisioned: thing locker-controller-SN-OUT", timeout=60)
+            locker.wait_for("state closed published")
+        finally:
+            self.assertEqual(locker.stop(), 0)
+        self.assertEqual(principals_of("locker-controller-SN-OUT"),
+                         [record_of(state)["certificateId"]])
+
+
 def make_cert(subject_cn, issuer_cert, issuer_key, key, not_before, not_after):
     b = (x509.CertificateBuilder()
          .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject_cn)]))

@@ -36,6 +36,8 @@ class ProvisioningRunner {
   void start(std::function<void(ProvisioningResult)> done,
              std::function<void(State)> on_state = {});
   State state() const;
+  // The latest error, also while retrying (e.g. in kBackoff: why the step is retried).
+  const Error& last_error() const;
 
  private:
   std::shared_ptr<class RunnerState> state_;

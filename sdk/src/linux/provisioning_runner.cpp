@@ -230,4 +230,8 @@ State ProvisioningRunner::state() const {
   return state_->machine_.state();
 }
 
+const Error& ProvisioningRunner::last_error() const {
+  return state_->machine_.error();
+}
+
 }  // namespace fleetkey
