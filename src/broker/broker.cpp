@@ -351,13 +351,7 @@ class Session : public std::enable_shared_from_this<Session> {
   // A one-second window of at most max_publishes_per_second publishes, in and out together.
   bool within_rate() {
     const std::uint32_t limit = b_->config.max_publishes_per_second;
-    if (limit == 0) return true;
-    auto now = SteadyClock::now();
-    if (now - rate_window_start_ >= std::chrono::seconds(1)) {
-      rate_window_start_ = now;
-      rate_count_ = 0;
-    }
-    return ++rate_count_ <= limit;
+    return limit == 0 || publishes_.add(SteadyClock::now(), 1) <= limit;
   }
 
   // Inbound bytes per one-second window; past max_bytes_per_second the socket is not read
@@ -366,18 +360,13 @@ class Session : public std::enable_shared_from_this<Session> {
     const std::uint32_t limit = b_->config.max_bytes_per_second;
     if (limit == 0) return;
     const auto now = SteadyClock::now();
-    if (now - bytes_window_start_ >= std::chrono::seconds(1)) {
-      bytes_window_start_ = now;
-      window_bytes_ = 0;
-    }
-    window_bytes_ += n;
-    if (window_bytes_ <= limit || !conn_) return;
+    if (bytes_.add(now, n) <= limit || !conn_) return;
     if (++bytes_throttled_ % 100 == 1)
       log::warn("broker.bytes_throttled", {{"client", identity_.client_id},
                                            {"limit_bytes_per_s", std::to_string(limit)},
                                            {"times", std::to_string(bytes_throttled_)}});
     conn_->pause_reading_for(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                 bytes_window_start_ + std::chrono::seconds(1) - now) +
+                                 bytes_.start + std::chrono::seconds(1) - now) +
                              std::chrono::milliseconds(1));
   }
 
@@ -1125,12 +1114,22 @@ class Session : public std::enable_shared_from_this<Session> {
   std::uint64_t version_number_ = 0;
   std::uint64_t dropped_ = 0;
   std::uint64_t throttled_ = 0;
-  std::uint32_t rate_count_ = 0;
   std::uint64_t throttled_out_ = 0;
-  std::size_t window_bytes_ = 0;
+  // Per-connection limits count in fixed one-second windows (AWS's "per second").
+  struct Window {
+    SteadyClock::time_point start{};
+    std::uint64_t total = 0;
+    // Adds n and returns the window's total so far (a new window once a second has passed).
+    std::uint64_t add(SteadyClock::time_point now, std::uint64_t n) {
+      if (now - start >= std::chrono::seconds(1)) {
+        start = now;
+        total = 0;
+      }
+      return total += n;
+    }
+  };
+  Window publishes_, bytes_;
   std::uint64_t bytes_throttled_ = 0;
-  SteadyClock::time_point bytes_window_start_{};
-  SteadyClock::time_point rate_window_start_{};
   std::string session_id_;
   SteadyClock::time_point last_activity_;
   std::optional<mqtt::Will> will_;

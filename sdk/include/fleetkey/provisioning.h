@@ -94,6 +94,11 @@ struct RetryPolicy {
   std::uint32_t max_attempts = 10;  // consecutive failures of one step; 0 = retry forever
 };
 
+// The delay before retry number `attempt` (1 = the first retry): initial_delay_ms * 2^(attempt-1)
+// capped at max_delay_ms, with "equal jitter" (half fixed, half from `random`).
+std::uint32_t backoff_delay_ms(const RetryPolicy& policy, std::uint32_t attempt,
+                               std::uint64_t random);
+
 struct ProvisioningConfig {
   std::string template_name;                      // e.g. "LockerTemplate"
   std::map<std::string, std::string> parameters;  // e.g. {"SerialNumber", "SN-0001"}
@@ -196,11 +201,11 @@ class Provisioner {
   void publish_certificate_request(std::vector<Action>& out);
   void publish_register(std::vector<Action>& out);
   void connect(Role role, std::uint64_t now, std::vector<Action>& out);
-  void retry(Error error, Step step, std::uint64_t now, std::vector<Action>& out);
+  void retry(Error error, Step step, std::vector<Action>& out);
   void fail(Error error, std::vector<Action>& out);
   void save(std::vector<Action>& out);
   void on_message(const Event& event, std::uint64_t now, std::vector<Action>& out);
-  void on_connect_failed(const Event& event, std::uint64_t now, std::vector<Action>& out);
+  void on_connect_failed(const Event& event, std::vector<Action>& out);
   std::uint32_t backoff_ms();
 
   ProvisioningConfig config_;

@@ -237,23 +237,26 @@ void Provisioner::publish_register(std::vector<Action>& out) {
   out.push_back(timer(config_.response_timeout_ms));
 }
 
+std::uint32_t backoff_delay_ms(const RetryPolicy& policy, std::uint32_t attempt,
+                               std::uint64_t random) {
+  const std::uint32_t shift = std::min<std::uint32_t>(attempt > 0 ? attempt - 1 : 0, 20);
+  const std::uint64_t base = std::min<std::uint64_t>(
+      policy.max_delay_ms, static_cast<std::uint64_t>(policy.initial_delay_ms) << shift);
+  const std::uint64_t half = base / 2;
+  return static_cast<std::uint32_t>(half + random % (base - half + 1));
+}
+
 std::uint32_t Provisioner::backoff_ms() {
-  // Exponential backoff with "equal jitter": half fixed, half random (splitmix64).
-  const std::uint32_t shift = std::min<std::uint32_t>(attempts_ > 0 ? attempts_ - 1 : 0, 20);
-  const std::uint64_t base =
-      std::min<std::uint64_t>(config_.retry.max_delay_ms,
-                              static_cast<std::uint64_t>(config_.retry.initial_delay_ms) << shift);
+  // splitmix64: deterministic per jitter_seed, different between devices.
   rng_ += 0x9E3779B97F4A7C15ULL;
   std::uint64_t z = rng_;
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
   z ^= z >> 31;
-  const std::uint64_t half = base / 2;
-  return static_cast<std::uint32_t>(half + z % (base - half + 1));
+  return backoff_delay_ms(config_.retry, attempts_, z);
 }
 
-void Provisioner::retry(Error error, Step step, std::uint64_t now, std::vector<Action>& out) {
-  (void)now;
+void Provisioner::retry(Error error, Step step, std::vector<Action>& out) {
   ++attempts_;
   error_ = std::move(error);
   if (config_.retry.max_attempts != 0 && attempts_ >= config_.retry.max_attempts) {
@@ -325,7 +328,7 @@ std::vector<Action> Provisioner::on(const Event& event, std::uint64_t now) {
       break;
     case Event::Type::kConnectFailed:
       if (state_ == State::kClaimConnect || state_ == State::kDeviceConnect)
-        on_connect_failed(event, now, out);
+        on_connect_failed(event, out);
       break;
     case Event::Type::kDisconnected:
       if (!connected_) break;
@@ -335,7 +338,7 @@ std::vector<Action> Provisioner::on(const Event& event, std::uint64_t now) {
       retry({ErrorKind::kNetwork,
              "connection lost in state " + std::string(to_string(state_)) +
                  (event.error.message.empty() ? "" : ": " + event.error.message)},
-            Step::kConnectClaim, now, out);
+            Step::kConnectClaim, out);
       break;
     case Event::Type::kSubscribed:
       if (state_ != State::kSubscribe) break;
@@ -408,11 +411,10 @@ std::vector<Action> Provisioner::on(const Event& event, std::uint64_t now) {
           connected_ = false;
           retry({ErrorKind::kTimeout, std::string("no CONNACK within ") +
                                           std::to_string(config_.response_timeout_ms) + " ms"},
-                state_ == State::kClaimConnect ? Step::kConnectClaim : Step::kConnectDevice, now,
-                out);
+                state_ == State::kClaimConnect ? Step::kConnectClaim : Step::kConnectDevice, out);
           break;
         case State::kSubscribe:
-          retry({ErrorKind::kTimeout, "no SUBACK in time"}, Step::kConnectClaim, now, out);
+          retry({ErrorKind::kTimeout, "no SUBACK in time"}, Step::kConnectClaim, out);
           break;
         case State::kSendRequest:
         case State::kRegister:
@@ -420,7 +422,7 @@ std::vector<Action> Provisioner::on(const Event& event, std::uint64_t now) {
                  std::string("no reply to ") +
                      (state_ == State::kSendRequest ? certificate_topic() : register_topic()) +
                      " within " + std::to_string(config_.response_timeout_ms) + " ms"},
-                Step::kContinue, now, out);
+                Step::kContinue, out);
           break;
         default:
           break;
@@ -430,13 +432,12 @@ std::vector<Action> Provisioner::on(const Event& event, std::uint64_t now) {
   return out;
 }
 
-void Provisioner::on_connect_failed(const Event& event, std::uint64_t now,
-                                    std::vector<Action>& out) {
+void Provisioner::on_connect_failed(const Event& event, std::vector<Action>& out) {
   connected_ = false;
   const bool device = state_ == State::kDeviceConnect;
   if (device && probing_) {
     if (!event.permanent) {
-      retry({ErrorKind::kNetwork, event.error.message}, Step::kConnectDevice, now, out);
+      retry({ErrorKind::kNetwork, event.error.message}, Step::kConnectDevice, out);
       return;
     }
     // The certificate is not active: the earlier RegisterThing did not commit, and its token
@@ -462,7 +463,7 @@ void Provisioner::on_connect_failed(const Event& event, std::uint64_t now,
   }
   Error e = event.error;
   if (e.kind == ErrorKind::kNone) e.kind = ErrorKind::kNetwork;
-  retry(std::move(e), device ? Step::kConnectDevice : Step::kConnectClaim, now, out);
+  retry(std::move(e), device ? Step::kConnectDevice : Step::kConnectClaim, out);
 }
 
 void Provisioner::on_message(const Event& event, std::uint64_t now, std::vector<Action>& out) {
@@ -473,7 +474,7 @@ void Provisioner::on_message(const Event& event, std::uint64_t now, std::vector<
     const bool server_keys = config_.key_source == KeySource::kServerKeys;
     auto r = core::decode_certificate_reply(config_.format, event.payload, server_keys, why);
     if (!r) {
-      retry({ErrorKind::kBadReply, cert + "/accepted: " + why}, Step::kContinue, now, out);
+      retry({ErrorKind::kBadReply, cert + "/accepted: " + why}, Step::kContinue, out);
       return;
     }
     if (server_keys) record_.private_key_pem = std::move(r->private_key);
@@ -487,10 +488,10 @@ void Provisioner::on_message(const Event& event, std::uint64_t now, std::vector<
   } else if (state_ == State::kSendRequest && event.topic == cert + "/rejected") {
     auto r = core::decode_rejected_reply(config_.format, event.payload, why);
     if (!r) {
-      retry({ErrorKind::kBadReply, cert + "/rejected: " + why}, Step::kContinue, now, out);
+      retry({ErrorKind::kBadReply, cert + "/rejected: " + why}, Step::kContinue, out);
     } else if (retryable(*r)) {
       retry(rejection(ErrorKind::kCertificateRejected, "certificate request", *r), Step::kContinue,
-            now, out);
+            out);
     } else {
       fail(rejection(ErrorKind::kCertificateRejected, "certificate request", *r), out);
     }
@@ -498,7 +499,7 @@ void Provisioner::on_message(const Event& event, std::uint64_t now, std::vector<
     auto r = core::decode_register_reply(config_.format, event.payload, why);
     if (!r) {
       // Sending the token again gets "already used" if it did commit: handled below.
-      retry({ErrorKind::kBadReply, reg + "/accepted: " + why}, Step::kContinue, now, out);
+      retry({ErrorKind::kBadReply, reg + "/accepted: " + why}, Step::kContinue, out);
       return;
     }
     record_.thing_name = std::move(r->thing_name);
@@ -510,10 +511,9 @@ void Provisioner::on_message(const Event& event, std::uint64_t now, std::vector<
   } else if (state_ == State::kRegister && event.topic == reg + "/rejected") {
     auto r = core::decode_rejected_reply(config_.format, event.payload, why);
     if (!r) {
-      retry({ErrorKind::kBadReply, reg + "/rejected: " + why}, Step::kContinue, now, out);
+      retry({ErrorKind::kBadReply, reg + "/rejected: " + why}, Step::kContinue, out);
     } else if (retryable(*r)) {
-      retry(rejection(ErrorKind::kRegistrationRejected, "RegisterThing", *r), Step::kContinue, now,
-            out);
+      retry(rejection(ErrorKind::kRegistrationRejected, "RegisterThing", *r), Step::kContinue, out);
     } else if (r->error_code == "InvalidCertificateOwnershipToken" && token_resent_) {
       // This token went out before and its reply was lost: the registration may have
       // committed. Connecting as the expected thing with the new certificate tells.

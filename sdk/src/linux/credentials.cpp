@@ -36,19 +36,12 @@ std::string utc(std::int64_t t) {
   return buf;
 }
 
-}  // namespace
+enum class Culprit { kCertificate, kKey, kRoot };
 
-CredentialPaths CredentialPaths::in_folder(const std::string& folder) {
-  CredentialPaths p;
-  const std::string f = folder.empty() || folder.back() == '/' ? folder : folder + "/";
-  p.certificate = f + p.certificate;
-  p.private_key = f + p.private_key;
-  p.root_ca = f + p.root_ca;
-  return p;
-}
-
-bool check_credentials(const TlsIdentity& id, std::int64_t now, CertificateFacts& facts,
-                       Error& error) {
+// The checks; `culprit` names the file a failure is about.
+bool check(const TlsIdentity& id, std::int64_t now, CertificateFacts& facts, Error& error,
+           Culprit& culprit) {
+  culprit = Culprit::kCertificate;
   const auto chain = certificates_in(id.certificate_pem);
   if (chain.empty()) {
     error = invalid("Malformed", "the device certificate holds no PEM certificate");
@@ -73,12 +66,14 @@ bool check_credentials(const TlsIdentity& id, std::int64_t now, CertificateFacts
     return false;
   }
   if (auto st = fk::crypto::check_key_matches(chain.front(), id.private_key_pem); !st.is_ok()) {
+    culprit = Culprit::kKey;
     error = invalid("KeyMismatch",
                     "the private key is not the device certificate's key: " + st.message());
     return false;
   }
   const auto roots = certificates_in(id.root_ca_pem);
   if (roots.empty()) {
+    culprit = Culprit::kRoot;
     error = invalid("Malformed", "the root CA file holds no PEM certificate");
     return false;
   }
@@ -89,6 +84,23 @@ bool check_credentials(const TlsIdentity& id, std::int64_t now, CertificateFacts
     return false;
   }
   return true;
+}
+
+}  // namespace
+
+CredentialPaths CredentialPaths::in_folder(const std::string& folder) {
+  CredentialPaths p;
+  const std::string f = folder.empty() || folder.back() == '/' ? folder : folder + "/";
+  p.certificate = f + p.certificate;
+  p.private_key = f + p.private_key;
+  p.root_ca = f + p.root_ca;
+  return p;
+}
+
+bool check_credentials(const TlsIdentity& identity, std::int64_t now, CertificateFacts& facts,
+                       Error& error) {
+  Culprit ignored;
+  return check(identity, now, facts, error, ignored);
 }
 
 bool load_direct_credentials(const CredentialPaths& paths, std::int64_t now, TlsIdentity& out,
@@ -109,13 +121,11 @@ bool load_direct_credentials(const CredentialPaths& paths, std::int64_t now, Tls
     }
     *f.into = std::move(*text);
   }
-  if (!check_credentials(out, now, facts, error)) {
-    // Name the file the problem is in.
-    const std::string& file =
-        error.error_code == "KeyMismatch" ? paths.private_key
-        : error.message.find("root CA") == 0 || error.message.find("the root CA") == 0
-            ? paths.root_ca
-            : paths.certificate;
+  Culprit culprit;
+  if (!check(out, now, facts, error, culprit)) {
+    const std::string& file = culprit == Culprit::kKey    ? paths.private_key
+                              : culprit == Culprit::kRoot ? paths.root_ca
+                                                          : paths.certificate;
     error.message = file + ": " + error.message;
     return false;
   }

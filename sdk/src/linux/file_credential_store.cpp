@@ -12,13 +12,9 @@ using nlohmann::json;
 
 constexpr const char* kRecordFile = "provisioning.json";
 
-const char* stage_name(Stage s) {
-  return to_string(s);
-}
-
 bool parse_stage(const std::string& s, Stage& out) {
   for (Stage st : {Stage::kNone, Stage::kKeyReady, Stage::kCertificateIssued, Stage::kRegistered})
-    if (s == stage_name(st)) {
+    if (s == to_string(st)) {
       out = st;
       return true;
     }
@@ -71,7 +67,7 @@ bool FileCredentialStore::load(ProvisioningRecord& out, Error& error) {
       (stage == Stage::kRegistered && !out.private_key_pem.empty() &&
        !out.certificate_pem.empty() && !out.thing_name.empty());
   if (!complete) {
-    error = storage_error(path + ": the record for stage " + stage_name(stage) +
+    error = storage_error(path + ": the record for stage " + to_string(stage) +
                           " lacks members it needs");
     return false;
   }
@@ -94,7 +90,7 @@ bool FileCredentialStore::save(const ProvisioningRecord& r, Error& error) {
       }
     }
   }
-  json j = {{"stage", stage_name(r.stage)}};
+  json j = {{"stage", to_string(r.stage)}};
   auto put = [&](const char* k, const std::string& v) {
     if (!v.empty()) j[k] = v;
   };

@@ -478,7 +478,7 @@ class DeviceConnectionState : public std::enable_shared_from_this<DeviceConnecti
   RetryPolicy retry_;
   DeviceConnection::Handlers handlers_;
   asio::steady_timer timer_;
-  std::mt19937 rng_;
+  std::mt19937_64 rng_;
   std::unique_ptr<MqttClient> client_;
   std::vector<std::string> filters_;
   bool stopped_ = true;
@@ -551,11 +551,7 @@ class DeviceConnectionState : public std::enable_shared_from_this<DeviceConnecti
           true);
       return;
     }
-    const std::uint32_t shift = std::min<std::uint32_t>(attempts_ - 1, 20);
-    const std::uint64_t base = std::min<std::uint64_t>(
-        retry_.max_delay_ms, static_cast<std::uint64_t>(retry_.initial_delay_ms) << shift);
-    std::uniform_int_distribution<std::uint64_t> jitter(base / 2, base);
-    auto delay = std::chrono::milliseconds(jitter(rng_));
+    auto delay = std::chrono::milliseconds(backoff_delay_ms(retry_, attempts_, rng_()));
     if (last_attempt_) {  // AWS: at most one connect per second per client id
       const auto earliest = *last_attempt_ + std::chrono::seconds(1);
       const auto now = SteadyClock::now();
