@@ -7,10 +7,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-2000}
 work=$(mktemp -d /tmp/fk_idleheap_XXXX)
-trap 'rm -rf "$work"' EXIT
+trap '[[ -n "${KEEP:-}" ]] || rm -rf "$work"' EXIT
 ulimit -n 20000
 source bench/fleetkeyd.sh
-printf '[mqtt]\nmax_publishes_per_second = 0\n' >"$work/fleetkeyd.toml"
+printf '[mqtt]\nmax_publishes_per_second = 0\n%s\n' "${EXTRA_TOML:-}" >"$work/fleetkeyd.toml"
 heaptrack -o "$work/ht" build/bin/fleetkeyd --config "$work/fleetkeyd.toml" --data-dir "$work/data" \
   --mqtt-port 0 --api-port 0 --alpn-port -1 --quiet --log-level warn 2>"$work/fleetkeyd.log" >/dev/null &
 for _ in $(seq 300); do [[ -f "$work/data/endpoints.json" ]] && break; sleep 0.2; done

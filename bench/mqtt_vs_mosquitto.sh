@@ -73,12 +73,26 @@ for name in fleetkeyd mosquitto; do
 done
 row "idle TLS connections held (of $IDLE)" "$fleetkeyd_connected" "$mosquitto_connected"
 row "memory per idle TLS connection (bytes, lower is better)" "$fleetkeyd_per_conn" "$mosquitto_per_conn"
+# Connects: the rate, and the server's own CPU per connect (utime+stime from /proc, in us):
+# the load client runs OpenSSL's client side on the same 2 cores and costs more per connect
+# than either server, so the rate is mostly the client's; CPU per connect is what the server
+# spends.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
+connects() {  # pid port args...: prints "connects/s us-per-connect"
+  local pid=$1 port=$2 before out
+  before=$(cpu_ticks "$pid")
+  out=$(load "$port" connect "${@:3}")
+  python3 -c "import json,sys; d=json.loads(sys.argv[1]); t=int(sys.argv[3])-int(sys.argv[2]); print(d['connects_per_s'], round(t*1e6/int(sys.argv[4])/max(d['connects'],1)))" \
+    "$out" "$before" "$(cpu_ticks "$pid")" "$hz"
+}
 for c in 1 64 256; do
   for resume in "" "--resume"; do
-    fk=$(load "$fk_port" connect --concurrency $c --seconds "$SECS" $resume)
-    mq=$(load "$mq_port" connect --concurrency $c --seconds "$SECS" $resume)
-    row "mTLS connects/s, concurrency $c ${resume:+(session resumption)}" \
-      "$(field "$fk" connects_per_s)" "$(field "$mq" connects_per_s)"
+    read -r fk_rate fk_us < <(connects "$fk_pid" "$fk_port" --concurrency $c --seconds "$SECS" $resume)
+    read -r mq_rate mq_us < <(connects "$mq_pid" "$mq_port" --concurrency $c --seconds "$SECS" $resume)
+    label="concurrency $c${resume:+ (session resumption)}"
+    row "mTLS connects/s, $label" "$fk_rate" "$mq_rate"
+    row "  server CPU per connect (us, lower is better), $label" "$fk_us" "$mq_us"
   done
 done
 for scenario in "1 1 --seconds" "16 16 --pairs --seconds" "1 100 --seconds"; do

@@ -7,7 +7,7 @@ packages=(
   # toolchain
   build-essential cmake ninja-build ccache pkg-config clang clang-format libclang-rt-14-dev
   # libraries (one per job, see ../shared/ARCHITECTURE.md)
-  libboost1.81-dev libssl-dev libsqlite3-dev libpq-dev nlohmann-json3-dev
+  libboost1.81-dev libssl-dev libjemalloc-dev libsqlite3-dev libpq-dev nlohmann-json3-dev
   libtomlplusplus-dev libcli11-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   # real tools used by tests and benchmarks
