@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Where fleetkeyd's memory per idle mTLS connection goes: fleetkeyd under heaptrack holding N
 # idle connections (bench/mqtt_load.cpp idle), then the heap at its peak split into OpenSSL's
-# allocations and the rest.
+# allocations and the rest. heaptrack sees malloc but not jemalloc's operator new, so this
+# measures a fleetkeyd built with the system allocator (build/heap, made here when missing).
 #   bench/idle_heap.sh [N]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,15 +11,20 @@ work=$(mktemp -d /tmp/fk_idleheap_XXXX)
 trap '[[ -n "${KEEP:-}" ]] || rm -rf "$work"' EXIT
 ulimit -n 20000
 source bench/fleetkeyd.sh
+if [[ ! -x build/heap/bin/fleetkeyd ]]; then
+  cmake -S . -B build/heap -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFLEETKEY_JEMALLOC=OFF \
+    -DFLEETKEY_BENCH=OFF -DFLEETKEY_BIN_DIR="$PWD/build/heap/bin" >/dev/null
+  cmake --build build/heap --target fleetkeyd >/dev/null
+fi
 printf '[mqtt]\nmax_publishes_per_second = 0\n%s\n' "${EXTRA_TOML:-}" >"$work/fleetkeyd.toml"
-heaptrack -o "$work/ht" build/bin/fleetkeyd --config "$work/fleetkeyd.toml" --data-dir "$work/data" \
+heaptrack -o "$work/ht" build/heap/bin/fleetkeyd --config "$work/fleetkeyd.toml" --data-dir "$work/data" \
   --mqtt-port 0 --api-port 0 --alpn-port -1 --quiet --log-level warn 2>"$work/fleetkeyd.log" >/dev/null &
 for _ in $(seq 300); do [[ -f "$work/data/endpoints.json" ]] && break; sleep 0.2; done
 fk_port=$(python3 -c "import json;print(json.load(open('$work/data/endpoints.json'))['mqtt']['port'])")
 fk_api=$(python3 -c "import json;print(json.load(open('$work/data/endpoints.json'))['api']['url'])")
 export AWS_SHARED_CREDENTIALS_FILE=$work/data/credentials AWS_CONFIG_FILE=$work/data/aws-config
 bench_device "$work"
-pid=$(pgrep -f "build/bin/fleetkeyd --config $work" | head -1)
+pid=$(pgrep -f "build/heap/bin/fleetkeyd --config $work" | head -1)
 build/release/bin/fk_mqtt_load idle --port "$fk_port" --ca "$work/data/ca/root-ca.pem" \
   --cert "$work/dev.pem" --key "$work/dev.key" --connections "$N" --seconds 4 >"$work/idle.json" &
 lp=$!

@@ -2,6 +2,7 @@
 // mqtt_vs_mosquitto.sh runs it against both, in one run, and prints the ratios).
 //
 //   mqtt_load connect --port P --ca CA --cert C --key K --concurrency N --seconds S [--resume]
+//                     [--client-prefix P]   (client ids P0, P1, ...; default load-c)
 //   mqtt_load idle    --port P ... --connections N --seconds S
 //   mqtt_load pubsub  --port P ... --publishers P --subscribers S --shared-topic|--pairs
 //                     --qos Q --size B --seconds S
@@ -36,6 +37,7 @@ namespace {
 
 struct Options {
   std::string mode, ca, cert, key, host = "127.0.0.1";
+  std::string client_prefix = "load-c";  // connect mode: client ids are <prefix><n>
   int port = 8883, concurrency = 1, connections = 100, publishers = 1, subscribers = 1, qos = 0;
   int size = 64;
   double seconds = 5;
@@ -69,8 +71,8 @@ int run_connect(const Options& o) {
       if (session) SSL_SESSION_free(session);
       return;
     }
-    auto c =
-        std::make_shared<Client>(io, *ctx, o.host, o.port, "load-c" + std::to_string(counter++));
+    auto c = std::make_shared<Client>(io, *ctx, o.host, o.port,
+                                      o.client_prefix + std::to_string(counter++));
     c->session = o.resume ? session : nullptr;
     if (!o.resume && session) SSL_SESSION_free(session);
     c->on_error = [&, c](const std::string& why) {
@@ -272,6 +274,8 @@ int main(int argc, char** argv) {
       o.cert = val();
     else if (a == "--key")
       o.key = val();
+    else if (a == "--client-prefix")
+      o.client_prefix = val();
     else if (a == "--concurrency")
       o.concurrency = std::stoi(val());
     else if (a == "--connections")

@@ -28,6 +28,11 @@ struct PolicyAuthorizer::Facts {
 
 namespace {
 
+// Facts cached for (certificate, client id) pairs, live or not. A certificate whose policy
+// allows any client id can connect with endless new ids: past this many entries the cache
+// starts again (live connections keep theirs). About 1-2 KB each, policy documents shared.
+constexpr std::size_t kMaxCachedFacts = 100'000;
+
 // "arn:aws:iot:...:cert/<id>" -> "<id>" (empty for any other ARN).
 std::string_view certificate_in_arn(std::string_view arn) {
   const auto p = arn.rfind(":cert/");
@@ -208,7 +213,7 @@ broker::ConnectDecision PolicyAuthorizer::decide(const broker::ClientIdentity& c
     if (!facts->certificate.allowed) {
       std::lock_guard<std::mutex> lock(mu_);
       if (generation != generation_) continue;  // changed while reading: read again
-      if (cache_.size() >= 1'000'000) cache_.clear();
+      if (cache_.size() >= kMaxCachedFacts) cache_.clear();
       cache_[key] = facts;
       return {facts->certificate, nullptr};
     }
@@ -229,7 +234,7 @@ broker::ConnectDecision PolicyAuthorizer::decide(const broker::ClientIdentity& c
     std::lock_guard<std::mutex> lock(mu_);
     // A change that arrived while the registry was being read makes these facts stale.
     if (generation != generation_) continue;
-    if (cache_.size() >= 1'000'000) clear_cache();
+    if (cache_.size() >= kMaxCachedFacts) clear_cache();
     cache_[key] = facts;
     index(key);
     if (enforce_) {
@@ -238,6 +243,7 @@ broker::ConnectDecision PolicyAuthorizer::decide(const broker::ClientIdentity& c
       // Forget connections that are gone while we are here.
       std::erase_if(live.connections, [](const auto& w) { return w.expired(); });
       live.connections.push_back(perms);
+      sweep_live();
     }
     return {AuthDecision::allow(), perms};
   }
@@ -440,6 +446,18 @@ void PolicyAuthorizer::wait_for_rebinds() {
   done.get_future().wait();
 }
 
+void PolicyAuthorizer::sweep_live() {
+  // Connections that ended leave their (certificate, client id) entry behind, and an expired
+  // weak_ptr keeps its ConnectionPermissions' memory: with ever new client ids the table would
+  // only grow. Swept whenever it has doubled since the last sweep (amortised O(1) per connect).
+  if (live_.size() < live_sweep_at_) return;
+  for (auto it = live_.begin(); it != live_.end();) {
+    std::erase_if(it->second.connections, [](const auto& w) { return w.expired(); });
+    it = it->second.connections.empty() ? live_.erase(it) : std::next(it);
+  }
+  live_sweep_at_ = std::max<std::size_t>(1024, 2 * live_.size());
+}
+
 void PolicyAuthorizer::clear_cache() {
   cache_.clear();
   by_client_.clear();
@@ -449,6 +467,11 @@ void PolicyAuthorizer::clear_cache() {
 std::size_t PolicyAuthorizer::cached() const {
   std::lock_guard<std::mutex> lock(mu_);
   return cache_.size();
+}
+
+std::size_t PolicyAuthorizer::live_entries() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return live_.size();
 }
 
 std::size_t PolicyAuthorizer::live_connections() const {

@@ -55,6 +55,7 @@ class PolicyAuthorizer : public broker::Authorizer {
   void wait_for_rebinds();
   std::size_t cached() const;
   std::size_t live_connections() const;
+  std::size_t live_entries() const;  // (certificate, client id) pairs tracked for rebinds
 
   class ConnectionPermissions;  // one per connection (defined in the .cpp)
 
@@ -71,6 +72,7 @@ class PolicyAuthorizer : public broker::Authorizer {
   std::optional<std::set<Key>> candidates(const registry::RegistryEvent& e) const;
   void index(const Key& key);  // by_client_
   void clear_cache();
+  void sweep_live();  // with mu_ held
   void rebind(const std::vector<Key>& keys);
 
   registry::Registry& registry_;
@@ -86,6 +88,7 @@ class PolicyAuthorizer : public broker::Authorizer {
     std::vector<std::weak_ptr<ConnectionPermissions>> connections;
   };
   std::map<Key, Live> live_;
+  std::size_t live_sweep_at_ = 1024;
   struct Pool;
   std::unique_ptr<Pool> pool_;
 };

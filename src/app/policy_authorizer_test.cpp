@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <future>
+#include <thread>
 
 #include "crypto/openssl/openssl_certificate_authority.h"
 #include "crypto/x509.h"
@@ -200,6 +201,38 @@ TEST_F(PolicyAuthorizerTest, ConnectAttributesAndSourceIp) {
   auto remote = who(id, "x");
   remote.remote_address = "198.51.100.4:1234";
   EXPECT_FALSE(authz.decide(remote).decision.allowed);
+}
+
+// A certificate whose policy allows any client id, connecting with a new id each time (a
+// flood, or a fleet of short-lived clients): what the authorizer keeps for connections that
+// ended stays bounded, and live connections keep theirs.
+TEST_F(PolicyAuthorizerTest, ConnectionsThatEndedAreForgotten) {
+  write([&](registry::Txn& t) {
+    return t
+        .create_policy("any-client", R"({"Version":"2012-10-17","Statement":[
+          {"Effect":"Allow","Action":"iot:Connect","Resource":"*"}]})")
+        .status();
+  });
+  std::string id = make_certificate(storage::CertificateStatus::kActive);
+  write([&](registry::Txn& t) { return t.attach_policy("any-client", arns().certificate(id)); });
+  PolicyAuthorizer authz(*reg_);
+  std::vector<broker::PermissionsPtr> held;
+  for (int i = 0; i < 3000; ++i) {
+    auto d = connect(authz, id, "client-" + std::to_string(i));
+    ASSERT_TRUE(d.decision.allowed) << d.decision.reason;
+    if (i % 600 == 0) held.push_back(d.permissions);  // five stay connected
+  }
+  // The worker thread that answered the last connect lets go of its copy just after.
+  auto live_becomes = [&](std::size_t n) {
+    for (int i = 0; i < 200 && authz.live_connections() != n; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    return authz.live_connections();
+  };
+  EXPECT_EQ(live_becomes(5), 5u);
+  EXPECT_LE(authz.live_entries(), 1024u);
+  EXPECT_GE(authz.live_entries(), 5u);
+  held.clear();
+  EXPECT_EQ(live_becomes(0), 0u);
 }
 
 }  // namespace

@@ -1,7 +1,9 @@
 #include "policy/document.h"
 
 #include <algorithm>
+#include <mutex>
 #include <nlohmann/json.hpp>
+#include <unordered_map>
 
 #include "base/strings.h"
 
@@ -358,6 +360,38 @@ Result<Document> parse_document(std::string_view text) {
   if (!have_statement) return malformed("", "Statement is required");
   doc.substitutes_variables = doc.version == "2012-10-17";
   return doc;
+}
+
+}  // namespace fk::policy
+
+namespace fk::policy {
+
+Result<DocumentPtr> parse_document_shared(std::string_view text) {
+  // Text -> the parsed document while it is in use. Entries whose document nobody holds any
+  // more are swept whenever the table has doubled since the last sweep.
+  static std::mutex mu;
+  static std::unordered_map<std::string, std::weak_ptr<const Document>> parsed;
+  static std::size_t sweep_at = 1024;
+  const std::string key(text);
+  {
+    std::lock_guard lock(mu);
+    if (auto it = parsed.find(key); it != parsed.end()) {
+      if (auto doc = it->second.lock()) return doc;
+    }
+  }
+  FK_ASSIGN_OR_RETURN(Document doc, parse_document(text));
+  auto shared = std::make_shared<const Document>(std::move(doc));
+  std::lock_guard lock(mu);
+  auto [it, inserted] = parsed.try_emplace(key, shared);
+  if (!inserted) {
+    if (auto other = it->second.lock()) return other;  // parsed meanwhile on another thread
+    it->second = shared;
+  }
+  if (parsed.size() >= sweep_at) {
+    std::erase_if(parsed, [](const auto& kv) { return kv.second.expired(); });
+    sweep_at = std::max<std::size_t>(1024, 2 * parsed.size());
+  }
+  return DocumentPtr(shared);
 }
 
 }  // namespace fk::policy

@@ -79,6 +79,11 @@ using DocumentPtr = std::shared_ptr<const Document>;
 // Parses and validates a policy document (MalformedPolicyException on any problem).
 Result<Document> parse_document(std::string_view text);
 
+// The same, parsed once per distinct text while anyone holds the result: every connection of
+// a fleet that shares a policy shares one parsed Document (memory and CPU per connect).
+// Thread-safe.
+Result<DocumentPtr> parse_document_shared(std::string_view text);
+
 // The data-plane actions an IoT policy may name (iot:Connect, iot:Publish, ...).
 const std::vector<std::string_view>& known_actions();
 

@@ -704,6 +704,30 @@ const BadCase kBad[] = {
 
 INSTANTIATE_TEST_SUITE_P(Table, MalformedPolicy, ::testing::ValuesIn(kBad));
 
+TEST(PolicyDocument, SharedParsesOncePerTextWhileHeld) {
+  const std::string a = R"({"Version":"2012-10-17","Statement":[
+    {"Effect":"Allow","Action":"iot:Connect","Resource":"*"}]})";
+  const std::string b = R"({"Version":"2012-10-17","Statement":[
+    {"Effect":"Deny","Action":"iot:Connect","Resource":"*"}]})";
+  auto a1 = parse_document_shared(a);
+  auto a2 = parse_document_shared(a);
+  auto b1 = parse_document_shared(b);
+  ASSERT_TRUE(a1.is_ok() && a2.is_ok() && b1.is_ok());
+  EXPECT_EQ(a1->get(), a2->get());  // one parsed document for one text
+  EXPECT_NE(a1->get(), b1->get());
+  EXPECT_EQ((*b1)->statements.at(0).effect, Effect::kDeny);
+  // Released by everyone, then asked again: parsed again, same content.
+  *a1 = nullptr;
+  *a2 = nullptr;
+  auto a3 = parse_document_shared(a);
+  ASSERT_TRUE(a3.is_ok());
+  EXPECT_EQ((*a3)->statements.at(0).effect, Effect::kAllow);
+  // A malformed text is refused the same way parse_document refuses it.
+  auto bad = parse_document_shared("{\"Statement\": 1}");
+  ASSERT_FALSE(bad.is_ok());
+  EXPECT_EQ(bad.status().message(), parse_document("{\"Statement\": 1}").status().message());
+}
+
 TEST(PolicyDocument, SizeLimitCountsNonWhitespace) {
   std::string big = R"({"Version":"2012-10-17","Statement":[)";
   std::string st =

@@ -14,11 +14,10 @@ Status add_policies_of(Txn& txn, const std::string& target_arn, EffectivePolicie
     if (!p) continue;
     FK_ASSIGN_OR_RETURN(auto v, txn.store().get_policy_version(name, p->default_version_id));
     if (!v) continue;
-    auto doc = policy::parse_document(v->document);
+    auto doc = policy::parse_document_shared(v->document);
     // Documents are validated when stored; one that no longer parses grants nothing.
     if (!doc.is_ok()) continue;
-    out.policies.push_back({name, std::to_string(v->version_id),
-                            std::make_shared<const policy::Document>(std::move(*doc))});
+    out.policies.push_back({name, std::to_string(v->version_id), std::move(*doc)});
   }
   return Status::ok();
 }
