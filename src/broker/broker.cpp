@@ -1221,6 +1221,9 @@ void Broker::Impl::route(const MessagePtr& msg, Shard* origin_shard, const Sessi
   for (auto& shard : shards) {
     if (shard.get() == origin_shard) continue;
     Shard* s = shard.get();
+    // A shard with no subscription that could match is not woken (lifecycle events of every
+    // connect and disconnect, most of all).
+    if (!s->trie.may_match(msg->topic)) continue;
     asio::post(s->io, [self, s, msg] { self->dispatch(*s, msg, nullptr); });
   }
   if (origin_shard != nullptr) dispatch(*origin_shard, msg, origin);

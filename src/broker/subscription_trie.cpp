@@ -37,7 +37,17 @@ void SubscriptionTrie::add(std::string_view filter, Session* session, Subscripti
     if (!child) child = std::make_unique<Node>();
     n = child.get();
   }
-  if (n->subscribers.insert_or_assign(session, options).second) ++count_;
+  if (n->subscribers.insert_or_assign(session, options).second) count(filter, +1);
+}
+
+void SubscriptionTrie::count(std::string_view filter, int delta) {
+  count_ = static_cast<std::size_t>(static_cast<std::ptrdiff_t>(count_) + delta);
+  auto& counter = !filter.empty() && filter.front() == '$' ? dollar_filters_ : other_filters_;
+  if (delta > 0) {
+    counter.fetch_add(1, std::memory_order_release);
+  } else {
+    counter.fetch_sub(1, std::memory_order_release);
+  }
 }
 
 void SubscriptionTrie::remove(std::string_view filter, Session* session) {
@@ -49,7 +59,7 @@ void SubscriptionTrie::remove(std::string_view filter, Session* session) {
     path.emplace_back(n, std::string(level));
     n = it->second.get();
   }
-  if (n->subscribers.erase(session) > 0) --count_;
+  if (n->subscribers.erase(session) > 0) count(filter, -1);
   // Prune empty branches.
   for (auto it = path.rbegin(); it != path.rend(); ++it) {
     Node* parent = it->first;

@@ -1,8 +1,10 @@
 // SubscriptionTrie: one shard's subscriptions, by topic level, with '+' and '#' nodes.
 // Matching follows AWS IoT Core: '#' does not match its parent level, and filters starting
-// with a wildcard do not match '$' topics. Not thread-safe: owned by one shard's thread.
+// with a wildcard do not match '$' topics. Not thread-safe: owned by one shard's thread,
+// except may_match(), which any thread may call.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -31,11 +33,22 @@ class SubscriptionTrie {
   void match(std::string_view topic,
              const std::function<void(Session*, const SubscriptionOptions&)>& fn) const;
   std::size_t size() const { return count_; }
+  // False when no subscription here can match `topic`: none to '$' topics for a '$' topic
+  // (wildcards never match them), none at all otherwise. Any thread: publishers on other
+  // shards skip this shard (no post, no wake-up) for lifecycle events nobody here follows.
+  bool may_match(std::string_view topic) const {
+    const bool dollar = !topic.empty() && topic.front() == '$';
+    return (dollar ? dollar_filters_ : other_filters_).load(std::memory_order_acquire) > 0;
+  }
 
  private:
   struct Node;
+  void count(std::string_view filter, int delta);
+
   std::unique_ptr<Node> root_;
   std::size_t count_ = 0;
+  std::atomic<std::size_t> dollar_filters_{0};  // subscriptions whose filter starts with '$'
+  std::atomic<std::size_t> other_filters_{0};
 };
 
 }  // namespace fk::broker

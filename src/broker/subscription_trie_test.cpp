@@ -17,6 +17,25 @@ std::set<Session*> match(const SubscriptionTrie& t, std::string_view topic) {
   return out;
 }
 
+// may_match() tells publishers on other shards whether this shard needs the message at all.
+TEST(SubscriptionTrie, MayMatchFollowsDollarAndOtherFilters) {
+  SubscriptionTrie t;
+  EXPECT_FALSE(t.may_match("$aws/events/presence/connected/c1"));
+  EXPECT_FALSE(t.may_match("a/b"));
+  t.add("#", s(1), {});  // matches every topic but no '$' topic
+  EXPECT_TRUE(t.may_match("a/b"));
+  EXPECT_FALSE(t.may_match("$aws/events/presence/connected/c1"));
+  t.add("$aws/events/presence/+/+", s(2), {});
+  t.add("$aws/events/presence/+/+", s(2), {});  // the same subscription again: counted once
+  EXPECT_TRUE(t.may_match("$aws/events/presence/connected/c1"));
+  t.remove("$aws/events/presence/+/+", s(2));
+  EXPECT_FALSE(t.may_match("$aws/events/presence/connected/c1"));
+  t.remove("#", s(1));
+  t.remove("#", s(1));  // not there any more: no change
+  EXPECT_FALSE(t.may_match("a/b"));
+  EXPECT_EQ(t.size(), 0u);
+}
+
 TEST(SubscriptionTrie, MatchesLikeAwsIot) {
   SubscriptionTrie t;
   t.add("a/b", s(1), {});
