@@ -45,8 +45,8 @@ print(round($(nproc)/per))")
 echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores, ${SECS}s per run; load generator on the same machine"
 echo "# openssl speed: ECDSA P-256 sign $sign/s, verify $verify/s, ECDH P-256 $ecdh/s per core"
 echo
-echo "| concurrency | provisionings/s | p50 ms | p99 ms | errors | crypto-bound/s (server side, $(nproc) cores) | ratio | server CPU ms per provisioning | server capacity/s ($(nproc) cores / CPU) |"
-echo "|---|---|---|---|---|---|---|---|---|"
+echo "| concurrency | provisionings/s | p50 ms | p99 ms | errors | crypto-bound/s (server side, $(nproc) cores) | ratio | server CPU ms per provisioning | server capacity/s ($(nproc) cores / CPU) | load generator CPU ms per provisioning |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
 # LOADERS load-generator processes share each concurrency level (default 1).
 loaders=${LOADERS:-1}
 for c in ${CONCURRENCY:-1 32 256}; do
@@ -56,25 +56,27 @@ for c in ${CONCURRENCY:-1 32 256}; do
   # server, whatever the load generator on the same cores costs.
   ticks_before=$(awk '{print $14 + $15}' "/proc/$fk_pid/stat")
   for i in $(seq "$loaders"); do
-    "$BIN/fk_provision_load" --port "$fk_port" --ca "$work/data/ca/root-ca.pem" \
+    /usr/bin/time -f "%U %S" -o "$work/time-$c-$i" \
+      "$BIN/fk_provision_load" --port "$fk_port" --ca "$work/data/ca/root-ca.pem" \
       --cert "$work/claim.pem" --key "$work/claim.key" --template LockerTemplate \
       --concurrency $per --seconds "$SECS" >"$work/load-$c-$i.json" &
     pids+=($!)
   done
   wait "${pids[@]}"
   ticks=$(( $(awk '{print $14 + $15}' "/proc/$fk_pid/stat") - ticks_before ))
-  python3 - "$bound" "$c" "$ticks" "$(getconf CLK_TCK)" "$(nproc)" "$work"/load-$c-*.json <<'PY'
+  loader_s=$(cat "$work"/time-$c-* | awk '{s += $1 + $2} END {print s}')
+  python3 - "$bound" "$c" "$ticks" "$(getconf CLK_TCK)" "$(nproc)" "$loader_s" "$work"/load-$c-*.json <<'PY'
 import json, sys
 b = float(sys.argv[1]); c = int(sys.argv[2])
-cpu_s = int(sys.argv[3]) / int(sys.argv[4]); cores = int(sys.argv[5])
-runs = [json.load(open(f)) for f in sys.argv[6:]]
+cpu_s = int(sys.argv[3]) / int(sys.argv[4]); cores = int(sys.argv[5]); loader_s = float(sys.argv[6])
+runs = [json.load(open(f)) for f in sys.argv[7:]]
 rate = sum(r["completed_per_s"] for r in runs)
 done = max(sum(r["completed"] for r in runs), 1)
 p50 = max(r["p50_ms"] for r in runs); p99 = max(r["p99_ms"] for r in runs)
 errors = sum(r["errors"] for r in runs)
 per_ms = cpu_s * 1000 / done
-print("| %d | %.0f | %.1f | %.1f | %d | %.0f | %.2f | %.2f | %.0f |" % (
-    c, rate, p50, p99, errors, b, rate / b, per_ms, cores * 1000 / per_ms))
+print("| %d | %.0f | %.1f | %.1f | %d | %.0f | %.2f | %.2f | %.0f | %.2f |" % (
+    c, rate, p50, p99, errors, b, rate / b, per_ms, cores * 1000 / per_ms, loader_s * 1000 / done))
 PY
 done
 
