@@ -213,7 +213,7 @@ broker::ConnectDecision PolicyAuthorizer::decide(const broker::ClientIdentity& c
     if (!facts->certificate.allowed) {
       std::lock_guard<std::mutex> lock(mu_);
       if (generation != generation_) continue;  // changed while reading: read again
-      if (cache_.size() >= kMaxCachedFacts) cache_.clear();
+      if (cache_.size() >= kMaxCachedFacts) clear_cache();
       cache_[key] = facts;
       return {facts->certificate, nullptr};
     }
