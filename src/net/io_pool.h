@@ -26,6 +26,7 @@ class IoPool {
 
   void start();
   void stop();
+  bool running() const { return started_; }  // between start() and stop()
 
  private:
   std::vector<std::unique_ptr<boost::asio::io_context>> contexts_;

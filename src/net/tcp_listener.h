@@ -1,8 +1,11 @@
 // TcpListener: binds a TCP port (0 = any free port) with a large backlog and TCP_NODELAY on
-// accepted sockets, and hands each accepted connection's native handle to a callback.
-// fleetkeyd's MQTT port uses it until the broker (net/tls + broker/) takes the port over.
+// accepted sockets, and hands each accepted connection's native handle to a callback, on the
+// io_context's thread.
 //
-// Thread-safety: as HttpServer.
+// reuse_port: SO_REUSEPORT, so that several listeners (one per I/O thread) share one port and
+// the kernel spreads the connections among them (the TLS listener does this).
+//
+// Thread-safety: start()/stop() from the io_context's thread, or while it is not running.
 #pragma once
 
 #include <cstdint>
@@ -25,7 +28,7 @@ class TcpListener {
   using AcceptFn = std::function<void(int fd, const std::string& peer)>;
 
   TcpListener(boost::asio::io_context& io, std::string bind_address, std::uint16_t port,
-              AcceptFn on_accept);
+              AcceptFn on_accept, bool reuse_port = false);
   ~TcpListener();
 
   Status start();
