@@ -172,14 +172,14 @@ Result<std::unique_ptr<Server>> Server::start(const Config& config, boost::asio:
   tls.private_key_file = p.ca->paths().server_key;
   tls.trust_anchors = p.trust_anchors();
   auto on_connection = [b](std::shared_ptr<net::TlsConnection> c) { b->accept(std::move(c)); };
-  p.mqtt = std::make_unique<net::TlsListener>(*p.io_pool, tls, on_connection);
+  p.mqtt = std::make_unique<net::TlsListener>(*p.io_pool, io, tls, on_connection);
   FK_RETURN_IF_ERROR(p.mqtt->start());
   if (p.config.mqtt.alpn_port >= 0) {
     net::TlsListenerConfig alpn = tls;
     alpn.port = static_cast<std::uint16_t>(p.config.mqtt.alpn_port);
     alpn.required_alpn = "x-amzn-mqtt-ca";
     alpn.name = "mqtt-alpn";
-    p.mqtt_alpn = std::make_unique<net::TlsListener>(*p.io_pool, alpn, on_connection);
+    p.mqtt_alpn = std::make_unique<net::TlsListener>(*p.io_pool, io, alpn, on_connection);
     FK_RETURN_IF_ERROR(p.mqtt_alpn->start());
   }
   p.io_pool->start();

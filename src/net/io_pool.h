@@ -26,7 +26,6 @@ class IoPool {
 
   void start();
   void stop();
-  bool running() const { return started_; }  // between start() and stop()
 
  private:
   std::vector<std::unique_ptr<boost::asio::io_context>> contexts_;

@@ -8,13 +8,12 @@ namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 
 struct TcpListener::State : std::enable_shared_from_this<TcpListener::State> {
-  State(asio::io_context& io, std::string a, std::uint16_t p, AcceptFn fn, bool reuse)
-      : acceptor(io), address(std::move(a)), port(p), on_accept(std::move(fn)), reuse_port(reuse) {}
+  State(asio::io_context& io, std::string a, std::uint16_t p, AcceptFn fn)
+      : acceptor(io), address(std::move(a)), port(p), on_accept(std::move(fn)) {}
   tcp::acceptor acceptor;
   std::string address;
   std::uint16_t port;
   AcceptFn on_accept;
-  bool reuse_port;
   std::uint16_t bound_port = 0;
 
   void accept() {
@@ -33,9 +32,8 @@ struct TcpListener::State : std::enable_shared_from_this<TcpListener::State> {
 };
 
 TcpListener::TcpListener(asio::io_context& io, std::string bind_address, std::uint16_t port,
-                         AcceptFn on_accept, bool reuse_port)
-    : state_(std::make_shared<State>(io, std::move(bind_address), port, std::move(on_accept),
-                                     reuse_port)) {}
+                         AcceptFn on_accept)
+    : state_(std::make_shared<State>(io, std::move(bind_address), port, std::move(on_accept))) {}
 
 TcpListener::~TcpListener() {
   stop();
@@ -49,8 +47,6 @@ Status TcpListener::start() {
   auto& a = state_->acceptor;
   a.open(ep.protocol(), ec);
   if (!ec) a.set_option(asio::socket_base::reuse_address(true), ec);
-  if (!ec && state_->reuse_port)
-    a.set_option(asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>(true), ec);
   if (!ec) a.bind(ep, ec);
   if (!ec) a.listen(asio::socket_base::max_listen_connections, ec);
   if (ec)

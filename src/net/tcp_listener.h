@@ -1,11 +1,8 @@
 // TcpListener: binds a TCP port (0 = any free port) with a large backlog and TCP_NODELAY on
-// accepted sockets, and hands each accepted connection's native handle to a callback, on the
-// io_context's thread.
+// accepted sockets, and hands each accepted connection's native handle to a callback.
+// fleetkeyd's MQTT port uses it until the broker (net/tls + broker/) takes the port over.
 //
-// reuse_port: SO_REUSEPORT, so that several listeners (one per I/O thread) share one port and
-// the kernel spreads the connections among them (the TLS listener does this).
-//
-// Thread-safety: start()/stop() from the io_context's thread, or while it is not running.
+// Thread-safety: as HttpServer.
 #pragma once
 
 #include <cstdint>
@@ -28,7 +25,7 @@ class TcpListener {
   using AcceptFn = std::function<void(int fd, const std::string& peer)>;
 
   TcpListener(boost::asio::io_context& io, std::string bind_address, std::uint16_t port,
-              AcceptFn on_accept, bool reuse_port = false);
+              AcceptFn on_accept);
   ~TcpListener();
 
   Status start();

@@ -10,7 +10,6 @@
 #include <boost/asio/ssl.hpp>
 #include <csignal>
 #include <deque>
-#include <future>
 #include <optional>
 
 #include "base/log.h"
@@ -355,50 +354,56 @@ class FdTlsConnection final : public TlsConnection {
 }  // namespace
 
 struct TlsListener::State : std::enable_shared_from_this<TlsListener::State> {
-  State(IoPool& p, TlsListenerConfig c, OnConnection fn)
+  State(IoPool& p, asio::io_context& accept, TlsListenerConfig c, OnConnection fn)
       : pool(p),
+        accept_context(accept),
         config(std::move(c)),
         on_connection(std::move(fn)),
         ctx(ssl::context::tls_server) {}
 
   IoPool& pool;
+  asio::io_context& accept_context;
   TlsListenerConfig config;
   OnConnection on_connection;
   ssl::context ctx;
-  // One listening socket per I/O thread on the same port (SO_REUSEPORT): the kernel spreads
-  // connections over them and each is handshaken on the thread that accepted it, with no
-  // hand-off from an accept thread.
-  std::vector<std::unique_ptr<TcpListener>> tcp;
+  std::unique_ptr<TcpListener> tcp;
 
-  // On the thread of `io`, which accepted fd.
-  void on_accept(asio::io_context& io, int fd) {
+  void on_accept(int fd) {
+    const std::size_t shard = pool.next_index();
+    asio::io_context& io = pool.at(shard);
     auto self = shared_from_this();
-    boost::system::error_code ec;
-    tcp::socket socket(io);
-    bool v6 = config.bind_address.find(':') != std::string::npos;
-    socket.assign(v6 ? tcp::v6() : tcp::v4(), fd, ec);
-    if (ec) {
-      ::close(fd);
-      return;
-    }
-    auto conn = std::make_shared<FdTlsConnection>(io, std::move(socket), ctx.native_handle());
-    conn->handshake(
-        config.handshake_timeout_seconds, config.name, [self](std::shared_ptr<FdTlsConnection> c) {
-          if (!self->config.required_alpn.empty() && c->alpn() != self->config.required_alpn) {
-            log::warn("tls.handshake_failed",
-                      {{"listener", self->config.name},
-                       {"peer", c->remote_address()},
-                       {"reason", "ALPN " + self->config.required_alpn + " not offered"}});
-            c->close("ALPN required");
-            return;
-          }
-          self->on_connection(c);
-        });
+    asio::post(io, [self, &io, fd] {
+      boost::system::error_code ec;
+      tcp::socket socket(io);
+      bool v6 = self->config.bind_address.find(':') != std::string::npos;
+      socket.assign(v6 ? tcp::v6() : tcp::v4(), fd, ec);
+      if (ec) {
+        ::close(fd);
+        return;
+      }
+      auto conn =
+          std::make_shared<FdTlsConnection>(io, std::move(socket), self->ctx.native_handle());
+      conn->handshake(
+          self->config.handshake_timeout_seconds, self->config.name,
+          [self](std::shared_ptr<FdTlsConnection> c) {
+            if (!self->config.required_alpn.empty() && c->alpn() != self->config.required_alpn) {
+              log::warn("tls.handshake_failed",
+                        {{"listener", self->config.name},
+                         {"peer", c->remote_address()},
+                         {"reason", "ALPN " + self->config.required_alpn + " not offered"}});
+              c->close("ALPN required");
+              return;
+            }
+            self->on_connection(c);
+          });
+    });
   }
 };
 
-TlsListener::TlsListener(IoPool& pool, TlsListenerConfig config, OnConnection on_connection)
-    : state_(std::make_shared<State>(pool, std::move(config), std::move(on_connection))) {}
+TlsListener::TlsListener(IoPool& pool, asio::io_context& accept_context, TlsListenerConfig config,
+                         OnConnection on_connection)
+    : state_(std::make_shared<State>(pool, accept_context, std::move(config),
+                                     std::move(on_connection))) {}
 
 TlsListener::~TlsListener() {
   stop();
@@ -440,46 +445,24 @@ Status TlsListener::start() {
   FK_RETURN_IF_ERROR(set_trust_anchors(state_->config.trust_anchors));
 
   std::weak_ptr<State> weak = state_;
-  const bool shared_port = state_->pool.size() > 1;
-  for (std::size_t i = 0; i < state_->pool.size(); ++i) {
-    asio::io_context& io = state_->pool.at(i);
-    // The first socket takes the configured port (0: any free one); the others join it.
-    const std::uint16_t port = i == 0 ? state_->config.port : state_->tcp.front()->port();
-    auto on_fd = [weak, &io](int fd, const std::string&) {
-      if (auto s = weak.lock()) {
-        s->on_accept(io, fd);
-      } else {
-        ::close(fd);
-      }
-    };
-    state_->tcp.push_back(
-        std::make_unique<TcpListener>(io, state_->config.bind_address, port, on_fd, shared_port));
-    FK_RETURN_IF_ERROR(state_->tcp.back()->start());
-  }
-  return Status::ok();
+  state_->tcp =
+      std::make_unique<TcpListener>(state_->accept_context, state_->config.bind_address,
+                                    state_->config.port, [weak](int fd, const std::string&) {
+                                      if (auto s = weak.lock()) {
+                                        s->on_accept(fd);
+                                      } else {
+                                        ::close(fd);
+                                      }
+                                    });
+  return state_->tcp->start();
 }
 
 void TlsListener::stop() {
-  // Each acceptor is closed on its own thread (Asio objects are not thread-safe), and stop()
-  // returns once they are all closed; when the pool is not running, here and now.
-  for (std::size_t i = 0; i < state_->tcp.size(); ++i) {
-    asio::io_context& io = state_->pool.at(i);
-    TcpListener& listener = *state_->tcp[i];
-    if (!state_->pool.running() || io.stopped() || io.get_executor().running_in_this_thread()) {
-      listener.stop();
-      continue;
-    }
-    std::promise<void> closed;
-    asio::post(io, [&listener, &closed] {
-      listener.stop();
-      closed.set_value();
-    });
-    closed.get_future().wait();
-  }
+  if (state_->tcp) state_->tcp->stop();
 }
 
 std::uint16_t TlsListener::port() const {
-  return state_->tcp.empty() ? 0 : state_->tcp.front()->port();
+  return state_->tcp ? state_->tcp->port() : 0;
 }
 
 Status TlsListener::set_trust_anchors(const std::vector<std::string>& pems) {

@@ -1,6 +1,5 @@
-// TlsListener: the MQTT device ports. Each IoPool thread accepts on the same port
-// (SO_REUSEPORT; the kernel spreads connections) and keeps what it accepted, and runs a
-// mutual-TLS handshake (TLS 1.2 or 1.3, client certificate required and verified
+// TlsListener: the MQTT device ports. Accepts TCP, pins each connection to an IoPool context,
+// runs a mutual-TLS handshake (TLS 1.2 or 1.3, client certificate required and verified
 // against the trust anchors, ALPN x-amzn-mqtt-ca or mqtt selected when offered, never
 // required), and hands the connection to a callback with the peer's certificate facts.
 //
@@ -56,7 +55,8 @@ class TlsListener {
  public:
   using OnConnection = std::function<void(std::shared_ptr<TlsConnection>)>;
 
-  TlsListener(IoPool& pool, TlsListenerConfig config, OnConnection on_connection);
+  TlsListener(IoPool& pool, boost::asio::io_context& accept_context, TlsListenerConfig config,
+              OnConnection on_connection);
   ~TlsListener();
 
   Status start();
