@@ -2,6 +2,7 @@
 #   start_fleetkeyd DIR [TOML]     sets fk_pid, fk_port, fk_api (AWS_* exported for the aws CLI)
 #   new_certificate DIR NAME POLICY   an ACTIVE certificate with POLICY: DIR/NAME.pem, .key, .arn
 #   bench_device DIR               a certificate with the benchmark policy: DIR/dev.pem, dev.key
+#   cpu_ticks PID                  the process's CPU so far (utime+stime, in getconf CLK_TCK)
 FLEETKEYD=${FLEETKEYD:-build/bin/fleetkeyd}
 
 # A typical device policy: connect, publish/receive/subscribe under bench/, and a Deny the
@@ -47,4 +48,8 @@ bench_device() {  # dir (after start_fleetkeyd on it)
   aws iot create-policy --policy-name bench --policy-document "$BENCH_POLICY" \
     --endpoint-url "$fk_api" >/dev/null
   new_certificate "$dir" dev bench
+}
+
+cpu_ticks() {  # pid
+  awk '{print $14 + $15}' "/proc/$1/stat"
 }

@@ -77,7 +77,6 @@ row "memory per idle TLS connection (bytes, lower is better)" "$fleetkeyd_per_co
 # the load client runs OpenSSL's client side on the same 2 cores and costs more per connect
 # than either server, so the rate is mostly the client's; CPU per connect is what the server
 # spends.
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
 connects() {  # pid port args...: prints "connects/s us-per-connect"
   local pid=$1 port=$2 before out

@@ -54,7 +54,7 @@ for c in ${CONCURRENCY:-1 32 256}; do
   pids=()
   # fleetkeyd's own CPU (utime+stime ticks) over the run: what one provisioning costs the
   # server, whatever the load generator on the same cores costs.
-  ticks_before=$(awk '{print $14 + $15}' "/proc/$fk_pid/stat")
+  ticks_before=$(cpu_ticks "$fk_pid")
   for i in $(seq "$loaders"); do
     /usr/bin/time -f "%U %S" -o "$work/time-$c-$i" \
       "$BIN/fk_provision_load" --port "$fk_port" --ca "$work/data/ca/root-ca.pem" \
@@ -63,7 +63,7 @@ for c in ${CONCURRENCY:-1 32 256}; do
     pids+=($!)
   done
   wait "${pids[@]}"
-  ticks=$(( $(awk '{print $14 + $15}' "/proc/$fk_pid/stat") - ticks_before ))
+  ticks=$(( $(cpu_ticks "$fk_pid") - ticks_before ))
   loader_s=$(cat "$work"/time-$c-* | awk '{s += $1 + $2} END {print s}')
   python3 - "$bound" "$c" "$ticks" "$(getconf CLK_TCK)" "$(nproc)" "$loader_s" "$work"/load-$c-*.json <<'PY'
 import json, sys

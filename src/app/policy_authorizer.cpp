@@ -241,7 +241,7 @@ broker::ConnectDecision PolicyAuthorizer::decide(const broker::ClientIdentity& c
       Live& live = live_[key];
       live.facts = facts;
       // Forget connections that are gone while we are here.
-      std::erase_if(live.connections, [](const auto& w) { return w.expired(); });
+      live.forget_ended();
       live.connections.push_back(perms);
       sweep_live();
     }
@@ -373,9 +373,7 @@ void PolicyAuthorizer::on_registry_events(const std::vector<registry::RegistryEv
     if (scan) {
       std::erase_if(cache_, [&](const auto& kv) { return hit(*kv.second); });
       for (auto it = live_.begin(); it != live_.end();) {
-        auto& conns = it->second.connections;
-        std::erase_if(conns, [](const auto& w) { return w.expired(); });
-        if (conns.empty()) {
+        if (it->second.forget_ended()) {
           it = live_.erase(it);
           continue;
         }
@@ -387,9 +385,7 @@ void PolicyAuthorizer::on_registry_events(const std::vector<registry::RegistryEv
         if (auto it = cache_.find(k); it != cache_.end() && hit(*it->second)) cache_.erase(it);
         auto it = live_.find(k);
         if (it == live_.end()) continue;
-        auto& conns = it->second.connections;
-        std::erase_if(conns, [](const auto& w) { return w.expired(); });
-        if (conns.empty()) {
+        if (it->second.forget_ended()) {
           live_.erase(it);
         } else if (hit(*it->second.facts)) {
           rebind.insert(k);
@@ -410,11 +406,13 @@ void PolicyAuthorizer::rebind(const std::vector<Key>& keys) {
       std::lock_guard<std::mutex> lock(mu_);
       auto it = live_.find(key);
       if (it == live_.end()) continue;
-      std::erase_if(it->second.connections, [](const auto& w) { return w.expired(); });
+      if (it->second.forget_ended()) {
+        live_.erase(it);
+        continue;
+      }
       for (const auto& w : it->second.connections) {
         if (auto p = w.lock()) conns.push_back(std::move(p));
       }
-      if (it->second.connections.empty()) live_.erase(it);
     }
     if (conns.empty()) continue;
     auto loaded = load(key);
@@ -452,8 +450,7 @@ void PolicyAuthorizer::sweep_live() {
   // only grow. Swept whenever it has doubled since the last sweep (amortised O(1) per connect).
   if (live_.size() < live_sweep_at_) return;
   for (auto it = live_.begin(); it != live_.end();) {
-    std::erase_if(it->second.connections, [](const auto& w) { return w.expired(); });
-    it = it->second.connections.empty() ? live_.erase(it) : std::next(it);
+    it = it->second.forget_ended() ? live_.erase(it) : std::next(it);
   }
   live_sweep_at_ = std::max<std::size_t>(1024, 2 * live_.size());
 }

@@ -86,6 +86,11 @@ class PolicyAuthorizer : public broker::Authorizer {
   struct Live {
     FactsPtr facts;  // what the connections were last bound from
     std::vector<std::weak_ptr<ConnectionPermissions>> connections;
+    // Drops the connections that ended; true when none is left (the entry can go).
+    bool forget_ended() {
+      std::erase_if(connections, [](const auto& w) { return w.expired(); });
+      return connections.empty();
+    }
   };
   std::map<Key, Live> live_;
   std::size_t live_sweep_at_ = 1024;

@@ -41,7 +41,6 @@ void SubscriptionTrie::add(std::string_view filter, Session* session, Subscripti
 }
 
 void SubscriptionTrie::count(std::string_view filter, int delta) {
-  count_ = static_cast<std::size_t>(static_cast<std::ptrdiff_t>(count_) + delta);
   auto& counter = !filter.empty() && filter.front() == '$' ? dollar_filters_ : other_filters_;
   if (delta > 0) {
     counter.fetch_add(1, std::memory_order_release);

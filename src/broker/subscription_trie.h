@@ -32,7 +32,7 @@ class SubscriptionTrie {
   // Calls fn(session, options) for each subscription matching `topic`.
   void match(std::string_view topic,
              const std::function<void(Session*, const SubscriptionOptions&)>& fn) const;
-  std::size_t size() const { return count_; }
+  std::size_t size() const { return dollar_filters_ + other_filters_; }
   // False when no subscription here can match `topic`: none to '$' topics for a '$' topic
   // (wildcards never match them), none at all otherwise. Any thread: publishers on other
   // shards skip this shard (no post, no wake-up) for lifecycle events nobody here follows.
@@ -46,7 +46,6 @@ class SubscriptionTrie {
   void count(std::string_view filter, int delta);
 
   std::unique_ptr<Node> root_;
-  std::size_t count_ = 0;
   std::atomic<std::size_t> dollar_filters_{0};  // subscriptions whose filter starts with '$'
   std::atomic<std::size_t> other_filters_{0};
 };

@@ -362,10 +362,6 @@ Result<Document> parse_document(std::string_view text) {
   return doc;
 }
 
-}  // namespace fk::policy
-
-namespace fk::policy {
-
 Result<DocumentPtr> parse_document_shared(std::string_view text) {
   // Text -> the parsed document while it is in use. Entries whose document nobody holds any
   // more are swept whenever the table has doubled since the last sweep.
