@@ -24,15 +24,16 @@ fk_port=$(python3 -c "import json;print(json.load(open('$work/data/endpoints.jso
 fk_api=$(python3 -c "import json;print(json.load(open('$work/data/endpoints.json'))['api']['url'])")
 export AWS_SHARED_CREDENTIALS_FILE=$work/data/credentials AWS_CONFIG_FILE=$work/data/aws-config
 bench_device "$work"
-pid=$(pgrep -f "build/heap/bin/fleetkeyd --config $work" | head -1)
 build/release/bin/fk_mqtt_load idle --port "$fk_port" --ca "$work/data/ca/root-ca.pem" \
   --cert "$work/dev.pem" --key "$work/dev.key" --connections "$N" --seconds 4 >"$work/idle.json" &
 lp=$!
 for _ in $(seq 600); do [[ -s "$work/idle.json" ]] && break; sleep 0.1; done
 cat "$work/idle.json"
 wait $lp || true
-kill -TERM "$pid"
-for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+# heaptrack's wrapper and fleetkeyd share the command line: stop every match, wait for all.
+pattern="build/heap/bin/fleetkeyd --config $work"
+pkill -TERM -f "$pattern" || true
+for _ in $(seq 100); do pgrep -f "$pattern" >/dev/null || break; sleep 0.2; done
 sleep 2
 heaptrack_print -f "$work/ht.zst" --print-peaks 1 --print-allocators 0 --print-leaks 0 \
   --print-temporary 0 --peak-limit 1000 --sub-peak-limit 0 2>/dev/null |
