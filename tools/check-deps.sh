@@ -9,16 +9,17 @@ fail=0
 declare -A allowed=(
   [base]=""
   [mqtt]="base"
+  [codec]="base"
   [crypto]="base"
   [storage]="base"
-  [policy]="base"
+  [policy]="base codec"
   [net]="base crypto"
   [broker]="base mqtt net"
-  [registry]="base storage policy crypto"
-  [provisioning]="base registry crypto storage policy"
-  [api]="base registry provisioning crypto storage policy net"
-  [app]="base mqtt crypto storage policy net broker registry provisioning api"
-  [cli]="base crypto net api"
+  [registry]="base storage policy crypto codec"
+  [provisioning]="base registry crypto storage policy codec"
+  [api]="base registry provisioning crypto storage policy net codec"
+  [app]="base mqtt crypto storage policy net broker registry provisioning api codec"
+  [cli]="base crypto net api codec"
 )
 
 while IFS= read -r file; do

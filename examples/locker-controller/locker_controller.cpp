@@ -179,8 +179,9 @@ int main(int argc, char** argv) {
               tmpl = "LockerTemplate", format = "json";
   int port = 8883;
   bool server_keys = false, rsa = false, mqtt5 = false, alpn = false;
-  app.add_option("--endpoint", host, "fleetkeyd's MQTT host");
-  app.add_option("--port", port, "fleetkeyd's MQTT port");
+  auto* endpoint_option =
+      app.add_option("--endpoint", host, "fleetkeyd's MQTT host (fleet: default claim.json's)");
+  auto* port_option = app.add_option("--port", port, "fleetkeyd's MQTT port (fleet: claim.json's)");
   app.add_flag("--mqtt5", mqtt5, "MQTT 5 instead of 3.1.1");
   app.add_flag("--alpn", alpn, "offer ALPN x-amzn-mqtt-ca (AWS port 443 mode)");
   auto* fleet = app.add_subcommand("fleet", "provision with the claim bundle, then run");
@@ -255,7 +256,14 @@ int main(int argc, char** argv) {
         tmpl = claim_json["templateName"].get<std::string>();
       if (claim_json.contains("thingNamePrefix") && claim_json["thingNamePrefix"].is_string())
         prefix = claim_json["thingNamePrefix"].get<std::string>();
+      // The factory's bundle says where the fleet's server is; the flags override it.
+      if (endpoint_option->count() == 0 && claim_json.value("endpoint", "") != "")
+        endpoint.host = claim_json["endpoint"].get<std::string>();
+      if (port_option->count() == 0 && claim_json.contains("port") &&
+          claim_json["port"].is_number_unsigned() && claim_json["port"].get<unsigned>() <= 65535)
+        endpoint.port = static_cast<std::uint16_t>(claim_json["port"].get<unsigned>());
     }
+    say("provisioning through " + endpoint.host + ":" + std::to_string(endpoint.port));
     fleetkey::ProvisioningConfig config;
     config.template_name = tmpl;
     config.parameters = {{"SerialNumber", serial}};

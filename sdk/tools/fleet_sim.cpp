@@ -59,8 +59,10 @@ int main(int argc, char** argv) {
   std::string host = "localhost", claim_dir, tmpl, format = "json", prefix, state_dir;
   int port = 8883, devices = 10, concurrency = 0;
   bool server_keys = false, as_json = false;
-  app.add_option("--endpoint", host, "fleetkeyd's MQTT host");
-  app.add_option("--port", port, "fleetkeyd's MQTT port");
+  auto* endpoint_option =
+      app.add_option("--endpoint", host, "fleetkeyd's MQTT host (default: claim.json's)");
+  auto* port_option =
+      app.add_option("--port", port, "fleetkeyd's MQTT port (default: claim.json's)");
   app.add_option("--claim-dir", claim_dir, "claim bundle folder (fleetkey create-claim)")
       ->required();
   app.add_option("--devices", devices, "how many devices power on")->check(CLI::PositiveNumber);
@@ -86,15 +88,25 @@ int main(int argc, char** argv) {
                  error.message.c_str());
     return 2;
   }
-  if (tmpl.empty()) {
-    std::FILE* f = std::fopen((claim_dir + "/claim.json").c_str(), "r");
-    if (f) {
-      auto j = nlohmann::json::parse(f, nullptr, false);
-      std::fclose(f);
-      if (j.is_object() && j.contains("templateName")) tmpl = j["templateName"];
+  // claim.json (fleetkey create-claim) names the template and the server; flags override.
+  if (std::FILE* f = std::fopen((claim_dir + "/claim.json").c_str(), "r")) {
+    auto j = nlohmann::json::parse(f, nullptr, false);
+    std::fclose(f);
+    if (j.is_object()) {
+      if (tmpl.empty() && j.contains("templateName") && j["templateName"].is_string())
+        tmpl = j["templateName"];
+      if (endpoint_option->count() == 0 && j.value("endpoint", "") != "")
+        host = j["endpoint"].get<std::string>();
+      if (port_option->count() == 0 && j.contains("port") && j["port"].is_number_unsigned() &&
+          j["port"].get<unsigned>() <= 65535)
+        port = static_cast<int>(j["port"].get<unsigned>());
     }
-    if (tmpl.empty()) tmpl = "LockerTemplate";
   }
+  if (tmpl.empty()) tmpl = "LockerTemplate";
+  if (!as_json)
+    std::fprintf(stderr,
+                 "fleet simulator: %d devices provisioning through %s:%d with template %s\n",
+                 devices, host.c_str(), port, tmpl.c_str());
 
   boost::asio::io_context io;
   const fleetkey::Endpoint endpoint{host, static_cast<std::uint16_t>(port), false};

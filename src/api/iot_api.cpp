@@ -3,6 +3,7 @@
 #include "api/routing.h"
 #include "api/sigv4.h"
 #include "base/log.h"
+#include "codec/bounded_json.h"
 #include "crypto/hash.h"
 #include "crypto/x509.h"
 
@@ -221,10 +222,15 @@ struct IotApi::Impl {
         s = amp + 1;
       }
       if (!req.body.empty()) {
-        call.body = json::parse(req.body, nullptr, false);
-        if (call.body.is_discarded() || !call.body.is_object())
+        auto body = codec::parse_json(req.body,
+                                      codec::JsonLimits{codec::kDefaultMaxDepth, req.body.size()});
+        if (!body.is_ok())
+          return error_response(400, "SerializationException",
+                                "the request body: " + body.status().message(), request_id);
+        if (!body->is_object())
           return error_response(400, "SerializationException",
                                 "the request body is not a JSON object", request_id);
+        call.body = std::move(*body);
       }
       // Pagination tokens are opaque to clients: what a handler pages after, sealed, so a
       // made-up or damaged token is refused instead of silently meaning "after this name".

@@ -64,9 +64,26 @@ Status parse_config(std::string_view text, const std::string& source, Config& co
   if (auto n = root.get("provisioning")) {
     const toml::table* t = n->as_table();
     if (t == nullptr) return bad("provisioning", "must be a table");
-    FK_RETURN_IF_ERROR(only_known(
-        *t, "provisioning.",
-        {"max_requests_per_second", "thing_must_not_exist", "workers", "hook_timeout_ms"}));
+    FK_RETURN_IF_ERROR(
+        only_known(*t, "provisioning.",
+                   {"max_requests_per_second", "thing_must_not_exist", "workers", "hook_timeout_ms",
+                    "max_server_keys_per_second", "max_queued_requests", "max_queued_per_claim"}));
+    if (auto k = t->get("max_server_keys_per_second")) {
+      auto v = k->value<double>();
+      if (!v || *v < 0 || *v > 1e6)
+        return bad("provisioning.max_server_keys_per_second", "must be a number from 0 (no limit)");
+      config.provisioning.max_server_keys_per_second = *v;
+    }
+    for (auto [key, out] :
+         {std::pair{"max_queued_requests", &config.provisioning.max_queued_requests},
+          std::pair{"max_queued_per_claim", &config.provisioning.max_queued_per_claim}}) {
+      auto k = t->get(key);
+      if (!k) continue;
+      auto v = k->value<std::int64_t>();
+      if (!k->is_integer() || *v < 1 || *v > 1'000'000)
+        return bad(std::string("provisioning.") + key, "must be an integer from 1 to 1000000");
+      *out = static_cast<int>(*v);
+    }
     if (auto k = t->get("hook_timeout_ms")) {
       auto v = k->value<std::int64_t>();
       if (!k->is_integer() || *v < 100 || *v > 60000)
@@ -102,10 +119,33 @@ Status parse_config(std::string_view text, const std::string& source, Config& co
   if (auto n = root.get("mqtt")) {
     const toml::table* t = n->as_table();
     if (t == nullptr) return bad("mqtt", "must be a table");
-    FK_RETURN_IF_ERROR(
-        only_known(*t, "mqtt.",
-                   {"bind", "port", "alpn_port", "threads", "max_publishes_per_second",
-                    "max_bytes_per_second", "enforce_policies"}));
+    FK_RETURN_IF_ERROR(only_known(
+        *t, "mqtt.",
+        {"bind", "port", "alpn_port", "threads", "max_publishes_per_second", "max_bytes_per_second",
+         "enforce_policies", "max_queued_messages", "max_queued_bytes", "max_write_backlog_bytes",
+         "max_retained_messages", "max_retained_bytes"}));
+    struct Budget {
+      const char* key;
+      std::int64_t min, max;
+      std::int64_t* out;
+    };
+    for (const Budget& b : {
+             Budget{"max_queued_messages", 1, 1'000'000, &config.mqtt.max_queued_messages},
+             Budget{"max_queued_bytes", 4096, 1LL << 32, &config.mqtt.max_queued_bytes},
+             Budget{"max_write_backlog_bytes", 256 << 10, 1LL << 32,
+                    &config.mqtt.max_write_backlog_bytes},
+             Budget{"max_retained_messages", 0, 100'000'000, &config.mqtt.max_retained_messages},
+             Budget{"max_retained_bytes", 0, 1LL << 40, &config.mqtt.max_retained_bytes},
+         }) {
+      auto k = t->get(b.key);
+      if (!k) continue;
+      const std::string path = std::string("mqtt.") + b.key;
+      if (!k->is_integer()) return bad(path, "must be an integer");
+      auto v = *k->value<std::int64_t>();
+      if (v < b.min || v > b.max)
+        return bad(path, "must be from " + std::to_string(b.min) + " to " + std::to_string(b.max));
+      *b.out = v;
+    }
     if (auto k = t->get("max_bytes_per_second")) {
       if (!k->is_integer()) return bad("mqtt.max_bytes_per_second", "must be an integer");
       auto v = *k->value<std::int64_t>();
@@ -143,7 +183,12 @@ Status parse_config(std::string_view text, const std::string& source, Config& co
   if (auto n = root.get("api")) {
     const toml::table* t = n->as_table();
     if (t == nullptr) return bad("api", "must be a table");
-    FK_RETURN_IF_ERROR(only_known(*t, "api.", {"bind", "port", "tls", "credentials_file"}));
+    FK_RETURN_IF_ERROR(only_known(
+        *t, "api.", {"bind", "port", "tls", "credentials_file", "allow_plain_http_on_network"}));
+    if (auto v = t->get("allow_plain_http_on_network")) {
+      if (!v->is_boolean()) return bad("api.allow_plain_http_on_network", "must be true or false");
+      config.api.allow_plain_http_on_network = *v->value<bool>();
+    }
     toml::table listener;
     for (const char* k : {"bind", "port"})
       if (auto v = t->get(k)) listener.insert(k, *v);

@@ -24,6 +24,9 @@ struct ApiListenerConfig : ListenerConfig {
   // An AWS shared-credentials file whose every profile is a further access key the API
   // accepts (besides the generated admin key); "" = none.
   std::string credentials_file;
+  // Plain HTTP on an address other than loopback sends every signed admin request (and the
+  // private keys CreateKeysAndCertificate returns) in clear: refused unless this is true.
+  bool allow_plain_http_on_network = false;
 };
 
 struct MqttConfig : ListenerConfig {
@@ -35,13 +38,24 @@ struct MqttConfig : ListenerConfig {
   // IoT policies decide connect, publish, subscribe and receive (AWS). false: an ACTIVE
   // certificate may do anything (benchmarks of the broker alone).
   bool enforce_policies = true;
+  // Memory budgets (docs/configuration.md): QoS 1 messages waiting per session (count, bytes),
+  // unread bytes per connection (QoS 0 dropped past it, closed at twice it), retained messages
+  // of the account (count, bytes).
+  std::int64_t max_queued_messages = 1000;
+  std::int64_t max_queued_bytes = 1 << 20;
+  std::int64_t max_write_backlog_bytes = 2 << 20;
+  std::int64_t max_retained_messages = 100000;
+  std::int64_t max_retained_bytes = 256 << 20;
 };
 
 struct ProvisioningConfig {
-  double max_requests_per_second = 50;  // per claim certificate; 0 = no limit
-  bool thing_must_not_exist = true;     // RegisterThing never takes over an existing thing
-  int workers = 2;                      // threads that sign and commit provisioning requests
-  int hook_timeout_ms = 5000;           // the pre-provisioning hook must answer within (AWS: 5 s)
+  double max_requests_per_second = 50;    // per claim certificate; 0 = no limit
+  bool thing_must_not_exist = true;       // RegisterThing never takes over an existing thing
+  int workers = 2;                        // threads that sign and commit provisioning requests
+  int hook_timeout_ms = 5000;             // the pre-provisioning hook must answer within (AWS: 5 s)
+  double max_server_keys_per_second = 2;  // CreateKeysAndCertificate per claim; 0 = no limit
+  int max_queued_requests = 1024;         // waiting for a worker, in all (then Throttled)
+  int max_queued_per_claim = 256;         // waiting for a worker, per claim certificate
 };
 
 struct Config {

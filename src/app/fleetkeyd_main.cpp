@@ -7,8 +7,10 @@
 
 #include <CLI/CLI.hpp>
 #include <boost/asio.hpp>
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <iostream>
 
 #include "app/config.h"
@@ -43,6 +45,19 @@ void install_log_sink(const std::string& level) {
   if (level == "warn") min = fk::log::Level::kWarn;
   if (level == "error") min = fk::log::Level::kError;
   fk::log::set_min_level(min);
+}
+
+// Exit codes (docs/configuration.md): 0 clean stop; 1 the data folder or CA cannot be used;
+// 2 bad configuration; 3 a port cannot be bound; 4 another fleetkeyd uses the data folder.
+constexpr int kExitSetup = 1;
+constexpr int kExitConfig = 2;
+constexpr int kExitPort = 3;
+constexpr int kExitLocked = 4;
+
+int fail_start(int code, const std::string& why) {
+  fk::log::error("fleetkeyd.start_failed", {{"error", why}});
+  std::fprintf(stderr, "fleetkeyd: cannot start: %s\n", why.c_str());
+  return code;
 }
 
 void print_banner(const fk::app::Config& config, const fk::app::Endpoints& e) {
@@ -124,32 +139,31 @@ int main(int argc, char** argv) {
   install_log_sink(config.log_level);
 
   // One server per data folder.
-  if (fk::Status st = fk::make_dirs(config.data_dir, 0700); !st.is_ok()) {
-    fk::log::error("fleetkeyd.start_failed", {{"error", st.message()}});
-    return 1;
-  }
+  if (fk::Status st = fk::make_dirs(config.data_dir, 0700); !st.is_ok())
+    return fail_start(kExitSetup, "data folder " + config.data_dir + ": " + st.message());
   std::string lock_path = config.data_dir + "/fleetkeyd.lock";
   int lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (lock_fd < 0 || ::flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
-    fk::log::error("fleetkeyd.start_failed",
-                   {{"error", "another fleetkeyd is using " + config.data_dir}});
-    return 1;
-  }
+  if (lock_fd < 0)
+    return fail_start(kExitSetup, "cannot write " + lock_path + ": " + std::strerror(errno));
+  if (::flock(lock_fd, LOCK_EX | LOCK_NB) != 0)
+    return fail_start(kExitLocked, "another fleetkeyd is using " + config.data_dir);
 
   // Signals are caught from here on, so a SIGTERM during start-up also ends cleanly.
   boost::asio::io_context io;
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
   auto server = fk::app::Server::start(config, io);
   if (!server.is_ok()) {
-    fk::log::error("fleetkeyd.start_failed", {{"error", server.status().to_string()}});
-    return 1;
+    const fk::Status& st = server.status();
+    const bool port = st.code() == fk::ErrorCode::kUnavailable &&
+                      st.message().find("cannot listen") != std::string::npos;
+    const bool config_error =
+        st.code() == fk::ErrorCode::kInvalidRequest && st.message().rfind("api.bind", 0) == 0;
+    return fail_start(port ? kExitPort : config_error ? kExitConfig : kExitSetup, st.message());
   }
   const fk::app::Endpoints& e = (*server)->endpoints();
   std::string endpoints_path = config.data_dir + "/endpoints.json";
-  if (fk::Status st = fk::write_file_atomic(endpoints_path, e.to_json(config), 0644); !st.is_ok()) {
-    fk::log::error("fleetkeyd.start_failed", {{"error", st.message()}});
-    return 1;
-  }
+  if (fk::Status st = fk::write_file_atomic(endpoints_path, e.to_json(config), 0644); !st.is_ok())
+    return fail_start(kExitSetup, endpoints_path + ": " + st.message());
   fk::log::info("fleetkeyd.ready", {{"mqtt_port", std::to_string(e.mqtt_port)},
                                     {"api", e.api_url},
                                     {"endpoints", endpoints_path}});

@@ -1,7 +1,8 @@
 // ProvisioningTopics: the broker's ReservedTopicHandler for the fleet provisioning topics.
 // Requests run on a worker pool (signing, key generation and commits stay off the broker's
-// I/O threads); each reply goes back to the connection that asked (the broker delivers it
-// only to a matching subscription it holds, and checks iot:Receive).
+// I/O threads), served fairly claim by claim from bounded queues; each reply goes back to the
+// connection that asked (the broker delivers it only to a matching subscription it holds, and
+// checks iot:Receive).
 #pragma once
 
 #include <chrono>
@@ -22,9 +23,17 @@ class WebhookHook : public provisioning::PreProvisioningHook {
   std::chrono::milliseconds timeout_;
 };
 
+// Requests waiting for a worker: in all, and per claim certificate. Past either, a request is
+// answered Throttled (429) at once instead of waiting.
+struct ProvisioningQueueLimits {
+  std::size_t max_queued = 1024;
+  std::size_t max_queued_per_claim = 256;
+};
+
 class ProvisioningTopics : public broker::ReservedTopicHandler {
  public:
-  ProvisioningTopics(provisioning::FleetProvisioning& service, std::size_t workers);
+  ProvisioningTopics(provisioning::FleetProvisioning& service, std::size_t workers,
+                     ProvisioningQueueLimits limits = {});
   ~ProvisioningTopics() override;
 
   bool handles(std::string_view topic) const override;

@@ -72,6 +72,10 @@ registry::Registry& Server::registry() {
 
 namespace {
 
+bool is_loopback(const std::string& address) {
+  return address == "localhost" || address == "::1" || address.rfind("127.", 0) == 0;
+}
+
 std::string absolute(const std::string& path) {
   std::error_code ec;
   auto p = std::filesystem::absolute(path, ec);
@@ -102,6 +106,17 @@ Result<std::unique_ptr<Server>> Server::start(const Config& config, boost::asio:
   FK_ASSIGN_OR_RETURN(p.admin, load_or_create_admin_credentials(
                                    e.credentials_path, e.aws_config_path, p.config.aws.region));
 
+  if (!p.config.api.tls && !is_loopback(p.config.api.bind)) {
+    if (!p.config.api.allow_plain_http_on_network)
+      return invalid_request(
+          "api.bind: " + p.config.api.bind +
+          " is not a loopback address and api.tls is false: admin requests and the private keys "
+          "some calls return would cross the network in clear. Set api.tls = true, or "
+          "api.allow_plain_http_on_network = true to accept that");
+    log::warn("api.plain_http_on_network",
+              {{"bind", p.config.api.bind},
+               {"reason", "api.allow_plain_http_on_network = true: requests travel in clear"}});
+  }
   net::HttpServerOptions api_options;
   api_options.bind_address = p.config.api.bind;
   api_options.port = p.config.api.port;
@@ -123,15 +138,26 @@ Result<std::unique_ptr<Server>> Server::start(const Config& config, boost::asio:
       static_cast<std::uint32_t>(p.config.mqtt.max_publishes_per_second);
   broker_config.max_bytes_per_second =
       static_cast<std::uint32_t>(p.config.mqtt.max_bytes_per_second);
+  broker_config.max_queued_messages = static_cast<std::size_t>(p.config.mqtt.max_queued_messages);
+  broker_config.max_queued_bytes = static_cast<std::size_t>(p.config.mqtt.max_queued_bytes);
+  broker_config.max_write_backlog_bytes =
+      static_cast<std::size_t>(p.config.mqtt.max_write_backlog_bytes);
+  broker_config.max_retained_messages =
+      static_cast<std::size_t>(p.config.mqtt.max_retained_messages);
+  broker_config.max_retained_bytes = static_cast<std::size_t>(p.config.mqtt.max_retained_bytes);
   provisioning::FleetProvisioningConfig fp;
   fp.max_requests_per_second = p.config.provisioning.max_requests_per_second;
   fp.thing_must_not_exist = p.config.provisioning.thing_must_not_exist;
+  fp.max_server_keys_per_second = p.config.provisioning.max_server_keys_per_second;
   p.hook = std::make_unique<WebhookHook>(
       std::chrono::milliseconds(p.config.provisioning.hook_timeout_ms));
   FK_ASSIGN_OR_RETURN(p.provisioning, provisioning::FleetProvisioning::create(
                                           *p.registry, SystemClock::instance(), fp, p.hook.get()));
   p.provisioning_topics = std::make_unique<ProvisioningTopics>(
-      *p.provisioning, static_cast<std::size_t>(p.config.provisioning.workers));
+      *p.provisioning, static_cast<std::size_t>(p.config.provisioning.workers),
+      ProvisioningQueueLimits{
+          static_cast<std::size_t>(p.config.provisioning.max_queued_requests),
+          static_cast<std::size_t>(p.config.provisioning.max_queued_per_claim)});
   p.broker = std::make_unique<broker::Broker>(*p.io_pool, broker_config, *p.authorizer,
                                               p.provisioning_topics.get());
   // Certificates made over MQTT and never provisioned are deleted after the token's hour.
@@ -172,17 +198,25 @@ Result<std::unique_ptr<Server>> Server::start(const Config& config, boost::asio:
   tls.private_key_file = p.ca->paths().server_key;
   tls.trust_anchors = p.trust_anchors();
   auto on_connection = [b](std::shared_ptr<net::TlsConnection> c) { b->accept(std::move(c)); };
+  // A connection whose peer does not read is closed at twice the broker's backlog budget.
+  tls.max_write_backlog_bytes = 2 * broker_config.max_write_backlog_bytes;
+  // The I/O threads run before any listener binds, so that a listener that cannot bind (the
+  // port is taken) fails start-up at once and stop() finds every part able to shut down.
+  p.io_pool->start();
   p.mqtt = std::make_unique<net::TlsListener>(*p.io_pool, io, tls, on_connection);
-  FK_RETURN_IF_ERROR(p.mqtt->start());
+  if (Status st = p.mqtt->start(); !st.is_ok())
+    return Status(st.code(), "mqtt.port: " + st.message() +
+                                 " (is another broker running? choose a port with --mqtt-port)");
   if (p.config.mqtt.alpn_port >= 0) {
     net::TlsListenerConfig alpn = tls;
     alpn.port = static_cast<std::uint16_t>(p.config.mqtt.alpn_port);
     alpn.required_alpn = "x-amzn-mqtt-ca";
     alpn.name = "mqtt-alpn";
     p.mqtt_alpn = std::make_unique<net::TlsListener>(*p.io_pool, io, alpn, on_connection);
-    FK_RETURN_IF_ERROR(p.mqtt_alpn->start());
+    if (Status st = p.mqtt_alpn->start(); !st.is_ok())
+      return Status(st.code(), "mqtt.alpn_port: " + st.message() +
+                                   " (choose a port with --alpn-port, or -1 to turn it off)");
   }
-  p.io_pool->start();
 
   api::ApiConfig api_config;
   api_config.region = p.config.aws.region;
@@ -217,6 +251,11 @@ Result<std::unique_ptr<Server>> Server::start(const Config& config, boost::asio:
     m["broker.messages_in"] = s.messages_in;
     m["broker.messages_out"] = s.messages_out;
     m["broker.connects_refused"] = s.connects_refused;
+    m["broker.dropped_qos0"] = s.dropped_qos0;
+    m["broker.dropped_qos1"] = s.dropped_qos1;
+    m["broker.retained_refused"] = s.retained_refused;
+    m["broker.retained_messages"] = s.retained_messages;
+    m["broker.retained_bytes"] = s.retained_bytes;
     return m;
   };
   p.iot_api = std::make_unique<api::IotApi>(*p.registry, SystemClock::instance(), api_config);
@@ -229,7 +268,8 @@ Result<std::unique_ptr<Server>> Server::start(const Config& config, boost::asio:
   api_options.connection_pool = p.api_pool.get();
   p.api = std::make_unique<net::HttpServer>(
       io, api_options, [iot](const net::HttpRequest& r) { return iot->handle(r); });
-  FK_RETURN_IF_ERROR(p.api->start());
+  if (Status st = p.api->start(); !st.is_ok())
+    return Status(st.code(), "api.port: " + st.message() + " (choose a port with --api-port)");
   e.mqtt_port = p.mqtt->port();
   e.mqtt_alpn_port = p.mqtt_alpn ? p.mqtt_alpn->port() : 0;
   e.api_port = p.api->port();
@@ -259,7 +299,8 @@ void Server::stop() {
   if (parts_->mqtt_alpn) parts_->mqtt_alpn->stop();
   if (parts_->sweep_timer) parts_->sweep_timer->cancel();
   if (parts_->provisioning_topics) parts_->provisioning_topics->stop();
-  if (parts_->broker && parts_->io_pool) parts_->broker->shutdown();
+  // shutdown() waits for every I/O thread: only when they run (start-up may fail before).
+  if (parts_->broker && parts_->io_pool && parts_->io_pool->started()) parts_->broker->shutdown();
   if (parts_->io_pool) parts_->io_pool->stop();
   if (parts_->registry && parts_->listener_id != 0) {
     parts_->registry->remove_listener(parts_->listener_id);

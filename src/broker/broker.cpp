@@ -23,8 +23,7 @@ using mqtt::Version;
 
 namespace {
 
-constexpr std::size_t kPacketOverhead = 4096;      // topic, properties and headers
-constexpr std::size_t kMaxWriteBacklog = 4 << 20;  // QoS 0 is dropped beyond this backlog
+constexpr std::size_t kPacketOverhead = 4096;  // topic, properties and headers
 
 std::int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -57,12 +56,21 @@ struct PendingDelivery {
   bool retain = false;
 };
 
+// What a waiting message counts against its session's byte budget (the message itself may be
+// shared with other sessions; each is charged as if it held its own copy).
+std::size_t held_size(const PendingDelivery& d) {
+  const Message& m = *d.message;
+  return m.topic.size() + m.payload.size() + 64;
+}
+
 // Subscriptions and undelivered messages that outlive a connection (persistent sessions).
+// held_bytes is the held_size() of every message in inflight and queue.
 struct SessionState {
   Version version = Version::kV311;
   std::map<std::string, SubscriptionOptions> subscriptions;
   std::map<std::uint16_t, PendingDelivery> inflight;
   std::deque<PendingDelivery> queue;
+  std::size_t held_bytes = 0;
 };
 
 struct Shard {
@@ -101,14 +109,39 @@ struct Broker::Impl : std::enable_shared_from_this<Broker::Impl> {
   std::unordered_multimap<std::string, std::weak_ptr<Session>> by_certificate;
   std::mutex retained_mu;
   std::unordered_map<std::string, MessagePtr> retained;
-  // AWS: one retained message per topic; an empty payload deletes it.
-  void retain(const MessagePtr& msg) {
+  std::size_t retained_bytes = 0;  // topic + payload of every retained message
+  // AWS: one retained message per topic; an empty payload deletes it. False when storing it
+  // would pass the account's retained caps (count or bytes): the caller refuses the publish.
+  bool retain(const MessagePtr& msg) {
     std::lock_guard<std::mutex> lock(retained_mu);
+    auto it = retained.find(msg->topic);
+    const std::size_t old_size =
+        it == retained.end() ? 0 : it->second->topic.size() + it->second->payload.size();
     if (msg->payload.empty()) {
-      retained.erase(msg->topic);
-    } else {
-      retained[msg->topic] = msg;
+      if (it != retained.end()) {
+        retained_bytes -= old_size;
+        retained.erase(it);
+      }
+      return true;
     }
+    const std::size_t size = msg->topic.size() + msg->payload.size();
+    const bool new_topic = it == retained.end();
+    if ((new_topic && retained.size() >= config.max_retained_messages) ||
+        retained_bytes - old_size + size > config.max_retained_bytes) {
+      if (++retained_refused % 1000 == 1)
+        log::warn("broker.retained_full", {{"topic", msg->topic},
+                                           {"retained_messages", std::to_string(retained.size())},
+                                           {"retained_bytes", std::to_string(retained_bytes)},
+                                           {"refused", std::to_string(retained_refused.load())}});
+      return false;
+    }
+    retained_bytes = retained_bytes - old_size + size;
+    if (new_topic) {
+      retained.emplace(msg->topic, msg);
+    } else {
+      it->second = msg;
+    }
+    return true;
   }
 
   // Shared subscriptions ($share/<group>/<filter>): each message goes to one online member,
@@ -137,6 +170,9 @@ struct Broker::Impl : std::enable_shared_from_this<Broker::Impl> {
   std::atomic<std::uint64_t> messages_in{0};
   std::atomic<std::uint64_t> messages_out{0};
   std::atomic<std::uint64_t> connects_refused{0};
+  std::atomic<std::uint64_t> dropped_qos0{0};
+  std::atomic<std::uint64_t> dropped_qos1{0};
+  std::atomic<std::uint64_t> retained_refused{0};
   std::atomic<bool> shut_down{false};
 
   // Routes a message to every shard's subscribers (the origin shard synchronously).
@@ -182,27 +218,83 @@ class Session : public std::enable_shared_from_this<Session> {
     if (msg->expires_at && SteadyClock::now() >= *msg->expires_at) return;
     PendingDelivery d{msg, std::min(qos, msg->qos), retain};
     if (!online()) {
-      if (d.qos == 0) return;
-      if (state_.queue.size() >= b_->config.max_queued_messages) {
-        state_.queue.pop_front();
-        log::warn("broker.queue_full", {{"client", identity_.client_id}});
-      }
-      state_.queue.push_back(std::move(d));
+      if (d.qos == 1) enqueue(std::move(d));
       return;
     }
     if (d.qos == 0) {
-      if (conn_->queued_bytes() > kMaxWriteBacklog) return;  // a slow reader loses QoS 0
+      // A slow reader loses QoS 0 past its write backlog (AWS: QoS 0 is at most once).
+      if (conn_->queued_bytes() > b_->config.max_write_backlog_bytes) {
+        b_->dropped_qos0++;
+        if (++dropped_qos0_ % 1000 == 1)
+          log::warn("broker.qos0_dropped",
+                    {{"client", identity_.client_id},
+                     {"reason", "write backlog over " +
+                                    std::to_string(b_->config.max_write_backlog_bytes) +
+                                    " bytes (the device does not read)"}});
+        return;
+      }
       send_publish(d, 0);
       return;
     }
+    // QoS 1 keeps its order: behind whatever already waits.
+    enqueue(std::move(d));
+    drain_queue();
+  }
+
+  // The window is open when the device has room for another unacknowledged message and its
+  // write backlog is below the budget (one message always goes out when none is in flight, so
+  // the PUBACK that drains the rest can come).
+  bool can_send_qos1() const {
     if (state_.inflight.size() >=
-        std::min<std::size_t>(b_->config.max_inflight, client_receive_maximum_)) {
-      state_.queue.push_back(std::move(d));
+        std::min<std::size_t>(b_->config.max_inflight, client_receive_maximum_))
+      return false;
+    return state_.inflight.empty() || conn_->queued_bytes() <= b_->config.max_write_backlog_bytes;
+  }
+
+  void drain_queue() {
+    while (online() && !state_.queue.empty() && can_send_qos1()) {
+      PendingDelivery d = std::move(state_.queue.front());
+      state_.queue.pop_front();
+      if (d.message->expires_at && SteadyClock::now() >= *d.message->expires_at) {
+        state_.held_bytes -= held_size(d);
+        continue;
+      }
+      std::uint16_t id = next_packet_id();
+      send_publish(d, id);
+      state_.inflight.emplace(id, std::move(d));  // still held: counted until its PUBACK
+    }
+  }
+
+  // Queues a QoS 1 message within the session's budgets (count and bytes); the oldest waiting
+  // message makes room, and a message larger than what is left is dropped itself.
+  void enqueue(PendingDelivery d) {
+    const std::size_t size = held_size(d);
+    const auto& c = b_->config;
+    while (!state_.queue.empty() && (state_.queue.size() >= c.max_queued_messages ||
+                                     state_.held_bytes + size > c.max_queued_bytes)) {
+      state_.held_bytes -= held_size(state_.queue.front());
+      state_.queue.pop_front();
+      note_qos1_dropped();
+    }
+    if (state_.queue.size() >= c.max_queued_messages ||
+        state_.held_bytes + size > c.max_queued_bytes) {
+      note_qos1_dropped();
       return;
     }
-    std::uint16_t id = next_packet_id();
-    send_publish(d, id);
-    state_.inflight.emplace(id, std::move(d));
+    state_.held_bytes += size;
+    state_.queue.push_back(std::move(d));
+  }
+
+  void note_qos1_dropped() {
+    b_->dropped_qos1++;
+    if (++dropped_ % 1000 == 1)
+      log::warn("broker.queue_full",
+                {{"client", identity_.client_id},
+                 {"queued", std::to_string(state_.queue.size())},
+                 {"queued_bytes", std::to_string(state_.held_bytes)},
+                 {"limits", std::to_string(b_->config.max_queued_messages) + " messages, " +
+                                std::to_string(b_->config.max_queued_bytes) + " bytes"},
+                 {"dropped", std::to_string(dropped_)}});
   }
 
   // A live message routed to this session. It counts against the per-connection publish rate
@@ -309,6 +401,7 @@ class Session : public std::enable_shared_from_this<Session> {
     state_.inflight.clear();
     for (auto& d : state_.queue) pending.push_back(std::move(d));
     state_.queue.clear();
+    state_.held_bytes = 0;
     for (auto& d : pending) deliver(d.message, d.qos, d.retain);
     if (lifecycle_allowed()) {
       b_->lifecycle("$aws/events/presence/connected/" + identity_.client_id,
@@ -464,6 +557,12 @@ class Session : public std::enable_shared_from_this<Session> {
       }
       if (!active_) {
         // Packets after CONNECT but before CONNACK wait: authorization is in flight.
+        early_bytes_ += frame->body.size() + 2;
+        if (early_bytes_ > b_->config.max_early_bytes) {
+          drop("more than " + std::to_string(b_->config.max_early_bytes) +
+               " bytes of packets before CONNACK");
+          return;
+        }
         early_.emplace_back(frame->header, std::string(frame->body));
         continue;
       }
@@ -662,14 +761,13 @@ class Session : public std::enable_shared_from_this<Session> {
       case mqtt::PacketType::kPuback: {
         touch();
         const auto& a = std::get<mqtt::Ack>(packet);
-        if (state_.inflight.erase(a.packet_id) == 0 && version_ == Version::kV5) {
+        if (auto it = state_.inflight.find(a.packet_id); it != state_.inflight.end()) {
+          state_.held_bytes -= held_size(it->second);
+          state_.inflight.erase(it);
+        } else if (version_ == Version::kV5) {
           FK_LOG_DEBUG("broker.unknown_puback", {{"client", identity_.client_id}});
         }
-        if (!state_.queue.empty()) {
-          auto d = std::move(state_.queue.front());
-          state_.queue.pop_front();
-          deliver(d.message, d.qos, d.retain);
-        }
+        drain_queue();
         break;
       }
       case mqtt::PacketType::kSubscribe:
@@ -826,7 +924,12 @@ class Session : public std::enable_shared_from_this<Session> {
       return;
     }
     MessagePtr shared = msg;
-    if (shared->retain) b_->retain(shared);
+    if (shared->retain && !b_->retain(shared)) {
+      // AWS: the account's retained-message cap answers as throttled; the message is neither
+      // stored nor forwarded, and the connection stays.
+      if (p.qos == 1) puback(p.packet_id, mqtt::reason::kQuotaExceeded, "retained message quota");
+      return;
+    }
     b_->route(shared, &shard_, this);
     if (p.qos == 1) puback(p.packet_id, 0);
   }
@@ -1074,7 +1177,7 @@ class Session : public std::enable_shared_from_this<Session> {
     auto b = b_;
     Shard* shard = &shard_;
     auto fire = [b, shard, msg] {
-      if (msg->retain) b->retain(msg);
+      if (msg->retain && !b->retain(msg)) return;  // past the retained caps (logged)
       b->route(msg, shard, nullptr);
     };
     if (delay == 0) {
@@ -1112,7 +1215,8 @@ class Session : public std::enable_shared_from_this<Session> {
   std::uint16_t client_receive_maximum_ = 65535;
   std::uint16_t next_id_ = 1;
   std::uint64_t version_number_ = 0;
-  std::uint64_t dropped_ = 0;
+  std::uint64_t dropped_ = 0;  // QoS 1 messages this session's budgets dropped
+  std::uint64_t dropped_qos0_ = 0;
   std::uint64_t throttled_ = 0;
   std::uint64_t throttled_out_ = 0;
   // Per-connection limits count in fixed one-second windows (AWS's "per second").
@@ -1136,6 +1240,7 @@ class Session : public std::enable_shared_from_this<Session> {
   SessionState state_;
   std::unordered_map<std::uint16_t, std::string> aliases_;
   std::vector<std::pair<std::uint8_t, std::string>> early_;
+  std::size_t early_bytes_ = 0;
 
   friend struct Broker::Impl;
 };
@@ -1293,8 +1398,21 @@ void Broker::shutdown() {
 }
 
 BrokerStats Broker::stats() const {
-  return {impl_->connections.load(), impl_->session_count.load(), impl_->messages_in.load(),
-          impl_->messages_out.load(), impl_->connects_refused.load()};
+  BrokerStats s;
+  s.connections = impl_->connections.load();
+  s.sessions = impl_->session_count.load();
+  s.messages_in = impl_->messages_in.load();
+  s.messages_out = impl_->messages_out.load();
+  s.connects_refused = impl_->connects_refused.load();
+  s.dropped_qos0 = impl_->dropped_qos0.load();
+  s.dropped_qos1 = impl_->dropped_qos1.load();
+  s.retained_refused = impl_->retained_refused.load();
+  {
+    std::lock_guard<std::mutex> lock(impl_->retained_mu);
+    s.retained_messages = impl_->retained.size();
+    s.retained_bytes = impl_->retained_bytes;
+  }
+  return s;
 }
 
 }  // namespace fk::broker

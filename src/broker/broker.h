@@ -41,7 +41,21 @@ struct BrokerConfig {
   std::uint16_t max_keep_alive = 1200;
   std::uint32_t default_session_expiry = 3600;  // MQTT 3.1.1 persistent sessions
   std::uint32_t max_session_expiry = 7 * 24 * 3600;
-  std::size_t max_queued_messages = 1000;  // QoS 1 messages kept for an offline session
+  // Memory budgets per session (issue 15): QoS 1 messages waiting for a device, online (past
+  // the in-flight window or the write backlog) or offline, capped by count and by bytes; the
+  // oldest waiting message is dropped first (logged, counted in BrokerStats).
+  std::size_t max_queued_messages = 1000;
+  std::size_t max_queued_bytes = 1 << 20;
+  // Bytes written to a connection and not yet taken by its peer: past this, QoS 0 messages to
+  // it are dropped and QoS 1 messages wait in its queue. The TLS layer closes a connection at
+  // twice this (a peer that does not read at all).
+  std::size_t max_write_backlog_bytes = 2 << 20;
+  // Bytes of packets that arrive between CONNECT and CONNACK (authorization in flight).
+  std::size_t max_early_bytes = 256 << 10;
+  // Retained messages (AWS: an account cap, answered as throttled): a retained PUBLISH to a
+  // new topic past either cap is refused (MQTT 5 PUBACK 0x97), not stored and not forwarded.
+  std::size_t max_retained_messages = 100000;
+  std::size_t max_retained_bytes = 256 << 20;
   std::uint16_t topic_alias_maximum = 8;
   int connect_timeout_seconds = 10;
   bool lifecycle_events = true;
@@ -53,6 +67,11 @@ struct BrokerStats {
   std::uint64_t messages_in = 0;
   std::uint64_t messages_out = 0;
   std::uint64_t connects_refused = 0;
+  std::uint64_t dropped_qos0 = 0;      // to a connection whose write backlog was full
+  std::uint64_t dropped_qos1 = 0;      // a session's queue past its count or byte budget
+  std::uint64_t retained_refused = 0;  // past the retained-message caps
+  std::uint64_t retained_messages = 0;
+  std::uint64_t retained_bytes = 0;
 };
 
 class Broker {

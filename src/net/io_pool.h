@@ -26,6 +26,7 @@ class IoPool {
 
   void start();
   void stop();
+  bool started() const { return started_; }
 
  private:
   std::vector<std::unique_ptr<boost::asio::io_context>> contexts_;

@@ -6,6 +6,7 @@
 #include <unordered_map>
 
 #include "base/strings.h"
+#include "codec/bounded_json.h"
 
 namespace fk::policy {
 namespace {
@@ -323,8 +324,9 @@ Result<Document> parse_document(std::string_view text) {
   if (n > kMaxPolicyChars)
     return malformed("", "the document has " + std::to_string(n) +
                              " characters without whitespace; at most 2048 are allowed");
-  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) return malformed("", "not valid JSON");
+  auto parsed = codec::parse_json(text);
+  if (!parsed.is_ok()) return malformed("", parsed.status().message());
+  json j = std::move(*parsed);
   if (!j.is_object()) return malformed("", "the document must be a JSON object");
   Document doc;
   doc.version = "2008-10-17";  // IAM's default when Version is absent

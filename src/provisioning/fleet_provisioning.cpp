@@ -1,8 +1,10 @@
 #include "provisioning/fleet_provisioning.h"
 
+#include <cstdio>
 #include <nlohmann/json.hpp>
 
 #include "base/log.h"
+#include "codec/bounded_json.h"
 #include "crypto/x509.h"
 #include "provisioning/register_thing.h"
 
@@ -99,21 +101,22 @@ Reply FleetProvisioning::accept(const RequestTopic& r, std::string payload) {
   return {reply_topic(r, true), std::move(payload), true};
 }
 
-bool FleetProvisioning::take_token(const std::string& claim) {
-  if (config_.max_requests_per_second <= 0) return true;
+bool FleetProvisioning::take_token(std::map<std::string, Bucket>& buckets, const std::string& claim,
+                                   double rate) {
+  if (rate <= 0) return true;
   const auto now = std::chrono::steady_clock::now();
-  const double burst = 2 * config_.max_requests_per_second;
+  const double burst = 2 * rate;
   std::lock_guard<std::mutex> lock(mu_);
-  auto [it, fresh] = buckets_.try_emplace(claim);
+  auto [it, fresh] = buckets.try_emplace(claim);
   Bucket& b = it->second;
   if (fresh) {
     b.tokens = burst;
   } else {
     const double elapsed = std::chrono::duration<double>(now - b.refreshed).count();
-    b.tokens = std::min(burst, b.tokens + elapsed * config_.max_requests_per_second);
+    b.tokens = std::min(burst, b.tokens + elapsed * rate);
   }
   b.refreshed = now;
-  if (buckets_.size() > 100'000) buckets_.clear();  // bounded memory; limits restart
+  if (buckets.size() > 100'000) buckets.clear();  // bounded memory; limits restart
   if (b.tokens < 1) return false;
   b.tokens -= 1;
   return true;
@@ -121,7 +124,7 @@ bool FleetProvisioning::take_token(const std::string& claim) {
 
 Reply FleetProvisioning::handle(const RequestTopic& r, std::string_view payload,
                                 const Requester& who) {
-  if (!take_token(who.claim_certificate_id))
+  if (!take_token(buckets_, who.claim_certificate_id, config_.max_requests_per_second))
     return reject(r, who, 429, "Throttled",
                   "claim certificate " + who.claim_certificate_id + " exceeded " +
                       std::to_string(static_cast<int>(config_.max_requests_per_second)) +
@@ -137,10 +140,28 @@ Reply FleetProvisioning::handle(const RequestTopic& r, std::string_view payload,
   return reject(r, who, 400, "InvalidRequest", "unknown operation");
 }
 
+namespace {
+std::string rate_text(double rate) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", rate);
+  return buf;
+}
+}  // namespace
+
+Reply FleetProvisioning::throttled(const RequestTopic& r, const Requester& who, std::string why) {
+  return reject(r, who, 429, "Throttled", std::move(why));
+}
+
 Reply FleetProvisioning::create_keys(const RequestTopic& r, std::string_view payload,
                                      const Requester& who) {
   if (Status st = decode_create_keys(r.format, payload); !st.is_ok())
     return reject(r, who, 400, "InvalidPayload", st.message());
+  if (!take_token(keygen_buckets_, who.claim_certificate_id, config_.max_server_keys_per_second))
+    return reject(r, who, 429, "Throttled",
+                  "claim certificate " + who.claim_certificate_id + " exceeded " +
+                      rate_text(config_.max_server_keys_per_second) +
+                      " CreateKeysAndCertificate requests per second (server-made keys; a "
+                      "device can send a CSR instead)");
   auto made = registry_.create_keys_and_certificate(config_.server_key,
                                                     storage::CertificateStatus::kPendingActivation);
   if (!made.is_ok()) {
@@ -241,8 +262,9 @@ Reply FleetProvisioning::register_thing(const RequestTopic& r, std::string_view 
     if (!answer.is_ok())
       return reject(r, who, 403, "AccessDenied",
                     "the pre-provisioning hook failed: " + answer.status().message());
-    auto out = nlohmann::json::parse(*answer, nullptr, false);
-    if (out.is_discarded() || !out.is_object())
+    auto parsed_answer = codec::parse_json(*answer);
+    const nlohmann::json out = parsed_answer.is_ok() ? std::move(*parsed_answer) : nlohmann::json();
+    if (!out.is_object())
       return reject(r, who, 403, "AccessDenied",
                     "the pre-provisioning hook answered no JSON object");
     auto allow = out.find("allowProvisioning");

@@ -13,7 +13,9 @@
 //
 // fleetkey's lock-down (on by default, where AWS leaves it to a Lambda): RegisterThing refuses
 // a thing that already exists, and each claim certificate may make at most
-// `max_requests_per_second` requests (a burst of twice that).
+// `max_requests_per_second` requests (a burst of twice that), of which at most
+// `max_server_keys_per_second` CreateKeysAndCertificate (server-made RSA keys cost ~100x a CSR
+// signature: one claim must not take the machine's key-generation capacity).
 //
 // Thread-safety: every method may be called concurrently.
 #pragma once
@@ -35,7 +37,8 @@
 namespace fk::provisioning {
 
 struct FleetProvisioningConfig {
-  double max_requests_per_second = 50;  // per claim certificate; 0 = no limit
+  double max_requests_per_second = 50;    // per claim certificate; 0 = no limit
+  double max_server_keys_per_second = 2;  // CreateKeysAndCertificate per claim; 0 = no limit
   bool thing_must_not_exist = true;
   crypto::KeySpec server_key = crypto::KeySpec::rsa(2048);  // CreateKeysAndCertificate, as AWS
 };
@@ -62,6 +65,8 @@ class FleetProvisioning {
                                                            PreProvisioningHook* hook = nullptr);
 
   Reply handle(const RequestTopic& request, std::string_view payload, const Requester& who);
+  // The Throttled rejection (429) for a request that was not run (the queue was full).
+  Reply throttled(const RequestTopic& request, const Requester& who, std::string why);
 
   // Deletes PENDING_ACTIVATION certificates older than the token lifetime that were never
   // provisioned; returns how many.
@@ -79,7 +84,12 @@ class FleetProvisioning {
   Reply reject(const RequestTopic& r, const Requester& who, int status, std::string code,
                std::string message);
   Reply accept(const RequestTopic& r, std::string payload);
-  bool take_token(const std::string& claim);  // rate limit
+  struct Bucket {
+    double tokens = 0;
+    std::chrono::steady_clock::time_point refreshed;
+  };
+  // A token bucket per claim (burst: twice the rate); false = over the rate.
+  bool take_token(std::map<std::string, Bucket>& buckets, const std::string& claim, double rate);
   void count(const RequestTopic& r, const std::string& outcome);
 
   registry::Registry& registry_;
@@ -90,11 +100,8 @@ class FleetProvisioning {
 
   mutable std::mutex mu_;
   std::map<std::string, std::uint64_t> counters_;
-  struct Bucket {
-    double tokens = 0;
-    std::chrono::steady_clock::time_point refreshed;
-  };
   std::map<std::string, Bucket> buckets_;
+  std::map<std::string, Bucket> keygen_buckets_;
   // Parsed templates by name and version.
   std::map<std::pair<std::string, std::int64_t>, std::shared_ptr<const ProvisioningTemplate>>
       templates_;

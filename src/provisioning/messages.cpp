@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "codec/bounded_json.h"
+
 namespace fk::provisioning {
 namespace {
 
@@ -26,30 +28,14 @@ bool valid_template_name(std::string_view name) {
   return true;
 }
 
-// The payload as a top-level map; 0 bytes count as an empty map.
+// The payload as a top-level map; 0 bytes count as an empty map. Depth is bounded before any
+// recursion (a claim holder's nested CBOR must not reach the decoder's stack).
 Result<json> decode_map(Format f, std::string_view payload) {
   if (payload.empty()) return json::object();
-  json j;
-  if (f == Format::kJson) {
-    j = json::parse(payload, nullptr, /*allow_exceptions=*/false);
-    if (j.is_discarded()) return invalid_request("payload is not valid JSON");
-  } else {
-    // nlohmann-json throws (even with allow_exceptions=false) on a declared length larger than
-    // a container can hold, and does not check that CBOR text strings are UTF-8: both are
-    // caught here, at the boundary, so nothing downstream meets them.
-    try {
-      j = json::from_cbor(payload, /*strict=*/true, /*allow_exceptions=*/false,
-                          json::cbor_tag_handler_t::error);
-      if (!j.is_discarded()) (void)j.dump();  // throws on invalid UTF-8
-    } catch (const json::exception&) {
-      return invalid_request(
-          "payload is not valid CBOR (a length out of range or a text "
-          "string that is not UTF-8)");
-    }
-    if (j.is_discarded()) return invalid_request("payload is not valid CBOR (or uses tags)");
-  }
-  if (!j.is_object()) return invalid_request("payload must be a map");
-  return j;
+  auto j = f == Format::kJson ? codec::parse_json(payload) : codec::parse_cbor(payload);
+  if (!j.is_ok()) return invalid_request("payload: " + j.status().message());
+  if (!j->is_object()) return invalid_request("payload must be a map");
+  return std::move(*j);
 }
 
 Result<std::string> text(const json& j, const char* name, bool required) {

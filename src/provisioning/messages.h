@@ -49,7 +49,7 @@ struct Rejection {
   std::string error_message;
 };
 
-// Decoding failures are InvalidRequest with what is wrong ("payload is not valid CBOR",
+// Decoding failures are InvalidRequest with what is wrong ("payload: not valid CBOR: ...",
 // "certificateSigningRequest must be a string").
 Status decode_create_keys(Format f, std::string_view payload);  // 0 bytes, {} or an empty map
 Result<CsrRequest> decode_csr_request(Format f, std::string_view payload);

@@ -4,6 +4,7 @@
 #include <set>
 
 #include "base/strings.h"
+#include "codec/bounded_json.h"
 
 namespace fk::provisioning {
 namespace {
@@ -307,8 +308,11 @@ Result<ProvisioningTemplate> ProvisioningTemplate::parse(std::string_view body) 
   if (body.size() > kMaxTemplateChars)
     return invalid("", "the body has " + std::to_string(body.size()) +
                            " characters; at most 10240 are allowed");
-  json root = json::parse(body, nullptr, false);
-  if (root.is_discarded()) return invalid("", "Template format error: JSON not well-formed");
+  auto parsed = codec::parse_json(body);
+  if (!parsed.is_ok())
+    return invalid(
+        "", "Template format error: JSON not well-formed (" + parsed.status().message() + ")");
+  json root = std::move(*parsed);
   if (!root.is_object()) return invalid("", "the template must be a JSON object");
   for (const auto& [k, v] : root.items()) {
     if (k != "Parameters" && k != "Mappings" && k != "Resources" && k != "DeviceConfiguration" &&
@@ -356,6 +360,7 @@ Result<ProvisioningTemplate> ProvisioningTemplate::parse(std::string_view body) 
 
 std::variant<Plan, PlanError> ProvisioningTemplate::evaluate(
     const std::map<std::string, std::string>& parameters, const PseudoParameters& pseudo) const {
+  // body_ passed parse(): well-formed and within the depth bound.
   json root = json::parse(body_, nullptr, false);
   Evaluator ev{root, &parameters, &pseudo};
   auto plan = build(root, ev);

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/strings.h"
+#include "codec/bounded_json.h"
 #include "policy/document.h"
 
 namespace fk::registry {
@@ -86,8 +87,9 @@ Status check_template_body(std::string_view body) {
   if (body.size() > kMaxTemplateBodyChars)
     return invalid_request("template body is " + std::to_string(body.size()) +
                            " characters; at most 10240 are allowed");
-  auto j = nlohmann::json::parse(body, nullptr, false);
-  if (j.is_discarded()) return invalid_request("template body is not valid JSON");
+  auto parsed = codec::parse_json(body);
+  if (!parsed.is_ok()) return invalid_request("template body: " + parsed.status().message());
+  const nlohmann::json& j = *parsed;
   if (!j.is_object()) return invalid_request("template body must be a JSON object");
   if (j.contains("Resources") && !j["Resources"].is_object())
     return invalid_request("template body: 'Resources' must be an object");

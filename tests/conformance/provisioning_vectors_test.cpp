@@ -163,6 +163,16 @@ TEST(ProvisioningMessages, BadPayloadsAreRefusedWithTheReason) {
                             "\x62\xff\xfe")
              .status(),
          "not UTF-8");
+  // Issue 15, defect 1: ~120 KB of nested CBOR arrays from a claim holder overflowed the
+  // recursive decoder's stack and killed fleetkeyd; now refused before any recursion.
+  expect(decode_csr_request(Format::kCbor, std::string(120000, '\x81') + std::string(1, '\0'))
+             .status(),
+         "nested deeper than 32 levels");
+  expect(decode_register_thing(Format::kJson, R"({"certificateOwnershipToken":"t","parameters":)" +
+                                                  std::string(100000, '[') +
+                                                  std::string(100000, ']') + "}")
+             .status(),
+         "nested deeper than 32 levels");
   expect(decode_register_thing(Format::kJson, R"({"parameters":{"SerialNumber":1001}})").status(),
          "parameters.SerialNumber must be a text string");
   expect(decode_register_thing(Format::kJson, R"({"parameters":[1]})").status(),
@@ -221,6 +231,7 @@ TEST(ProvisioningVectors, HandlersAnswerEveryCapturedRequestInTheShapesTheSdkAcc
                   .is_ok());
   FleetProvisioningConfig config;
   config.max_requests_per_second = 0;
+  config.max_server_keys_per_second = 0;
   config.server_key = crypto::KeySpec::ec_p256();
   auto fp = FleetProvisioning::create(reg, clock, config);
   ASSERT_TRUE(fp.is_ok());

@@ -188,8 +188,8 @@ class FleetkeydStart(unittest.TestCase):
             r = subprocess.run([FLEETKEYD, "--data-dir", self.data, "--mqtt-port", "0",
                                 "--api-port", str(port), "--quiet"],
                                capture_output=True, text=True, timeout=30)
-            self.assertEqual(r.returncode, 1)
-            self.assertIn("cannot listen on 127.0.0.1:%d" % port, r.stderr)
+            self.assertEqual(r.returncode, 3)  # a port cannot be bound
+            self.assertIn("api.port: cannot listen on 127.0.0.1:%d" % port, r.stderr)
         finally:
             s.close()
 

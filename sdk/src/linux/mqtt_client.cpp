@@ -34,7 +34,7 @@ std::string hex_byte(unsigned v) {
 }
 
 // A failed TCP/TLS step as an Error, and whether retrying can help.
-ConnectResult classify(const boost::system::error_code& ec, const char* step) {
+ConnectResult classify(const boost::system::error_code& ec, const std::string& step) {
   ConnectResult r;
   r.error.kind = ErrorKind::kNetwork;
   r.error.message = std::string(step) + ": " + ec.message();
@@ -147,14 +147,15 @@ class MqttClientState : public std::enable_shared_from_this<MqttClientState> {
     c.clean_start = true;
     resolver_.async_resolve(
         ep.host, std::to_string(ep.port),
-        [self, gen, c](const boost::system::error_code& e, const tcp::resolver::results_type& rs) {
+        [self, gen, c, where = ep.host + ":" + std::to_string(ep.port)](
+            const boost::system::error_code& e, const tcp::resolver::results_type& rs) {
           if (gen != self->generation_) return;
-          if (e) return self->finish_connect(gen, classify(e, "resolve"));
+          if (e) return self->finish_connect(gen, classify(e, "resolve " + where));
           asio::async_connect(
               self->stream_->lowest_layer(), rs,
-              [self, gen, c](const boost::system::error_code& e2, const tcp::endpoint&) {
+              [self, gen, c, where](const boost::system::error_code& e2, const tcp::endpoint&) {
                 if (gen != self->generation_) return;
-                if (e2) return self->finish_connect(gen, classify(e2, "TCP connect"));
+                if (e2) return self->finish_connect(gen, classify(e2, "TCP connect to " + where));
                 boost::system::error_code ignored;
                 self->stream_->lowest_layer().set_option(tcp::no_delay(true), ignored);
                 self->stream_->async_handshake(

@@ -85,6 +85,21 @@ int select_alpn(SSL*, const unsigned char** out, unsigned char* outlen, const un
   return required->empty() ? SSL_TLSEXT_ERR_NOACK : SSL_TLSEXT_ERR_ALERT_FATAL;
 }
 
+// On a port that requires ALPN, a ClientHello without the ALPN extension is refused with the
+// no_application_protocol alert (RFC 7301), as one that offers only other protocols is (by
+// select_alpn): the client learns why instead of meeting a silent close after the handshake.
+int require_alpn_extension(SSL* ssl, int* alert, void* arg) {
+  const auto* required = static_cast<const std::string*>(arg);
+  if (required->empty()) return SSL_CLIENT_HELLO_SUCCESS;
+  const unsigned char* ext = nullptr;
+  std::size_t len = 0;
+  if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_application_layer_protocol_negotiation, &ext,
+                                &len) == 1)
+    return SSL_CLIENT_HELLO_SUCCESS;
+  *alert = SSL_AD_NO_APPLICATION_PROTOCOL;
+  return SSL_CLIENT_HELLO_ERROR;
+}
+
 Result<X509_STORE*> build_store(const std::vector<std::string>& pems) {
   X509_STORE* store = X509_STORE_new();
   for (const std::string& pem : pems) {
@@ -110,8 +125,13 @@ Result<X509_STORE*> build_store(const std::vector<std::string>& pems) {
 // idle connection keeps only OpenSSL's session state.
 class FdTlsConnection final : public TlsConnection {
  public:
-  FdTlsConnection(asio::io_context& io, tcp::socket socket, SSL_CTX* ctx)
-      : io_(io), socket_(std::move(socket)), timer_(io), ssl_(SSL_new(ctx)) {
+  FdTlsConnection(asio::io_context& io, tcp::socket socket, SSL_CTX* ctx,
+                  std::size_t max_write_backlog)
+      : io_(io),
+        socket_(std::move(socket)),
+        timer_(io),
+        ssl_(SSL_new(ctx)),
+        max_write_backlog_(max_write_backlog) {
     boost::system::error_code ec;
     socket_.non_blocking(true, ec);
     auto ep = socket_.remote_endpoint(ec);
@@ -148,7 +168,24 @@ class FdTlsConnection final : public TlsConnection {
   }
 
   void write(std::string bytes) override {
-    if (!open_ || bytes.empty()) return;
+    if (!open_ || overflowed_ || bytes.empty()) return;
+    if (max_write_backlog_ != 0 && queued_ + bytes.size() > max_write_backlog_) {
+      // A peer that does not read must not make the server hold its bytes without bound.
+      log::warn("tls.write_backlog_full", {{"listener", listener_},
+                                           {"peer", remote_},
+                                           {"queued_bytes", std::to_string(queued_)},
+                                           {"limit_bytes", std::to_string(max_write_backlog_)}});
+      // Closed on the next turn, not inside the caller's write (it may be the connection's
+      // owner, in the middle of its own work); nothing more is queued meanwhile.
+      if (!overflowed_) {
+        overflowed_ = true;
+        asio::post(io_, [self = shared_from_this(), this] {
+          close("the peer does not read: more than " + std::to_string(max_write_backlog_) +
+                " bytes waiting to be sent");
+        });
+      }
+      return;
+    }
     queued_ += bytes.size();
     pending_ += bytes;
     // Coalesce: everything written during this turn of the event loop goes out in as few TLS
@@ -338,6 +375,8 @@ class FdTlsConnection final : public TlsConnection {
   std::string pending_;
   std::size_t sent_ = 0;  // bytes of pending_ already written
   std::size_t queued_ = 0;
+  std::size_t max_write_backlog_;  // 0 = no limit
+  bool overflowed_ = false;        // past max_write_backlog_: closing
   bool write_waiting_ = false;
   bool flush_posted_ = false;
   bool closing_ = false;
@@ -381,8 +420,8 @@ struct TlsListener::State : std::enable_shared_from_this<TlsListener::State> {
         ::close(fd);
         return;
       }
-      auto conn =
-          std::make_shared<FdTlsConnection>(io, std::move(socket), self->ctx.native_handle());
+      auto conn = std::make_shared<FdTlsConnection>(
+          io, std::move(socket), self->ctx.native_handle(), self->config.max_write_backlog_bytes);
       conn->handshake(
           self->config.handshake_timeout_seconds, self->config.name,
           [self](std::shared_ptr<FdTlsConnection> c) {
@@ -432,6 +471,7 @@ Status TlsListener::start() {
     return invalid_request("cannot load " + state_->config.private_key_file + ": " + ec.message());
   ctx.set_verify_mode(ssl::verify_peer | ssl::verify_fail_if_no_peer_cert, ec);
   SSL_CTX_set_alpn_select_cb(native, select_alpn, &state_->config.required_alpn);
+  SSL_CTX_set_client_hello_cb(native, require_alpn_extension, &state_->config.required_alpn);
   // Resumption: one stateless session ticket per handshake (TLS 1.3 and 1.2; OpenSSL's
   // default is two) plus a server-side cache for TLS 1.2 session ids. OpenSSL 3.0 makes each
   // stateless ticket by serialising the session and parsing it back (d2i_SSL_SESSION), which

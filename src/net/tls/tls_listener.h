@@ -46,6 +46,9 @@ struct TlsListenerConfig {
   std::string private_key_file;
   std::vector<std::string> trust_anchors;  // PEM CA certificates client certificates chain to
   int handshake_timeout_seconds = 10;
+  // Bytes a connection may have waiting to be sent; a write past it closes the connection (the
+  // peer does not read). 0 = no limit.
+  std::size_t max_write_backlog_bytes = 4 << 20;
   // When set, the client must offer this ALPN protocol (AWS's port 443: "x-amzn-mqtt-ca").
   std::string required_alpn;
   std::string name = "mqtt";  // for logs
