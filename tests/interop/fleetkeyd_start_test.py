@@ -128,7 +128,7 @@ class FleetkeydStart(unittest.TestCase):
             second = subprocess.run([FLEETKEYD, "--data-dir", self.data, "--mqtt-port", "0",
                                      "--api-port", "0", "--quiet"],
                                     capture_output=True, text=True, timeout=30)
-            self.assertEqual(second.returncode, 1)
+            self.assertEqual(second.returncode, 4)  # another fleetkeyd uses the data folder
             self.assertIn("another fleetkeyd is using", second.stderr)
         finally:
             code = d.stop()

@@ -196,6 +196,9 @@ class Provisioner {
 
  private:
   enum class Step { kConnectClaim, kContinue, kConnectDevice };
+  static constexpr std::uint64_t kClosedAfterRequestMs = 3000;
+  static constexpr std::uint32_t kClosedAfterRequestLimit = 3;
+  std::vector<Action> handle(const Event& event, std::uint64_t now);
   void go(Step step, std::uint64_t now, std::vector<Action>& out);
   void next_request(std::uint64_t now, std::vector<Action>& out);
   void publish_certificate_request(std::vector<Action>& out);
@@ -220,6 +223,12 @@ class Provisioner {
   bool register_sent_ = false;                    // this token was published in this run
   bool token_resent_ = false;                     // ...more than once, or before a restart
   std::optional<std::uint64_t> last_connect_[2];  // per role
+  // MQTT 3.1.1 servers (AWS IoT, fleetkeyd) refuse a PUBLISH the policy does not allow by
+  // closing the connection: a close right after each request, several times in a row, is
+  // reported as kNotAuthorized instead of being retried as a network error forever.
+  std::optional<std::uint64_t> published_at_;
+  std::string published_topic_;
+  std::uint32_t closed_after_request_ = 0;
   std::uint64_t rng_;
 };
 

@@ -293,6 +293,18 @@ void Provisioner::save(std::vector<Action>& out) {
 }
 
 std::vector<Action> Provisioner::on(const Event& event, std::uint64_t now) {
+  if (event.type == Event::Type::kMessage) closed_after_request_ = 0;  // the server answers
+  std::vector<Action> out = handle(event, now);
+  for (const Action& a : out) {
+    if (a.type == Action::Type::kPublish && !a.topics.empty()) {
+      published_at_ = now;
+      published_topic_ = a.topics[0];
+    }
+  }
+  return out;
+}
+
+std::vector<Action> Provisioner::handle(const Event& event, std::uint64_t now) {
   std::vector<Action> out;
   if (state_ == State::kFailed || state_ == State::kIdle) return out;
   if (state_ == State::kComplete) {
@@ -335,6 +347,18 @@ std::vector<Action> Provisioner::on(const Event& event, std::uint64_t now) {
       connected_ = false;
       if (after_save_ || state_ == State::kGenerateKeys || state_ == State::kBackoff)
         break;  // the next step reconnects when it needs the connection
+      if ((state_ == State::kSendRequest || state_ == State::kRegister) && published_at_ &&
+          now - *published_at_ <= kClosedAfterRequestMs &&
+          ++closed_after_request_ >= kClosedAfterRequestLimit) {
+        fail({ErrorKind::kNotAuthorized,
+              "the server closed the connection right after each request on " +
+                  published_topic_ + " (" + std::to_string(closed_after_request_) +
+                  " times in a row): that is how MQTT 3.1.1 servers refuse a PUBLISH the "
+                  "policy does not allow. Does the claim policy allow iot:Publish on " +
+                  published_topic_ + "?"},
+             out);
+        break;
+      }
       retry({ErrorKind::kNetwork,
              "connection lost in state " + std::string(to_string(state_)) +
                  (event.error.message.empty() ? "" : ": " + event.error.message)},

@@ -459,6 +459,40 @@ TEST(Provisioner, JitterDiffersBetweenDevices) {
   EXPECT_GT(first_delays.size(), 4u) << "devices powered on together must spread out";
 }
 
+// Issue 15: on MQTT 3.1.1 a PUBLISH the claim policy does not allow closes the connection;
+// the SDK used to retry that forever as a network error.
+TEST(Provisioner, ClosedRightAfterEachRequestIsReportedAsNotAuthorized) {
+  Script s(config());
+  to_register(s);
+  for (int i = 0; i < 3 && s.p.state() != State::kFailed; ++i) {
+    s.now += 100;  // closed 100 ms after the RegisterThing went out
+    s.simple(ET::kDisconnected);
+    if (s.p.state() == State::kFailed) break;
+    ASSERT_EQ(s.p.state(), State::kBackoff);
+    while (!s.has(AT::kConnect)) s.fire();
+    s.simple(ET::kConnected);
+    s.simple(ET::kSubscribed);
+    ASSERT_TRUE(s.has(AT::kPublish));
+  }
+  ASSERT_EQ(s.p.state(), State::kFailed);
+  EXPECT_EQ(s.p.error().kind, ErrorKind::kNotAuthorized);
+  EXPECT_NE(s.p.error().message.find("iot:Publish on " + kRegTopic), std::string::npos)
+      << s.p.error().message;
+
+  // A connection lost long after the request (a flaky network) stays a network error.
+  Script slow(config());
+  to_register(slow);
+  for (int i = 0; i < 3; ++i) {
+    slow.now += 5000;
+    slow.simple(ET::kDisconnected);
+    ASSERT_EQ(slow.p.state(), State::kBackoff) << i;
+    EXPECT_EQ(slow.p.error().kind, ErrorKind::kNetwork);
+    while (!slow.has(AT::kConnect)) slow.fire();
+    slow.simple(ET::kConnected);
+    slow.simple(ET::kSubscribed);
+  }
+}
+
 TEST(Provisioner, ConnectionLostMidRequestReconnectsAndResumes) {
   Script s(config());
   to_register(s);  // certificate saved, RegisterThing sent
@@ -607,6 +641,9 @@ TEST(Provisioner, AServerDroppingEveryStepEndsInGaveUpWithTheCause) {
         case State::kRegister:
           if (s.p.state() == drop_at) {
             ++drops;
+            // Dropped a while after the request (a close right after it is a refusal:
+            // ClosedRightAfterEachRequestIsReportedAsNotAuthorized).
+            s.now += 4000;
             Event lost;
             lost.type = ET::kDisconnected;
             lost.error = {ErrorKind::kNetwork, "connection reset", 0, ""};
