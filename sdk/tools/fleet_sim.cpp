@@ -113,7 +113,7 @@ int main(int argc, char** argv) {
   std::vector<Device> fleet(static_cast<std::size_t>(devices));
   std::vector<double> latencies_ms;
   std::map<std::string, int> failures;
-  std::uint64_t connects = 0;
+  std::uint64_t connects = 0, throttled = 0;
   int next = 0, running = 0;
   const auto t0 = Clock::now();
 
@@ -142,6 +142,7 @@ int main(int argc, char** argv) {
       d.runner->start([&, i](fleetkey::ProvisioningResult r) {
         Device& dev = fleet[static_cast<std::size_t>(i)];
         connects += r.connects;
+        throttled += r.throttled;
         if (r.ok) {
           latencies_ms.push_back(
               std::chrono::duration<double, std::milli>(Clock::now() - dev.started).count());
@@ -181,7 +182,8 @@ int main(int argc, char** argv) {
       {"p90_ms", pct(0.9)},
       {"p99_ms", pct(0.99)},
       {"max_ms", latencies_ms.empty() ? 0.0 : latencies_ms.back()},
-      {"connects_per_device", static_cast<double>(connects) / static_cast<double>(devices)}};
+      {"connects_per_device", static_cast<double>(connects) / static_cast<double>(devices)},
+      {"throttled_replies", throttled}};
   if (as_json) {
     std::printf("%s\n", report.dump().c_str());
   } else {
@@ -190,6 +192,9 @@ int main(int argc, char** argv) {
         "ms, p99 %.0f ms, max %.0f ms; %.2f connections per device\n",
         completed, devices, secs, static_cast<double>(completed) / secs, pct(0.5), pct(0.9),
         pct(0.99), report["max_ms"].get<double>(), report["connects_per_device"].get<double>());
+    if (throttled > 0)
+      std::printf("  %llu requests answered Throttled (429) and retried after a backoff\n",
+                  static_cast<unsigned long long>(throttled));
     for (const auto& [why, n] : failures) std::printf("  failed: %d x %s\n", n, why.c_str());
   }
   return completed == static_cast<std::size_t>(devices) ? 0 : 1;

@@ -348,6 +348,37 @@ class Defect5ProvisioningFairness(unittest.TestCase):
             honest.stop()
 
 
+class Defect6DevicesLeftGuessing(unittest.TestCase):
+    def test_fleet_simulator_takes_the_server_from_claim_json_and_reports_throttling(self):
+        """No --endpoint/--port: claim.json names the server (a random port here, so the old
+        default of 8883 would fail); CreateKeysAndCertificate past the claim's server-key budget
+        (2/s, a burst of 4) is answered Throttled, retried, and shown in the report."""
+        sim = os.environ.get("FLEET_SIM", os.path.join(os.path.dirname(FLEETKEYD),
+                                                       "fleetkey-fleet-sim"))
+        claim = claim_device("claim-sim")
+        bundle = os.path.join(TMP, "claim-sim")
+        os.makedirs(bundle, exist_ok=True)
+        with open(os.path.join(bundle, "claim.cert.pem"), "w") as f:
+            f.write(open(claim["cert"]).read())
+        with open(os.path.join(bundle, "claim.private.key"), "w") as f:
+            f.write(open(claim["key"]).read())
+        with open(os.path.join(bundle, "root-ca.pem"), "w") as f:
+            f.write(open(SERVER.root_ca).read() +
+                    open(os.path.join(SERVER.ca_dir, "issuing-ca.pem")).read())
+        with open(os.path.join(bundle, "claim.json"), "w") as f:
+            json.dump({"templateName": "LockerTemplate", "endpoint": "localhost",
+                       "port": SERVER.mqtt_port}, f)
+        r = subprocess.run([sim, "--claim-dir", bundle, "--devices", "8", "--concurrency", "8",
+                            "--server-keys", "--prefix", "SIM-H-", "--json"],
+                           capture_output=True, text=True, timeout=300)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        report = json.loads(r.stdout)
+        print("\nfleet simulator:", report)
+        self.assertEqual(report["completed"], 8)
+        self.assertEqual(report["failed"], {})
+        self.assertGreater(report["throttled_replies"], 0)
+
+
 class Defect6AlpnAlert(unittest.TestCase):
     def test_no_alpn_on_the_alpn_port_gets_the_no_application_protocol_alert(self):
         dev = SERVER.create_device("no-alpn", policy="admin")

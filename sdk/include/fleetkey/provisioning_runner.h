@@ -20,6 +20,7 @@ struct ProvisioningResult {
   ProvisioningRecord record;               // thing name, certificate, key, device configuration
   std::unique_ptr<MqttClient> connection;  // connected as the device (ok only)
   std::uint32_t connects = 0;              // MQTT connections opened on the way
+  std::uint32_t throttled = 0;  // requests answered 429 Throttled (retried after a backoff)
 };
 
 class ProvisioningRunner {

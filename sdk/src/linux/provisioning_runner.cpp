@@ -33,6 +33,7 @@ class RunnerState : public std::enable_shared_from_this<RunnerState> {
   unsigned timer_generation_ = 0;
   unsigned client_generation_ = 0;
   std::uint32_t connects_ = 0;
+  std::uint32_t throttled_ = 0;
   bool finished_ = false;
   State last_state_ = State::kIdle;
   std::function<void(ProvisioningResult)> done_;
@@ -69,6 +70,7 @@ class RunnerState : public std::enable_shared_from_this<RunnerState> {
       for (auto it = more.rbegin(); it != more.rend(); ++it) queue.push_front(std::move(*it));
       if (machine_.state() != last_state_) {
         last_state_ = machine_.state();
+        if (last_state_ == State::kBackoff && machine_.error().status_code == 429) ++throttled_;
         if (on_state_) on_state_(last_state_);
       }
     }
@@ -192,6 +194,7 @@ class RunnerState : public std::enable_shared_from_this<RunnerState> {
     r.error = error;
     r.record = machine_.record();
     r.connects = connects_;
+    r.throttled = throttled_;
     if (ok) {
       ++client_generation_;  // the application owns its handlers from here on
       client_->set_message_handler(nullptr);
