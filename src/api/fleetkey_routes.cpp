@@ -50,9 +50,14 @@ void add_fleetkey_routes(RouteTable& t, ApiContext& ctx) {
     FK_RETURN_IF_ERROR(ctx.registry.read([&](Txn& txn) -> Status {
       FK_ASSIGN_OR_RETURN(auto list, provisioning::get_allow_list(txn, c.labels["templateName"]));
       if (!list) return not_found("template " + c.labels["templateName"] + " has no allow-list");
+      FK_ASSIGN_OR_RETURN(auto summary,
+                          provisioning::summarize_allow_list(txn, c.labels["templateName"], *list));
       out = {{"templateName", c.labels["templateName"]},
              {"parameter", list->parameter},
-             {"singleUse", list->single_use}};
+             {"singleUse", list->single_use},
+             {"values", summary.values},
+             {"used", summary.used},
+             {"unused", summary.values - summary.used}};
       if (auto v = c.q("value")) {
         FK_ASSIGN_OR_RETURN(
             auto e, provisioning::allow_list_entry(txn, c.labels["templateName"], *list, *v));
@@ -60,6 +65,28 @@ void add_fleetkey_routes(RouteTable& t, ApiContext& ctx) {
       }
       return Status::ok();
     }));
+    return out;
+  });
+  // The values themselves, a page at a time (nextToken/maxResults as AWS's list calls).
+  t.add("GET", base + "/values", [&ctx](Call& c) -> Result<json> {
+    FK_ASSIGN_OR_RETURN(PageRequest page, page_request(c, "nextToken", "maxResults"));
+    json values = json::array();
+    std::string next;
+    FK_RETURN_IF_ERROR(ctx.registry.read([&](Txn& txn) -> Status {
+      FK_ASSIGN_OR_RETURN(auto list, provisioning::get_allow_list(txn, c.labels["templateName"]));
+      if (!list) return not_found("template " + c.labels["templateName"] + " has no allow-list");
+      FK_ASSIGN_OR_RETURN(auto rows, provisioning::list_allow_list_values(
+                                         txn, c.labels["templateName"], *list, page.after,
+                                         page.size + 1));
+      if (rows.size() > page.size) {
+        rows.resize(page.size);
+        next = rows.back().first;
+      }
+      for (const auto& [value, used] : rows) values.push_back({{"value", value}, {"used", used}});
+      return Status::ok();
+    }));
+    json out = {{"values", values}};
+    if (!next.empty()) out["nextToken"] = next;
     return out;
   });
   t.add("DELETE", base, [&ctx](Call& c) -> Result<json> {

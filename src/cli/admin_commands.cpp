@@ -169,10 +169,13 @@ void add_templates(CLI::App& app, Globals& g) {
              {"enabled", str(*x, "enabled")},
              {"default version", str(*x, "defaultVersionId")},
              {"pre-provisioning hook", str(*x, "preProvisioningHook")},
-             {"allow-list", allow.is_ok()
-                                ? "parameter " + str(*allow, "parameter") +
-                                      (allow->value("singleUse", false) ? ", single use" : "")
-                                : "none (any value may provision)"},
+             {"allow-list",
+              allow.is_ok()
+                  ? "parameter " + str(*allow, "parameter") +
+                        (allow->value("singleUse", false) ? ", single use" : "") + "; " +
+                        str(*allow, "values") + " values, " + str(*allow, "used") + " used, " +
+                        str(*allow, "unused") + " unused"
+                  : "none (any value may provision)"},
              {"body", str(*x, "templateBody")}});
       return static_cast<int>(kExitOk);
     });
@@ -182,6 +185,33 @@ void add_templates(CLI::App& app, Globals& g) {
   auto file = std::make_shared<std::string>();
   auto parameter = std::make_shared<std::string>("SerialNumber");
   auto reusable = std::make_shared<bool>(false);
+  auto unused_only = std::make_shared<bool>(false);
+  auto* show = al->add_subcommand("show", "the allow-list's values, each used or not");
+  show->add_option("name", *name, "template")->required();
+  show->add_flag("--unused", *unused_only, "only the values no device has used yet");
+  show->callback([&g, name, unused_only] {
+    g.exit_code = with_client(g, [&](IotClient& api) {
+      const std::string path = "/fleetkey/provisioning-templates/" + encode(*name) + "/allow-list";
+      auto summary = api.call("GET", path);
+      if (!summary.is_ok()) return report_error(summary.status());
+      auto values = api.list_all(path + "/values", "values", "maxResults");
+      if (!values.is_ok()) return report_error(values.status());
+      json out = *summary;
+      out["values"] = json::array();
+      std::vector<std::vector<std::string>> rows;
+      for (const auto& v : *values) {
+        if (*unused_only && v.value("used", false)) continue;
+        out["values"].push_back(v);
+        rows.push_back({str(v, "value"), v.value("used", false) ? "used" : "unused"});
+      }
+      out["valueCount"] = summary->value("values", 0);
+      print(g.format(), out, {"VALUE", "STATE"}, rows);
+      if (g.format() != OutputFormat::kJson)
+        std::cerr << str(*summary, "values") << " values: " << str(*summary, "used") << " used, "
+                  << str(*summary, "unused") << " unused\n";
+      return static_cast<int>(kExitOk);
+    });
+  });
   auto* imp = al->add_subcommand("import", "replace the allow-list with the values in FILE");
   imp->add_option("name", *name, "template")->required();
   imp->add_option("file", *file, "one value per line")->required();

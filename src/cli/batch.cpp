@@ -125,12 +125,13 @@ Result<BatchOutcome> run_batch(const Connection& connection, const std::string& 
   }
   std::vector<std::optional<Result<DeviceRecord>>> results(o.names.size());
   std::atomic<std::size_t> next{0}, done{0}, failed{0};
+  std::atomic<bool> unreachable{false};
   std::mutex progress_mu;
   Progress progress(o.names.size(), o.terminal);
   auto work = [&](IotClient* api) {
     DeviceFactory factory(*api, root_ca_pem);
     for (;;) {
-      if (o.stop && o.stop->load()) return;
+      if ((o.stop && o.stop->load()) || unreachable.load()) return;
       std::size_t i = next.fetch_add(1);
       if (i >= o.names.size()) return;
       DeviceRequest r = o.device;
@@ -139,6 +140,8 @@ Result<BatchOutcome> run_batch(const Connection& connection, const std::string& 
       if (o.bundle) r.bundle_password = passwords[o.names[i]];
       results[i] = factory.create(r);
       (results[i]->is_ok() ? done : failed).fetch_add(1);
+      if (!results[i]->is_ok() && results[i]->status().code() == ErrorCode::kUnavailable)
+        unreachable.store(true);  // the others would fail the same way: stop
       if (o.show_progress) {
         std::lock_guard<std::mutex> lock(progress_mu);
         progress.update(done.load(), failed.load());
@@ -159,6 +162,8 @@ Result<BatchOutcome> run_batch(const Connection& connection, const std::string& 
       out.done.push_back(**results[i]);
     } else {
       out.failed.emplace_back(o.names[i], results[i]->status());
+      if (results[i]->status().code() == ErrorCode::kUnavailable && !out.unreachable)
+        out.unreachable = results[i]->status();
     }
   }
   return out;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <atomic>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -30,6 +31,9 @@ struct BatchOutcome {
   std::vector<DeviceRecord> done;  // in the order of options.names
   std::vector<std::pair<std::string, Status>> failed;
   std::size_t not_started = 0;  // left when stopped
+  // Set when fleetkeyd stopped answering: the batch stopped at the first such failure instead
+  // of failing every remaining device the same way.
+  std::optional<Status> unreachable;
 };
 
 // "locker-controller-" 101..150 -> locker-controller-101 ... (zero-padded to `width` digits).

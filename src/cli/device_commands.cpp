@@ -10,6 +10,7 @@
 #include "cli/batch.h"
 #include "cli/commands.h"
 #include "cli/device_factory.h"
+#include "codec/bounded_json.h"
 #include "crypto/x509.h"
 
 namespace fk::cli {
@@ -167,7 +168,23 @@ int create_device(Globals& g, const std::string& name, const DeviceFlags& f,
       {"files", rec->folder + "/{device.cert.pem," +
                     (r->keys == KeySource::kCsr ? std::string() : "device.private.key,") +
                     "root-ca.pem}"}};
-  if (rec->already_done) rows.push_back({"note", "already made by an earlier run; nothing to do"});
+  if (rec->already_done) {
+    // The folder's journal says done, but the identity it made may have been revoked (or
+    // deactivated) since: then those files no longer connect, and "nothing to do" would lie.
+    auto d = (*api)->call("GET", "/certificates/" + rec->certificate_id);
+    if (!d.is_ok()) return report_error(d.status());
+    const std::string status = (*d)["certificateDescription"].value("status", "");
+    if (status != "ACTIVE")
+      return report_error(Status{
+          ErrorCode::kCertificateState,
+          "thing " + name + " was made by an earlier run, but its certificate " +
+              rec->certificate_id + " is now " + status +
+              ": the files in " + rec->folder +
+              " no longer connect. To give the device a new identity, delete the thing and its "
+              "certificates (fleetkey things delete " + name +
+              " --with-certificates) and that folder, then run create-device again"});
+    rows.push_back({"note", "already made by an earlier run; nothing to do"});
+  }
   if (rec->resumed) rows.push_back({"note", "finished an interrupted run"});
   print(g.format(), record_json(*rec), {"FIELD", "VALUE"}, rows);
   return kExitOk;
@@ -251,6 +268,11 @@ int create_devices(Globals& g, const DeviceFlags& f, const BatchFlags& b) {
   print(g.format(), summary, {"BATCH", ""}, rows);
   for (const auto& [n, st] : outcome->failed)
     std::cerr << "failed: " << n << ": " << st.message() << "\n";
+  if (outcome->unreachable) {
+    std::cerr << "stopped: fleetkeyd cannot be reached; rerun the same command to finish the "
+                 "batch\n";
+    return report_error(*outcome->unreachable);
+  }
   if (outcome->not_started > 0 || g_stop.load()) {
     std::cerr << "stopped: rerun the same command to finish the batch\n";
     return 130;
@@ -270,6 +292,24 @@ struct ClaimFlags {
                                             parameter = "SerialNumber";
   bool reusable = false;
 };
+
+// The policies a template gives its devices: the PolicyName of each AWS::IoT::Policy resource,
+// or "inline document" for a PolicyDocument.
+std::string device_policies_of(const std::string& template_body) {
+  auto j = codec::parse_json(template_body);
+  std::string out;
+  if (j.is_ok() && j->is_object() && j->contains("Resources") && (*j)["Resources"].is_object()) {
+    for (const auto& [name, r] : (*j)["Resources"].items()) {
+      if (!r.is_object() || r.value("Type", "") != "AWS::IoT::Policy") continue;
+      const json props = r.value("Properties", json::object());
+      std::string p = props.contains("PolicyName") && props["PolicyName"].is_string()
+                          ? props["PolicyName"].get<std::string>()
+                          : std::string("inline document (resource ") + name + ")";
+      out += (out.empty() ? "" : ", ") + p;
+    }
+  }
+  return out.empty() ? "none named in the template" : out;
+}
 
 int create_claim(Globals& g, const ClaimFlags& f) {
   auto api_r = g.client();
@@ -303,8 +343,10 @@ int create_claim(Globals& g, const ClaimFlags& f) {
     return report_error(st);
   bool template_existed = false;
   auto existing = api.call("GET", "/provisioning-templates/" + encode(f.template_name));
+  std::string template_body = body;
   if (existing.is_ok()) {
     template_existed = true;
+    template_body = existing->value("templateBody", "");
   } else if (existing.status().code() != ErrorCode::kNotFound) {
     return report_error(existing.status());
   } else {
@@ -345,7 +387,7 @@ int create_claim(Globals& g, const ClaimFlags& f) {
   json claim = {{"templateName", f.template_name},
                 {"claimCertificateId", (*cert)["certificateId"]},
                 {"claimPolicy", claim_policy},
-                {"devicePolicy", f.device_policy},
+                {"devicePolicy", device_policies_of(template_body)},
                 {"endpoint", status.is_ok() ? (*status).value("mqttEndpoint", "") : ""},
                 {"port", status.is_ok() ? (*status).value("mqttPort", 8883) : 8883},
                 {"files", {"claim.cert.pem", "claim.private.key", "root-ca.pem", "claim.json"}}};
@@ -364,7 +406,7 @@ int create_claim(Globals& g, const ClaimFlags& f) {
         {{"template", f.template_name + (template_existed ? " (existed, kept)" : " (created)")},
          {"claim certificate", claim["claimCertificateId"]},
          {"claim policy", claim_policy + " (provisioning topics of this template only)"},
-         {"device policy", f.device_policy},
+         {"device policy", claim["devicePolicy"]},
          {"allow-list", f.allow_list.empty() ? "none" : f.allow_list},
          {"bundle", out + "/{claim.cert.pem,claim.private.key,root-ca.pem,claim.json}"}});
   return kExitOk;

@@ -8,6 +8,9 @@ int main(int argc, char** argv) {
   fk::cli::Globals g;
   CLI::App app{"fleetkey: devices, claims, templates, revocation and expiry on fleetkeyd"};
   app.require_subcommand(1);
+  // Global flags also after the subcommand (`fleetkey status --output json`): subcommands made
+  // from here on hand the options they do not know to their parent.
+  app.fallthrough();
   app.add_option("--endpoint-url", g.flags.endpoint_url,
                  "fleetkeyd's API, e.g. http://127.0.0.1:8443 (or FLEETKEY_ENDPOINT_URL)");
   app.add_option("--profile", g.flags.profile, "profile in the AWS credentials file");

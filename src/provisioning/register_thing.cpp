@@ -65,6 +65,33 @@ Result<AllowListEntry> allow_list_entry(registry::Txn& txn, std::string_view tem
   return AllowListEntry{v.has_value(), v && *v == "1"};
 }
 
+Result<std::vector<std::pair<std::string, bool>>> list_allow_list_values(
+    registry::Txn& txn, std::string_view template_name, const AllowList& list,
+    const std::string& after, std::size_t limit) {
+  const std::string prefix = value_key(template_name, list.generation, "");
+  storage::Page page{after.empty() ? std::string() : prefix + after, limit};
+  FK_ASSIGN_OR_RETURN(auto rows, txn.store().list_settings(prefix, page));
+  std::vector<std::pair<std::string, bool>> out;
+  out.reserve(rows.size());
+  for (auto& [key, used] : rows) out.emplace_back(key.substr(prefix.size()), used == "1");
+  return out;
+}
+
+Result<AllowListSummary> summarize_allow_list(registry::Txn& txn, std::string_view template_name,
+                                              const AllowList& list) {
+  AllowListSummary s;
+  std::string after;
+  for (;;) {  // in pages, so a list of a million serials is never held at once
+    FK_ASSIGN_OR_RETURN(auto page, list_allow_list_values(txn, template_name, list, after, 1000));
+    for (const auto& [value, used] : page) {
+      ++s.values;
+      s.used += used ? 1 : 0;
+    }
+    if (page.size() < 1000) return s;
+    after = page.back().first;
+  }
+}
+
 Status reenable_values(registry::Txn& txn, std::string_view template_name,
                        const std::vector<std::string>& values) {
   FK_ASSIGN_OR_RETURN(auto list, get_allow_list(txn, template_name));

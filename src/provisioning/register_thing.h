@@ -38,6 +38,17 @@ struct AllowList {
   std::int64_t generation = 0;  // bumped by each import; older values no longer count
 };
 Result<std::optional<AllowList>> get_allow_list(registry::Txn& txn, std::string_view template_name);
+// How many values the list holds and how many a RegisterThing has used (a full scan).
+struct AllowListSummary {
+  std::size_t values = 0;
+  std::size_t used = 0;
+};
+Result<AllowListSummary> summarize_allow_list(registry::Txn& txn, std::string_view template_name,
+                                              const AllowList& list);
+// Up to `limit` values after `after` (a value; "" = from the first), in order, with `used`.
+Result<std::vector<std::pair<std::string, bool>>> list_allow_list_values(
+    registry::Txn& txn, std::string_view template_name, const AllowList& list,
+    const std::string& after, std::size_t limit);
 // Replaces the template's allow-list with `values` (in the caller's transaction).
 Status put_allow_list(registry::Txn& txn, std::string_view template_name, AllowList list,
                       const std::vector<std::string>& values);

@@ -320,6 +320,30 @@ TEST_P(StoreContract, Settings) {
   EXPECT_FALSE(read()->get_setting("missing")->has_value());
 }
 
+TEST_P(StoreContract, SettingsListedByPrefixInPages) {
+  auto w = write();
+  for (const char* k : {"allow.t.1.b", "allow.t.1.a", "allow.t.1.c", "allow.t.10.x", "allow.u.1.a",
+                        "allow.t.1", "allov"})
+    ASSERT_TRUE(w->put_setting(k, std::string(k) + "=v").is_ok());
+  ASSERT_TRUE(w->commit().is_ok());
+  auto keys = [](const std::vector<std::pair<std::string, std::string>>& rows) {
+    std::vector<std::string> out;
+    for (const auto& [k, v] : rows) {
+      EXPECT_EQ(v, k + "=v");
+      out.push_back(k);
+    }
+    return out;
+  };
+  auto all = read()->list_settings("allow.t.1.", {});
+  ASSERT_TRUE(all.is_ok()) << all.status().message();
+  EXPECT_EQ(keys(*all), (std::vector<std::string>{"allow.t.1.a", "allow.t.1.b", "allow.t.1.c"}));
+  auto first = read()->list_settings("allow.t.1.", Page{"", 2});
+  EXPECT_EQ(keys(*first), (std::vector<std::string>{"allow.t.1.a", "allow.t.1.b"}));
+  auto rest = read()->list_settings("allow.t.1.", Page{"allow.t.1.b", 2});
+  EXPECT_EQ(keys(*rest), (std::vector<std::string>{"allow.t.1.c"}));
+  EXPECT_TRUE(read()->list_settings("nothing.", {})->empty());
+}
+
 TEST_P(StoreContract, UncommittedWriteIsRolledBackAndInvisible) {
   {
     auto w = write();

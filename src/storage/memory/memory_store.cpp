@@ -318,6 +318,18 @@ class MemoryTransaction final : public Transaction {
     work_.settings[std::string(k)] = std::string(v);
     return Status::ok();
   }
+  List<std::pair<std::string, std::string>> list_settings(std::string_view prefix,
+                                                          const Page& p) override {
+    std::vector<std::pair<std::string, std::string>> out;
+    const auto& all = view().settings;
+    for (auto it = all.lower_bound(prefix); it != all.end(); ++it) {
+      if (it->first.compare(0, prefix.size(), prefix) != 0) break;
+      if (!p.after.empty() && it->first <= p.after) continue;
+      out.emplace_back(it->first, it->second);
+      if (p.limit != 0 && out.size() >= p.limit) break;
+    }
+    return out;
+  }
 
   Status savepoint() override {
     FK_RETURN_IF_ERROR(writable());

@@ -573,6 +573,22 @@ class SqliteTransaction final : public Transaction {
   Status put_setting(std::string_view key, std::string_view value) override {
     return write("INSERT OR REPLACE INTO settings VALUES (?,?)", key, value);
   }
+  List<std::pair<std::string, std::string>> list_settings(std::string_view prefix,
+                                                          const Page& p) override {
+    // A range on the primary key: [max(prefix, after), prefix's successor).
+    std::string from = std::max(std::string(prefix), p.after);
+    FK_ASSIGN_OR_RETURN(sqlite3_stmt * raw,
+                        conn_.prepare("SELECT key, value FROM settings WHERE key >= ? AND key > ? "
+                                      "AND substr(key, 1, ?) = ? ORDER BY key" +
+                                      limit_clause(p)));
+    Stmt s(conn_.db(), raw);
+    s.bind(std::string_view(from))
+        .bind(std::string_view(p.after))
+        .bind(static_cast<std::int64_t>(prefix.size()))
+        .bind(prefix);
+    return collect<std::pair<std::string, std::string>>(
+        s, [](const Stmt& r) { return std::pair{r.text(0), r.text(1)}; });
+  }
 
   Status savepoint() override {
     FK_RETURN_IF_ERROR(writable());
