@@ -495,6 +495,84 @@ class Claim(unittest.TestCase):
         self.assertEqual(r.returncode, 6)
         desc = fleetkey_json("templates", "describe", "LockerFleet")
         self.assertEqual(desc["allowList"]["parameter"], "SerialNumber")
+        # Issue 15: the allow-list can be inspected: counts and each value, used or not.
+        self.assertEqual((desc["allowList"]["values"], desc["allowList"]["used"],
+                          desc["allowList"]["unused"]), (2, 1, 1))
+        shown = fleetkey_json("templates", "allow-list", "show", "LockerFleet")
+        self.assertEqual(shown["values"], [{"value": "SN-0001", "used": True},
+                                           {"value": "SN-0002", "used": False}])
+        unused = fleetkey_json("templates", "allow-list", "show", "LockerFleet", "--unused")
+        self.assertEqual([v["value"] for v in unused["values"]], ["SN-0002"])
+
+    def test_claim_for_an_existing_template_names_that_template_s_device_policy(self):
+        """Issue 15: create-claim used to report fleetkey-device for any existing template."""
+        body = {"Parameters": {"SerialNumber": {"Type": "String"},
+                               "AWS::IoT::Certificate::Id": {"Type": "String"}},
+                "Resources": {
+                    "thing": {"Type": "AWS::IoT::Thing",
+                              "Properties": {"ThingName": {"Ref": "SerialNumber"}}},
+                    "certificate": {"Type": "AWS::IoT::Certificate",
+                                    "Properties": {"CertificateId":
+                                                   {"Ref": "AWS::IoT::Certificate::Id"},
+                                                   "Status": "ACTIVE"}},
+                    "policy": {"Type": "AWS::IoT::Policy",
+                               "Properties": {"PolicyName": "vending-device"}}}}
+        SERVER.create_policy("vending-device", ALLOW_ALL)
+        SERVER.aws("create-provisioning-template", "--template-name", "Vending",
+                   "--template-body", json.dumps(body), "--provisioning-role-arn",
+                   "arn:aws:iam::123456789012:role/provisioning", "--enabled")
+        r = fleetkey_json("create-claim", "--template", "Vending", "--out", "claim-vending")
+        self.assertEqual(r["devicePolicy"], "vending-device")
+        self.assertTrue(r["templateExisted"])
+        with open(os.path.join(TMP, "claim-vending", "claim.json")) as f:
+            self.assertEqual(json.load(f)["devicePolicy"], "vending-device")
+
+
+class RoughEdges(unittest.TestCase):
+    """Issue 15, defect 7."""
+
+    def test_global_flags_work_after_the_subcommand(self):
+        status = json.loads(fleetkey("status", "--output", "json").stdout)
+        self.assertEqual(status["status"], "ok")
+        nested = json.loads(fleetkey("things", "list", "--output", "json").stdout)
+        self.assertIsInstance(nested, list)
+
+    def test_create_device_of_a_revoked_identity_is_not_nothing_to_do(self):
+        fleetkey("create-device", "revoked-dev")
+        fleetkey("certs", "revoke", "--thing", "revoked-dev")
+        r = fleetkey("create-device", "revoked-dev", check=False)
+        self.assertEqual(r.returncode, 6, r.stdout + r.stderr)
+        self.assertIn("is now REVOKED", r.stderr)
+        self.assertNotIn("nothing to do", r.stdout)
+
+    def test_batch_stops_when_fleetkeyd_goes_away_with_exit_3(self):
+        other = Fleetkeyd(os.path.join(TMP, "data-gone"))
+        try:
+            e = dict(os.environ, FLEETKEY_DATA_DIR=other.data_dir)
+            for k in ("AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                      "FLEETKEY_ENDPOINT_URL", "AWS_ENDPOINT_URL"):
+                e.pop(k, None)
+            out = os.path.join(TMP, "gone")
+            p = subprocess.Popen([FLEETKEY, "create-devices", "--prefix", "gone-", "--from", "1",
+                                  "--to", "400", "--out", "gone", "--no-progress",
+                                  "--parallel", "2"],
+                                 env=e, cwd=TMP, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True)
+            deadline = time.time() + 60
+            while time.time() < deadline:
+                if os.path.isdir(out) and sum(
+                        os.path.exists(os.path.join(out, n, "device.cert.pem"))
+                        for n in os.listdir(out)) >= 20:
+                    break
+                time.sleep(0.01)
+            other.proc.send_signal(signal.SIGKILL)  # fleetkeyd goes away mid-batch
+            stdout, stderr = p.communicate(timeout=120)
+        finally:
+            other.cleanup()
+        self.assertEqual(p.returncode, 3, stderr[-2000:])
+        failed = [l for l in stderr.splitlines() if l.startswith("failed: ")]
+        self.assertLessEqual(len(failed), 2, "stopped at the first failures (2 workers)")
+        self.assertIn("cannot be reached", stderr)
 
 
 class Reports(unittest.TestCase):
