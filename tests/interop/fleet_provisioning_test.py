@@ -7,6 +7,7 @@ import http.server
 import json
 import os
 import ssl
+import subprocess
 import sys
 import tempfile
 import threading
@@ -128,9 +129,10 @@ def tearDownModule():
 
 
 class Mqtt:
-    def __init__(self, client_id, cert, key, version):
+    def __init__(self, client_id, cert, key, version, server=None):
+        server = server or SERVER
         self.c = mqtt.Client(client_id=client_id, protocol=version)
-        ctx = ssl.create_default_context(cafile=SERVER.root_ca)
+        ctx = ssl.create_default_context(cafile=server.root_ca)
         ctx.load_cert_chain(cert, key)
         self.c.tls_set_context(ctx)
         self.connected = threading.Event()
@@ -140,7 +142,7 @@ class Mqtt:
         self.c.on_connect = self._on_connect
         self.c.on_message = self._on_message
         self.c.on_subscribe = lambda *a: None
-        self.c.connect_async("localhost", SERVER.mqtt_port, keepalive=60)
+        self.c.connect_async("localhost", server.mqtt_port, keepalive=60)
         self.c.loop_start()
         assert self.connected.wait(10), "no CONNACK"
 
@@ -277,6 +279,52 @@ class FullFlow(unittest.TestCase):
 
     def test_cbor_keys_mqtt311(self):
         self.provision("cbor", mqtt.MQTTv311, "keys", "1004")
+
+
+class ReadmeFiveCommands(unittest.TestCase):
+    """The README's "Fleet provisioning in five commands", run as written with the files it
+    names (examples/fleet-provisioning/), then a device provisions with the claim."""
+
+    def test_the_readme_commands_and_files_provision_a_device(self):
+        files = os.path.join(os.path.dirname(__file__), "..", "..", "examples",
+                             "fleet-provisioning")
+        server = Fleetkeyd()
+        try:
+            env = dict(os.environ, AWS_SHARED_CREDENTIALS_FILE=server.endpoints["credentials_file"],
+                       AWS_CONFIG_FILE=server.endpoints["aws_config_file"])
+            env.pop("AWS_PROFILE", None)
+            script = r'''set -e
+A="--endpoint-url $API"
+aws iot create-policy $A --policy-name claim --policy-document file://claim-policy.json >/dev/null
+aws iot create-policy $A --policy-name locker-device --policy-document file://device-policy.json >/dev/null
+aws iot create-provisioning-template $A --template-name LockerTemplate --template-body file://template.json \
+    --provisioning-role-arn arn:aws:iam::123456789012:role/provisioning --enabled >/dev/null
+aws iot create-keys-and-certificate $A --set-as-active > "$OUT/claim.json"
+aws iot attach-policy $A --policy-name claim --target $(python3 -c "import json;print(json.load(open('$OUT/claim.json'))['certificateArn'])")
+'''
+            r = subprocess.run(["bash", "-c", script], cwd=files, capture_output=True, text=True,
+                               env=dict(env, API=server.api_url, OUT=TMP), timeout=120)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            claim = json.load(open(os.path.join(TMP, "claim.json")))
+            cert = write(os.path.join(TMP, "readme-claim.pem"), claim["certificatePem"])
+            key = write(os.path.join(TMP, "readme-claim.key"), claim["keyPair"]["PrivateKey"])
+            c = Mqtt("claim-readme", cert, key, mqtt.MQTTv311, server=server)
+            create = "$aws/certificates/create-from-csr/json"
+            provision = "$aws/provisioning-templates/LockerTemplate/provision/json"
+            c.subscribe(create + "/accepted", create + "/rejected",
+                        provision + "/accepted", provision + "/rejected")
+            csr, _ = make_csr("readme-device")
+            ok, payload = c.request(create, json.dumps({"certificateSigningRequest": csr}))
+            self.assertTrue(ok, payload)
+            token = json.loads(payload)["certificateOwnershipToken"]
+            ok, payload = c.request(provision, json.dumps({
+                "certificateOwnershipToken": token, "parameters": {"SerialNumber": "R-1"}}))
+            self.assertTrue(ok, payload)
+            self.assertEqual(json.loads(payload)["thingName"], "locker-controller-R-1")
+            c.stop()
+        finally:
+            self.assertEqual(server.stop(), 0)
+            server.cleanup()
 
 
 class BadInput(unittest.TestCase):
