@@ -10,12 +10,20 @@ seconds=${FUZZ_SECONDS:-10}
 flags=(-std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Isrc)
 
 # target: sources
+codec="src/codec/bounded_json.cpp"
 declare -A targets=(
   [mqtt_decoder]="fuzz/mqtt_decoder_fuzz.cpp src/mqtt/codec.cpp src/mqtt/topic.cpp"
-  [provisioning_messages]="fuzz/provisioning_messages_fuzz.cpp src/provisioning/messages.cpp src/provisioning/ownership_token.cpp src/crypto/openssl/hash.cpp src/base/status.cpp src/base/strings.cpp -lcrypto"
-  [provisioning_template]="fuzz/provisioning_template_fuzz.cpp src/provisioning/provisioning_template.cpp src/base/status.cpp src/base/strings.cpp"
+  [provisioning_messages]="fuzz/provisioning_messages_fuzz.cpp src/provisioning/messages.cpp src/provisioning/ownership_token.cpp src/crypto/openssl/hash.cpp src/base/status.cpp src/base/strings.cpp $codec -lcrypto"
+  [provisioning_template]="fuzz/provisioning_template_fuzz.cpp src/provisioning/provisioning_template.cpp src/base/status.cpp src/base/strings.cpp $codec"
   [sdk_replies]="fuzz/sdk_replies_fuzz.cpp sdk/src/core/provisioning.cpp sdk/src/core/messages.cpp -Isdk/include -Isdk/src"
-  [policy]="fuzz/policy_fuzz.cpp src/policy/document.cpp src/policy/context.cpp src/policy/evaluator.cpp src/base/status.cpp src/base/strings.cpp"
+  [policy]="fuzz/policy_fuzz.cpp src/policy/document.cpp src/policy/context.cpp src/policy/evaluator.cpp src/base/status.cpp src/base/strings.cpp $codec"
+  [codec]="fuzz/codec_fuzz.cpp src/base/status.cpp $codec"
+)
+# The largest input each parser meets (so the fuzzer reaches the size and depth bounds): an
+# MQTT payload (128 KiB), a policy (2,048 characters without whitespace), a template (10 KiB).
+declare -A max_len=(
+  [mqtt_decoder]=8192 [provisioning_messages]=131072 [provisioning_template]=12288
+  [sdk_replies]=16384 [policy]=8192 [codec]=131072
 )
 
 for t in "${!targets[@]}"; do
@@ -24,7 +32,8 @@ for t in "${!targets[@]}"; do
   work="$out/$t-corpus"
   mkdir -p "$work"
   echo "fuzz: $t for ${seconds}s"
-  if ! "$out/$t" -max_total_time="$seconds" -timeout=5 -rss_limit_mb=2048 -print_final_stats=1 \
+  if ! "$out/$t" -max_total_time="$seconds" -max_len="${max_len[$t]}" -timeout=5 \
+      -rss_limit_mb=2048 -print_final_stats=1 \
       -artifact_prefix="$out/$t-" "$work" "fuzz/corpus/$t" >"$out/$t.log" 2>&1; then
     grep -E "ERROR|SUMMARY|#[0-9]+ 0x" "$out/$t.log" | head -20
     echo "fuzz: $t found a crash; the input is $out/$t-crash-* (add it to fuzz/corpus/$t once fixed)" >&2
