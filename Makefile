@@ -1,12 +1,13 @@
 # fleetkey: the two commands of the README, and the steps they are made of.
 #   make run    install what is missing, build, start fleetkeyd on ./fleetkey-data
 #   make test   install what is missing, build, run every test tier, then again under ASan+UBSan
+#   make install  the programs and the fleetkeyd systemd service (README: "Running as a service")
 SHELL := /bin/bash
 JOBS ?= $(shell nproc)
 DATA_DIR ?= ./fleetkey-data
 ARGS ?=
 
-.PHONY: all deps build run test test-release test-asan fuzz-smoke check-style check-deps format bench clean
+.PHONY: all deps build run install test test-release test-asan fuzz-smoke check-style check-deps format bench clean
 
 all: build
 
@@ -20,6 +21,10 @@ build: deps
 
 run: build
 	@exec build/bin/fleetkeyd --data-dir $(DATA_DIR) $(ARGS)
+
+# The programs and the fleetkeyd systemd service (PREFIX=/usr/local, DESTDIR= for staging).
+install: build
+	@./scripts/install.sh
 
 test: deps check-style check-deps test-release test-asan fuzz-smoke
 	@echo "make test: all tiers passed (release and asan+ubsan)"

@@ -193,6 +193,46 @@ class FleetkeydStart(unittest.TestCase):
         finally:
             s.close()
 
+    def test_make_install_stages_programs_config_and_a_service_that_verifies(self):
+        """Issue 15: a systemd unit (Restart=on-failure, LimitNOFILE, sandboxing) and
+        `make install` (here staged with DESTDIR, as a package build would)."""
+        repo = os.path.join(os.path.dirname(__file__), "..", "..")
+        stage = os.path.join(self.tmp, "stage")
+        bindir = os.path.dirname(os.path.abspath(FLEETKEYD))
+        r = subprocess.run(["bash", os.path.join(repo, "scripts", "install.sh")],
+                           env=dict(os.environ, DESTDIR=stage, PREFIX="/usr/local"),
+                           capture_output=True, text=True, timeout=60)
+        if "is missing" in r.stderr and bindir != os.path.abspath(os.path.join(repo, "build", "bin")):
+            self.skipTest("install.sh installs build/bin; this run tests " + bindir)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        for p in ("fleetkeyd", "fleetkey", "locker-controller", "fleetkey-fleet-sim"):
+            self.assertTrue(os.access(os.path.join(stage, "usr/local/bin", p), os.X_OK), p)
+        unit_path = os.path.join(stage, "etc/systemd/system/fleetkeyd.service")
+        unit = read(unit_path)
+        for line in ("Restart=on-failure", "LimitNOFILE=20000", "NoNewPrivileges=yes",
+                     "ProtectSystem=strict", "StateDirectory=fleetkey",
+                     "ExecStart=/usr/local/bin/fleetkeyd --config /etc/fleetkey/fleetkeyd.toml"):
+            self.assertIn(line, unit)
+        if shutil.which("systemd-analyze"):
+            staged = unit.replace("ExecStart=/usr/local/bin", "ExecStart=" +
+                                  os.path.join(stage, "usr/local/bin"))
+            check = os.path.join(self.tmp, "fleetkeyd.service")
+            with open(check, "w") as f:
+                f.write(staged)
+            v = subprocess.run(["systemd-analyze", "verify", check], capture_output=True,
+                               text=True, timeout=60)
+            self.assertEqual(v.returncode, 0, v.stderr)
+            self.assertNotIn("Unknown", v.stderr)
+        # The shipped configuration is valid: the installed fleetkeyd starts with it.
+        d = Fleetkeyd(self.data, "--config", os.path.join(stage, "etc/fleetkey/fleetkeyd.toml"))
+        self.assertEqual(d.stop(), 0)
+        # A second install keeps an edited configuration.
+        with open(os.path.join(stage, "etc/fleetkey/fleetkeyd.toml"), "a") as f:
+            f.write("# edited\n")
+        subprocess.run(["bash", os.path.join(repo, "scripts", "install.sh")],
+                       env=dict(os.environ, DESTDIR=stage), check=True, capture_output=True)
+        self.assertIn("# edited", read(os.path.join(stage, "etc/fleetkey/fleetkeyd.toml")))
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
