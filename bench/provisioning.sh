@@ -14,7 +14,7 @@ ulimit -n 20000 || true
 source bench/fleetkeyd.sh
 
 # The per-claim rate limit is lifted (one claim certificate carries the whole load).
-start_fleetkeyd "$work" "$(printf '[provisioning]\nmax_requests_per_second = 0\nmax_server_keys_per_second = 0\nworkers = %s' "${WORKERS:-2}")"
+start_fleetkeyd "$work" "$(printf '[provisioning]\nmax_requests_per_second = 0\nmax_server_keys_per_second = 0\nmax_requests_per_client_per_second = 0\nworkers = %s' "${WORKERS:-2}")"
 claim_policy='{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:Connect","Resource":"*"},
  {"Effect":"Allow","Action":["iot:Publish","iot:Receive"],"Resource":["arn:aws:iot:*:*:topic/$aws/certificates/create-from-csr/*","arn:aws:iot:*:*:topic/$aws/provisioning-templates/LockerTemplate/provision/*"]},
  {"Effect":"Allow","Action":"iot:Subscribe","Resource":["arn:aws:iot:*:*:topicfilter/$aws/certificates/create-from-csr/*","arn:aws:iot:*:*:topicfilter/$aws/provisioning-templates/LockerTemplate/provision/*"]}]}'

@@ -75,9 +75,9 @@ void add_fleetkey_routes(RouteTable& t, ApiContext& ctx) {
     FK_RETURN_IF_ERROR(ctx.registry.read([&](Txn& txn) -> Status {
       FK_ASSIGN_OR_RETURN(auto list, provisioning::get_allow_list(txn, c.labels["templateName"]));
       if (!list) return not_found("template " + c.labels["templateName"] + " has no allow-list");
-      FK_ASSIGN_OR_RETURN(auto rows, provisioning::list_allow_list_values(
-                                         txn, c.labels["templateName"], *list, page.after,
-                                         page.size + 1));
+      FK_ASSIGN_OR_RETURN(auto rows,
+                          provisioning::list_allow_list_values(txn, c.labels["templateName"], *list,
+                                                               page.after, page.size + 1));
       if (rows.size() > page.size) {
         rows.resize(page.size);
         next = rows.back().first;

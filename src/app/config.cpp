@@ -67,12 +67,18 @@ Status parse_config(std::string_view text, const std::string& source, Config& co
     FK_RETURN_IF_ERROR(
         only_known(*t, "provisioning.",
                    {"max_requests_per_second", "thing_must_not_exist", "workers", "hook_timeout_ms",
-                    "max_server_keys_per_second", "max_queued_requests", "max_queued_per_claim"}));
-    if (auto k = t->get("max_server_keys_per_second")) {
+                    "max_server_keys_per_second", "max_queued_requests", "max_queued_per_claim",
+                    "max_requests_per_client_per_second"}));
+    for (auto [key, out] :
+         {std::pair{"max_server_keys_per_second", &config.provisioning.max_server_keys_per_second},
+          std::pair{"max_requests_per_client_per_second",
+                    &config.provisioning.max_requests_per_client_per_second}}) {
+      auto k = t->get(key);
+      if (!k) continue;
       auto v = k->value<double>();
       if (!v || *v < 0 || *v > 1e6)
-        return bad("provisioning.max_server_keys_per_second", "must be a number from 0 (no limit)");
-      config.provisioning.max_server_keys_per_second = *v;
+        return bad(std::string("provisioning.") + key, "must be a number from 0 (no limit)");
+      *out = *v;
     }
     for (auto [key, out] :
          {std::pair{"max_queued_requests", &config.provisioning.max_queued_requests},

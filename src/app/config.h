@@ -54,8 +54,9 @@ struct ProvisioningConfig {
   int workers = 2;                        // threads that sign and commit provisioning requests
   int hook_timeout_ms = 5000;             // the pre-provisioning hook must answer within (AWS: 5 s)
   double max_server_keys_per_second = 2;  // CreateKeysAndCertificate per claim; 0 = no limit
-  int max_queued_requests = 1024;         // waiting for a worker, in all (then Throttled)
-  int max_queued_per_claim = 256;         // waiting for a worker, per claim certificate
+  double max_requests_per_client_per_second = 5;  // per connection of a claim; 0 = no limit
+  int max_queued_requests = 1024;                 // waiting for a worker, in all (then Throttled)
+  int max_queued_per_claim = 256;                 // waiting for a worker, per claim certificate
 };
 
 struct Config {

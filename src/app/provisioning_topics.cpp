@@ -19,22 +19,27 @@ Result<std::string> WebhookHook::call(const std::string& target, const std::stri
   return response.body;
 }
 
-// Worker threads that take requests claim by claim in rotation: each claim certificate has its
-// own FIFO queue, and a worker that frees up serves the next claim with work waiting, so a claim
-// that floods (server-made RSA keys cost ~200 ms each) delays another claim's request by at
-// most one request per worker, not by its whole backlog. The queues are bounded: past them a
-// request is answered Throttled at once.
+// Worker threads that take requests in rotation, claim by claim and, within a claim, connection
+// by connection: each (claim, client id) has its own FIFO queue, each claim its ring of those,
+// and a worker that frees up serves the next claim with work waiting, taking that claim's next
+// connection in turn. So a claim that floods (server-made RSA keys cost ~200 ms each) delays
+// another claim's request by at most one request per worker, and one device flooding with the
+// fleet's shared claim delays the other devices of that claim by as little. The queues are
+// bounded (in all and per claim): past them a request is answered Throttled at once.
 struct ProvisioningTopics::Pool {
   Pool(std::size_t workers, ProvisioningQueueLimits l) : limits(l) {
     for (std::size_t i = 0; i < workers; ++i) threads.emplace_back([this] { work(); });
   }
 
-  struct Queue {
-    std::deque<std::function<void()>> jobs;
+  struct Claim {
+    std::unordered_map<std::string, std::deque<std::function<void()>>> by_client;
+    std::deque<std::string> ready;  // clients with requests, in serving order
+    std::size_t queued = 0;
   };
 
   // False when the claim's queue or the whole queue is full.
-  bool push(const std::string& claim, std::function<void()> job, std::string& why) {
+  bool push(const std::string& claim, const std::string& client, std::function<void()> job,
+            std::string& why) {
     std::lock_guard<std::mutex> lock(mu);
     if (stopping) {
       why = "fleetkeyd is stopping";
@@ -45,15 +50,18 @@ struct ProvisioningTopics::Pool {
             " requests waiting); retry with backoff";
       return false;
     }
-    Queue& q = queues[claim];
-    if (q.jobs.size() >= limits.max_queued_per_claim) {
-      why = "claim certificate " + claim + " has " + std::to_string(q.jobs.size()) +
+    Claim& c = queues[claim];
+    if (c.queued >= limits.max_queued_per_claim) {
+      why = "claim certificate " + claim + " has " + std::to_string(c.queued) +
             " requests waiting (at most " + std::to_string(limits.max_queued_per_claim) +
             "); retry with backoff";
       return false;
     }
-    if (q.jobs.empty()) ready.push_back(claim);
-    q.jobs.push_back(std::move(job));
+    if (c.queued == 0) ready.push_back(claim);
+    auto& jobs = c.by_client[client];
+    if (jobs.empty()) c.ready.push_back(client);
+    jobs.push_back(std::move(job));
+    ++c.queued;
     ++queued;
     cv.notify_one();
     return true;
@@ -69,13 +77,23 @@ struct ProvisioningTopics::Pool {
         std::string claim = std::move(ready.front());
         ready.pop_front();
         auto it = queues.find(claim);
-        job = std::move(it->second.jobs.front());
-        it->second.jobs.pop_front();
+        Claim& c = it->second;
+        std::string client = std::move(c.ready.front());
+        c.ready.pop_front();
+        auto jobs = c.by_client.find(client);
+        job = std::move(jobs->second.front());
+        jobs->second.pop_front();
+        --c.queued;
         --queued;
-        if (it->second.jobs.empty()) {
+        if (jobs->second.empty()) {
+          c.by_client.erase(jobs);
+        } else {
+          c.ready.push_back(std::move(client));  // its next request waits for its turn
+        }
+        if (c.queued == 0) {
           queues.erase(it);
         } else {
-          ready.push_back(std::move(claim));  // its next request waits for its turn
+          ready.push_back(std::move(claim));
         }
       }
       job();
@@ -95,7 +113,7 @@ struct ProvisioningTopics::Pool {
   ProvisioningQueueLimits limits;
   std::mutex mu;
   std::condition_variable cv;
-  std::unordered_map<std::string, Queue> queues;  // claim certificate id -> its requests
+  std::unordered_map<std::string, Claim> queues;  // claim certificate id -> its requests
   std::deque<std::string> ready;                  // claims with requests, in serving order
   std::size_t queued = 0;
   bool stopping = false;
@@ -116,7 +134,7 @@ void ProvisioningTopics::stop() {
 
 void ProvisioningTopics::run(std::function<void()> fn) {
   std::string why;
-  if (!pool_->push("", std::move(fn), why))  // "" = fleetkeyd's own work (the sweep)
+  if (!pool_->push("", "", std::move(fn), why))  // "" = fleetkeyd's own work (the sweep)
     log::warn("provisioning.internal_job_skipped", {{"reason", why}});
 }
 
@@ -136,11 +154,16 @@ void ProvisioningTopics::on_request(const broker::ClientIdentity& client,
     m.qos = 1;
     reply(std::move(m));
   };
+  // A flood is refused here, on the I/O thread, before it takes a place in the queue.
+  if (auto throttled = service_.admit(*topic, who)) {
+    send(std::move(*throttled));
+    return;
+  }
   std::string why;
   auto job = [this, t = *topic, payload = request.payload, who, send] {
-    send(service_.handle(t, payload, who));
+    send(service_.handle_admitted(t, payload, who));
   };
-  if (!pool_->push(who.claim_certificate_id, std::move(job), why)) {
+  if (!pool_->push(who.claim_certificate_id, who.client_id, std::move(job), why)) {
     log::warn("provisioning.throttled",
               {{"client", who.client_id}, {"claim", who.claim_certificate_id}, {"reason", why}});
     send(service_.throttled(*topic, who, why));

@@ -149,6 +149,7 @@ Result<std::unique_ptr<Server>> Server::start(const Config& config, boost::asio:
   fp.max_requests_per_second = p.config.provisioning.max_requests_per_second;
   fp.thing_must_not_exist = p.config.provisioning.thing_must_not_exist;
   fp.max_server_keys_per_second = p.config.provisioning.max_server_keys_per_second;
+  fp.max_requests_per_client_per_second = p.config.provisioning.max_requests_per_client_per_second;
   p.hook = std::make_unique<WebhookHook>(
       std::chrono::milliseconds(p.config.provisioning.hook_timeout_ms));
   FK_ASSIGN_OR_RETURN(p.provisioning, provisioning::FleetProvisioning::create(

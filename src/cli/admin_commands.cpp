@@ -170,12 +170,11 @@ void add_templates(CLI::App& app, Globals& g) {
              {"default version", str(*x, "defaultVersionId")},
              {"pre-provisioning hook", str(*x, "preProvisioningHook")},
              {"allow-list",
-              allow.is_ok()
-                  ? "parameter " + str(*allow, "parameter") +
-                        (allow->value("singleUse", false) ? ", single use" : "") + "; " +
-                        str(*allow, "values") + " values, " + str(*allow, "used") + " used, " +
-                        str(*allow, "unused") + " unused"
-                  : "none (any value may provision)"},
+              allow.is_ok() ? "parameter " + str(*allow, "parameter") +
+                                  (allow->value("singleUse", false) ? ", single use" : "") + "; " +
+                                  str(*allow, "values") + " values, " + str(*allow, "used") +
+                                  " used, " + str(*allow, "unused") + " unused"
+                            : "none (any value may provision)"},
              {"body", str(*x, "templateBody")}});
       return static_cast<int>(kExitOk);
     });

@@ -178,11 +178,10 @@ int create_device(Globals& g, const std::string& name, const DeviceFlags& f,
       return report_error(Status{
           ErrorCode::kCertificateState,
           "thing " + name + " was made by an earlier run, but its certificate " +
-              rec->certificate_id + " is now " + status +
-              ": the files in " + rec->folder +
+              rec->certificate_id + " is now " + status + ": the files in " + rec->folder +
               " no longer connect. To give the device a new identity, delete the thing and its "
-              "certificates (fleetkey things delete " + name +
-              " --with-certificates) and that folder, then run create-device again"});
+              "certificates (fleetkey things delete " +
+              name + " --with-certificates) and that folder, then run create-device again"});
     rows.push_back({"note", "already made by an earlier run; nothing to do"});
   }
   if (rec->resumed) rows.push_back({"note", "finished an interrupted run"});

@@ -122,13 +122,37 @@ bool FleetProvisioning::take_token(std::map<std::string, Bucket>& buckets, const
   return true;
 }
 
-Reply FleetProvisioning::handle(const RequestTopic& r, std::string_view payload,
-                                const Requester& who) {
+namespace {
+std::string rate_text(double rate) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", rate);
+  return buf;
+}
+}  // namespace
+
+std::optional<Reply> FleetProvisioning::admit(const RequestTopic& r, const Requester& who) {
+  if (!take_token(client_buckets_, who.claim_certificate_id + "/" + who.client_id,
+                  config_.max_requests_per_client_per_second))
+    return reject(r, who, 429, "Throttled",
+                  "client " + who.client_id + " exceeded " +
+                      rate_text(config_.max_requests_per_client_per_second) +
+                      " provisioning requests per second on one connection");
   if (!take_token(buckets_, who.claim_certificate_id, config_.max_requests_per_second))
     return reject(r, who, 429, "Throttled",
                   "claim certificate " + who.claim_certificate_id + " exceeded " +
-                      std::to_string(static_cast<int>(config_.max_requests_per_second)) +
+                      rate_text(config_.max_requests_per_second) +
                       " provisioning requests per second");
+  return std::nullopt;
+}
+
+Reply FleetProvisioning::handle(const RequestTopic& r, std::string_view payload,
+                                const Requester& who) {
+  if (auto throttled = admit(r, who)) return std::move(*throttled);
+  return handle_admitted(r, payload, who);
+}
+
+Reply FleetProvisioning::handle_admitted(const RequestTopic& r, std::string_view payload,
+                                         const Requester& who) {
   switch (r.operation) {
     case Operation::kCreateKeysAndCertificate:
       return create_keys(r, payload, who);
@@ -139,14 +163,6 @@ Reply FleetProvisioning::handle(const RequestTopic& r, std::string_view payload,
   }
   return reject(r, who, 400, "InvalidRequest", "unknown operation");
 }
-
-namespace {
-std::string rate_text(double rate) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%g", rate);
-  return buf;
-}
-}  // namespace
 
 Reply FleetProvisioning::throttled(const RequestTopic& r, const Requester& who, std::string why) {
   return reject(r, who, 429, "Throttled", std::move(why));

@@ -24,6 +24,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -39,6 +40,10 @@ namespace fk::provisioning {
 struct FleetProvisioningConfig {
   double max_requests_per_second = 50;    // per claim certificate; 0 = no limit
   double max_server_keys_per_second = 2;  // CreateKeysAndCertificate per claim; 0 = no limit
+  // Per connection (claim certificate + client id), before the claim's budget is touched: the
+  // claim is in every device's firmware, so one connection flooding must not spend the budget
+  // every honest device of the fleet shares. A device needs two requests. 0 = no limit.
+  double max_requests_per_client_per_second = 5;
   bool thing_must_not_exist = true;
   crypto::KeySpec server_key = crypto::KeySpec::rsa(2048);  // CreateKeysAndCertificate, as AWS
 };
@@ -65,6 +70,12 @@ class FleetProvisioning {
                                                            PreProvisioningHook* hook = nullptr);
 
   Reply handle(const RequestTopic& request, std::string_view payload, const Requester& who);
+  // handle() in two halves, so that a caller can refuse a flood before queueing it: admit()
+  // checks the rate limits (per connection, then per claim) and returns the Throttled reply when
+  // one is exceeded; handle_admitted() does the rest.
+  std::optional<Reply> admit(const RequestTopic& request, const Requester& who);
+  Reply handle_admitted(const RequestTopic& request, std::string_view payload,
+                        const Requester& who);
   // The Throttled rejection (429) for a request that was not run (the queue was full).
   Reply throttled(const RequestTopic& request, const Requester& who, std::string why);
 
@@ -102,6 +113,7 @@ class FleetProvisioning {
   std::map<std::string, std::uint64_t> counters_;
   std::map<std::string, Bucket> buckets_;
   std::map<std::string, Bucket> keygen_buckets_;
+  std::map<std::string, Bucket> client_buckets_;
   // Parsed templates by name and version.
   std::map<std::pair<std::string, std::int64_t>, std::shared_ptr<const ProvisioningTemplate>>
       templates_;

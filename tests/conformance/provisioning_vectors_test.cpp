@@ -231,6 +231,7 @@ TEST(ProvisioningVectors, HandlersAnswerEveryCapturedRequestInTheShapesTheSdkAcc
                   .is_ok());
   FleetProvisioningConfig config;
   config.max_requests_per_second = 0;
+  config.max_requests_per_client_per_second = 0;
   config.max_server_keys_per_second = 0;
   config.server_key = crypto::KeySpec::ec_p256();
   auto fp = FleetProvisioning::create(reg, clock, config);

@@ -39,7 +39,7 @@ def setUpModule():
     config = os.path.join(TMP, "fleetkeyd.toml")
     with open(config, "w") as f:
         f.write("[ca]\ndevice_validity_days = 20\n"
-                "[provisioning]\nmax_requests_per_second = 1000\nmax_server_keys_per_second = 1000\n")
+                "[provisioning]\nmax_requests_per_second = 1000\nmax_server_keys_per_second = 1000\nmax_requests_per_client_per_second = 1000\n")
     SERVER = Fleetkeyd(os.path.join(TMP, "data"), "--config", config)
     SERVER.create_policy("admin", ALLOW_ALL)
     ADMIN = SERVER.create_device("admin", policy="admin")

@@ -105,7 +105,7 @@ def setUpModule():
     TMP = tempfile.mkdtemp(prefix="fk_fp_")
     config = os.path.join(TMP, "fleetkeyd.toml")
     with open(config, "w") as f:
-        f.write("[provisioning]\nhook_timeout_ms = 1000\nmax_requests_per_second = 1000\nmax_server_keys_per_second = 1000\n")
+        f.write("[provisioning]\nhook_timeout_ms = 1000\nmax_requests_per_second = 1000\nmax_server_keys_per_second = 1000\nmax_requests_per_client_per_second = 1000\n")
     SERVER = Fleetkeyd(None, "--config", config)
     HOOK = http.server.ThreadingHTTPServer(("127.0.0.1", 0), HookHandler)
     threading.Thread(target=HOOK.serve_forever, daemon=True).start()

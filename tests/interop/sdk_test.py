@@ -49,7 +49,7 @@ def setUpModule():
     TMP = tempfile.mkdtemp(prefix="fk_sdk_")
     config = os.path.join(TMP, "fleetkeyd.toml")
     with open(config, "w") as f:
-        f.write("[provisioning]\nmax_requests_per_second = 1000\nmax_server_keys_per_second = 1000\n")
+        f.write("[provisioning]\nmax_requests_per_second = 1000\nmax_server_keys_per_second = 1000\nmax_requests_per_client_per_second = 1000\n")
     # Fixed ports: the restart test brings fleetkeyd back where the devices look for it.
     SERVER = Fleetkeyd(os.path.join(TMP, "data"), "--config", config, mqtt_port=free_port(),
                        api_port=free_port())

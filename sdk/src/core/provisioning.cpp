@@ -351,8 +351,8 @@ std::vector<Action> Provisioner::handle(const Event& event, std::uint64_t now) {
           now - *published_at_ <= kClosedAfterRequestMs &&
           ++closed_after_request_ >= kClosedAfterRequestLimit) {
         fail({ErrorKind::kNotAuthorized,
-              "the server closed the connection right after each request on " +
-                  published_topic_ + " (" + std::to_string(closed_after_request_) +
+              "the server closed the connection right after each request on " + published_topic_ +
+                  " (" + std::to_string(closed_after_request_) +
                   " times in a row): that is how MQTT 3.1.1 servers refuse a PUBLISH the "
                   "policy does not allow. Does the claim policy allow iot:Publish on " +
                   published_topic_ + "?"},

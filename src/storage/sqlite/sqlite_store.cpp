@@ -586,8 +586,9 @@ class SqliteTransaction final : public Transaction {
         .bind(std::string_view(p.after))
         .bind(static_cast<std::int64_t>(prefix.size()))
         .bind(prefix);
-    return collect<std::pair<std::string, std::string>>(
-        s, [](const Stmt& r) { return std::pair{r.text(0), r.text(1)}; });
+    return collect<std::pair<std::string, std::string>>(s, [](const Stmt& r) {
+      return std::pair{r.text(0), r.text(1)};
+    });
   }
 
   Status savepoint() override {
