@@ -159,13 +159,14 @@ def mqtt_packet(first, body):
 class RawDevice:
     """MQTT 3.1.1 over TLS by hand: a device that subscribes and then never reads."""
 
-    def __init__(self, client_id, device, rcvbuf=65536, version=4):
-        ctx = ssl.create_default_context(cafile=SERVER.root_ca)
+    def __init__(self, client_id, device, rcvbuf=65536, version=4, server=None):
+        server = server or SERVER
+        ctx = ssl.create_default_context(cafile=server.root_ca)
         ctx.load_cert_chain(device["cert"], device["key"])
         raw = socket.socket()
         raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         raw.settimeout(10)
-        raw.connect(("127.0.0.1", SERVER.mqtt_port))
+        raw.connect(("127.0.0.1", server.mqtt_port))
         self.s = ctx.wrap_socket(raw, server_hostname="localhost")
         props = b"\x00" if version == 5 else b""
         body = mqtt_string("MQTT") + bytes([version, 0x02]) + struct.pack("!H", 60) + props + \
