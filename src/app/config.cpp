@@ -257,9 +257,19 @@ Status parse_config(std::string_view text, const std::string& source, Config& co
   if (auto n = root.get("storage")) {
     const toml::table* t = n->as_table();
     if (t == nullptr) return bad("storage", "must be a table");
-    FK_RETURN_IF_ERROR(only_known(*t, "storage.", {"path"}));
+    FK_RETURN_IF_ERROR(only_known(*t, "storage.", {"path", "backend", "url", "schema"}));
     if (auto k = t->get("path"))
       FK_RETURN_IF_ERROR(get_string(*k, "storage.path", config.storage_path));
+    if (auto k = t->get("backend")) {
+      FK_RETURN_IF_ERROR(get_string(*k, "storage.backend", config.storage_backend));
+      if (config.storage_backend != "sqlite" && config.storage_backend != "postgres")
+        return bad("storage.backend",
+                   "must be \"sqlite\" or \"postgres\", not '" + config.storage_backend + "'");
+    }
+    if (auto k = t->get("url"))
+      FK_RETURN_IF_ERROR(get_string(*k, "storage.url", config.storage_url));
+    if (auto k = t->get("schema"))
+      FK_RETURN_IF_ERROR(get_string(*k, "storage.schema", config.storage_schema));
   }
   return Status::ok();
 }

@@ -75,6 +75,12 @@ struct Config {
   crypto::CaConfig ca;       // [ca] key_type, organization, server_names, ...
   registry::ArnScope aws;    // [aws] region, account_id
   std::string storage_path;  // [storage] path; "" = <data_dir>/registry.db
+  // [storage] backend: "sqlite" (one node, the default) or "postgres" (several nodes sharing
+  // one registry; url is a libpq connection string or URL, "" = libpq's PG* variables;
+  // schema "" = public).
+  std::string storage_backend = "sqlite";
+  std::string storage_url;
+  std::string storage_schema;
 
   std::string registry_path() const {
     return storage_path.empty() ? data_dir + "/registry.db" : storage_path;

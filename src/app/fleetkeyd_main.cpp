@@ -67,7 +67,7 @@ void print_banner(const fk::app::Config& config, const fk::app::Endpoints& e) {
       "  control-plane API  %s   (AWS IoT REST, SigV4)\n"
       "  root CA (devices trust this, like AmazonRootCA1.pem)  %s\n"
       "  admin credentials (AWS shared-credentials format)     %s\n"
-      "  registry (SQLite)  %s\n\n"
+      "  registry           %s\n\n"
       "Try next (in another shell):\n"
       "  export AWS_SHARED_CREDENTIALS_FILE=%s AWS_CONFIG_FILE=%s\n"
       "  aws iot create-keys-and-certificate --set-as-active --endpoint-url %s > cert.json\n"

@@ -18,6 +18,7 @@
 #include "net/io_pool.h"
 #include "net/tls/tls_listener.h"
 #include "registry/registry.h"
+#include "storage/postgres/postgres_store.h"
 #include "storage/sqlite/sqlite_store.h"
 
 namespace fk::app {
@@ -26,7 +27,7 @@ struct Server::Parts {
   Config config;
   Endpoints endpoints;
   std::unique_ptr<crypto::OpensslCertificateAuthority> ca;
-  std::unique_ptr<storage::SqliteStore> store;
+  std::unique_ptr<storage::Store> store;
   std::unique_ptr<registry::Registry> registry;
   AdminCredentials admin;
   std::unique_ptr<api::IotApi> iot_api;
@@ -93,7 +94,16 @@ Result<std::unique_ptr<Server>> Server::start(const Config& config, boost::asio:
 
   FK_ASSIGN_OR_RETURN(p.ca, crypto::OpensslCertificateAuthority::load_or_create(
                                 p.config.ca_dir(), p.config.ca, SystemClock::instance()));
-  FK_ASSIGN_OR_RETURN(p.store, storage::SqliteStore::open(p.config.registry_path()));
+  if (p.config.storage_backend == "postgres") {
+    storage::PostgresOptions po;
+    po.url = p.config.storage_url;
+    po.schema = p.config.storage_schema;
+    auto pg = storage::PostgresStore::open(po);
+    if (!pg.is_ok()) return Status(pg.status().code(), "storage.url: " + pg.status().message());
+    p.store = std::move(pg).value();
+  } else {
+    FK_ASSIGN_OR_RETURN(p.store, storage::SqliteStore::open(p.config.registry_path()));
+  }
   registry::RegistryConfig rc;
   rc.arns = p.config.aws;
   p.registry = std::make_unique<registry::Registry>(*p.store, *p.ca, SystemClock::instance(), rc);
@@ -102,7 +112,11 @@ Result<std::unique_ptr<Server>> Server::start(const Config& config, boost::asio:
   e.credentials_path = p.config.data_dir + "/credentials";
   e.aws_config_path = p.config.data_dir + "/aws-config";
   e.root_ca_path = p.ca->paths().root_cert;
-  e.registry_path = absolute(p.config.registry_path());
+  e.registry_path =
+      p.config.storage_backend == "postgres"
+          ? "postgres" + (p.config.storage_schema.empty() ? std::string()
+                                                          : " schema " + p.config.storage_schema)
+          : absolute(p.config.registry_path());
   FK_ASSIGN_OR_RETURN(p.admin, load_or_create_admin_credentials(
                                    e.credentials_path, e.aws_config_path, p.config.aws.region));
 

@@ -1,19 +1,34 @@
-// One storage contract, the same assertions on every backend (memory, SQLite).
+// One storage contract, the same assertions on every backend (memory, SQLite, PostgreSQL).
+// PostgreSQL: the server scripts/postgres.sh started (CTest fixture `postgres`), whose URL is in
+// the file FK_POSTGRES_URL_FILE names; each test gets a schema of its own.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <thread>
 
 #include "storage/group_committer.h"
 #include "storage/memory/memory_store.h"
+#include "storage/postgres/postgres_store.h"
 #include "storage/sqlite/sqlite_store.h"
 
 namespace fk::storage {
 namespace {
+
+// The URL of the test server (empty when none was started).
+std::string postgres_url() {
+  const char* file = std::getenv("FK_POSTGRES_URL_FILE");
+  if (file == nullptr) return {};
+  std::ifstream in(file);
+  std::string url;
+  std::getline(in, url);
+  return url;
+}
 
 struct Backend {
   std::string name;
@@ -35,6 +50,9 @@ class StoreContract : public ::testing::TestWithParam<Backend> {
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_);
     store_ = GetParam().open(dir_);
+    if (!store_ && GetParam().name == "postgres" && postgres_url().empty())
+      GTEST_FAIL() << "no PostgreSQL: FK_POSTGRES_URL_FILE names no file with a URL (ctest starts "
+                      "one with scripts/postgres.sh)";
     ASSERT_TRUE(store_);
   }
   void TearDown() override {
@@ -472,6 +490,18 @@ INSTANTIATE_TEST_SUITE_P(
                       Backend{"sqlite",
                               [](const std::string& dir) -> std::unique_ptr<Store> {
                                 auto s = SqliteStore::open(dir + "/registry.db");
+                                EXPECT_TRUE(s.is_ok()) << s.status().to_string();
+                                return s.is_ok() ? std::move(s).value() : nullptr;
+                              }},
+                      Backend{"postgres",
+                              [](const std::string& dir) -> std::unique_ptr<Store> {
+                                const std::string url = postgres_url();
+                                if (url.empty()) return nullptr;
+                                // A fresh schema per test (the folder name is unique).
+                                PostgresOptions o;
+                                o.url = url;
+                                o.schema = std::filesystem::path(dir).filename().string();
+                                auto s = PostgresStore::open(o);
                                 EXPECT_TRUE(s.is_ok()) << s.status().to_string();
                                 return s.is_ok() ? std::move(s).value() : nullptr;
                               }}),

@@ -61,6 +61,17 @@ class Fleetkeyd:
         self.out_path = os.path.join(os.path.dirname(data_dir), "fleetkeyd.out")
         self.log = open(self.log_path, "w")
         self.out = open(self.out_path, "w")
+        # FK_TEST_STORAGE=postgres runs a test's fleetkeyd on the PostgreSQL the CTest fixture
+        # started (a schema of its own), for tests that pass no --config of their own.
+        if os.environ.get("FK_TEST_STORAGE") == "postgres" and "--config" not in extra:
+            with open(os.environ["FK_POSTGRES_URL_FILE"]) as f:
+                url = f.read().strip()
+            cfg = os.path.join(os.path.dirname(data_dir), "postgres.toml")
+            schema = "t_%d_%d" % (os.getpid(), int(time.time() * 1000) % 10**9)
+            with open(cfg, "w") as f:
+                f.write('[storage]\nbackend = "postgres"\nurl = "%s"\nschema = "%s"\n'
+                        % (url, schema))
+            extra = ("--config", cfg) + tuple(extra)
         self.proc = subprocess.Popen(
             [FLEETKEYD, "--data-dir", data_dir, "--mqtt-port", str(mqtt_port),
              "--api-port", str(api_port),

@@ -285,8 +285,9 @@ class Defect3MemoryBudgets(unittest.TestCase):
             print("\nslow reader: %d x 100 KB QoS 1 published; server RSS grew %.1f MB; "
                   "dropped_qos1 %d" % (sent, grown_mb, m["broker.dropped_qos1"] - dropped_before))
             # Budget: 1 MiB queue + 2 MiB write backlog (+ 2 MiB until the close) per session,
-            # plus allocator slack; before the fix it grew by the whole ~120 MB.
-            self.assertLess(grown_mb, 40)
+            # plus allocator slack; before the fix it grew by the whole ~120 MB. (ASan builds
+            # keep freed memory in quarantine: CMake gives them a bound of their own.)
+            self.assertLess(grown_mb, int(os.environ.get("HOSTILE_RSS_GROWTH_MB", "40")))
             self.assertGreater(m["broker.dropped_qos1"] - dropped_before, 0)
         finally:
             pub.stop()
