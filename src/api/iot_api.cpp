@@ -186,8 +186,13 @@ struct IotApi::Impl {
     const std::string request_id = crypto::random_uuid();
     if (req.target == "/health" && req.method == "GET") {
       Status st = ctx.registry.read([](Txn& t) { return t.store().get_setting("-").status(); });
-      if (!st.is_ok()) return {503, "application/json", {}, R"({"status":"unavailable"})"};
-      return {200, "application/json", {}, R"({"status":"ok"})"};
+      json out = json::object();
+      if (ctx.config.health)
+        for (const auto& [k, v] : ctx.config.health()) out[k] = v;
+      out["database"] = st.is_ok() ? "reachable" : "unreachable";
+      const bool ok = st.is_ok() && out.value("eventFeed", "none") != "disconnected";
+      out["status"] = ok ? "ok" : "unavailable";
+      return {ok ? 200 : 503, "application/json", {}, out.dump()};
     }
     auto secret_of = [this](const std::string& key) -> std::optional<std::string> {
       auto it = ctx.config.credentials.find(key);

@@ -29,6 +29,10 @@ struct ApiConfig {
   std::string issuing_ca_pem;
   // Counters for GET /fleetkey/metrics (provisioning outcomes, broker figures).
   std::function<std::map<std::string, std::uint64_t>()> metrics;
+  // GET /health (no signature): what the node says of itself besides the registry check
+  // ("node", "backend", "eventFeed": "connected" | "disconnected" | "none"); a node whose
+  // event feed is disconnected answers 503, as does one that cannot read the registry.
+  std::function<std::map<std::string, std::string>()> health;
 };
 
 class IotApi {

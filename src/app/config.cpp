@@ -257,7 +257,9 @@ Status parse_config(std::string_view text, const std::string& source, Config& co
   if (auto n = root.get("storage")) {
     const toml::table* t = n->as_table();
     if (t == nullptr) return bad("storage", "must be a table");
-    FK_RETURN_IF_ERROR(only_known(*t, "storage.", {"path", "backend", "url", "schema"}));
+    FK_RETURN_IF_ERROR(only_known(*t, "storage.", {"path", "backend", "url", "schema", "node_id"}));
+    if (auto k = t->get("node_id"))
+      FK_RETURN_IF_ERROR(get_string(*k, "storage.node_id", config.node_id));
     if (auto k = t->get("path"))
       FK_RETURN_IF_ERROR(get_string(*k, "storage.path", config.storage_path));
     if (auto k = t->get("backend")) {

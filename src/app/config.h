@@ -81,6 +81,9 @@ struct Config {
   std::string storage_backend = "sqlite";
   std::string storage_url;
   std::string storage_schema;
+  // [storage] node_id: this node's name among those sharing a PostgreSQL registry ("" = a
+  // random one per start).
+  std::string node_id;
 
   std::string registry_path() const {
     return storage_path.empty() ? data_dir + "/registry.db" : storage_path;

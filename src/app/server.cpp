@@ -14,6 +14,7 @@
 #include "base/strings.h"
 #include "broker/broker.h"
 #include "crypto/openssl/openssl_certificate_authority.h"
+#include "crypto/x509.h"
 #include "net/http_server.h"
 #include "net/io_pool.h"
 #include "net/tls/tls_listener.h"
@@ -28,6 +29,8 @@ struct Server::Parts {
   Endpoints endpoints;
   std::unique_ptr<crypto::OpensslCertificateAuthority> ca;
   std::unique_ptr<storage::Store> store;
+  std::unique_ptr<storage::EventFeed> event_feed;  // the other nodes' changes (postgres)
+  std::string node_id;
   std::unique_ptr<registry::Registry> registry;
   AdminCredentials admin;
   std::unique_ptr<api::IotApi> iot_api;
@@ -94,10 +97,12 @@ Result<std::unique_ptr<Server>> Server::start(const Config& config, boost::asio:
 
   FK_ASSIGN_OR_RETURN(p.ca, crypto::OpensslCertificateAuthority::load_or_create(
                                 p.config.ca_dir(), p.config.ca, SystemClock::instance()));
+  p.node_id = p.config.node_id.empty() ? "node-" + crypto::random_hex(6) : p.config.node_id;
   if (p.config.storage_backend == "postgres") {
     storage::PostgresOptions po;
     po.url = p.config.storage_url;
     po.schema = p.config.storage_schema;
+    po.node_id = p.node_id;
     auto pg = storage::PostgresStore::open(po);
     if (!pg.is_ok()) return Status(pg.status().code(), "storage.url: " + pg.status().message());
     p.store = std::move(pg).value();
@@ -107,6 +112,19 @@ Result<std::unique_ptr<Server>> Server::start(const Config& config, boost::asio:
   registry::RegistryConfig rc;
   rc.arns = p.config.aws;
   p.registry = std::make_unique<registry::Registry>(*p.store, *p.ca, SystemClock::instance(), rc);
+  if (p.config.storage_backend == "postgres") {
+    // Changes other nodes commit reach this node's listeners (broker, authorizer) as its own.
+    storage::PostgresOptions po;
+    po.url = p.config.storage_url;
+    po.schema = p.config.storage_schema;
+    po.node_id = p.node_id;
+    p.event_feed = std::make_unique<storage::PostgresEventFeed>(po);
+    registry::Registry* reg = p.registry.get();
+    if (Status st = p.event_feed->start(
+            [reg](const std::vector<std::string>& payloads) { reg->publish_remote(payloads); });
+        !st.is_ok())
+      return Status(st.code(), "storage.url (event feed): " + st.message());
+  }
 
   Endpoints& e = p.endpoints;
   e.credentials_path = p.config.data_dir + "/credentials";
@@ -256,6 +274,13 @@ Result<std::unique_ptr<Server>> Server::start(const Config& config, boost::asio:
   api_config.root_ca_pem = p.ca->root_certificate().pem;
   api_config.issuing_ca_pem = p.ca->issuing_certificate().pem;
   provisioning::FleetProvisioning* fps = p.provisioning.get();
+  storage::EventFeed* feed = p.event_feed.get();
+  api_config.health = [parts = &p, feed] {
+    std::map<std::string, std::string> h = {{"node", parts->node_id},
+                                            {"backend", parts->config.storage_backend}};
+    h["eventFeed"] = feed == nullptr ? "none" : feed->connected() ? "connected" : "disconnected";
+    return h;
+  };
   api_config.metrics = [fps, b] {
     auto out = fps->counters();
     std::map<std::string, std::uint64_t> m;
@@ -317,6 +342,7 @@ void Server::stop() {
   // shutdown() waits for every I/O thread: only when they run (start-up may fail before).
   if (parts_->broker && parts_->io_pool && parts_->io_pool->started()) parts_->broker->shutdown();
   if (parts_->io_pool) parts_->io_pool->stop();
+  if (parts_->event_feed) parts_->event_feed->stop();
   if (parts_->registry && parts_->listener_id != 0) {
     parts_->registry->remove_listener(parts_->listener_id);
     parts_->listener_id = 0;

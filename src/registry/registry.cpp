@@ -1,6 +1,7 @@
 #include "registry/registry.h"
 
 #include <algorithm>
+#include <nlohmann/json.hpp>
 
 #include "base/log.h"
 #include "base/strings.h"
@@ -700,7 +701,11 @@ Status Registry::write(const std::function<Status(Txn&)>& change) {
   Status st = committer_.run([&](storage::Transaction& t) {
     Txn txn(t, config_, clock_);
     Status s = change(txn);
-    if (s.is_ok()) events = txn.events();
+    if (s.is_ok()) {
+      events = txn.events();
+      // For the other nodes sharing the store, in the same transaction (an outbox).
+      if (!events.empty()) s = t.append_outbox(encode_events(events));
+    }
     return s;
   });
   if (st.is_ok() && !events.empty()) publish(events);
@@ -725,6 +730,42 @@ int Registry::add_listener(RegistryListener listener) {
 void Registry::remove_listener(int id) {
   std::lock_guard<std::mutex> lock(listeners_mu_);
   listeners_.erase(id);
+}
+
+std::string encode_events(const std::vector<RegistryEvent>& events) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& e : events)
+    out.push_back({{"k", static_cast<int>(e.kind)},
+                   {"s", e.subject},
+                   {"d", e.detail},
+                   {"st", storage::to_string(e.status)}});
+  return out.dump();
+}
+
+std::vector<RegistryEvent> decode_events(std::string_view payload) {
+  std::vector<RegistryEvent> out;
+  auto j = nlohmann::json::parse(payload, nullptr, false);
+  if (!j.is_array()) return out;
+  for (const auto& e : j) {
+    if (!e.is_object() || !e.contains("k") || !e["k"].is_number_integer()) continue;
+    const int k = e["k"].get<int>();
+    if (k < 0 || k > static_cast<int>(RegistryEvent::Kind::kCaCertificateChanged)) continue;
+    RegistryEvent ev;
+    ev.kind = static_cast<RegistryEvent::Kind>(k);
+    ev.subject = e.value("s", "");
+    ev.detail = e.value("d", "");
+    auto st = storage::parse_certificate_status(e.value("st", ""));
+    if (st.is_ok()) ev.status = *st;
+    out.push_back(std::move(ev));
+  }
+  return out;
+}
+
+void Registry::publish_remote(const std::vector<std::string>& payloads) {
+  for (const auto& p : payloads) {
+    auto events = decode_events(p);
+    if (!events.empty()) publish(events);
+  }
 }
 
 void Registry::publish(const std::vector<RegistryEvent>& events) {

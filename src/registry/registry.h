@@ -69,6 +69,9 @@ struct RegistryEvent {
   CertificateStatus status = CertificateStatus::kInactive;
 };
 using RegistryListener = std::function<void(const std::vector<RegistryEvent>&)>;
+// The outbox form of a change's events (JSON), and back (unknown entries are skipped).
+std::string encode_events(const std::vector<RegistryEvent>& events);
+std::vector<RegistryEvent> decode_events(std::string_view payload);
 
 struct CreateThingRequest {
   std::string name;
@@ -230,6 +233,9 @@ class Registry {
   // Listeners hear each committed change's events, in commit order per writing thread.
   int add_listener(RegistryListener listener);
   void remove_listener(int id);
+  // Events another node committed (its outbox entries, from a storage::EventFeed): the
+  // listeners hear them as if this node had made the change.
+  void publish_remote(const std::vector<std::string>& payloads);
 
   // Signs a certificate for the CSR (off the writer thread), then records it.
   Result<CertificateRecord> create_certificate_from_csr(std::string_view csr_pem,

@@ -14,6 +14,7 @@
 // missing record is not an error. Lists are ordered by key (names, ids) unless stated.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -109,6 +110,11 @@ class Transaction {
   virtual List<std::pair<std::string, std::string>> list_settings(std::string_view prefix,
                                                                   const Page& page) = 0;
 
+  // Records a committed change's events for the other nodes sharing this store, in this
+  // transaction (an outbox: the events exist exactly when the change does). Stores that no
+  // other node shares (memory, SQLite) keep nothing.
+  virtual Status append_outbox(std::string_view /*payload*/) { return Status::ok(); }
+
   // Nested savepoints inside a write transaction: a failed sub-change is undone alone.
   virtual Status savepoint() = 0;
   virtual Status release_savepoint() = 0;
@@ -123,6 +129,20 @@ class Store {
   virtual ~Store() = default;
   virtual Result<std::unique_ptr<Transaction>> begin_write() = 0;
   virtual Result<std::unique_ptr<Transaction>> begin_read() = 0;
+};
+
+// The other nodes' outbox entries, as they commit (storage/postgres: LISTEN/NOTIFY as the
+// doorbell, the outbox table as the truth, read again after a reconnect so that nothing is
+// missed). Thread-safety: start()/stop() from one thread; the callback runs on the feed's own
+// thread, in commit order.
+class EventFeed {
+ public:
+  using OnPayloads = std::function<void(const std::vector<std::string>& payloads)>;
+  virtual ~EventFeed() = default;
+  virtual Status start(OnPayloads on_payloads) = 0;
+  virtual void stop() = 0;
+  // Whether the feed is connected now, and since when (steady clock) it has not been, if not.
+  virtual bool connected() const = 0;
 };
 
 }  // namespace fk::storage

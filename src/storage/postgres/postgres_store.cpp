@@ -1,7 +1,9 @@
 #include "storage/postgres/postgres_store.h"
 
 #include <libpq-fe.h>
+#include <poll.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
 
@@ -180,6 +182,17 @@ class PostgresConnection {
   }
 
   bool broken() const { return PQstatus(c_) != CONNECTION_OK; }
+  int socket() const { return PQsocket(c_); }
+  // Reads what the server sent; true if a notification came (all are consumed).
+  bool take_notifications() {
+    if (PQconsumeInput(c_) == 0) return false;
+    bool any = false;
+    while (PGnotify* n = PQnotifies(c_)) {
+      any = true;
+      PQfreemem(n);
+    }
+    return any;
+  }
   // Idle in a clean state (no transaction left open).
   bool idle() const { return PQtransactionStatus(c_) == PQTRANS_IDLE; }
 
@@ -641,6 +654,15 @@ class PostgresTransaction final : public Transaction {
         });
   }
 
+  Status append_outbox(std::string_view payload) override {
+    FK_RETURN_IF_ERROR(
+        write("INSERT INTO outbox (node, payload, created_at) VALUES (?, ?, "
+              "extract(epoch from now())::bigint)",
+              store_.options().node_id, payload));
+    // Delivered at COMMIT, and only if it commits: the other nodes' doorbell.
+    return write("SELECT pg_notify(?, '')", store_.channel());
+  }
+
   Status savepoint() override {
     FK_RETURN_IF_ERROR(writable());
     ++depth_;
@@ -726,6 +748,10 @@ class PostgresTransaction final : public Transaction {
 PostgresStore::PostgresStore(PostgresOptions options) : options_(std::move(options)) {}
 
 PostgresStore::~PostgresStore() = default;
+
+std::string PostgresStore::channel() const {
+  return ("fk_events_" + options_.schema).substr(0, 63);
+}
 
 int PostgresStore::schema_version() {
   return static_cast<int>(postgres_schema::kMigrations.size());
@@ -816,6 +842,109 @@ Status PostgresStore::ping() {
   Status st = conn->exec("SELECT 1");
   release(std::move(conn));
   return st;
+}
+
+struct PostgresEventFeed::State {
+  PostgresOptions options;
+  int poll_interval_ms;
+  std::string channel;
+  OnPayloads on_payloads;
+  std::atomic<bool> stopping{false};
+  std::atomic<bool> connected{false};
+  std::thread thread;
+  std::int64_t last_id = 0;
+
+  Status connect(std::unique_ptr<PostgresConnection>& conn) {
+    FK_ASSIGN_OR_RETURN(conn, PostgresConnection::open(options));
+    return conn->exec("LISTEN " + quote_identifier(channel));
+  }
+
+  // Delivers the rows after last_id written by other nodes, in id (commit) order.
+  Status read_new(PostgresConnection& conn) {
+    for (;;) {
+      FK_ASSIGN_OR_RETURN(auto rows,
+                          conn.query("SELECT id, node, payload FROM outbox WHERE id > ?::bigint "
+                                     "ORDER BY id LIMIT 1000",
+                                     {std::to_string(last_id)}));
+      std::vector<std::string> payloads;
+      for (int i = 0; i < rows.size(); ++i) {
+        last_id = rows.int64(i, 0);
+        if (rows.text(i, 1) != options.node_id) payloads.push_back(rows.text(i, 2));
+      }
+      if (!payloads.empty()) on_payloads(payloads);
+      if (rows.size() < 1000) return Status::ok();
+    }
+  }
+
+  void run(std::unique_ptr<PostgresConnection> conn) {
+    auto last_prune = std::chrono::steady_clock::now();
+    while (!stopping) {
+      if (!conn || conn->broken()) {
+        connected = false;
+        conn.reset();
+        if (!connect(conn).is_ok()) {
+          conn.reset();
+          for (int i = 0; i < 10 && !stopping; ++i)
+            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+          continue;
+        }
+        log::info("storage.event_feed_reconnected", {{"after_id", std::to_string(last_id)}});
+      }
+      // What was committed while we were away (or since the last poll), then wait.
+      if (!read_new(*conn).is_ok()) continue;
+      connected = true;
+      if (std::chrono::steady_clock::now() - last_prune > std::chrono::minutes(1)) {
+        last_prune = std::chrono::steady_clock::now();
+        (void)conn->exec(
+            "DELETE FROM outbox WHERE created_at < extract(epoch from now())::bigint - 3600");
+      }
+      pollfd p{conn->socket(), POLLIN, 0};
+      // Short waits, so that stop() is quick; a notification ends the wait at once.
+      const int slices = std::max(1, poll_interval_ms / 100);
+      for (int i = 0; i < slices && !stopping; ++i) {
+        if (::poll(&p, 1, 100) > 0) {
+          conn->take_notifications();
+          break;
+        }
+      }
+    }
+    connected = false;
+  }
+};
+
+PostgresEventFeed::PostgresEventFeed(PostgresOptions options, int poll_interval_ms)
+    : state_(std::make_shared<State>()) {
+  state_->options = std::move(options);
+  state_->poll_interval_ms = poll_interval_ms;
+  state_->channel = ("fk_events_" + state_->options.schema).substr(0, 63);
+}
+
+PostgresEventFeed::~PostgresEventFeed() {
+  stop();
+}
+
+Status PostgresEventFeed::start(OnPayloads on_payloads) {
+  state_->on_payloads = std::move(on_payloads);
+  std::unique_ptr<PostgresConnection> conn;
+  FK_RETURN_IF_ERROR(state_->connect(conn));
+  // From now on: what committed before this node started is in the registry it reads.
+  FK_ASSIGN_OR_RETURN(auto rows, conn->query("SELECT coalesce(max(id), 0) FROM outbox", {}));
+  state_->last_id = rows.int64(0, 0);
+  state_->connected = true;
+  auto state = state_;
+  state_->thread = std::thread([state, c = conn.release()]() mutable {
+    state->run(std::unique_ptr<PostgresConnection>(c));
+  });
+  return Status::ok();
+}
+
+void PostgresEventFeed::stop() {
+  state_->stopping = true;
+  if (state_->thread.joinable()) state_->thread.join();
+}
+
+bool PostgresEventFeed::connected() const {
+  return state_->connected;
 }
 
 }  // namespace fk::storage

@@ -17,9 +17,11 @@
 // Thread-safety: as storage::Store.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "storage/store.h"
@@ -34,6 +36,8 @@ struct PostgresOptions {
   std::string schema;
   int connect_timeout_seconds = 5;
   std::size_t max_idle_connections = 8;
+  // This node's id in the outbox (its own events are not fed back to it).
+  std::string node_id = "node";
 };
 
 class PostgresConnection;
@@ -42,6 +46,10 @@ class PostgresStore final : public Store {
  public:
   static Result<std::unique_ptr<PostgresStore>> open(PostgresOptions options);
   ~PostgresStore() override;
+
+  const PostgresOptions& options() const { return options_; }
+  // The NOTIFY channel of this schema's outbox.
+  std::string channel() const;
 
   Result<std::unique_ptr<Transaction>> begin_write() override;
   Result<std::unique_ptr<Transaction>> begin_read() override;
@@ -63,6 +71,23 @@ class PostgresStore final : public Store {
   std::mutex writer_mutex_;  // one writer per process; the advisory lock serialises nodes
   std::mutex pool_mutex_;
   std::vector<std::unique_ptr<PostgresConnection>> idle_;
+};
+
+// The other nodes' outbox entries (see storage::EventFeed): its own connection LISTENs on the
+// schema's channel; a notification, or a poll every poll_interval_ms, reads the rows after the
+// last one seen. After a lost connection it reconnects every second and reads on from the last
+// row it delivered, so nothing committed meanwhile is missed (while the rows are kept: an hour).
+class PostgresEventFeed final : public EventFeed {
+ public:
+  explicit PostgresEventFeed(PostgresOptions options, int poll_interval_ms = 1000);
+  ~PostgresEventFeed() override;
+  Status start(OnPayloads on_payloads) override;
+  void stop() override;
+  bool connected() const override;
+
+ private:
+  struct State;
+  std::shared_ptr<State> state_;
 };
 
 }  // namespace fk::storage

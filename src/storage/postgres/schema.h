@@ -9,7 +9,7 @@
 
 namespace fk::storage::postgres_schema {
 
-inline constexpr std::array<const char*, 1> kMigrations = {
+inline constexpr std::array<const char*, 2> kMigrations = {
     // 1: the registry
     R"sql(
 CREATE TABLE things (
@@ -91,6 +91,13 @@ CREATE TABLE template_versions (
 );
 
 CREATE TABLE settings (key TEXT COLLATE "C" PRIMARY KEY, value TEXT NOT NULL);
+)sql",
+    // 2: the outbox of registry events, read by the other nodes (ids in commit order: one
+    // writer at a time); rows older than an hour are pruned
+    R"sql(
+CREATE TABLE outbox (
+  id BIGSERIAL PRIMARY KEY, node TEXT NOT NULL, payload TEXT NOT NULL, created_at BIGINT NOT NULL
+);
 )sql",
 };
 
