@@ -12,8 +12,8 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   # real tools used by tests and benchmarks
   openssl sqlite3 curl mosquitto mosquitto-clients python3-paho-mqtt python3-cbor2 python3-cryptography
-  # servers the tests start on loopback themselves (scripts/postgres.sh)
-  postgresql-15
+  # servers the tests start on loopback themselves (scripts/postgres.sh, scripts/cluster.sh)
+  postgresql-15 haproxy
 )
 
 missing=()
@@ -36,4 +36,5 @@ $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 if command -v systemctl >/dev/null 2>&1; then
   $SUDO systemctl disable --now mosquitto >/dev/null 2>&1 || true
   $SUDO systemctl disable --now postgresql >/dev/null 2>&1 || true
+  $SUDO systemctl disable --now haproxy >/dev/null 2>&1 || true
 fi
