@@ -109,14 +109,15 @@ EOF
       done
     } >"$dir/haproxy.cfg"
     haproxy -f "$dir/haproxy.cfg" -D -p "$dir/haproxy.pid"
-    python3 - "$dir" "$nodes" "$lb_port" "$url" <<'EOF'
+    python3 - "$dir" "$nodes" "$lb_port" "$url" "$pgdir" <<'EOF'
 import json, sys
-d, n, port, url = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+d, n, port, url, pgdir = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
 nodes = []
 for i in range(1, n + 1):
     e = "%s/node-%d/data/endpoints.json" % (d, i)
     nodes.append({"id": "node-%d" % i, "pid": json.load(open(e))["pid"], "endpoints": e})
-out = {"mqtt": {"host": "127.0.0.1", "port": port}, "postgres": url, "nodes": nodes}
+out = {"mqtt": {"host": "127.0.0.1", "port": port}, "postgres": url, "postgres_dir": pgdir,
+       "nodes": nodes}
 open(d + "/cluster.json", "w").write(json.dumps(out, indent=2) + "\n")
 print("cluster.sh: %d nodes up; MQTT through haproxy on 127.0.0.1:%d" % (n, port))
 for x in nodes:
