@@ -147,6 +147,19 @@ void add_fleetkey_routes(RouteTable& t, ApiContext& ctx) {
       auto m = ctx.config.metrics();
       out["connections"] = m["broker.connections"];
     }
+    if (ctx.config.nodes) {
+      json nodes = json::array();
+      std::uint64_t total = 0;
+      for (const auto& n : ctx.config.nodes()) {
+        json j = json::object();
+        for (const auto& [k, v] : n) j[k] = v;
+        total +=
+            std::strtoull(n.count("connections") ? n.at("connections").c_str() : "0", nullptr, 10);
+        nodes.push_back(j);
+      }
+      out["nodes"] = nodes;
+      out["clusterConnections"] = total;
+    }
     return out;
   });
   // Certificates whose notAfter is before now + withinSeconds, with their things, oldest first

@@ -33,6 +33,9 @@ struct ApiConfig {
   // ("node", "backend", "eventFeed": "connected" | "disconnected" | "none"); a node whose
   // event feed is disconnected answers 503, as does one that cannot read the registry.
   std::function<std::map<std::string, std::string>()> health;
+  // The cluster's nodes for /fleetkey/status (each: "node", "api", "mqttPort", "connections",
+  // "seenSecondsAgo"); unset: this node only.
+  std::function<std::vector<std::map<std::string, std::string>>()> nodes;
 };
 
 class IotApi {

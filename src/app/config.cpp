@@ -257,7 +257,15 @@ Status parse_config(std::string_view text, const std::string& source, Config& co
   if (auto n = root.get("storage")) {
     const toml::table* t = n->as_table();
     if (t == nullptr) return bad("storage", "must be a table");
-    FK_RETURN_IF_ERROR(only_known(*t, "storage.", {"path", "backend", "url", "schema", "node_id"}));
+    FK_RETURN_IF_ERROR(
+        only_known(*t, "storage.",
+                   {"path", "backend", "url", "schema", "node_id", "fail_closed_after_seconds"}));
+    if (auto k = t->get("fail_closed_after_seconds")) {
+      auto v = k->value<std::int64_t>();
+      if (!k->is_integer() || *v < 1 || *v > 86400)
+        return bad("storage.fail_closed_after_seconds", "must be an integer from 1 to 86400");
+      config.fail_closed_after_seconds = static_cast<int>(*v);
+    }
     if (auto k = t->get("node_id"))
       FK_RETURN_IF_ERROR(get_string(*k, "storage.node_id", config.node_id));
     if (auto k = t->get("path"))

@@ -84,6 +84,10 @@ struct Config {
   // [storage] node_id: this node's name among those sharing a PostgreSQL registry ("" = a
   // random one per start).
   std::string node_id;
+  // postgres: after this long without the registry's event feed (the database unreachable),
+  // new connects are refused (fail closed: the node would decide from facts it can no longer
+  // check, e.g. miss a revocation); live sessions continue.
+  int fail_closed_after_seconds = 30;
 
   std::string registry_path() const {
     return storage_path.empty() ? data_dir + "/registry.db" : storage_path;

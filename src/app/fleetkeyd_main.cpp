@@ -48,7 +48,8 @@ void install_log_sink(const std::string& level) {
 }
 
 // Exit codes (docs/configuration.md): 0 clean stop; 1 the data folder or CA cannot be used;
-// 2 bad configuration; 3 a port cannot be bound; 4 another fleetkeyd uses the data folder.
+// 2 bad configuration (also a node_id another running node has); 3 a port cannot be bound;
+// 4 another fleetkeyd uses the data folder.
 constexpr int kExitSetup = 1;
 constexpr int kExitConfig = 2;
 constexpr int kExitPort = 3;
@@ -157,7 +158,9 @@ int main(int argc, char** argv) {
     const bool port = st.code() == fk::ErrorCode::kUnavailable &&
                       st.message().find("cannot listen") != std::string::npos;
     const bool config_error =
-        st.code() == fk::ErrorCode::kInvalidRequest && st.message().rfind("api.bind", 0) == 0;
+        (st.code() == fk::ErrorCode::kInvalidRequest && st.message().rfind("api.bind", 0) == 0) ||
+        (st.code() == fk::ErrorCode::kAlreadyExists &&
+         st.message().rfind("storage.node_id", 0) == 0);
     return fail_start(port ? kExitPort : config_error ? kExitConfig : kExitSetup, st.message());
   }
   const fk::app::Endpoints& e = (*server)->endpoints();

@@ -251,6 +251,14 @@ broker::ConnectDecision PolicyAuthorizer::decide(const broker::ClientIdentity& c
 
 void PolicyAuthorizer::authorize_connect(const broker::ClientIdentity& client,
                                          std::function<void(broker::ConnectDecision)> done) {
+  if (gate_) {
+    if (auto why = gate_()) {
+      broker::ConnectDecision refused;
+      refused.decision = broker::AuthDecision::deny(*why);
+      done(std::move(refused));
+      return;
+    }
+  }
   {
     // The common reconnect: facts cached, answer on the caller's thread (no registry read).
     std::uint64_t generation = 0;

@@ -48,6 +48,13 @@ class PolicyAuthorizer : public broker::Authorizer {
   // worker, and by tests).
   broker::ConnectDecision decide(const broker::ClientIdentity& client);
 
+  // A gate on new connects, asked before any decision (cached or read): a reason to refuse
+  // them all (e.g. the node has lost the shared registry and would decide from stale facts),
+  // or nothing. Set once, before connections arrive.
+  void set_connect_gate(std::function<std::optional<std::string>()> gate) {
+    gate_ = std::move(gate);
+  }
+
   // What fleetkeyd's registry listener calls after each commit.
   void on_registry_events(const std::vector<registry::RegistryEvent>& events);
 
@@ -60,6 +67,7 @@ class PolicyAuthorizer : public broker::Authorizer {
   class ConnectionPermissions;  // one per connection (defined in the .cpp)
 
  private:
+  std::function<std::optional<std::string>()> gate_;
   struct Facts;
   using FactsPtr = std::shared_ptr<const Facts>;
   using Key = std::pair<std::string, std::string>;  // certificate id, client id

@@ -30,7 +30,19 @@ struct Server::Parts {
   std::unique_ptr<crypto::OpensslCertificateAuthority> ca;
   std::unique_ptr<storage::Store> store;
   std::unique_ptr<storage::EventFeed> event_feed;  // the other nodes' changes (postgres)
+  storage::PostgresStore* postgres = nullptr;      // = store, when the backend is postgres
   std::string node_id;
+  std::string instance;  // this start of the node (membership)
+  std::unique_ptr<boost::asio::steady_timer> heartbeat_timer;
+  // Why new connects are refused now (fail closed), or nothing.
+  std::optional<std::string> connect_gate() const {
+    if (!event_feed) return std::nullopt;
+    const auto lost = event_feed->disconnected_for();
+    if (lost < std::chrono::seconds(config.fail_closed_after_seconds)) return std::nullopt;
+    return "the shared registry has been unreachable for " +
+           std::to_string(std::chrono::duration_cast<std::chrono::seconds>(lost).count()) +
+           " s: new connects are refused until it is back (fail closed)";
+  }
   std::unique_ptr<registry::Registry> registry;
   AdminCredentials admin;
   std::unique_ptr<api::IotApi> iot_api;
@@ -105,6 +117,7 @@ Result<std::unique_ptr<Server>> Server::start(const Config& config, boost::asio:
     po.node_id = p.node_id;
     auto pg = storage::PostgresStore::open(po);
     if (!pg.is_ok()) return Status(pg.status().code(), "storage.url: " + pg.status().message());
+    p.postgres = pg->get();
     p.store = std::move(pg).value();
   } else {
     FK_ASSIGN_OR_RETURN(p.store, storage::SqliteStore::open(p.config.registry_path()));
@@ -164,6 +177,7 @@ Result<std::unique_ptr<Server>> Server::start(const Config& config, boost::asio:
                             : std::max(1u, std::thread::hardware_concurrency());
   p.io_pool = std::make_unique<net::IoPool>(threads);
   p.authorizer = std::make_unique<PolicyAuthorizer>(*p.registry, p.config.mqtt.enforce_policies);
+  if (p.event_feed) p.authorizer->set_connect_gate([parts = &p] { return parts->connect_gate(); });
   PolicyAuthorizer* authz = p.authorizer.get();
   broker::BrokerConfig broker_config;
   broker_config.max_publishes_per_second =
@@ -279,8 +293,26 @@ Result<std::unique_ptr<Server>> Server::start(const Config& config, boost::asio:
     std::map<std::string, std::string> h = {{"node", parts->node_id},
                                             {"backend", parts->config.storage_backend}};
     h["eventFeed"] = feed == nullptr ? "none" : feed->connected() ? "connected" : "disconnected";
+    auto gate = parts->connect_gate();
+    h["connects"] = gate ? "refused: " + *gate : "accepted";
     return h;
   };
+  if (p.postgres) {
+    api_config.nodes = [parts = &p] {
+      std::vector<std::map<std::string, std::string>> out;
+      auto nodes = parts->postgres->nodes(10);
+      if (!nodes.is_ok()) return out;
+      const auto now = SystemClock::instance().now();
+      for (const auto& n : *nodes)
+        out.push_back(
+            {{"node", n.node_id},
+             {"api", n.api_url},
+             {"mqttPort", std::to_string(n.mqtt_port)},
+             {"connections", std::to_string(n.connections)},
+             {"seenSecondsAgo", std::to_string(std::max<std::int64_t>(0, now - n.seen_at))}});
+      return out;
+    };
+  }
   api_config.metrics = [fps, b] {
     auto out = fps->counters();
     std::map<std::string, std::uint64_t> m;
@@ -317,6 +349,17 @@ Result<std::unique_ptr<Server>> Server::start(const Config& config, boost::asio:
   if (api_host.find(':') != std::string::npos) api_host = "[" + api_host + "]";
   e.api_url = std::string(p.config.api.tls ? "https://" : "http://") + api_host + ":" +
               std::to_string(e.api_port);
+  if (p.postgres) {
+    // Membership: this node's row, refreshed every 2 s with its connection count; a second
+    // running node with the same id is refused.
+    p.instance = crypto::random_hex(8);
+    storage::PostgresStore::Node self{p.node_id, p.instance, e.api_url,
+                                      static_cast<std::int64_t>(e.mqtt_port)};
+    if (Status st = p.postgres->join(self, 10); !st.is_ok())
+      return Status(st.code(), "storage.node_id: " + st.message());
+    p.heartbeat_timer = std::make_unique<boost::asio::steady_timer>(io);
+    server->schedule_heartbeat();
+  }
   return server;
 }
 
@@ -330,6 +373,17 @@ void Server::schedule_sweep() {
   });
 }
 
+void Server::schedule_heartbeat() {
+  Parts* p = parts_.get();
+  p->heartbeat_timer->expires_after(std::chrono::seconds(2));
+  p->heartbeat_timer->async_wait([this, p](const boost::system::error_code& ec) {
+    if (ec || p->stopped) return;
+    (void)p->postgres->heartbeat(p->node_id, p->instance,
+                                 static_cast<std::int64_t>(p->broker->stats().connections));
+    schedule_heartbeat();
+  });
+}
+
 void Server::stop() {
   if (!parts_ || parts_->stopped) return;  // once: the destructor calls it again
   parts_->stopped = true;
@@ -338,6 +392,7 @@ void Server::stop() {
   if (parts_->mqtt) parts_->mqtt->stop();
   if (parts_->mqtt_alpn) parts_->mqtt_alpn->stop();
   if (parts_->sweep_timer) parts_->sweep_timer->cancel();
+  if (parts_->heartbeat_timer) parts_->heartbeat_timer->cancel();
   if (parts_->provisioning_topics) parts_->provisioning_topics->stop();
   // shutdown() waits for every I/O thread: only when they run (start-up may fail before).
   if (parts_->broker && parts_->io_pool && parts_->io_pool->started()) parts_->broker->shutdown();

@@ -52,6 +52,7 @@ class Server {
  private:
   Server();
   void schedule_sweep();
+  void schedule_heartbeat();
   struct Parts;
   std::unique_ptr<Parts> parts_;
 };

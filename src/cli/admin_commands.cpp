@@ -415,6 +415,14 @@ void add_status(CLI::App& app, Globals& g) {
               {"connections", str(*x, "connections")}};
           for (const auto& [k, v] : (*x)["certificates"].items())
             rows.push_back({"certificates " + k, v.dump()});
+          if (x->contains("nodes")) {
+            rows.push_back({"cluster connections", str(*x, "clusterConnections")});
+            for (const auto& n : (*x)["nodes"])
+              rows.push_back({"node " + str(n, "node"),
+                              str(n, "api") + ", MQTT port " + str(n, "mqttPort") + ", " +
+                                  str(n, "connections") + " connections, seen " +
+                                  str(n, "seenSecondsAgo") + " s ago"});
+          }
           print(g.format(), out, {"FLEETKEYD", ""}, rows);
           return static_cast<int>(kExitOk);
         });

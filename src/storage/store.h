@@ -14,6 +14,7 @@
 // missing record is not an error. Lists are ordered by key (names, ids) unless stated.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -141,8 +142,9 @@ class EventFeed {
   virtual ~EventFeed() = default;
   virtual Status start(OnPayloads on_payloads) = 0;
   virtual void stop() = 0;
-  // Whether the feed is connected now, and since when (steady clock) it has not been, if not.
+  // Whether the feed is connected now; if not, for how long it has not been.
   virtual bool connected() const = 0;
+  virtual std::chrono::milliseconds disconnected_for() const = 0;
 };
 
 }  // namespace fk::storage

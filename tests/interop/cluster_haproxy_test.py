@@ -62,7 +62,9 @@ def setUpModule():
     DIR = tempfile.mkdtemp(prefix="fk_haproxy_")
     env = dict(os.environ)
     # Lock-down limits lifted: the storm and the races send many requests from one claim.
-    env["EXTRA_TOML"] = ("[provisioning]\nmax_requests_per_second = 0\n"
+    # (EXTRA_TOML goes at the end of each node's [storage] table, then opens [provisioning].)
+    env["EXTRA_TOML"] = ("fail_closed_after_seconds = 3\n"
+                         "[provisioning]\nmax_requests_per_second = 0\n"
                          "max_requests_per_client_per_second = 0\n")
     r = subprocess.run([os.path.join(REPO, "scripts", "cluster.sh"), "up", DIR], env=env,
                        capture_output=True, text=True, timeout=180)
@@ -190,6 +192,39 @@ class Test1ThroughHaproxy(unittest.TestCase):
             print("\n%s: revoked through node 2 (aws CLI %.0f ms) -> closed on node 3 %.0f ms "
                   "after the CLI started" % (fmt, (t_ok - t0) * 1000, (closed[0] - t0) * 1000))
             self.assertLess(closed[0] - t_ok, 1.0)
+
+
+class Test1Membership(unittest.TestCase):
+    def test_status_lists_the_nodes_and_their_connections(self):
+        fleetkey = os.environ.get("FLEETKEY", os.path.join(os.path.dirname(
+            os.environ.get("FLEETKEYD", "build/bin/fleetkeyd")), "fleetkey"))
+        c = Claim("member-check", NODES[2].mqtt_port)
+        time.sleep(2.5)  # a heartbeat
+        n1 = NODES[0]
+        env = dict(os.environ, AWS_SHARED_CREDENTIALS_FILE=n1.e["credentials_file"],
+                   AWS_CONFIG_FILE=n1.e["aws_config_file"])
+        r = subprocess.run([fleetkey, "status", "--endpoint-url", n1.e["api"]["url"],
+                            "--output", "json"], env=env, capture_output=True, text=True,
+                           timeout=60)
+        c.stop()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        status = json.loads(r.stdout)
+        nodes = {n["node"]: n for n in status["nodes"]}
+        self.assertEqual(sorted(nodes), ["node-1", "node-2", "node-3"])
+        self.assertGreaterEqual(int(nodes["node-3"]["connections"]), 1)
+        self.assertEqual(nodes["node-2"]["api"], NODES[1].e["api"]["url"])
+
+    def test_a_second_node_with_a_running_node_s_id_is_refused(self):
+        cfg = os.path.join(DIR, "dup.toml")
+        with open(cfg, "w") as f:
+            f.write('[storage]\nbackend = "postgres"\nurl = "%s"\nnode_id = "node-1"\n'
+                    % CLUSTER["postgres"])
+        r = subprocess.run([os.environ.get("FLEETKEYD", "build/bin/fleetkeyd"), "--config", cfg,
+                            "--data-dir", os.path.join(DIR, "dup"), "--mqtt-port", "0",
+                            "--alpn-port", "0", "--api-port", "0", "--quiet"],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("node id node-1 is in use by another running node", r.stderr)
 
 
 class Test2Races(unittest.TestCase):
@@ -405,6 +440,82 @@ class Test4PostgresRestartDuringAStorm(unittest.TestCase):
               "all present; %d requests failed and were not acknowledged; nodes recovered"
               % (len(acknowledged), failed[0]))
         self.assertGreater(len(acknowledged), 5)
+
+
+class Test5FailClosed(unittest.TestCase):
+    def test_without_the_registry_new_connects_are_refused_live_ones_continue(self):
+        node = NODES[0]
+        made = node.aws("create-keys-and-certificate", "--set-as-active")
+        node.aws("create-policy", "--policy-name", "fc", "--policy-document", json.dumps(
+            {"Version": "2012-10-17", "Statement": [
+                {"Effect": "Allow", "Action": "iot:*", "Resource": "*"}]}))
+        node.aws("attach-policy", "--policy-name", "fc", "--target", made["certificateArn"])
+        cert = write(os.path.join(DIR, "fc.pem"), made["certificatePem"])
+        key = write(os.path.join(DIR, "fc.key"), made["keyPair"]["PrivateKey"])
+
+        def connect(cid):
+            rc = []
+            c = mqtt.Client(client_id=cid, protocol=mqtt.MQTTv311)
+            ctx = ssl.create_default_context(cafile=node.root_ca)
+            ctx.load_cert_chain(cert, key)
+            c.tls_set_context(ctx)
+            c.on_connect = lambda cl, u, f, r: rc.append(r)
+            c.connect("127.0.0.1", node.mqtt_port, 60)
+            c.loop_start()
+            deadline = time.time() + 10
+            while not rc and time.time() < deadline:
+                time.sleep(0.02)
+            return c, (rc[0] if rc else None)
+
+        live, rc = connect("fc-live")
+        self.assertEqual(rc, 0)
+        port = CLUSTER["postgres"].rsplit(":", 1)[1].split("/")[0]
+        pg = os.path.join(REPO, "scripts", "postgres.sh")
+        subprocess.run([pg, "stop", CLUSTER["postgres_dir"]], check=True, timeout=60)
+        try:
+            time.sleep(4.5)  # past fail_closed_after_seconds = 3
+            late, rc = connect("fc-late")
+            late.loop_stop()
+            self.assertNotEqual(rc, 0, "a new connect was accepted without the registry")
+            status, h = http_health(node)
+            self.assertEqual(status, 503)
+            self.assertTrue(h["connects"].startswith("refused"), h)
+            self.assertEqual(h["eventFeed"], "disconnected")
+            # The live session goes on (QoS 0 round trip on its own topic).
+            got = []
+            live.on_message = lambda c, u, m: got.append(m.payload)
+            live.subscribe("fc/live", 0)
+            time.sleep(0.3)
+            live.publish("fc/live", b"still here", qos=0)
+            deadline = time.time() + 5
+            while not got and time.time() < deadline:
+                time.sleep(0.05)
+            self.assertEqual(got, [b"still here"])
+        finally:
+            subprocess.run([pg, "start", CLUSTER["postgres_dir"], port], check=True, timeout=60)
+        deadline = time.time() + 15
+        rc = None
+        while time.time() < deadline:
+            again, rc = connect("fc-again")
+            again.loop_stop()
+            if rc == 0:
+                break
+            time.sleep(0.5)
+        self.assertEqual(rc, 0, "connects stay refused after the registry came back")
+        self.assertEqual(http_health(node)[0], 200)
+        live.loop_stop()
+        print("\nregistry down: new connects refused after 3 s (health 503), the live session "
+              "went on; back: accepted again")
+
+
+def http_health(node):
+    import http.client
+    import urllib.parse
+    u = urllib.parse.urlparse(node.e["api"]["url"])
+    c = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
+    c.request("GET", "/health")
+    r = c.getresponse()
+    return r.status, json.loads(r.read())
 
 
 if __name__ == "__main__":

@@ -837,6 +837,53 @@ Result<std::unique_ptr<Transaction>> PostgresStore::begin_read() {
   return begin(/*write=*/false);
 }
 
+Status PostgresStore::join(const Node& n, int stale_seconds) {
+  FK_ASSIGN_OR_RETURN(auto conn, acquire());
+  // One statement: the row is ours if it is new, already ours, or stale.
+  auto rows = conn->query(
+      "INSERT INTO nodes VALUES (?, ?, ?, ?::bigint, 0, extract(epoch from now())::bigint, "
+      "extract(epoch from now())::bigint) ON CONFLICT (node_id) DO UPDATE SET "
+      "instance = EXCLUDED.instance, api_url = EXCLUDED.api_url, mqtt_port = EXCLUDED.mqtt_port, "
+      "connections = 0, started_at = EXCLUDED.started_at, seen_at = EXCLUDED.seen_at "
+      "WHERE nodes.instance = EXCLUDED.instance OR "
+      "nodes.seen_at < extract(epoch from now())::bigint - ?::bigint RETURNING node_id",
+      {n.node_id, n.instance, n.api_url, std::to_string(n.mqtt_port),
+       std::to_string(stale_seconds)});
+  release(std::move(conn));
+  if (!rows.is_ok()) return rows.status();
+  if (rows->size() == 0)
+    return already_exists("node id " + n.node_id +
+                          " is in use by another running node (seen within the last " +
+                          std::to_string(stale_seconds) + " s): give each node its own node_id");
+  return Status::ok();
+}
+
+Status PostgresStore::heartbeat(const std::string& node_id, const std::string& instance,
+                                std::int64_t connections) {
+  FK_ASSIGN_OR_RETURN(auto conn, acquire());
+  auto rows = conn->query(
+      "UPDATE nodes SET connections = ?::bigint, seen_at = extract(epoch from now())::bigint "
+      "WHERE node_id = ? AND instance = ?",
+      {std::to_string(connections), node_id, instance});
+  release(std::move(conn));
+  return rows.status();
+}
+
+Result<std::vector<PostgresStore::Node>> PostgresStore::nodes(int within_seconds) {
+  FK_ASSIGN_OR_RETURN(auto conn, acquire());
+  auto rows = conn->query(
+      "SELECT node_id, instance, api_url, mqtt_port, connections, started_at, seen_at FROM nodes "
+      "WHERE seen_at >= extract(epoch from now())::bigint - ?::bigint ORDER BY node_id",
+      {std::to_string(within_seconds)});
+  release(std::move(conn));
+  if (!rows.is_ok()) return rows.status();
+  std::vector<Node> out;
+  for (int i = 0; i < rows->size(); ++i)
+    out.push_back({rows->text(i, 0), rows->text(i, 1), rows->text(i, 2), rows->int64(i, 3),
+                   rows->int64(i, 4), rows->int64(i, 5), rows->int64(i, 6)});
+  return out;
+}
+
 Status PostgresStore::ping() {
   FK_ASSIGN_OR_RETURN(auto conn, acquire());
   Status st = conn->exec("SELECT 1");
@@ -851,7 +898,22 @@ struct PostgresEventFeed::State {
   OnPayloads on_payloads;
   std::atomic<bool> stopping{false};
   std::atomic<bool> connected{false};
+  std::atomic<std::int64_t> lost_at_ms{0};  // steady clock; 0 = connected
   std::thread thread;
+
+  static std::int64_t now_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+  }
+  void set_connected(bool up) {
+    connected = up;
+    if (up) {
+      lost_at_ms = 0;
+    } else if (lost_at_ms == 0) {
+      lost_at_ms = now_ms();
+    }
+  }
   std::int64_t last_id = 0;
 
   Status connect(std::unique_ptr<PostgresConnection>& conn) {
@@ -880,7 +942,7 @@ struct PostgresEventFeed::State {
     auto last_prune = std::chrono::steady_clock::now();
     while (!stopping) {
       if (!conn || conn->broken()) {
-        connected = false;
+        set_connected(false);
         conn.reset();
         if (!connect(conn).is_ok()) {
           conn.reset();
@@ -892,7 +954,7 @@ struct PostgresEventFeed::State {
       }
       // What was committed while we were away (or since the last poll), then wait.
       if (!read_new(*conn).is_ok()) continue;
-      connected = true;
+      set_connected(true);
       if (std::chrono::steady_clock::now() - last_prune > std::chrono::minutes(1)) {
         last_prune = std::chrono::steady_clock::now();
         (void)conn->exec(
@@ -945,6 +1007,11 @@ void PostgresEventFeed::stop() {
 
 bool PostgresEventFeed::connected() const {
   return state_->connected;
+}
+
+std::chrono::milliseconds PostgresEventFeed::disconnected_for() const {
+  const std::int64_t lost = state_->lost_at_ms;
+  return std::chrono::milliseconds(lost == 0 ? 0 : State::now_ms() - lost);
 }
 
 }  // namespace fk::storage

@@ -59,6 +59,19 @@ class PostgresStore final : public Store {
   // Whether the server answers now (a trivial query on a pooled connection).
   Status ping();
 
+  // Cluster membership (outside the registry's write transactions: no writer lock taken).
+  struct Node {
+    std::string node_id, instance, api_url;
+    std::int64_t mqtt_port = 0, connections = 0, started_at = 0, seen_at = 0;
+  };
+  // Claims `node.node_id` for this process (`node.instance` unique per start); refused when
+  // another instance refreshed that id within `stale_seconds`.
+  Status join(const Node& node, int stale_seconds);
+  Status heartbeat(const std::string& node_id, const std::string& instance,
+                   std::int64_t connections);
+  // The nodes seen within `within_seconds`, by id.
+  Result<std::vector<Node>> nodes(int within_seconds);
+
   // Internal: a connection back to the pool (dropped when broken).
   void release(std::unique_ptr<PostgresConnection> conn);
 
@@ -84,6 +97,7 @@ class PostgresEventFeed final : public EventFeed {
   Status start(OnPayloads on_payloads) override;
   void stop() override;
   bool connected() const override;
+  std::chrono::milliseconds disconnected_for() const override;
 
  private:
   struct State;

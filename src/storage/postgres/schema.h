@@ -9,7 +9,7 @@
 
 namespace fk::storage::postgres_schema {
 
-inline constexpr std::array<const char*, 2> kMigrations = {
+inline constexpr std::array<const char*, 3> kMigrations = {
     // 1: the registry
     R"sql(
 CREATE TABLE things (
@@ -97,6 +97,14 @@ CREATE TABLE settings (key TEXT COLLATE "C" PRIMARY KEY, value TEXT NOT NULL);
     R"sql(
 CREATE TABLE outbox (
   id BIGSERIAL PRIMARY KEY, node TEXT NOT NULL, payload TEXT NOT NULL, created_at BIGINT NOT NULL
+);
+)sql",
+    // 3: the nodes sharing the registry, each refreshing its row every few seconds
+    R"sql(
+CREATE TABLE nodes (
+  node_id TEXT COLLATE "C" PRIMARY KEY, instance TEXT NOT NULL, api_url TEXT NOT NULL,
+  mqtt_port BIGINT NOT NULL, connections BIGINT NOT NULL, started_at BIGINT NOT NULL,
+  seen_at BIGINT NOT NULL
 );
 )sql",
 };
