@@ -1,12 +1,14 @@
-// Registry transactions per second on SQLite with durability on (WAL, synchronous=FULL: every
-// commit is fsynced). One transaction = what provisioning a device writes: thing + certificate
-// + policy attachment + thing principal.
+// Registry transactions per second with durability on: SQLite (WAL, synchronous=FULL: every
+// commit is fsynced) and, when FK_BENCH_POSTGRES_URL names a server, PostgreSQL (synchronous
+// commit; the cluster-wide writer lock taken per transaction). One transaction = what
+// provisioning a device writes: thing + certificate + policy attachment + thing principal.
 //   Sequential: one caller, each write waits for its own commit (one fsync per change).
 //   Concurrent: N callers at once; the group committer puts many changes in one commit.
 #include <benchmark/benchmark.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <filesystem>
 #include <thread>
 
@@ -14,6 +16,7 @@
 #include "crypto/openssl/openssl_certificate_authority.h"
 #include "crypto/x509.h"
 #include "registry/registry.h"
+#include "storage/postgres/postgres_store.h"
 #include "storage/sqlite/sqlite_store.h"
 
 namespace {
@@ -23,11 +26,11 @@ using namespace fk;  // NOLINT(google-build-using-namespace)
 struct Fixture {
   std::string dir;
   std::unique_ptr<crypto::OpensslCertificateAuthority> ca;
-  std::unique_ptr<storage::SqliteStore> store;
+  std::unique_ptr<storage::Store> store;
   std::unique_ptr<registry::Registry> registry;
   std::atomic<long> next{0};
 
-  Fixture() {
+  explicit Fixture(bool postgres = false) {
     log::set_min_level(log::Level::kError);
     dir = (std::filesystem::temp_directory_path() /
            ("fk_registry_bench_" + std::to_string(::getpid())))
@@ -37,7 +40,15 @@ struct Fixture {
     ca = std::move(crypto::OpensslCertificateAuthority::load_or_create(dir + "/ca", {},
                                                                        SystemClock::instance())
                        .value());
-    store = std::move(storage::SqliteStore::open(dir + "/registry.db").value());
+    if (postgres) {
+      static int n = 0;
+      storage::PostgresOptions o;
+      o.url = std::getenv("FK_BENCH_POSTGRES_URL");
+      o.schema = "bench_" + std::to_string(::getpid()) + "_" + std::to_string(++n);
+      store = std::move(storage::PostgresStore::open(o).value());
+    } else {
+      store = std::move(storage::SqliteStore::open(dir + "/registry.db").value());
+    }
     registry = std::make_unique<registry::Registry>(*store, *ca, SystemClock::instance());
     (void)registry->write([](registry::Txn& t) {
       return t
@@ -71,8 +82,17 @@ struct Fixture {
   }
 };
 
-void BM_RegistryTxn_Sequential(benchmark::State& state) {
-  Fixture f;
+bool with_postgres(benchmark::State& state, bool postgres) {
+  if (postgres && std::getenv("FK_BENCH_POSTGRES_URL") == nullptr) {
+    state.SkipWithError("FK_BENCH_POSTGRES_URL is not set");
+    return false;
+  }
+  return true;
+}
+
+void BM_RegistryTxn_Sequential(benchmark::State& state, bool postgres) {
+  if (!with_postgres(state, postgres)) return;
+  Fixture f(postgres);
   std::uint64_t commits_before = f.registry->commits();
   for (auto _ : state) {
     Status st = f.provision_one();
@@ -85,8 +105,9 @@ void BM_RegistryTxn_Sequential(benchmark::State& state) {
 }
 
 // `range(0)` callers in parallel, each doing writes back to back.
-void BM_RegistryTxn_Concurrent(benchmark::State& state) {
-  Fixture f;
+void BM_RegistryTxn_Concurrent(benchmark::State& state, bool postgres) {
+  if (!with_postgres(state, postgres)) return;
+  Fixture f(postgres);
   const int callers = static_cast<int>(state.range(0));
   const int per_caller = 200;
   std::int64_t total = 0;
@@ -106,8 +127,20 @@ void BM_RegistryTxn_Concurrent(benchmark::State& state) {
   state.SetItemsProcessed(total);
 }
 
-BENCHMARK(BM_RegistryTxn_Sequential)->UseRealTime()->MinTime(3.0);
-BENCHMARK(BM_RegistryTxn_Concurrent)->Arg(8)->Arg(64)->Arg(256)->UseRealTime()->Iterations(1);
+BENCHMARK_CAPTURE(BM_RegistryTxn_Sequential, sqlite, false)->UseRealTime()->MinTime(3.0);
+BENCHMARK_CAPTURE(BM_RegistryTxn_Concurrent, sqlite, false)
+    ->Arg(8)
+    ->Arg(64)
+    ->Arg(256)
+    ->UseRealTime()
+    ->Iterations(1);
+BENCHMARK_CAPTURE(BM_RegistryTxn_Sequential, postgres, true)->UseRealTime()->MinTime(3.0);
+BENCHMARK_CAPTURE(BM_RegistryTxn_Concurrent, postgres, true)
+    ->Arg(8)
+    ->Arg(64)
+    ->Arg(256)
+    ->UseRealTime()
+    ->Iterations(1);
 
 }  // namespace
 

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "base/log.h"
@@ -161,8 +162,24 @@ class PostgresConnection {
     return out;
   }
 
+  // Each distinct statement is prepared once per connection (parse and plan once: a
+  // provisioning transaction runs a dozen statements, and planning them again every time cost
+  // more than executing them).
   Result<PgRows> query(std::string_view sql_with_marks, const std::vector<std::string>& params) {
-    const std::string sql = numbered(sql_with_marks);
+    auto it = prepared_.find(sql_with_marks);
+    if (it == prepared_.end()) {
+      const std::string name = "s" + std::to_string(prepared_.size() + 1);
+      const std::string sql = numbered(sql_with_marks);
+      PGresult* r =
+          PQprepare(c_, name.c_str(), sql.c_str(), static_cast<int>(params.size()), nullptr);
+      if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        Status e = pg_error(c_, r, "prepare");
+        PQclear(r);
+        return e;
+      }
+      PQclear(r);
+      it = prepared_.emplace(std::string(sql_with_marks), name).first;
+    }
     std::vector<const char*> values;
     std::vector<int> lengths;
     values.reserve(params.size());
@@ -170,8 +187,8 @@ class PostgresConnection {
       values.push_back(p.c_str());
       lengths.push_back(static_cast<int>(p.size()));
     }
-    PGresult* r = PQexecParams(c_, sql.c_str(), static_cast<int>(params.size()), nullptr,
-                               values.data(), lengths.data(), nullptr, 0);
+    PGresult* r = PQexecPrepared(c_, it->second.c_str(), static_cast<int>(params.size()),
+                                 values.data(), lengths.data(), nullptr, 0);
     const auto st = PQresultStatus(r);
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
       Status e = pg_error(c_, r, "query");
@@ -199,6 +216,7 @@ class PostgresConnection {
  private:
   explicit PostgresConnection(PGconn* c) : c_(c) {}
   PGconn* c_;
+  std::map<std::string, std::string, std::less<>> prepared_;  // SQL -> statement name
 };
 
 namespace {
