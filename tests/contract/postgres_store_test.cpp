@@ -12,17 +12,12 @@
 #include <fstream>
 #include <thread>
 
+#include "support/postgres_url.h"
+
 namespace fk::storage {
 namespace {
 
-std::string postgres_url() {
-  const char* file = std::getenv("FK_POSTGRES_URL_FILE");
-  if (file == nullptr) return {};
-  std::ifstream in(file);
-  std::string url;
-  std::getline(in, url);
-  return url;
-}
+using test::postgres_url;
 
 PostgresOptions options(const std::string& schema) {
   PostgresOptions o;

@@ -16,19 +16,12 @@
 #include "storage/memory/memory_store.h"
 #include "storage/postgres/postgres_store.h"
 #include "storage/sqlite/sqlite_store.h"
+#include "support/postgres_url.h"
 
 namespace fk::storage {
 namespace {
 
-// The URL of the test server (empty when none was started).
-std::string postgres_url() {
-  const char* file = std::getenv("FK_POSTGRES_URL_FILE");
-  if (file == nullptr) return {};
-  std::ifstream in(file);
-  std::string url;
-  std::getline(in, url);
-  return url;
-}
+using test::postgres_url;
 
 struct Backend {
   std::string name;

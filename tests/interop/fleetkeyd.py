@@ -18,9 +18,10 @@ import sys, urllib.request, urllib.error
 import botocore.session
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
-url, method, body = sys.argv[1], sys.argv[2], sys.argv[3]
+url, method = sys.argv[1], sys.argv[2]
+body = sys.stdin.buffer.read()
 s = botocore.session.get_session()
-req = AWSRequest(method=method, url=url, data=body.encode() if body else None,
+req = AWSRequest(method=method, url=url, data=body if body else None,
                  headers={"Content-Type": "application/json"} if body else {})
 SigV4Auth(s.get_credentials(), "iot", s.get_config_variable("region") or "us-east-1").add_auth(req)
 r = urllib.request.Request(url, data=req.body, method=method, headers=dict(req.headers))
@@ -30,6 +31,22 @@ try:
 except urllib.error.HTTPError as e:
     print(e.code); print(e.read().decode())
 """
+
+
+def signed_call(endpoints, method, path, body_text=None):
+    """A SigV4-signed call to a fleetkeyd API (botocore, in the python3 on PATH, which has it)
+    with the admin credentials of its endpoints.json; the body is sent as given (any bytes a
+    test needs, however deep). Returns (HTTP status, response text)."""
+    env = dict(os.environ, AWS_SHARED_CREDENTIALS_FILE=endpoints["credentials_file"],
+               AWS_CONFIG_FILE=endpoints["aws_config_file"])
+    env.pop("AWS_PROFILE", None)
+    r = subprocess.run(["python3", "-c", _SIGNED_CALL, endpoints["api"]["url"] + path, method],
+                       input=(body_text or "").encode(), env=env, capture_output=True,
+                       timeout=60)
+    if r.returncode != 0:
+        raise AssertionError("signed call failed: " + r.stderr.decode())
+    status, text = r.stdout.decode().split("\n", 1)
+    return int(status), text
 
 
 # A policy that allows every MQTT action: for tests of the broker itself, not of policies.
@@ -130,16 +147,9 @@ class Fleetkeyd:
         """A SigV4-signed call to one of fleetkeyd's own routes (/fleetkey/...), signed by
         botocore (in the python3 on PATH, which has it) with the admin credentials.
         Returns (status, parsed JSON body)."""
-        env = dict(os.environ, AWS_SHARED_CREDENTIALS_FILE=self.endpoints["credentials_file"],
-                   AWS_CONFIG_FILE=self.endpoints["aws_config_file"])
-        env.pop("AWS_PROFILE", None)
-        r = subprocess.run(["python3", "-c", _SIGNED_CALL, self.api_url + path, method,
-                            json.dumps(body) if body is not None else ""],
-                           env=env, capture_output=True, text=True, timeout=60)
-        if r.returncode != 0:
-            raise AssertionError("signed call failed: " + r.stderr)
-        status, text = r.stdout.split("\n", 1)
-        return int(status), json.loads(text or "{}")
+        status, text = signed_call(self.endpoints, method, path,
+                                   json.dumps(body) if body is not None else None)
+        return status, json.loads(text or "{}")
 
     def create_policy(self, name, document):
         self.aws("create-policy", "--policy-name", name, "--policy-document",

@@ -18,29 +18,13 @@ import cbor2
 import paho.mqtt.client as mqtt
 
 sys.path.insert(0, os.path.dirname(__file__))
-from fleetkeyd import ALLOW_ALL, FLEETKEYD, Fleetkeyd  # noqa: E402
+from fleetkeyd import ALLOW_ALL, FLEETKEYD, Fleetkeyd, signed_call  # noqa: E402
 from fleet_provisioning_test import CLAIM_POLICY, DEVICE_POLICY, TEMPLATE, make_csr  # noqa: E402
 
 SERVER = None
 TMP = None
 
-_SIGNED_RAW = r"""
-import sys, urllib.request, urllib.error
-import botocore.session
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-url, method = sys.argv[1], sys.argv[2]
-body = sys.stdin.buffer.read()
-s = botocore.session.get_session()
-req = AWSRequest(method=method, url=url, data=body, headers={"Content-Type": "application/json"})
-SigV4Auth(s.get_credentials(), "iot", s.get_config_variable("region") or "us-east-1").add_auth(req)
-r = urllib.request.Request(url, data=req.body, method=method, headers=dict(req.headers))
-try:
-    with urllib.request.urlopen(r) as resp:
-        print(resp.status); print(resp.read().decode())
-except urllib.error.HTTPError as e:
-    print(e.code); print(e.read().decode())
-"""
+
 
 
 def setUpModule():
@@ -240,19 +224,10 @@ class Defect1NestedCbor(unittest.TestCase):
 
 
 class Defect2NestedApiBody(unittest.TestCase):
-    def signed_raw(self, method, path, body):
-        env = dict(os.environ, AWS_SHARED_CREDENTIALS_FILE=SERVER.endpoints["credentials_file"],
-                   AWS_CONFIG_FILE=SERVER.endpoints["aws_config_file"])
-        env.pop("AWS_PROFILE", None)
-        r = subprocess.run(["python3", "-c", _SIGNED_RAW, SERVER.api_url + path, method],
-                           input=body.encode(), env=env, capture_output=True, timeout=60)
-        self.assertEqual(r.returncode, 0, r.stderr)
-        status, text = r.stdout.decode().split("\n", 1)
-        return int(status), json.loads(text)
-
     def test_signed_create_thing_with_100000_nested_arrays_gets_400(self):
         body = '{"attributePayload":{"attributes":' + "[" * 100000 + "]" * 100000 + "}}"
-        status, reply = self.signed_raw("POST", "/things/nested-thing", body)
+        status, text = signed_call(SERVER.endpoints, "POST", "/things/nested-thing", body)
+        reply = json.loads(text)
         self.assertEqual(status, 400, reply)
         self.assertIn("nested deeper than 32 levels", reply.get("message", ""))
         alive()

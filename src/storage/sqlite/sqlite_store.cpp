@@ -3,10 +3,10 @@
 #include <sqlite3.h>
 
 #include <cstdlib>
-#include <nlohmann/json.hpp>
 #include <unordered_map>
 
 #include "base/log.h"
+#include "storage/sql_rows.h"
 #include "storage/sqlite/schema.h"
 
 namespace fk::storage {
@@ -20,34 +20,6 @@ Status sqlite_error(sqlite3* db, int rc, std::string_view what) {
   if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED) return {ErrorCode::kUnavailable, msg};
   if (primary == SQLITE_FULL) return internal_error(msg + " (disk full)");
   return internal_error(msg);
-}
-
-std::string attributes_to_json(const Attributes& a) {
-  return nlohmann::json(a).dump();
-}
-
-Attributes attributes_from_json(std::string_view text) {
-  auto j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-  Attributes out;
-  if (!j.is_object()) return out;
-  for (auto& [k, v] : j.items()) {
-    if (v.is_string()) out[k] = v.get<std::string>();
-  }
-  return out;
-}
-
-std::string strings_to_json(const std::vector<std::string>& v) {
-  return nlohmann::json(v).dump();
-}
-
-std::vector<std::string> strings_from_json(std::string_view text) {
-  auto j = nlohmann::json::parse(text, nullptr, false);
-  std::vector<std::string> out;
-  if (!j.is_array()) return out;
-  for (auto& v : j) {
-    if (v.is_string()) out.push_back(v.get<std::string>());
-  }
-  return out;
 }
 
 }  // namespace
@@ -165,108 +137,7 @@ class SqliteConnection {
 
 namespace {
 
-// Column lists and row decoders, one per record type.
-constexpr const char* kThingCols = "name, thing_id, type_name, attributes, version, created_at";
-ThingRecord thing_row(const Stmt& s) {
-  return {s.text(0), s.text(1), s.text(2), attributes_from_json(s.text(3)), s.int64(4), s.int64(5)};
-}
-
-constexpr const char* kTypeCols =
-    "name, thing_type_id, description, searchable_attributes, deprecated, deprecated_at, "
-    "created_at";
-ThingTypeRecord type_row(const Stmt& s) {
-  return {s.text(0),       s.text(1),  s.text(2), strings_from_json(s.text(3)),
-          s.int64(4) != 0, s.int64(5), s.int64(6)};
-}
-
-constexpr const char* kGroupCols =
-    "name, group_id, parent_name, description, attributes, version, created_at";
-ThingGroupRecord group_row(const Stmt& s) {
-  return {s.text(0),  s.text(1), s.text(2), s.text(3), attributes_from_json(s.text(4)),
-          s.int64(5), s.int64(6)};
-}
-
-constexpr const char* kCertCols =
-    "certificate_id, pem, status, ca_certificate_id, certificate_mode, subject, issuer, "
-    "serial_hex, not_before, not_after, created_at, updated_at, customer_version, generation_id";
-CertificateRecord cert_row(const Stmt& s) {
-  CertificateRecord c;
-  c.certificate_id = s.text(0);
-  c.pem = s.text(1);
-  auto st = parse_certificate_status(s.text(2));
-  c.status = st.is_ok() ? *st : CertificateStatus::kInactive;
-  c.ca_certificate_id = s.text(3);
-  c.certificate_mode = s.text(4);
-  c.subject = s.text(5);
-  c.issuer = s.text(6);
-  c.serial_hex = s.text(7);
-  c.not_before = s.int64(8);
-  c.not_after = s.int64(9);
-  c.created_at = s.int64(10);
-  c.updated_at = s.int64(11);
-  c.customer_version = s.int64(12);
-  c.generation_id = s.text(13);
-  return c;
-}
-
-constexpr const char* kCaCols =
-    "certificate_id, pem, status, auto_registration, certificate_mode, subject, not_before, "
-    "not_after, created_at, updated_at, customer_version, generation_id, registration_config";
-CaCertificateRecord ca_row(const Stmt& s) {
-  CaCertificateRecord c;
-  c.certificate_id = s.text(0);
-  c.pem = s.text(1);
-  auto st = parse_certificate_status(s.text(2));
-  c.status = st.is_ok() ? *st : CertificateStatus::kInactive;
-  c.auto_registration = s.int64(3) != 0;
-  c.certificate_mode = s.text(4);
-  c.subject = s.text(5);
-  c.not_before = s.int64(6);
-  c.not_after = s.int64(7);
-  c.created_at = s.int64(8);
-  c.updated_at = s.int64(9);
-  c.customer_version = s.int64(10);
-  c.generation_id = s.text(11);
-  c.registration_config = s.text(12);
-  return c;
-}
-
-constexpr const char* kPolicyCols =
-    "name, default_version_id, next_version_id, created_at, updated_at, generation_id";
-PolicyRecord policy_row(const Stmt& s) {
-  return {s.text(0), s.int64(1), s.int64(2), s.int64(3), s.int64(4), s.text(5)};
-}
-
-PolicyVersionRecord policy_version_row(const Stmt& s) {
-  return {s.text(0), s.int64(1), s.text(2), s.int64(3)};
-}
-
-constexpr const char* kTemplateCols =
-    "name, template_id, description, type, enabled, provisioning_role_arn, "
-    "pre_provisioning_hook, default_version_id, next_version_id, created_at, updated_at";
-TemplateRecord template_row(const Stmt& s) {
-  TemplateRecord t;
-  t.name = s.text(0);
-  t.template_id = s.text(1);
-  t.description = s.text(2);
-  t.type = s.text(3);
-  t.enabled = s.int64(4) != 0;
-  t.provisioning_role_arn = s.text(5);
-  t.pre_provisioning_hook = s.text(6);
-  t.default_version_id = s.int64(7);
-  t.next_version_id = s.int64(8);
-  t.created_at = s.int64(9);
-  t.updated_at = s.int64(10);
-  return t;
-}
-
-TemplateVersionRecord template_version_row(const Stmt& s) {
-  return {s.text(0), s.int64(1), s.text(2), s.int64(3)};
-}
-
-std::string limit_clause(const Page& p) {
-  return p.limit == 0 ? std::string() : " LIMIT " + std::to_string(p.limit);
-}
+using namespace sql;  // NOLINT(google-build-using-namespace): the shared SQL rows
 
 }  // namespace
 
