@@ -290,7 +290,9 @@ Result<std::unique_ptr<Server>> Server::start(const Config& config, boost::asio:
   provisioning::FleetProvisioning* fps = p.provisioning.get();
   storage::EventFeed* feed = p.event_feed.get();
   api_config.health = [parts = &p, feed] {
+    // role: "single" (the registry is this process's own) or "cluster-node" (shared).
     std::map<std::string, std::string> h = {{"node", parts->node_id},
+                                            {"role", parts->postgres ? "cluster-node" : "single"},
                                             {"backend", parts->config.storage_backend}};
     h["eventFeed"] = feed == nullptr ? "none" : feed->connected() ? "connected" : "disconnected";
     auto gate = parts->connect_gate();

@@ -108,8 +108,10 @@ class TwoNodes(unittest.TestCase):
         for node, name in ((A, "node-a"), (B, "node-b")):
             status, h = health(node)
             self.assertEqual(status, 200, h)
-            self.assertEqual((h["node"], h["backend"], h["database"], h["eventFeed"]),
-                             (name, "postgres", "reachable", "connected"))
+            self.assertEqual((h["node"], h["role"], h["backend"], h["database"], h["eventFeed"],
+                              h["connects"]),
+                             (name, "cluster-node", "postgres", "reachable", "connected",
+                              "accepted"))
 
     def test_revocation_on_node_a_cuts_the_session_on_node_b_within_a_second(self):
         A.create_policy("open", OPEN_POLICY)

@@ -63,7 +63,10 @@ class FleetkeydStart(unittest.TestCase):
             # Health answers over real HTTP; unknown operations get AWS's error shape.
             status, _, body = http_get(e["api"]["port"], "/health")
             self.assertEqual(status, 200)
-            self.assertEqual(json.loads(body)["status"], "ok")
+            health = json.loads(body)
+            self.assertEqual((health["status"], health["role"], health["backend"],
+                              health["database"], health["eventFeed"], health["connects"]),
+                             ("ok", "single", "sqlite", "reachable", "none", "accepted"))
             # Unsigned requests get AWS's 403 shape.
             status, headers, body = http_get(e["api"]["port"], "/things")
             self.assertEqual(status, 403)
