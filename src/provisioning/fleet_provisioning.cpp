@@ -116,10 +116,11 @@ bool FleetProvisioning::take_token(std::map<std::string, Bucket>& buckets, const
     b.tokens = std::min(burst, b.tokens + elapsed * rate);
   }
   b.refreshed = now;
-  if (buckets.size() > 100'000) buckets.clear();  // bounded memory; limits restart
-  if (b.tokens < 1) return false;
-  b.tokens -= 1;
-  return true;
+  const bool allowed = b.tokens >= 1;
+  if (allowed) b.tokens -= 1;
+  // Bounded memory (client ids are the device's choice); limits restart. `b` is not used after.
+  if (buckets.size() > 100'000) buckets.clear();
+  return allowed;
 }
 
 namespace {

@@ -207,6 +207,34 @@ std::set<std::string> keys_of(const json& j) {
   return out;
 }
 
+// Client ids are the device's choice: a flood of new ones fills the per-connection rate table
+// until it is started again (at 100,000 entries). The bucket being decided on must not be read
+// after that (ASan caught a use after free here). Every first request of an id is admitted.
+TEST(ProvisioningRateLimits, ANewClientIdFloodRestartsTheTableSafely) {
+  ManualClock clock(1795000000);
+  auto dir = std::filesystem::temp_directory_path() / ("fk_fprate_" + std::to_string(::getpid()));
+  auto ca = crypto::OpensslCertificateAuthority::load_or_create(dir.string(), {}, clock);
+  ASSERT_TRUE(ca.is_ok());
+  storage::MemoryStore store;
+  registry::Registry reg(store, **ca, clock);
+  FleetProvisioningConfig config;
+  config.max_requests_per_second = 0;  // the per-connection budget alone
+  auto fp = FleetProvisioning::create(reg, clock, config);
+  ASSERT_TRUE(fp.is_ok());
+  auto topic = parse_request_topic("$aws/certificates/create-from-csr/json");
+  ASSERT_TRUE(topic.has_value());
+  int refused = 0;
+  for (int i = 0; i < 100'010; ++i)
+    refused += (*fp)->admit(*topic, {"claim", "client-" + std::to_string(i)}).has_value();
+  EXPECT_EQ(refused, 0);
+  // The budget itself still holds: a burst of twice the rate, then Throttled.
+  for (int i = 0; i < 10; ++i) EXPECT_FALSE((*fp)->admit(*topic, {"claim", "one"}).has_value());
+  auto over = (*fp)->admit(*topic, {"claim", "one"});
+  ASSERT_TRUE(over.has_value());
+  EXPECT_NE(over->payload.find("Throttled"), std::string::npos) << over->payload;
+  std::filesystem::remove_all(dir);
+}
+
 TEST(ProvisioningVectors, HandlersAnswerEveryCapturedRequestInTheShapesTheSdkAccepted) {
   ManualClock clock(1795000000);
   auto dir = std::filesystem::temp_directory_path() / ("fk_fpvec_" + std::to_string(::getpid()));
