@@ -110,11 +110,11 @@ Result<std::unique_ptr<Server>> Server::start(const Config& config, boost::asio:
   FK_ASSIGN_OR_RETURN(p.ca, crypto::OpensslCertificateAuthority::load_or_create(
                                 p.config.ca_dir(), p.config.ca, SystemClock::instance()));
   p.node_id = p.config.node_id.empty() ? "node-" + crypto::random_hex(6) : p.config.node_id;
+  storage::PostgresOptions po;
+  po.url = p.config.storage_url;
+  po.schema = p.config.storage_schema;
+  po.node_id = p.node_id;
   if (p.config.storage_backend == "postgres") {
-    storage::PostgresOptions po;
-    po.url = p.config.storage_url;
-    po.schema = p.config.storage_schema;
-    po.node_id = p.node_id;
     auto pg = storage::PostgresStore::open(po);
     if (!pg.is_ok()) return Status(pg.status().code(), "storage.url: " + pg.status().message());
     p.postgres = pg->get();
@@ -125,12 +125,8 @@ Result<std::unique_ptr<Server>> Server::start(const Config& config, boost::asio:
   registry::RegistryConfig rc;
   rc.arns = p.config.aws;
   p.registry = std::make_unique<registry::Registry>(*p.store, *p.ca, SystemClock::instance(), rc);
-  if (p.config.storage_backend == "postgres") {
+  if (p.postgres) {
     // Changes other nodes commit reach this node's listeners (broker, authorizer) as its own.
-    storage::PostgresOptions po;
-    po.url = p.config.storage_url;
-    po.schema = p.config.storage_schema;
-    po.node_id = p.node_id;
     p.event_feed = std::make_unique<storage::PostgresEventFeed>(po);
     registry::Registry* reg = p.registry.get();
     if (Status st = p.event_feed->start(
@@ -143,11 +139,10 @@ Result<std::unique_ptr<Server>> Server::start(const Config& config, boost::asio:
   e.credentials_path = p.config.data_dir + "/credentials";
   e.aws_config_path = p.config.data_dir + "/aws-config";
   e.root_ca_path = p.ca->paths().root_cert;
-  e.registry_path =
-      p.config.storage_backend == "postgres"
-          ? "postgres" + (p.config.storage_schema.empty() ? std::string()
-                                                          : " schema " + p.config.storage_schema)
-          : absolute(p.config.registry_path());
+  e.registry_path = p.postgres ? "postgres" + (p.config.storage_schema.empty()
+                                                   ? std::string()
+                                                   : " schema " + p.config.storage_schema)
+                               : absolute(p.config.registry_path());
   FK_ASSIGN_OR_RETURN(p.admin, load_or_create_admin_credentials(
                                    e.credentials_path, e.aws_config_path, p.config.aws.region));
 

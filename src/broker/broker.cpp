@@ -114,9 +114,9 @@ struct Broker::Impl : std::enable_shared_from_this<Broker::Impl> {
   // would pass the account's retained caps (count or bytes): the caller refuses the publish.
   bool retain(const MessagePtr& msg) {
     std::lock_guard<std::mutex> lock(retained_mu);
+    auto size_of = [](const Message& m) { return m.topic.size() + m.payload.size(); };
     auto it = retained.find(msg->topic);
-    const std::size_t old_size =
-        it == retained.end() ? 0 : it->second->topic.size() + it->second->payload.size();
+    const std::size_t old_size = it == retained.end() ? 0 : size_of(*it->second);
     if (msg->payload.empty()) {
       if (it != retained.end()) {
         retained_bytes -= old_size;
@@ -124,7 +124,7 @@ struct Broker::Impl : std::enable_shared_from_this<Broker::Impl> {
       }
       return true;
     }
-    const std::size_t size = msg->topic.size() + msg->payload.size();
+    const std::size_t size = size_of(*msg);
     const bool new_topic = it == retained.end();
     if ((new_topic && retained.size() >= config.max_retained_messages) ||
         retained_bytes - old_size + size > config.max_retained_bytes) {
@@ -270,14 +270,16 @@ class Session : public std::enable_shared_from_this<Session> {
   void enqueue(PendingDelivery d) {
     const std::size_t size = held_size(d);
     const auto& c = b_->config;
-    while (!state_.queue.empty() && (state_.queue.size() >= c.max_queued_messages ||
-                                     state_.held_bytes + size > c.max_queued_bytes)) {
+    auto full = [&] {
+      return state_.queue.size() >= c.max_queued_messages ||
+             state_.held_bytes + size > c.max_queued_bytes;
+    };
+    while (!state_.queue.empty() && full()) {
       state_.held_bytes -= held_size(state_.queue.front());
       state_.queue.pop_front();
       note_qos1_dropped();
     }
-    if (state_.queue.size() >= c.max_queued_messages ||
-        state_.held_bytes + size > c.max_queued_bytes) {
+    if (full()) {
       note_qos1_dropped();
       return;
     }

@@ -36,6 +36,11 @@ std::string numbered(std::string_view sql) {
   return out;
 }
 
+// The NOTIFY channel of a schema's outbox (identifiers are at most 63 bytes).
+std::string outbox_channel(const std::string& schema) {
+  return ("fk_events_" + schema).substr(0, 63);
+}
+
 std::string quote_identifier(const std::string& name) {
   std::string out = "\"";
   for (char c : name) {
@@ -549,7 +554,7 @@ class PostgresTransaction final : public Transaction {
               "extract(epoch from now())::bigint)",
               store_.options().node_id, payload));
     // Delivered at COMMIT, and only if it commits: the other nodes' doorbell.
-    return write("SELECT pg_notify(?, '')", store_.channel());
+    return write("SELECT pg_notify(?, '')", outbox_channel(store_.options().schema));
   }
 
   Status savepoint() override {
@@ -637,10 +642,6 @@ class PostgresTransaction final : public Transaction {
 PostgresStore::PostgresStore(PostgresOptions options) : options_(std::move(options)) {}
 
 PostgresStore::~PostgresStore() = default;
-
-std::string PostgresStore::channel() const {
-  return ("fk_events_" + options_.schema).substr(0, 63);
-}
 
 int PostgresStore::schema_version() {
   return static_cast<int>(postgres_schema::kMigrations.size());
@@ -867,7 +868,7 @@ PostgresEventFeed::PostgresEventFeed(PostgresOptions options, int poll_interval_
     : state_(std::make_shared<State>()) {
   state_->options = std::move(options);
   state_->poll_interval_ms = poll_interval_ms;
-  state_->channel = ("fk_events_" + state_->options.schema).substr(0, 63);
+  state_->channel = outbox_channel(state_->options.schema);
 }
 
 PostgresEventFeed::~PostgresEventFeed() {

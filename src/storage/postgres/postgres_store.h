@@ -48,8 +48,6 @@ class PostgresStore final : public Store {
   ~PostgresStore() override;
 
   const PostgresOptions& options() const { return options_; }
-  // The NOTIFY channel of this schema's outbox.
-  std::string channel() const;
 
   Result<std::unique_ptr<Transaction>> begin_write() override;
   Result<std::unique_ptr<Transaction>> begin_read() override;
