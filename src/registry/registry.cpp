@@ -704,7 +704,7 @@ Status Registry::write(const std::function<Status(Txn&)>& change) {
     if (s.is_ok()) {
       events = txn.events();
       // For the other nodes sharing the store, in the same transaction (an outbox).
-      if (!events.empty()) s = t.append_outbox(encode_events(events));
+      if (!events.empty() && store_.has_outbox()) s = t.append_outbox(encode_events(events));
     }
     return s;
   });

@@ -130,6 +130,9 @@ class Store {
   virtual ~Store() = default;
   virtual Result<std::unique_ptr<Transaction>> begin_write() = 0;
   virtual Result<std::unique_ptr<Transaction>> begin_read() = 0;
+  // Whether other nodes share this store (and read what Transaction::append_outbox records);
+  // when not, nobody needs a change's events encoded for them.
+  virtual bool has_outbox() const { return false; }
 };
 
 // The other nodes' outbox entries, as they commit (storage/postgres: LISTEN/NOTIFY as the

@@ -51,6 +51,7 @@ class PostgresStore final : public Store {
 
   Result<std::unique_ptr<Transaction>> begin_write() override;
   Result<std::unique_ptr<Transaction>> begin_read() override;
+  bool has_outbox() const override { return true; }
 
   // The schema version this build writes.
   static int schema_version();
