@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # A local fleetkey cluster in one command (docs/cluster.md), everything on loopback:
-#   scripts/cluster.sh up DIR [NODES]   PostgreSQL (/tmp/fk_cluster_pg_<hash of DIR>), NODES fleetkeyd nodes (default
-#                                       3; DIR/node-N) sharing its registry, and haproxy 2.6 in
-#                                       TCP mode in front of their MQTT ports; writes
-#                                       DIR/cluster.json and prints the endpoints
-#   scripts/cluster.sh down DIR         stops all of it (fleetkeyd nodes, haproxy, PostgreSQL)
+#   scripts/cluster.sh up DIR [NODES]   PostgreSQL (/tmp/fk_cluster_pg_<hash of DIR>), three
+#                                       nats-servers with JetStream (DIR/nats), NODES fleetkeyd
+#                                       nodes (default 3; DIR/node-N) sharing its registry and
+#                                       one MQTT service over NATS, and haproxy 2.6 in TCP mode
+#                                       in front of their MQTT ports; writes DIR/cluster.json
+#                                       and prints the endpoints
+#   scripts/cluster.sh down DIR         stops all of it (fleetkeyd nodes, haproxy, NATS,
+#                                       PostgreSQL)
 # The nodes share the CA and the admin key of node 1 (copied before they start) and each
 # other's registry changes (outbox + LISTEN/NOTIFY). FLEETKEYD overrides build/bin/fleetkeyd;
-# EXTRA_TOML is appended to every node's configuration.
+# EXTRA_TOML is appended to every node's [storage] table and CLUSTER_TOML to its [cluster]
+# table; NATS=0 leaves NATS out (nodes share the registry only, each its own MQTT broker).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -46,6 +50,7 @@ down() {
     rm -f "$pidfile"
   done
   [[ -d "$pgdir" ]] && "$repo/scripts/postgres.sh" stop "$pgdir" || true
+  [[ -d "$dir/nats" ]] && "$repo/scripts/nats.sh" stop "$dir/nats" || true
   rm -f "$dir/cluster.json"
 }
 
@@ -60,6 +65,8 @@ case "$cmd" in
     mkdir -p "$dir"
     trap 'down' ERR
     url=$("$repo/scripts/postgres.sh" start "$pgdir")
+    nats_urls=""
+    [[ "${NATS:-1}" == 1 ]] && nats_urls=$("$repo/scripts/nats.sh" start "$dir/nats")
     for n in $(seq "$nodes"); do
       nd="$dir/node-$n"
       mkdir -p "$nd"
@@ -76,6 +83,9 @@ url = "$url"
 node_id = "node-$n"
 ${EXTRA_TOML:-}
 EOF
+      if [[ -n "$nats_urls" ]]; then
+        printf '[cluster]\nnats = "%s"\n%s\n' "$nats_urls" "${CLUSTER_TOML:-}" >>"$nd/fleetkeyd.toml"
+      fi
       if [[ $n -gt 1 && ! -d "$nd/data/ca" ]]; then
         # One CA and one admin key for the whole cluster: node 1's.
         mkdir -p "$nd/data" && chmod 0700 "$nd/data"
@@ -109,21 +119,23 @@ EOF
       done
     } >"$dir/haproxy.cfg"
     haproxy -f "$dir/haproxy.cfg" -D -p "$dir/haproxy.pid"
-    python3 - "$dir" "$nodes" "$lb_port" "$url" "$pgdir" <<'EOF'
+    python3 - "$dir" "$nodes" "$lb_port" "$url" "$pgdir" "$nats_urls" <<'EOF'
 import json, sys
-d, n, port, url, pgdir = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+d, n, port, url, pgdir, nats = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6]
 nodes = []
 for i in range(1, n + 1):
     e = "%s/node-%d/data/endpoints.json" % (d, i)
     nodes.append({"id": "node-%d" % i, "pid": json.load(open(e))["pid"], "endpoints": e})
 out = {"mqtt": {"host": "127.0.0.1", "port": port}, "postgres": url, "postgres_dir": pgdir,
-       "nodes": nodes}
+       "nats": nats, "nats_dir": d + "/nats" if nats else "", "nodes": nodes}
 open(d + "/cluster.json", "w").write(json.dumps(out, indent=2) + "\n")
 print("cluster.sh: %d nodes up; MQTT through haproxy on 127.0.0.1:%d" % (n, port))
 for x in nodes:
     e = json.load(open(x["endpoints"]))
     print("  %s  pid %d  MQTT %d  API %s" % (x["id"], x["pid"], e["mqtt"]["port"], e["api"]["url"]))
 print("  registry: %s" % url)
+if nats:
+    print("  NATS (JetStream, 3 servers): %s" % nats)
 print("  root CA, admin credentials: see any node's endpoints.json (they share them)")
 print("cluster.sh: %s/cluster.json; stop with scripts/cluster.sh down %s" % (d, d))
 EOF

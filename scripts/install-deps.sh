@@ -9,11 +9,11 @@ packages=(
   # libraries (one per job, see ../shared/ARCHITECTURE.md)
   libboost1.81-dev libssl-dev libjemalloc-dev libsqlite3-dev libpq-dev nlohmann-json3-dev
   libtomlplusplus-dev libcli11-dev libspdlog-dev libfmt-dev
-  libgtest-dev libgmock-dev libbenchmark-dev
+  libgtest-dev libgmock-dev libbenchmark-dev libnats-dev
   # real tools used by tests and benchmarks
   openssl sqlite3 curl mosquitto mosquitto-clients python3-paho-mqtt python3-cbor2 python3-cryptography
   # servers the tests start on loopback themselves (scripts/postgres.sh, scripts/cluster.sh)
-  postgresql-15 haproxy
+  postgresql-15 haproxy nats-server
 )
 
 missing=()
@@ -37,4 +37,5 @@ if command -v systemctl >/dev/null 2>&1; then
   $SUDO systemctl disable --now mosquitto >/dev/null 2>&1 || true
   $SUDO systemctl disable --now postgresql >/dev/null 2>&1 || true
   $SUDO systemctl disable --now haproxy >/dev/null 2>&1 || true
+  $SUDO systemctl disable --now nats-server >/dev/null 2>&1 || true
 fi

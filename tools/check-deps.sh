@@ -15,10 +15,11 @@ declare -A allowed=(
   [policy]="base codec"
   [net]="base crypto"
   [broker]="base mqtt net"
+  [cluster]="base broker codec crypto"
   [registry]="base storage policy crypto codec"
   [provisioning]="base registry crypto storage policy codec"
   [api]="base registry provisioning crypto storage policy net codec"
-  [app]="base mqtt crypto storage policy net broker registry provisioning api codec"
+  [app]="base mqtt crypto storage policy net broker cluster registry provisioning api codec"
   [cli]="base crypto net api codec"
 )
 

@@ -60,7 +60,8 @@ Status parse_config(std::string_view text, const std::string& source, Config& co
                            std::string(err.description()));
   }
   FK_RETURN_IF_ERROR(only_known(
-      root, "", {"data_dir", "log_level", "mqtt", "api", "ca", "aws", "storage", "provisioning"}));
+      root, "", {"data_dir", "log_level", "mqtt", "api", "ca", "aws", "storage", "provisioning",
+                    "cluster"}));
   if (auto n = root.get("provisioning")) {
     const toml::table* t = n->as_table();
     if (t == nullptr) return bad("provisioning", "must be a table");
@@ -280,6 +281,38 @@ Status parse_config(std::string_view text, const std::string& source, Config& co
       FK_RETURN_IF_ERROR(get_string(*k, "storage.url", config.storage_url));
     if (auto k = t->get("schema"))
       FK_RETURN_IF_ERROR(get_string(*k, "storage.schema", config.storage_schema));
+  }
+  if (auto n = root.get("cluster")) {
+    const toml::table* t = n->as_table();
+    if (t == nullptr) return bad("cluster", "must be a table");
+    FK_RETURN_IF_ERROR(only_known(*t, "cluster.",
+                                  {"nats", "replicas", "heartbeat_ms", "lease_ms", "dead_after_ms",
+                                   "stream_max_age_seconds"}));
+    ClusterConfig& c = config.cluster;
+    c.enabled = true;
+    if (auto k = t->get("nats")) FK_RETURN_IF_ERROR(get_string(*k, "cluster.nats", c.nats));
+    if (c.nats.empty()) return bad("cluster.nats", "the NATS servers' URLs are required");
+    auto integer = [&](const char* key, std::int64_t lo, std::int64_t hi, auto& out) -> Status {
+      auto k = t->get(key);
+      if (!k) return Status::ok();
+      auto v = k->value<std::int64_t>();
+      if (!k->is_integer() || *v < lo || *v > hi)
+        return bad(std::string("cluster.") + key, "must be an integer from " + std::to_string(lo) +
+                                                      " to " + std::to_string(hi));
+      out = static_cast<std::remove_reference_t<decltype(out)>>(*v);
+      return Status::ok();
+    };
+    FK_RETURN_IF_ERROR(integer("replicas", 1, 5, c.replicas));
+    FK_RETURN_IF_ERROR(integer("heartbeat_ms", 100, 10000, c.heartbeat_ms));
+    FK_RETURN_IF_ERROR(integer("lease_ms", 500, 60000, c.lease_ms));
+    FK_RETURN_IF_ERROR(integer("dead_after_ms", 1000, 600000, c.dead_after_ms));
+    FK_RETURN_IF_ERROR(integer("stream_max_age_seconds", 60, 30 * 86400, c.stream_max_age_seconds));
+    if (c.lease_ms < 2 * c.heartbeat_ms)
+      return bad("cluster.lease_ms", "must be at least twice cluster.heartbeat_ms");
+    if (c.dead_after_ms <= c.lease_ms)
+      return bad("cluster.dead_after_ms", "must be longer than cluster.lease_ms");
+    if (config.storage_backend != "postgres")
+      return bad("cluster", "needs the shared registry: storage.backend = \"postgres\"");
   }
   return Status::ok();
 }

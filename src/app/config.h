@@ -59,6 +59,18 @@ struct ProvisioningConfig {
   int max_queued_per_claim = 256;                 // waiting for a worker, per claim certificate
 };
 
+// [cluster]: the nodes sharing a PostgreSQL registry are one MQTT service over NATS
+// JetStream (docs/cluster.md). Absent: a single node's in-process broker, no NATS.
+struct ClusterConfig {
+  bool enabled = false;
+  std::string nats;  // comma-separated nats:// URLs of the NATS servers
+  int replicas = 3;  // of the JetStream stream and buckets
+  int heartbeat_ms = 1000;
+  int lease_ms = 5000;       // cut off this long (and a peer silent): the node fences itself
+  int dead_after_ms = 8000;  // a node silent this long is declared dead (wills published)
+  std::int64_t stream_max_age_seconds = 24 * 3600;  // how long QoS 1 messages can be replayed
+};
+
 struct Config {
   std::string data_dir = "./fleetkey-data";
   std::string log_level = "info";  // debug, info, warn, error
@@ -88,6 +100,7 @@ struct Config {
   // new connects are refused (fail closed: the node would decide from facts it can no longer
   // check, e.g. miss a revocation); live sessions continue.
   int fail_closed_after_seconds = 30;
+  ClusterConfig cluster;
 
   std::string registry_path() const {
     return storage_path.empty() ? data_dir + "/registry.db" : storage_path;

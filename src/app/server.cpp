@@ -13,6 +13,7 @@
 #include "base/log.h"
 #include "base/strings.h"
 #include "broker/broker.h"
+#include "cluster/nats_link.h"
 #include "crypto/openssl/openssl_certificate_authority.h"
 #include "crypto/x509.h"
 #include "net/http_server.h"
@@ -55,6 +56,7 @@ struct Server::Parts {
   std::unique_ptr<ProvisioningTopics> provisioning_topics;
   std::unique_ptr<boost::asio::steady_timer> sweep_timer;
   std::unique_ptr<broker::Broker> broker;
+  std::unique_ptr<cluster::NatsLink> cluster;  // [cluster]: MQTT across nodes on NATS
   std::unique_ptr<net::TlsListener> mqtt;
   std::unique_ptr<net::TlsListener> mqtt_alpn;
   int listener_id = 0;
@@ -205,6 +207,24 @@ Result<std::unique_ptr<Server>> Server::start(const Config& config, boost::asio:
   // Certificates made over MQTT and never provisioned are deleted after the token's hour.
   p.sweep_timer = std::make_unique<boost::asio::steady_timer>(io);
   server->schedule_sweep();
+  if (p.config.cluster.enabled) {
+    cluster::NatsLinkOptions co;
+    co.servers = p.config.cluster.nats;
+    co.node_id = p.node_id;
+    co.replicas = p.config.cluster.replicas;
+    co.heartbeat_ms = p.config.cluster.heartbeat_ms;
+    co.lease_ms = p.config.cluster.lease_ms;
+    co.dead_after_ms = p.config.cluster.dead_after_ms;
+    co.stream_max_age_seconds = p.config.cluster.stream_max_age_seconds;
+    co.max_payload_bytes = broker_config.max_payload_bytes;
+    co.max_replay = broker_config.max_queued_messages;
+    auto link = cluster::NatsLink::open(co);
+    if (!link.is_ok())
+      return Status(link.status().code(), "cluster.nats: " + link.status().message());
+    p.cluster = std::move(link).value();
+    p.broker->set_cluster(p.cluster.get());
+    p.cluster->start();
+  }
   broker::Broker* b = p.broker.get();
   Parts* parts = &p;
   // Certificate status reaches live sessions at once, policy changes reach their permissions,
@@ -291,6 +311,17 @@ Result<std::unique_ptr<Server>> Server::start(const Config& config, boost::asio:
                                             {"backend", parts->config.storage_backend}};
     h["eventFeed"] = feed == nullptr ? "none" : feed->connected() ? "connected" : "disconnected";
     auto gate = parts->connect_gate();
+    h["mqttCluster"] = parts->cluster ? "nats" : "none";
+    if (parts->cluster) {
+      auto c = parts->cluster->health();
+      h["nats"] = c.connected ? "connected" : "disconnected";
+      h["jetstream"] = c.jetstream ? "ok" : "unavailable";
+      h["sessions"] = c.owns_sessions ? "served" : "fenced";
+      std::string peers;
+      for (const auto& n : c.peers) peers += (peers.empty() ? "" : ",") + n;
+      h["peers"] = peers;
+      if (!gate && !c.detail.empty()) gate = c.detail;
+    }
     h["connects"] = gate ? "refused: " + *gate : "accepted";
     return h;
   };
@@ -394,6 +425,7 @@ void Server::stop() {
   // shutdown() waits for every I/O thread: only when they run (start-up may fail before).
   if (parts_->broker && parts_->io_pool && parts_->io_pool->started()) parts_->broker->shutdown();
   if (parts_->io_pool) parts_->io_pool->stop();
+  if (parts_->cluster) parts_->cluster->stop();  // after the sessions' last writes
   if (parts_->event_feed) parts_->event_feed->stop();
   if (parts_->registry && parts_->listener_id != 0) {
     parts_->registry->remove_listener(parts_->listener_id);

@@ -11,6 +11,7 @@
 #include <unordered_set>
 
 #include "base/log.h"
+#include "broker/cluster_link.h"
 #include "broker/subscription_trie.h"
 #include "mqtt/codec.h"
 #include "mqtt/topic.h"
@@ -87,7 +88,7 @@ struct SessionEntry {
   std::uint64_t version_number = 0;
 };
 
-struct Broker::Impl : std::enable_shared_from_this<Broker::Impl> {
+struct Broker::Impl : std::enable_shared_from_this<Broker::Impl>, ClusterLink::Node {
   Impl(net::IoPool& p, BrokerConfig c, Authorizer& a, ReservedTopicHandler* r)
       : pool(p), config(c), authorizer(a), reserved(r) {
     for (std::size_t i = 0; i < pool.size(); ++i) {
@@ -105,6 +106,9 @@ struct Broker::Impl : std::enable_shared_from_this<Broker::Impl> {
 
   std::mutex sessions_mu;
   std::unordered_map<std::string, SessionEntry> sessions;
+  // Cluster: the newest revision another node claimed per client id, kept a while so that a
+  // claim of ours that was overtaken is refused even when its answer comes late.
+  std::unordered_map<std::string, std::pair<std::uint64_t, SteadyClock::time_point>> superseded;
   std::mutex certs_mu;
   std::unordered_multimap<std::string, std::weak_ptr<Session>> by_certificate;
   std::mutex retained_mu;
@@ -175,8 +179,41 @@ struct Broker::Impl : std::enable_shared_from_this<Broker::Impl> {
   std::atomic<std::uint64_t> retained_refused{0};
   std::atomic<bool> shut_down{false};
 
-  // Routes a message to every shard's subscribers (the origin shard synchronously).
-  void route(const MessagePtr& msg, Shard* origin_shard, const Session* origin);
+  // The other nodes (nullptr: a single node). Set before the first connection.
+  ClusterLink* cluster = nullptr;
+  std::string node_name;
+  // Local subscriptions per exact filter: the link subscribes to a filter's subjects while at
+  // least one session here needs it.
+  std::mutex interest_mu;
+  std::unordered_map<std::string, std::size_t> interest;
+  void change_interest(const std::string& filter, bool add) {
+    if (cluster == nullptr) return;
+    std::lock_guard<std::mutex> lock(interest_mu);
+    if (add) {
+      if (interest[filter]++ == 0) cluster->add_interest(filter);
+      return;
+    }
+    auto it = interest.find(filter);
+    if (it == interest.end()) return;
+    if (--it->second == 0) {
+      interest.erase(it);
+      cluster->remove_interest(filter);
+    }
+  }
+
+  // ClusterLink::Node (called on the link's threads).
+  void deliver_remote(MessagePtr msg) override;
+  void deliver_shared(const std::string& share_filter, MessagePtr msg) override;
+  void owner_changed(const std::string& client_id, std::uint64_t revision,
+                     std::function<void()> done) override;
+  void fence(const std::string& why) override;
+
+  // Routes a message to every shard's subscribers (the origin shard synchronously) and, in a
+  // cluster, to the other nodes; `stored` runs once it is stored where the publisher's PUBACK
+  // may promise it (at once on a single node).
+  void route(const MessagePtr& msg, Shard* origin_shard, const Session* origin,
+             std::function<void(bool)> stored = {});
+  void route_here(const MessagePtr& msg, Shard* origin_shard, const Session* origin);
   void dispatch(Shard& shard, const MessagePtr& msg, const Session* origin);
   void lifecycle(const std::string& topic, nlohmann::json event, Shard* shard);
 };
@@ -330,7 +367,8 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void close_for_shutdown() {
-    session_expiry_ = 0;  // nothing outlives the process yet
+    // A single node keeps sessions in memory only; a cluster keeps persistent ones stored.
+    if (b_->cluster == nullptr) session_expiry_ = 0;
     if (conn_ && conn_->is_open()) {
       if (active_ && version_ == Version::kV5) {
         mqtt::Disconnect d;
@@ -420,7 +458,10 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void set_version_number(std::uint64_t v) { version_number_ = v; }
 
-  void install(const std::string& filter, const SubscriptionOptions& o) {
+  // new_filter: the session did not hold this filter before (counts towards the node's
+  // cluster interest).
+  void install(const std::string& filter, const SubscriptionOptions& o, bool new_filter = true) {
+    if (new_filter) b_->change_interest(filter, true);
     if (auto shared = mqtt::parse_shared_filter(filter)) {
       b_->add_shared(filter, shared->filter, shared_from_this(), &shard_, o.qos);
     } else {
@@ -428,6 +469,7 @@ class Session : public std::enable_shared_from_this<Session> {
     }
   }
   void uninstall(const std::string& filter) {
+    b_->change_interest(filter, false);
     if (mqtt::parse_shared_filter(filter)) {
       b_->remove_shared(filter, this);
     } else {
@@ -694,7 +736,115 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     // Set once, before the session can be found by a publisher on another thread.
     permissions_ = connect.permissions;
-    // Register the client id; take over an older session with the same id.
+    if (b_->cluster != nullptr) {
+      claim_in_cluster();
+      return;
+    }
+    register_here({});
+  }
+
+  // A cluster: the client id is claimed cluster-wide first (compare-and-set; the previous
+  // owner's connection, on whatever node, is closed before this one is accepted).
+  void claim_in_cluster() {
+    if (auto why = b_->cluster->unavailable()) {
+      refuse_connect(mqtt::reason::kServerUnavailable, mqtt::connack311::kServerUnavailable,
+                     *why);
+      return;
+    }
+    std::weak_ptr<Session> weak = weak_from_this();
+    auto conn = conn_;
+    b_->cluster->claim(identity_.client_id, stored(true),
+                       [weak, conn](ClusterLink::Claim c) {
+                         conn->post([weak, c = std::move(c)]() mutable {
+                           if (auto self = weak.lock()) self->on_claimed(std::move(c));
+                         });
+                       });
+  }
+
+  void on_claimed(ClusterLink::Claim c) {
+    if (!c.ok) {
+      if (conn_ && conn_->is_open())
+        refuse_connect(mqtt::reason::kServerUnavailable, mqtt::connack311::kServerUnavailable,
+                       c.reason);
+      return;
+    }
+    cluster_revision_ = c.revision;
+    const bool gone = !conn_ || !conn_->is_open();
+    bool superseded = false;
+    {
+      std::lock_guard<std::mutex> lock(b_->sessions_mu);
+      auto it = b_->superseded.find(identity_.client_id);
+      superseded = it != b_->superseded.end() && it->second.first > c.revision;
+    }
+    if (gone || superseded) {
+      // Closed while claiming, or a newer connection elsewhere already won: not accepted.
+      if (!superseded) b_->cluster->forget(identity_.client_id, c.revision);
+      if (!gone) {
+        surrendered_ = true;
+        refuse_connect(mqtt::reason::kSessionTakenOver, mqtt::connack311::kIdentifierRejected,
+                       "client id taken over by a newer connection on another node");
+      }
+      return;
+    }
+    register_here(std::move(c));
+  }
+
+  // The session as the cluster stores it.
+  StoredSession stored(bool connected) const {
+    StoredSession s;
+    s.certificate_id = identity_.certificate.certificate_id;
+    s.session_id = session_id_;
+    s.connected = connected;
+    s.lifecycle_events = lifecycle_allowed();
+    s.expiry_seconds = session_expiry_;
+    if (!connected) s.disconnected_at_ms = now_ms();
+    for (const auto& [filter, o] : state_.subscriptions) s.subscriptions.emplace_back(filter, o.qos);
+    if (connected && will_ && permissions_ && permissions_->publish(will_->topic, will_->retain).allowed)
+      s.will = StoredWill{will_->topic, will_->payload, will_->qos, will_->retain};
+    return s;
+  }
+
+  // A persistent session's subscriptions changed: written again while this connection still
+  // owns the client id; a node that lost the record closes the connection.
+  void save_in_cluster() {
+    if (b_->cluster == nullptr || session_expiry_ == 0) return;
+    std::weak_ptr<Session> weak = weak_from_this();
+    auto conn = conn_;
+    b_->cluster->save(identity_.client_id, cluster_revision_, stored(true),
+                      [weak, conn](bool owned) {
+                        if (owned) return;
+                        conn->post([weak] {
+                          if (auto self = weak.lock())
+                            self->drop_for_cluster(mqtt::reason::kSessionTakenOver,
+                                                   "client id owned by a newer connection",
+                                                   "DUPLICATE_CLIENTID");
+                        });
+                      });
+  }
+
+  // This node no longer owns the session (taken over elsewhere, or the node is fenced): the
+  // connection closes (its will and lifecycle event as for any close) and nothing of the
+  // session is kept or written here.
+  void drop_for_cluster(std::uint8_t reason_v5, const std::string& why, const char* lifecycle) {
+    if (surrendered_) return;
+    surrendered_ = true;
+    expiry_timer_.cancel();
+    if (conn_ && conn_->is_open()) kick(reason_v5, why, lifecycle);
+    for (const auto& [filter, o] : state_.subscriptions) uninstall(filter);
+    state_.subscriptions.clear();
+    {
+      std::lock_guard<std::mutex> lock(b_->sessions_mu);
+      auto it = b_->sessions.find(identity_.client_id);
+      if (it != b_->sessions.end() && it->second.session.lock().get() == this)
+        b_->sessions.erase(it);
+    }
+    if (shard_.sessions.erase(shared_from_this()) > 0) b_->session_count--;
+  }
+
+  std::uint64_t cluster_revision() const { return cluster_revision_; }
+
+  // Registers the client id on this node; takes over an older session here with the same id.
+  void register_here(std::optional<ClusterLink::Claim> claim) {
     std::shared_ptr<Session> old;
     Shard* old_shard = nullptr;
     {
@@ -704,11 +854,13 @@ class Session : public std::enable_shared_from_this<Session> {
       old_shard = e.shard;
       e.session = weak_from_this();
       e.shard = &shard_;
-      version_number_ = ++e.version_number;
+      ++e.version_number;
+      // AWS's versionNumber; in a cluster the record's revision (cluster-wide order).
+      version_number_ = claim ? claim->revision : e.version_number;
     }
     auto self = shared_from_this();
     if (!old) {
-      activate(std::nullopt);
+      activate(claim ? from_cluster(std::move(*claim)) : std::nullopt);
     } else {
       const bool resume = !clean_start_;
       asio::post(old_shard->io, [old, self, resume] {
@@ -932,8 +1084,33 @@ class Session : public std::enable_shared_from_this<Session> {
       if (p.qos == 1) puback(p.packet_id, mqtt::reason::kQuotaExceeded, "retained message quota");
       return;
     }
-    b_->route(shared, &shard_, this);
-    if (p.qos == 1) puback(p.packet_id, 0);
+    if (p.qos == 0) {
+      b_->route(shared, &shard_, this);
+      return;
+    }
+    // PUBACK once the message is stored where the publisher may rely on it (a cluster:
+    // replicated; a single node: handed to its subscribers here).
+    std::weak_ptr<Session> weak = weak_from_this();
+    auto conn = conn_;
+    b_->route(shared, &shard_, this, [weak, conn, id = p.packet_id](bool stored) {
+      conn->post([weak, id, stored] {
+        auto self = weak.lock();
+        if (!self || !self->online()) return;
+        if (stored) {
+          self->puback(id, 0);
+          return;
+        }
+        // Not stored: MQTT 5 says so; MQTT 3.1.1 has no failed PUBACK, so the connection
+        // closes and the device sends the message again after reconnecting.
+        const std::string not_stored = "the message could not be stored (cluster unavailable)";
+        if (self->version_ == Version::kV5) {
+          self->puback(id, mqtt::reason::kUnspecifiedError, not_stored);
+        } else {
+          self->lifecycle_reason_ = "SERVER_INITIATED_DISCONNECT";
+          self->conn_->close(not_stored);
+        }
+      });
+    });
   }
 
   // Not authorized: MQTT 5 answers 0x87 (QoS 1) or drops (QoS 0); MQTT 3.1.1 closes, as AWS.
@@ -1040,7 +1217,7 @@ class Session : public std::enable_shared_from_this<Session> {
       SubscriptionOptions o{std::min<std::uint8_t>(sub.qos, 1), v5 && sub.no_local,
                             v5 && sub.retain_as_published};
       state_.subscriptions[sub.filter] = o;
-      install(sub.filter, o);
+      install(sub.filter, o, !existed);
       ack.reason_codes.push_back(o.qos);
       subscribed.push_back(sub.filter);
       const bool wildcard = sub.filter.find_first_of("+#") != std::string::npos;
@@ -1050,8 +1227,23 @@ class Session : public std::enable_shared_from_this<Session> {
       if (!wildcard && !shared && send_retained) retained_to_send.emplace_back(sub.filter, o.qos);
     }
     conn_->write(mqtt::encode(version_, ack));
+    if (!subscribed.empty()) save_in_cluster();
     // AWS sends a retained message only to a filter equal to its topic, with RETAIN=1.
     for (const auto& [topic, qos] : retained_to_send) {
+      if (b_->cluster != nullptr) {
+        // Replicated: a retained PUBLISH acknowledged on any node is seen here.
+        std::weak_ptr<Session> weak = weak_from_this();
+        auto conn = conn_;
+        b_->cluster->retained(topic, [weak, conn, topic = topic, qos = qos](MessagePtr m) {
+          if (!m) return;
+          conn->post([weak, m, topic, qos] {
+            auto self = weak.lock();
+            if (self && self->online() && self->permissions_->receive(topic).allowed)
+              self->deliver(m, qos, true);
+          });
+        });
+        continue;
+      }
       MessagePtr m;
       {
         std::lock_guard<std::mutex> lock(b_->retained_mu);
@@ -1086,6 +1278,7 @@ class Session : public std::enable_shared_from_this<Session> {
       }
     }
     conn_->write(mqtt::encode(version_, ack));
+    if (!removed.empty()) save_in_cluster();
     if (!removed.empty() && lifecycle_allowed()) {
       b_->lifecycle("$aws/events/subscriptions/unsubscribed/" + identity_.client_id,
                     {{"clientId", identity_.client_id},
@@ -1135,6 +1328,8 @@ class Session : public std::enable_shared_from_this<Session> {
       return;
     }
     // Offline persistent session: keep subscriptions and queue QoS 1 messages until expiry.
+    if (b_->cluster != nullptr)
+      b_->cluster->save(identity_.client_id, cluster_revision_, stored(false), [](bool) {});
     for (auto& [id, d] : state_.inflight) state_.queue.push_front(std::move(d));
     state_.inflight.clear();
     expiry_timer_.expires_after(std::chrono::seconds(session_expiry_));
@@ -1145,6 +1340,8 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void end_session() {
+    if (b_->cluster != nullptr && cluster_revision_ != 0)
+      b_->cluster->forget(identity_.client_id, cluster_revision_);
     for (const auto& [filter, o] : state_.subscriptions) uninstall(filter);
     state_.subscriptions.clear();
     {
@@ -1192,6 +1389,23 @@ class Session : public std::enable_shared_from_this<Session> {
     });
   }
 
+  // A session stored by the cluster (its node died or it was taken over from another node):
+  // its subscriptions, and the QoS 1 messages it may have missed queued again.
+  std::optional<SessionState> from_cluster(ClusterLink::Claim claim) {
+    if (!claim.previous || clean_start_ || claim.previous->expiry_seconds == 0) return std::nullopt;
+    SessionState st;
+    st.version = version_;
+    for (const auto& [filter, qos] : claim.previous->subscriptions)
+      st.subscriptions[filter] = SubscriptionOptions{qos, false, false};
+    for (auto& m : claim.replay) {
+      std::uint8_t qos = 0;
+      for (const auto& [filter, o] : st.subscriptions)
+        if (mqtt::topic_matches(filter, m->topic, false)) qos = std::max(qos, o.qos);
+      if (qos > 0) st.queue.push_back(PendingDelivery{std::move(m), qos, false});
+    }
+    return st;
+  }
+
   std::shared_ptr<Broker::Impl> b_;
   Shard& shard_;
   std::shared_ptr<net::TlsConnection> conn_;
@@ -1217,6 +1431,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::uint16_t client_receive_maximum_ = 65535;
   std::uint16_t next_id_ = 1;
   std::uint64_t version_number_ = 0;
+  std::uint64_t cluster_revision_ = 0;  // the fencing token of this session's cluster record
   std::uint64_t dropped_ = 0;  // QoS 1 messages this session's budgets dropped
   std::uint64_t dropped_qos0_ = 0;
   std::uint64_t throttled_ = 0;
@@ -1322,8 +1537,22 @@ void Broker::Impl::route_shared(const MessagePtr& msg) {
   }
 }
 
-void Broker::Impl::route(const MessagePtr& msg, Shard* origin_shard, const Session* origin) {
-  if (shared_count.load(std::memory_order_relaxed) > 0) route_shared(msg);
+void Broker::Impl::route(const MessagePtr& msg, Shard* origin_shard, const Session* origin,
+                         std::function<void(bool)> stored) {
+  if (cluster == nullptr) {
+    if (shared_count.load(std::memory_order_relaxed) > 0) route_shared(msg);
+    route_here(msg, origin_shard, origin);
+    if (stored) stored(true);
+    return;
+  }
+  // Shared subscriptions are cluster-wide: the link picks the node (this one included).
+  route_here(msg, origin_shard, origin);
+  cluster->publish(msg, stored ? std::move(stored) : [](bool) {});
+}
+
+void Broker::Impl::route_here(const MessagePtr& msg, Shard* origin_shard, const Session* origin) {
+  // A fenced node delivers nothing: its sessions may be owned elsewhere now.
+  if (cluster != nullptr && !cluster->owns_sessions()) return;
   auto self = shared_from_this();
   for (auto& shard : shards) {
     if (shard.get() == origin_shard) continue;
@@ -1334,6 +1563,79 @@ void Broker::Impl::route(const MessagePtr& msg, Shard* origin_shard, const Sessi
     asio::post(s->io, [self, s, msg] { self->dispatch(*s, msg, nullptr); });
   }
   if (origin_shard != nullptr) dispatch(*origin_shard, msg, origin);
+}
+
+void Broker::Impl::deliver_remote(MessagePtr msg) {
+  route_here(msg, nullptr, nullptr);
+}
+
+void Broker::Impl::deliver_shared(const std::string& share_filter, MessagePtr msg) {
+  std::shared_ptr<Session> pick;
+  SharedMember member{};
+  {
+    std::lock_guard<std::mutex> lock(shared_mu);
+    auto it = shared_groups.find(share_filter);
+    if (it == shared_groups.end()) return;
+    SharedGroup& g = it->second;
+    if (!mqtt::topic_matches(g.filter, msg->topic, /*hash_matches_parent=*/false)) return;
+    for (std::size_t tried = 0; tried < g.members.size() && !pick; ++tried) {
+      SharedMember& m = g.members[g.next++ % g.members.size()];
+      if (auto s = m.session.lock(); s && s->maybe_online()) {
+        pick = std::move(s);
+        member = m;
+      }
+    }
+  }
+  if (!pick) return;
+  asio::post(member.shard->io, [s = pick, msg, qos = member.qos] {
+    if (!s->online() || !s->permissions().receive(msg->topic).allowed) return;
+    s->deliver_live(msg, qos, false);
+  });
+}
+
+void Broker::Impl::owner_changed(const std::string& client_id, std::uint64_t revision,
+                                 std::function<void()> done) {
+  std::shared_ptr<Session> s;
+  Shard* shard = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(sessions_mu);
+    const auto now = SteadyClock::now();
+    if (superseded.size() > 4096)
+      std::erase_if(superseded, [&](const auto& e) {
+        return now - e.second.second > std::chrono::seconds(60);
+      });
+    auto& mark = superseded[client_id];
+    mark = {std::max(mark.first, revision), now};
+    if (auto it = sessions.find(client_id); it != sessions.end()) {
+      s = it->second.session.lock();
+      shard = it->second.shard;
+    }
+  }
+  if (!s) {
+    done();
+    return;
+  }
+  asio::post(shard->io, [s, revision, done = std::move(done)] {
+    if (s->cluster_revision() < revision)
+      s->drop_for_cluster(mqtt::reason::kSessionTakenOver,
+                          "client id taken over by a connection on another node",
+                          "DUPLICATE_CLIENTID");
+    done();
+  });
+}
+
+void Broker::Impl::fence(const std::string& why) {
+  log::warn("broker.fenced", {{"reason", why}});
+  for (auto& shard : shards) {
+    Shard* s = shard.get();
+    asio::post(s->io, [s, why] {
+      for (auto& weak : s->accepted) {
+        if (auto session = weak.lock())
+          session->drop_for_cluster(mqtt::reason::kServerUnavailable, why,
+                                    "SERVER_INITIATED_DISCONNECT");
+      }
+    });
+  }
 }
 
 void Broker::Impl::lifecycle(const std::string& topic, nlohmann::json event, Shard* shard) {
@@ -1349,6 +1651,11 @@ Broker::Broker(net::IoPool& pool, BrokerConfig config, Authorizer& authorizer,
     : impl_(std::make_shared<Impl>(pool, config, authorizer, reserved)) {}
 
 Broker::~Broker() = default;
+
+void Broker::set_cluster(ClusterLink* link) {
+  impl_->cluster = link;
+  if (link != nullptr) link->attach(impl_.get());
+}
 
 void Broker::accept(std::shared_ptr<net::TlsConnection> connection) {
   auto it = impl_->shard_of.find(&connection->context());

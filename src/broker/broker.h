@@ -17,6 +17,7 @@
 #include <string>
 
 #include "broker/authorizer.h"
+#include "broker/cluster_link.h"
 #include "broker/reserved_topic_handler.h"
 #include "net/io_pool.h"
 #include "net/tls/tls_connection.h"
@@ -79,6 +80,10 @@ class Broker {
   Broker(net::IoPool& pool, BrokerConfig config, Authorizer& authorizer,
          ReservedTopicHandler* reserved = nullptr);
   ~Broker();
+
+  // Makes this broker one node of a cluster (before the first connection; the link outlives
+  // the broker's connections). Without it the broker is a single node.
+  void set_cluster(ClusterLink* link);
 
   // Takes a connection whose TLS handshake is done (called on its I/O thread).
   void accept(std::shared_ptr<net::TlsConnection> connection);
