@@ -10,7 +10,8 @@
 #                                       PostgreSQL)
 # The nodes share the CA and the admin key of node 1 (copied before they start) and each
 # other's registry changes (outbox + LISTEN/NOTIFY). FLEETKEYD overrides build/bin/fleetkeyd;
-# EXTRA_TOML is appended to every node's [storage] table and CLUSTER_TOML to its [cluster]
+# EXTRA_TOML is appended to every node's [storage] table, MQTT_TOML to its [mqtt] table and
+# CLUSTER_TOML to its [cluster]
 # table; NATS=0 leaves NATS out (nodes share the registry only, each its own MQTT broker).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -75,6 +76,7 @@ case "$cmd" in
 bind = "127.0.0.1"
 port = $(free_port)
 alpn_port = $(free_port)
+${MQTT_TOML:-}
 [api]
 port = $(free_port)
 [storage]

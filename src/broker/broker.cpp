@@ -769,24 +769,20 @@ class Session : public std::enable_shared_from_this<Session> {
       return;
     }
     cluster_revision_ = c.revision;
-    const bool gone = !conn_ || !conn_->is_open();
-    bool superseded = false;
-    {
-      std::lock_guard<std::mutex> lock(b_->sessions_mu);
-      auto it = b_->superseded.find(identity_.client_id);
-      superseded = it != b_->superseded.end() && it->second.first > c.revision;
-    }
-    if (gone || superseded) {
-      // Closed while claiming, or a newer connection elsewhere already won: not accepted.
-      if (!superseded) b_->cluster->forget(identity_.client_id, c.revision);
-      if (!gone) {
-        surrendered_ = true;
-        refuse_connect(mqtt::reason::kSessionTakenOver, mqtt::connack311::kIdentifierRejected,
-                       "client id taken over by a newer connection on another node");
-      }
+    if (!conn_ || !conn_->is_open()) {
+      // Closed while claiming: the record is given back.
+      b_->cluster->forget(identity_.client_id, c.revision);
       return;
     }
     register_here(std::move(c));
+  }
+
+  // A newer connection elsewhere won the client id while our claim was answered: refused.
+  void refuse_superseded() {
+    surrendered_ = true;
+    // MQTT 3.1.1: "server unavailable", which devices retry (not "identifier rejected").
+    refuse_connect(mqtt::reason::kSessionTakenOver, mqtt::connack311::kServerUnavailable,
+                   "client id taken over by a newer connection on another node");
   }
 
   // The session as the cluster stores it.
@@ -825,11 +821,22 @@ class Session : public std::enable_shared_from_this<Session> {
   // This node no longer owns the session (taken over elsewhere, or the node is fenced): the
   // connection closes (its will and lifecycle event as for any close) and nothing of the
   // session is kept or written here.
-  void drop_for_cluster(std::uint8_t reason_v5, const std::string& why, const char* lifecycle) {
-    if (surrendered_) return;
+  // `closed` runs once the connection is closed (its will and disconnect event published).
+  void drop_for_cluster(std::uint8_t reason_v5, const std::string& why, const char* lifecycle,
+                        std::function<void()> closed = {}) {
+    if (surrendered_) {
+      if (closed) closed();
+      return;
+    }
     surrendered_ = true;
     expiry_timer_.cancel();
-    if (conn_ && conn_->is_open()) kick(reason_v5, why, lifecycle);
+    if (conn_ && conn_->is_open() && active_) {
+      if (closed) closed_waiters_.push_back(std::move(closed));
+      kick(reason_v5, why, lifecycle);
+    } else {
+      if (conn_ && conn_->is_open()) kick(reason_v5, why, lifecycle);
+      if (closed) closed();
+    }
     for (const auto& [filter, o] : state_.subscriptions) uninstall(filter);
     state_.subscriptions.clear();
     {
@@ -849,6 +856,15 @@ class Session : public std::enable_shared_from_this<Session> {
     Shard* old_shard = nullptr;
     {
       std::lock_guard<std::mutex> lock(b_->sessions_mu);
+      // Checked with the registration under one lock: a takeover that another node announces
+      // either finds this session registered (and closes it) or is seen here.
+      if (claim) {
+        auto it = b_->superseded.find(identity_.client_id);
+        if (it != b_->superseded.end() && it->second.first > claim->revision) {
+          refuse_superseded();
+          return;
+        }
+      }
       SessionEntry& e = b_->sessions[identity_.client_id];
       old = e.session.lock();
       old_shard = e.shard;
@@ -1293,6 +1309,14 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void on_closed(const std::string& reason) {
     timer_.cancel();
+    // Whoever waits for this connection's end (a takeover on another node) hears of it last.
+    struct RunWaiters {
+      std::vector<std::function<void()>>& waiters;
+      ~RunWaiters() {
+        auto w = std::move(waiters);
+        for (auto& f : w) f();
+      }
+    } run_waiters{closed_waiters_};
     if (indexed_) {
       indexed_ = false;
       std::lock_guard<std::mutex> lock(b_->certs_mu);
@@ -1432,6 +1456,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::uint16_t next_id_ = 1;
   std::uint64_t version_number_ = 0;
   std::uint64_t cluster_revision_ = 0;  // the fencing token of this session's cluster record
+  std::vector<std::function<void()>> closed_waiters_;
   std::uint64_t dropped_ = 0;  // QoS 1 messages this session's budgets dropped
   std::uint64_t dropped_qos0_ = 0;
   std::uint64_t throttled_ = 0;
@@ -1615,12 +1640,14 @@ void Broker::Impl::owner_changed(const std::string& client_id, std::uint64_t rev
     done();
     return;
   }
-  asio::post(shard->io, [s, revision, done = std::move(done)] {
-    if (s->cluster_revision() < revision)
-      s->drop_for_cluster(mqtt::reason::kSessionTakenOver,
-                          "client id taken over by a connection on another node",
-                          "DUPLICATE_CLIENTID");
-    done();
+  asio::post(shard->io, [s, revision, done = std::move(done)]() mutable {
+    if (s->cluster_revision() >= revision) {
+      done();
+      return;
+    }
+    s->drop_for_cluster(mqtt::reason::kSessionTakenOver,
+                        "client id taken over by a connection on another node",
+                        "DUPLICATE_CLIENTID", std::move(done));
   });
 }
 

@@ -109,7 +109,9 @@ Status ensure_bucket(jsCtx* js, const char* bucket, int replicas, kvStore** kv) 
   cfg.Name = name.c_str();
   cfg.Subjects = subjects;
   cfg.SubjectsLen = 1;
-  cfg.MaxMsgsPerSubject = 1;
+  // A few revisions per key, so that a write can read what it really replaced (see
+  // replaced_between).
+  cfg.MaxMsgsPerSubject = 8;
   cfg.Storage = js_FileStorage;
   cfg.Replicas = replicas;
   cfg.AllowRollup = true;
@@ -235,6 +237,10 @@ struct NatsLink::Impl : std::enable_shared_from_this<NatsLink::Impl> {
     if (s == NATS_OK) {
       last_heartbeat_ok = steady_ms();
       if (fenced.exchange(false)) log::info("cluster.unfenced", {{"node", opt.node_id}});
+      if (std::uint64_t seq = stream_last_seq(); seq != 0) {
+        previous_checkpoint = checkpoint.load();
+        checkpoint = seq;
+      }
       scan_nodes();
     } else if (steady_ms() - last_heartbeat_ok.load() > opt.heartbeat_ms * 3) {
       FK_LOG_DEBUG("cluster.heartbeat_failed", {{"error", nats_error(s)}});
@@ -385,18 +391,7 @@ struct NatsLink::Impl : std::enable_shared_from_this<NatsLink::Impl> {
       n->deliver_shared(*share_filter, env->message);
       return;
     }
-    if (env->node == opt.node_id) return;  // delivered here when it was published
-    {
-      std::string key = env->node + ":" + std::to_string(env->id);
-      std::lock_guard<std::mutex> lock(seen_mu);
-      if (!seen.insert(key).second) return;
-      seen_order.push_back(std::move(key));
-      if (seen_order.size() > 16384) {
-        seen.erase(seen_order.front());
-        seen_order.pop_front();
-      }
-    }
-    n->deliver_remote(env->message);
+    deliver_once(*env);  // not when it was published here, nor twice
   }
 
   void add_interest(const std::string& filter) {
@@ -595,6 +590,12 @@ struct NatsLink::Impl : std::enable_shared_from_this<NatsLink::Impl> {
       if (s == NATS_OK) {
         ok = true;
         out.revision = rev;
+        // What this write really replaced (a racing write the server let through).
+        if (auto other = replaced_between(key, last, rev)) {
+          prev = other->second.empty() ? std::nullopt : decode_session(other->second);
+          log::info("cluster.claim_race", {{"client", client_id},
+                                           {"replaced", std::to_string(other->first)}});
+        }
       } else {
         error = nats_error(s);  // lost a race (compare-and-set): read again
       }
@@ -712,50 +713,124 @@ struct NatsLink::Impl : std::enable_shared_from_this<NatsLink::Impl> {
   // leader with "next by subject"; no consumer is made.
   std::vector<MessagePtr> replay(const StoredSession& s) {
     std::map<std::uint64_t, MessagePtr> found;
-    const std::string api = std::string("$JS.API.STREAM.MSG.GET.") + kStream;
     for (const auto& [filter, qos] : s.subscriptions) {
       if (qos == 0 || filter.rfind("$share/", 0) == 0) continue;
       for (const auto& subject : filter_to_subjects(filter)) {
-        std::uint64_t seq = std::max<std::uint64_t>(s.replay_from, 1);
-        for (std::size_t n = 0; n < 100000; ++n) {
-          const std::string body =
-              nlohmann::json({{"seq", seq}, {"next_by_subj", "fk.1." + subject}}).dump();
-          natsMsg* reply = nullptr;
-          if (natsConnection_Request(&reply, nc, api.c_str(), body.data(),
-                                     static_cast<int>(body.size()), 2000) != NATS_OK)
-            break;
-          auto doc = codec::parse_json(
-              std::string_view(natsMsg_GetData(reply),
-                               static_cast<std::size_t>(natsMsg_GetDataLength(reply))),
-              codec::JsonLimits{4, opt.max_payload_bytes * 2 + 128 * 1024});
-          natsMsg_Destroy(reply);
-          if (!doc.is_ok() || !doc->contains("message")) break;
-          try {
-            const auto& msg = doc->at("message");
-            const std::uint64_t at = msg.at("seq").get<std::uint64_t>();
-            std::string b64 = msg.value("data", std::string());
-            for (char& ch : b64) {
-              if (ch == '+') ch = '-';
-              if (ch == '/') ch = '_';
-            }
-            while (!b64.empty() && b64.back() == '=') b64.pop_back();
-            auto raw = crypto::base64url_decode(b64);
-            if (raw) {
-              if (auto env = decode_envelope(*raw, opt.max_payload_bytes))
-                found.emplace(at, env->message);
-            }
-            seq = at + 1;
-          } catch (const nlohmann::json::exception&) {
-            break;
-          }
+        scan_stream("fk.1." + subject, s.replay_from, [&](std::uint64_t seq, Envelope env) {
+          found.emplace(seq, std::move(env.message));
           while (found.size() > opt.max_replay) found.erase(found.begin());
-        }
+        });
       }
     }
     std::vector<MessagePtr> out;
     out.reserve(found.size());
     for (auto& [seq, m] : found) out.push_back(std::move(m));
     return out;
+  }
+
+  // Calls `f` with every stored message on `subject` (wildcards allowed) from position `from`
+  // on, oldest first, read from the stream's leader one "next by subject" at a time.
+  template <typename F>
+  void scan_stream(const std::string& subject, std::uint64_t from, F f) {
+    scan_raw(kStream, subject, from, [&](std::uint64_t at, const std::string& raw) {
+      if (auto env = decode_envelope(raw, opt.max_payload_bytes)) f(at, std::move(*env));
+      return true;
+    });
+  }
+
+  // Calls `f(seq, data)` for each message of `stream` on `subject` from `from` on until it
+  // returns false.
+  template <typename F>
+  void scan_raw(const std::string& stream, const std::string& subject, std::uint64_t from, F f) {
+    const std::string api = "$JS.API.STREAM.MSG.GET." + stream;
+    std::uint64_t seq = std::max<std::uint64_t>(from, 1);
+    for (std::size_t n = 0; n < 100000 && !stopping.load(); ++n) {
+      const std::string body = nlohmann::json({{"seq", seq}, {"next_by_subj", subject}}).dump();
+      natsMsg* reply = nullptr;
+      if (natsConnection_Request(&reply, nc, api.c_str(), body.data(),
+                                 static_cast<int>(body.size()), 2000) != NATS_OK)
+        return;
+      auto doc = codec::parse_json(
+          std::string_view(natsMsg_GetData(reply),
+                           static_cast<std::size_t>(natsMsg_GetDataLength(reply))),
+          codec::JsonLimits{4, opt.max_payload_bytes * 2 + 128 * 1024});
+      natsMsg_Destroy(reply);
+      if (!doc.is_ok() || !doc->contains("message")) return;  // no more (404) or an error
+      try {
+        const auto& msg = doc->at("message");
+        const std::uint64_t at = msg.at("seq").get<std::uint64_t>();
+        // The API answers standard base64; ours reads base64url.
+        std::string b64 = msg.value("data", std::string());
+        for (char& ch : b64) {
+          if (ch == '+') ch = '-';
+          if (ch == '/') ch = '_';
+        }
+        while (!b64.empty() && b64.back() == '=') b64.pop_back();
+        auto raw = crypto::base64url_decode(b64);
+        if (!f(at, raw ? *raw : std::string())) return;
+        seq = at + 1;
+      } catch (const nlohmann::json::exception&) {
+        return;
+      }
+    }
+  }
+
+  // After a NATS reconnect: the QoS 1 messages this node's subscriptions may have missed
+  // while it was away (core NATS does not keep them; the stream does), from a position taken
+  // before the disconnect. Those already delivered are recognised by their id.
+  std::atomic<std::uint64_t> checkpoint{0}, previous_checkpoint{0}, catch_up_from{0};
+  void catch_up() {
+    const std::uint64_t from = catch_up_from.exchange(0);
+    if (from == 0) return;
+    std::vector<std::string> filters;
+    {
+      std::lock_guard<std::mutex> lock(interest_mu);
+      for (const auto& [f, in] : interest)
+        if (f.rfind("$share/", 0) != 0) filters.push_back(f);
+    }
+    std::size_t n = 0;
+    for (const auto& f : filters)
+      for (const auto& subject : filter_to_subjects(f))
+        scan_stream("fk.1." + subject, from, [&](std::uint64_t, Envelope env) {
+          if (deliver_once(env)) ++n;
+        });
+    log::info("cluster.caught_up", {{"from", std::to_string(from)},
+                                    {"delivered", std::to_string(n)}});
+  }
+
+  // Delivers a message from another node to this node's subscribers unless it already was.
+  bool deliver_once(const Envelope& env) {
+    Node* n = node.load();
+    if (n == nullptr || env.node == opt.node_id) return false;
+    {
+      std::string key = env.node + ":" + std::to_string(env.id);
+      std::lock_guard<std::mutex> lock(seen_mu);
+      if (!seen.insert(key).second) return false;
+      seen_order.push_back(std::move(key));
+      if (seen_order.size() > 65536) {
+        seen.erase(seen_order.front());
+        seen_order.pop_front();
+      }
+    }
+    n->deliver_remote(env.message);
+    return true;
+  }
+
+  // nats-server 2.9 can let two compare-and-set updates of one key both succeed when they race
+  // on a replicated stream (both checked before either is applied). So each write reads the
+  // key's writes between the revision it expected and its own: the last of them (revision,
+  // value) is what it really replaced, when there is one.
+  std::optional<std::pair<std::uint64_t, std::string>> replaced_between(const std::string& key,
+                                                                        std::uint64_t last,
+                                                                        std::uint64_t rev) {
+    std::optional<std::pair<std::uint64_t, std::string>> found;
+    scan_raw(std::string("KV_") + kClients, std::string("$KV.") + kClients + "." + key, last + 1,
+             [&](std::uint64_t at, const std::string& data) {
+               if (at >= rev) return false;
+               found = std::make_pair(at, data);
+               return true;
+             });
+    return found;
   }
 
   // Writes `value` for `client_id` while the claim `epoch` still holds the record.
@@ -773,8 +848,21 @@ struct NatsLink::Impl : std::enable_shared_from_this<NatsLink::Impl> {
       if (!ours) return false;
       std::uint64_t rev = 0;
       if (kvStore_Update(&rev, clients, key.c_str(), value.data(), static_cast<int>(value.size()),
-                         last) == NATS_OK)
-        return true;
+                         last) != NATS_OK)
+        continue;
+      auto other = replaced_between(key, last, rev);
+      if (!other) return true;
+      // A claim landed between our read and our write: it is the owner; put its record back
+      // (as the record of its claim) and report the loss.
+      auto theirs = decode_session(other->second);
+      if (theirs) {
+        const std::uint64_t their_epoch = theirs->epoch != 0 ? theirs->epoch : other->first;
+        const std::string restored = encode_session(theirs->session, their_epoch);
+        std::uint64_t ignored = 0;
+        kvStore_Update(&ignored, clients, key.c_str(), restored.data(),
+                       static_cast<int>(restored.size()), rev);
+      }
+      return false;
     }
     return false;
   }
@@ -790,12 +878,18 @@ struct NatsLink::Impl : std::enable_shared_from_this<NatsLink::Impl> {
   static void on_disconnected(natsConnection*, void* closure) {
     auto* self = static_cast<Impl*>(closure);
     self->connected = false;
+    // Messages from one heartbeat before the last one on may have been missed.
+    std::uint64_t expected = 0;
+    self->catch_up_from.compare_exchange_strong(
+        expected, std::max<std::uint64_t>(self->previous_checkpoint.load(), 1));
     log::warn("cluster.nats_disconnected", {{"node", self->opt.node_id}});
   }
   static void on_reconnected(natsConnection*, void* closure) {
     auto* self = static_cast<Impl*>(closure);
     self->connected = true;
     log::info("cluster.nats_reconnected", {{"node", self->opt.node_id}});
+    if (self->workers && !self->stopping.load())
+      self->workers->post("catch-up", [self] { self->catch_up(); });
   }
 
   Status open() {
