@@ -60,8 +60,8 @@ Status parse_config(std::string_view text, const std::string& source, Config& co
                            std::string(err.description()));
   }
   FK_RETURN_IF_ERROR(only_known(
-      root, "", {"data_dir", "log_level", "mqtt", "api", "ca", "aws", "storage", "provisioning",
-                    "cluster"}));
+      root, "",
+      {"data_dir", "log_level", "mqtt", "api", "ca", "aws", "storage", "provisioning", "cluster"}));
   if (auto n = root.get("provisioning")) {
     const toml::table* t = n->as_table();
     if (t == nullptr) return bad("provisioning", "must be a table");
@@ -297,8 +297,8 @@ Status parse_config(std::string_view text, const std::string& source, Config& co
       if (!k) return Status::ok();
       auto v = k->value<std::int64_t>();
       if (!k->is_integer() || *v < lo || *v > hi)
-        return bad(std::string("cluster.") + key, "must be an integer from " + std::to_string(lo) +
-                                                      " to " + std::to_string(hi));
+        return bad(std::string("cluster.") + key,
+                   "must be an integer from " + std::to_string(lo) + " to " + std::to_string(hi));
       out = static_cast<std::remove_reference_t<decltype(out)>>(*v);
       return Status::ok();
     };

@@ -747,18 +747,16 @@ class Session : public std::enable_shared_from_this<Session> {
   // owner's connection, on whatever node, is closed before this one is accepted).
   void claim_in_cluster() {
     if (auto why = b_->cluster->unavailable()) {
-      refuse_connect(mqtt::reason::kServerUnavailable, mqtt::connack311::kServerUnavailable,
-                     *why);
+      refuse_connect(mqtt::reason::kServerUnavailable, mqtt::connack311::kServerUnavailable, *why);
       return;
     }
     std::weak_ptr<Session> weak = weak_from_this();
     auto conn = conn_;
-    b_->cluster->claim(identity_.client_id, stored(true),
-                       [weak, conn](ClusterLink::Claim c) {
-                         conn->post([weak, c = std::move(c)]() mutable {
-                           if (auto self = weak.lock()) self->on_claimed(std::move(c));
-                         });
-                       });
+    b_->cluster->claim(identity_.client_id, stored(true), [weak, conn](ClusterLink::Claim c) {
+      conn->post([weak, c = std::move(c)]() mutable {
+        if (auto self = weak.lock()) self->on_claimed(std::move(c));
+      });
+    });
   }
 
   void on_claimed(ClusterLink::Claim c) {
@@ -794,8 +792,10 @@ class Session : public std::enable_shared_from_this<Session> {
     s.lifecycle_events = lifecycle_allowed();
     s.expiry_seconds = session_expiry_;
     if (!connected) s.disconnected_at_ms = now_ms();
-    for (const auto& [filter, o] : state_.subscriptions) s.subscriptions.emplace_back(filter, o.qos);
-    if (connected && will_ && permissions_ && permissions_->publish(will_->topic, will_->retain).allowed)
+    for (const auto& [filter, o] : state_.subscriptions)
+      s.subscriptions.emplace_back(filter, o.qos);
+    if (connected && will_ && permissions_ &&
+        permissions_->publish(will_->topic, will_->retain).allowed)
       s.will = StoredWill{will_->topic, will_->payload, will_->qos, will_->retain};
     return s;
   }
@@ -806,16 +806,15 @@ class Session : public std::enable_shared_from_this<Session> {
     if (b_->cluster == nullptr || session_expiry_ == 0) return;
     std::weak_ptr<Session> weak = weak_from_this();
     auto conn = conn_;
-    b_->cluster->save(identity_.client_id, cluster_revision_, stored(true),
-                      [weak, conn](bool owned) {
-                        if (owned) return;
-                        conn->post([weak] {
-                          if (auto self = weak.lock())
-                            self->drop_for_cluster(mqtt::reason::kSessionTakenOver,
-                                                   "client id owned by a newer connection",
-                                                   "DUPLICATE_CLIENTID");
-                        });
-                      });
+    b_->cluster->save(
+        identity_.client_id, cluster_revision_, stored(true), [weak, conn](bool owned) {
+          if (owned) return;
+          conn->post([weak] {
+            if (auto self = weak.lock())
+              self->drop_for_cluster(mqtt::reason::kSessionTakenOver,
+                                     "client id owned by a newer connection", "DUPLICATE_CLIENTID");
+          });
+        });
   }
 
   // This node no longer owns the session (taken over elsewhere, or the node is fenced): the
@@ -1572,7 +1571,8 @@ void Broker::Impl::route(const MessagePtr& msg, Shard* origin_shard, const Sessi
   }
   // Shared subscriptions are cluster-wide: the link picks the node (this one included).
   route_here(msg, origin_shard, origin);
-  cluster->publish(msg, stored ? std::move(stored) : [](bool) {});
+  cluster->publish(
+      msg, stored ? std::move(stored) : [](bool) {});
 }
 
 void Broker::Impl::route_here(const MessagePtr& msg, Shard* origin_shard, const Session* origin) {

@@ -28,11 +28,11 @@ struct StoredWill {
   bool retain = false;
 };
 struct StoredSession {
-  std::string node;                 // the node that owns it ("" = nobody: offline)
+  std::string node;  // the node that owns it ("" = nobody: offline)
   std::string certificate_id;
-  std::string session_id;           // AWS's sessionIdentifier of the live connection
+  std::string session_id;  // AWS's sessionIdentifier of the live connection
   bool connected = false;
-  bool lifecycle_events = false;    // whether its disconnect is announced
+  bool lifecycle_events = false;     // whether its disconnect is announced
   std::uint32_t expiry_seconds = 0;  // 0 = clean session (forgotten at disconnect)
   std::int64_t disconnected_at_ms = 0;
   std::vector<std::pair<std::string, std::uint8_t>> subscriptions;  // filter, QoS
@@ -61,8 +61,8 @@ class ClusterLink {
 
   struct Claim {
     bool ok = false;
-    std::string reason;          // why not (the CONNACK's reason string)
-    std::uint64_t revision = 0;  // the fencing token: the record's revision
+    std::string reason;                     // why not (the CONNACK's reason string)
+    std::uint64_t revision = 0;             // the fencing token: the record's revision
     std::optional<StoredSession> previous;  // its stored session, if it had one
     std::vector<MessagePtr> replay;         // QoS 1 messages it may have missed (previous)
   };

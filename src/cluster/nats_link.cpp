@@ -174,7 +174,7 @@ struct NatsLink::Impl : std::enable_shared_from_this<NatsLink::Impl> {
   std::map<std::string, std::int64_t> heard;  // node -> wall ms of its newest core heartbeat
   std::set<std::string> known;                // nodes alive at the last scan
   std::atomic<bool> fenced{false};
-  std::thread heartbeat_thread;
+  std::thread heartbeat_thread, alive_thread;
   std::mutex sleep_mu;
   std::condition_variable sleep_cv;
   natsSubscription* owner_sub = nullptr;
@@ -201,9 +201,7 @@ struct NatsLink::Impl : std::enable_shared_from_this<NatsLink::Impl> {
     return false;
   }
 
-  bool heartbeat_fresh() const {
-    return steady_ms() - last_heartbeat_ok.load() <= opt.lease_ms;
-  }
+  bool heartbeat_fresh() const { return steady_ms() - last_heartbeat_ok.load() <= opt.lease_ms; }
 
   bool owns() const {
     if (fenced.load()) return false;
@@ -214,22 +212,27 @@ struct NatsLink::Impl : std::enable_shared_from_this<NatsLink::Impl> {
     return !peer_silent();
   }
 
-  void heartbeat_loop() {
+  // Two loops: `alive` never blocks (core NATS heartbeats, and the fence decision, which must
+  // not wait behind a JetStream call that times out); `beat` writes the heartbeat record.
+  void every_heartbeat(void (Impl::*step)()) {
     while (!stopping.load()) {
-      beat();
+      (this->*step)();
       std::unique_lock<std::mutex> lock(sleep_mu);
       sleep_cv.wait_for(lock, std::chrono::milliseconds(opt.heartbeat_ms),
                         [&] { return stopping.load(); });
     }
   }
 
+  void alive() {
+    // Cut off (or stopped) past the lease: fence before anything else happens.
+    if (!fenced.load() && !owns())
+      fence("this node lost the cluster for more than " + std::to_string(opt.lease_ms) + " ms");
+    std::string beat_msg = nlohmann::json({{"n", opt.node_id}, {"at", wall_ms()}}).dump();
+    natsConnection_Publish(nc, "fkc.alive", beat_msg.data(), static_cast<int>(beat_msg.size()));
+  }
+
   void beat() {
-    // Cut off (or stopped) past the lease: fence before anything else happens, then recover.
-    if (!fenced.load() && !owns()) fence("this node lost the cluster for more than " +
-                                         std::to_string(opt.lease_ms) + " ms");
     const std::int64_t now = wall_ms();
-    std::string alive = nlohmann::json({{"n", opt.node_id}, {"at", now}}).dump();
-    natsConnection_Publish(nc, "fkc.alive", alive.data(), static_cast<int>(alive.size()));
     std::string rec = encode_node(NodeRecord{true, now, {}});
     std::uint64_t rev = 0;
     natsStatus s = kvStore_Put(&rev, nodes, key_for(opt.node_id).c_str(), rec.data(),
@@ -477,9 +480,8 @@ struct NatsLink::Impl : std::enable_shared_from_this<NatsLink::Impl> {
         return;
       }
       // A retained message is acknowledged once it is stored too.
-      workers->post(msg->topic, [this, msg, stored = std::move(stored)] {
-        stored(store_retained(*msg));
-      });
+      workers->post(msg->topic,
+                    [this, msg, stored = std::move(stored)] { stored(store_retained(*msg)); });
     };
     if (msg->qos == 0) {
       natsStatus s =
@@ -521,8 +523,8 @@ struct NatsLink::Impl : std::enable_shared_from_this<NatsLink::Impl> {
     const std::string key = key_for(m.topic);
     std::string value = m.payload.empty() ? std::string() : encode_envelope(opt.node_id, 0, m);
     std::uint64_t rev = 0;
-    natsStatus s = kvStore_Put(&rev, retained_kv, key.c_str(), value.data(),
-                               static_cast<int>(value.size()));
+    natsStatus s =
+        kvStore_Put(&rev, retained_kv, key.c_str(), value.data(), static_cast<int>(value.size()));
     if (s != NATS_OK) log::warn("cluster.retain_failed", {{"error", nats_error(s)}});
     return s == NATS_OK;
   }
@@ -593,8 +595,8 @@ struct NatsLink::Impl : std::enable_shared_from_this<NatsLink::Impl> {
         // What this write really replaced (a racing write the server let through).
         if (auto other = replaced_between(key, last, rev)) {
           prev = other->second.empty() ? std::nullopt : decode_session(other->second);
-          log::info("cluster.claim_race", {{"client", client_id},
-                                           {"replaced", std::to_string(other->first)}});
+          log::info("cluster.claim_race",
+                    {{"client", client_id}, {"replaced", std::to_string(other->first)}});
         }
       } else {
         error = nats_error(s);  // lost a race (compare-and-set): read again
@@ -625,14 +627,13 @@ struct NatsLink::Impl : std::enable_shared_from_this<NatsLink::Impl> {
     if (!node_alive(owner)) return false;
     const std::string subject = "fkc.owner." + key_for(owner);
     const std::string body = nlohmann::json({{"c", client_id}, {"r", rev}}).dump();
-    const auto deadline = SteadyClock::now() + std::chrono::milliseconds(
-                                                   opt.handover_timeout_ms + opt.lease_ms +
-                                                   opt.heartbeat_ms);
+    const auto deadline =
+        SteadyClock::now() +
+        std::chrono::milliseconds(opt.handover_timeout_ms + opt.lease_ms + opt.heartbeat_ms);
     while (SteadyClock::now() < deadline && !stopping.load()) {
       natsMsg* reply = nullptr;
       natsStatus s = natsConnection_Request(&reply, nc, subject.c_str(), body.data(),
-                                            static_cast<int>(body.size()),
-                                            opt.handover_timeout_ms);
+                                            static_cast<int>(body.size()), opt.handover_timeout_ms);
       if (reply != nullptr) natsMsg_Destroy(reply);
       if (s == NATS_OK) return true;
       // No answer: gone for good once its heartbeat is past the lease.
@@ -794,8 +795,8 @@ struct NatsLink::Impl : std::enable_shared_from_this<NatsLink::Impl> {
         scan_stream("fk.1." + subject, from, [&](std::uint64_t, Envelope env) {
           if (deliver_once(env)) ++n;
         });
-    log::info("cluster.caught_up", {{"from", std::to_string(from)},
-                                    {"delivered", std::to_string(n)}});
+    log::info("cluster.caught_up",
+              {{"from", std::to_string(from)}, {"delivered", std::to_string(n)}});
   }
 
   // Delivers a message from another node to this node's subscribers unless it already was.
@@ -918,8 +919,8 @@ struct NatsLink::Impl : std::enable_shared_from_this<NatsLink::Impl> {
     natsStatus s = natsConnection_Connect(&nc, o);
     natsOptions_Destroy(o);
     if (s != NATS_OK)
-      return Status(ErrorCode::kUnavailable, "cannot reach NATS at " + opt.servers + ": " +
-                                                 nats_error(s));
+      return Status(ErrorCode::kUnavailable,
+                    "cannot reach NATS at " + opt.servers + ": " + nats_error(s));
     connected = true;
     jsOptions jo;
     jsOptions_Init(&jo);
@@ -952,8 +953,8 @@ struct NatsLink::Impl : std::enable_shared_from_this<NatsLink::Impl> {
       std::this_thread::sleep_for(std::chrono::milliseconds(250));
     }
     if (s != NATS_OK && code != JSStreamNameExistErr)
-      return Status(ErrorCode::kUnavailable, std::string("JetStream stream ") + kStream + ": " +
-                                                 nats_error(s));
+      return Status(ErrorCode::kUnavailable,
+                    std::string("JetStream stream ") + kStream + ": " + nats_error(s));
     FK_RETURN_IF_ERROR(ensure_bucket(js, kClients, opt.replicas, &clients));
     FK_RETURN_IF_ERROR(ensure_bucket(js, kRetained, opt.replicas, &retained_kv));
     FK_RETURN_IF_ERROR(ensure_bucket(js, kNodes, opt.replicas, &nodes));
@@ -980,6 +981,7 @@ struct NatsLink::Impl : std::enable_shared_from_this<NatsLink::Impl> {
       sleep_cv.notify_all();
     }
     if (heartbeat_thread.joinable()) heartbeat_thread.join();
+    if (alive_thread.joinable()) alive_thread.join();
     if (workers) workers->stop();
     if (nc != nullptr) natsConnection_FlushTimeout(nc, 1000);
     {
@@ -1012,12 +1014,18 @@ Result<std::unique_ptr<NatsLink>> NatsLink::open(const NatsLinkOptions& options)
 }
 
 NatsLink::NatsLink(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
-NatsLink::~NatsLink() { stop(); }
+NatsLink::~NatsLink() {
+  stop();
+}
 
 void NatsLink::start() {
-  impl_->heartbeat_thread = std::thread([impl = impl_.get()] { impl->heartbeat_loop(); });
+  impl_->heartbeat_thread =
+      std::thread([impl = impl_.get()] { impl->every_heartbeat(&Impl::beat); });
+  impl_->alive_thread = std::thread([impl = impl_.get()] { impl->every_heartbeat(&Impl::alive); });
 }
-void NatsLink::stop() { impl_->close(); }
+void NatsLink::stop() {
+  impl_->close();
+}
 
 NatsLinkHealth NatsLink::health() const {
   NatsLinkHealth h;
@@ -1035,9 +1043,15 @@ NatsLinkHealth NatsLink::health() const {
   return h;
 }
 
-void NatsLink::attach(Node* node) { impl_->node = node; }
-void NatsLink::add_interest(const std::string& filter) { impl_->add_interest(filter); }
-void NatsLink::remove_interest(const std::string& filter) { impl_->remove_interest(filter); }
+void NatsLink::attach(Node* node) {
+  impl_->node = node;
+}
+void NatsLink::add_interest(const std::string& filter) {
+  impl_->add_interest(filter);
+}
+void NatsLink::remove_interest(const std::string& filter) {
+  impl_->remove_interest(filter);
+}
 
 void NatsLink::publish(const broker::MessagePtr& msg, std::function<void(bool)> stored) {
   impl_->publish(msg, std::move(stored));
@@ -1070,12 +1084,15 @@ void NatsLink::forget(const std::string& client_id, std::uint64_t revision) {
 
 void NatsLink::retained(const std::string& topic, std::function<void(broker::MessagePtr)> done) {
   auto impl = impl_;
-  impl->workers->post(topic, [impl, topic, done = std::move(done)] {
-    done(impl->load_retained(topic));
-  });
+  impl->workers->post(topic,
+                      [impl, topic, done = std::move(done)] { done(impl->load_retained(topic)); });
 }
 
-std::optional<std::string> NatsLink::unavailable() const { return impl_->unavailable(); }
-bool NatsLink::owns_sessions() const { return impl_->owns(); }
+std::optional<std::string> NatsLink::unavailable() const {
+  return impl_->unavailable();
+}
+bool NatsLink::owns_sessions() const {
+  return impl_->owns();
+}
 
 }  // namespace fk::cluster

@@ -35,11 +35,11 @@ namespace fk::cluster {
 struct NatsLinkOptions {
   std::string servers;  // comma-separated nats:// URLs
   std::string node_id;
-  int replicas = 3;                 // of the stream and the buckets
+  int replicas = 3;  // of the stream and the buckets
   int heartbeat_ms = 1000;
-  int lease_ms = 5000;              // cut off this long (and a peer silent): fence
-  int dead_after_ms = 8000;         // a node silent this long is declared dead
-  int handover_timeout_ms = 2000;   // the previous owner's answer to a takeover
+  int lease_ms = 5000;             // cut off this long (and a peer silent): fence
+  int dead_after_ms = 8000;        // a node silent this long is declared dead
+  int handover_timeout_ms = 2000;  // the previous owner's answer to a takeover
   std::int64_t stream_max_age_seconds = 24 * 3600;
   std::int64_t stream_max_bytes = std::int64_t{1} << 30;
   std::size_t max_payload_bytes = 128 * 1024;
@@ -78,8 +78,7 @@ class NatsLink : public broker::ClusterLink {
   void save(const std::string& client_id, std::uint64_t revision,
             const broker::StoredSession& session, std::function<void(bool)> done) override;
   void forget(const std::string& client_id, std::uint64_t revision) override;
-  void retained(const std::string& topic,
-                std::function<void(broker::MessagePtr)> done) override;
+  void retained(const std::string& topic, std::function<void(broker::MessagePtr)> done) override;
   std::optional<std::string> unavailable() const override;
   bool owns_sessions() const override;
 

@@ -35,7 +35,7 @@ std::optional<json> load(std::string_view bytes, std::size_t max_bytes) {
 }  // namespace
 
 std::string encode_envelope(const std::string& node, std::uint64_t id, const broker::Message& m) {
-  json j = {{"n", node}, {"i", id},  {"t", m.topic},           {"p", binary(m.payload)},
+  json j = {{"n", node},  {"i", id},       {"t", m.topic},           {"p", binary(m.payload)},
             {"q", m.qos}, {"r", m.retain}, {"o", m.origin_client_id}};
   if (m.payload_format_indicator) j["pf"] = *m.payload_format_indicator;
   if (m.content_type) j["ct"] = *m.content_type;

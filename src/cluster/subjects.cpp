@@ -106,6 +106,8 @@ std::vector<std::string> filter_to_subjects(std::string_view filter) {
   return {out, out.substr(0, out.size() - 2)};
 }
 
-std::string key_for(std::string_view text) { return encode_level(text); }
+std::string key_for(std::string_view text) {
+  return encode_level(text);
+}
 
 }  // namespace fk::cluster

@@ -9,6 +9,7 @@ acknowledged QoS 1 message, and its will and disconnect event are published; a k
 server loses no acknowledged message; JetStream without quorum refuses new connects while
 live connections continue."""
 
+import gc
 import json
 import os
 import signal
@@ -86,6 +87,11 @@ def setUpModule():
 def tearDownModule():
     subprocess.run([os.path.join(REPO, "scripts", "cluster.sh"), "down", DIR],
                    capture_output=True, timeout=180)
+
+
+def read(path):
+    with open(path) as f:
+        return f.read()
 
 
 def health(node):
@@ -166,14 +172,18 @@ class Dev:
             return [p for t, p, r in self.messages if topic is None or t == topic]
 
     def close(self, wait=True):
+        """Returns the thread stopping paho's loop when not waiting for it (paho notices
+        within its 1 s select)."""
         try:
             self.c.disconnect()
         except Exception:  # noqa: BLE001
             pass
         if wait:
             self.c.loop_stop()
-        else:  # paho's network thread notices within its 1 s select; nobody waits for it
-            threading.Thread(target=self.c.loop_stop, daemon=True).start()
+            return None
+        t = threading.Thread(target=self.c.loop_stop, daemon=True)
+        t.start()
+        return t
 
 
 def port(i):
@@ -186,11 +196,12 @@ class ClusterMqttTest(unittest.TestCase):
         # mosquitto_sub on node 2, paho publishing on node 1: QoS 0 and 1, wildcards, topic
         # levels NATS cannot carry ('.', ' ', '*', '>', empty), never '$' topics for '#'.
         out = os.path.join(DIR, "sub.out")
+        out_file = open(out, "w")
         sub = subprocess.Popen(
             ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(port(1)), "--cafile", ROOT_CA,
              "--cert", CERTS["dev"][0], "--key", CERTS["dev"][1], "-i", "msub", "-q", "1",
              "-t", "x/+/y", "-t", "w/#", "-t", "#", "-v", "-W", "20"],
-            stdout=open(out, "w"), stderr=subprocess.STDOUT)
+            stdout=out_file, stderr=subprocess.STDOUT)
         try:
             time.sleep(1.0)  # SUBACK and the node's interest on NATS
             pub = Dev("pub-1", port(0))
@@ -200,14 +211,15 @@ class ClusterMqttTest(unittest.TestCase):
             pub.close()
             deadline = time.time() + 10
             while time.time() < deadline:
-                lines = open(out).read().splitlines()
+                lines = read(out).splitlines()
                 if all(any(ln == "%s m%d" % (t, i) for ln in lines) for i, t in enumerate(topics)):
                     break
                 time.sleep(0.1)
         finally:
             sub.terminate()
             sub.wait(10)
-        lines = open(out).read().splitlines()
+            out_file.close()
+        lines = read(out).splitlines()
         for i, t in enumerate(topics):
             self.assertIn("%s m%d" % (t, i), lines)
         # '#' matches no '$' topic (the connect/disconnect lifecycle events of pub-1 exist).
@@ -292,6 +304,7 @@ class ClusterMqttTest(unittest.TestCase):
         watcher.subscribe("$aws/events/presence/+/race", qos=1)
         time.sleep(0.5)
         outcomes = {"refused": 0, "taken_over": 0}
+        stopping = []
         for i in range(ROUNDS):
             a = Dev("race", port(0), connect=False)
             b = Dev("race", port(1), connect=False)
@@ -314,8 +327,14 @@ class ClusterMqttTest(unittest.TestCase):
             else:
                 self.assertEqual(loser.connack, 3, "refused as 'server unavailable'")
                 outcomes["refused"] += 1
-            for d in (a, b):
-                d.close(wait=False)
+            stopping += [d.close(wait=False) for d in (a, b)]
+            if len(stopping) >= 100:
+                # paho uses select(): its descriptors (and each client's socket pair, freed
+                # by the garbage collector) must stay below 1,024.
+                for t in stopping:
+                    t.join()
+                stopping = []
+                gc.collect()
         # Every connected event's connection ended before the next one (by versionNumber)
         # began: never two live at once.
         time.sleep(2.0)
