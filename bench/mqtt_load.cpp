@@ -5,7 +5,11 @@
 //                     [--client-prefix P]   (client ids P0, P1, ...; default load-c)
 //   mqtt_load idle    --port P ... --connections N --seconds S
 //   mqtt_load pubsub  --port P ... --publishers P --subscribers S --shared-topic|--pairs
-//                     --qos Q --size B --seconds S
+//                     --qos Q --size B --seconds S [--sub-port P2]  (subscribers on P2: another
+//                     node of a cluster); QoS 1 also reports the PUBACK latency
+//   mqtt_load hold    --port P ... --connections N --seconds S
+//                     keeps N connections (client ids hold-<n>), each reconnecting after a
+//                     jittered 0-1 s when it drops; prints {"t_ms", "connected"} every 100 ms
 //
 // One thread, one io_context: the client spends as little CPU as it can, since it shares the
 // machine with the server. Output: one JSON line with the figures.
@@ -20,6 +24,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -38,7 +43,8 @@ namespace {
 struct Options {
   std::string mode, ca, cert, key, host = "127.0.0.1";
   std::string client_prefix = "load-c";  // connect mode: client ids are <prefix><n>
-  int port = 8883, concurrency = 1, connections = 100, publishers = 1, subscribers = 1, qos = 0;
+  int port = 8883, sub_port = 0, concurrency = 1, connections = 100, publishers = 1,
+      subscribers = 1, qos = 0;
   int size = 64;
   double seconds = 5;
   bool resume = false, pairs = false;
@@ -150,8 +156,10 @@ int run_pubsub(const Options& o) {
   asio::io_context io;
   auto ctx = make_ctx(o);
   std::vector<std::shared_ptr<Client>> subs, pubs;
-  std::vector<std::int64_t> latencies;
+  std::vector<std::int64_t> latencies, ack_latencies;
   latencies.reserve(1 << 20);
+  ack_latencies.reserve(1 << 20);
+  std::vector<std::int64_t> sent_at(65536, 0);  // per packet id: when it was published
   std::uint64_t received = 0, sent = 0;
   int ready_subs = 0, ready_pubs = 0;
   bool running = false;
@@ -171,8 +179,9 @@ int run_pubsub(const Options& o) {
       std::int64_t t = now_ns();
       std::string payload(reinterpret_cast<const char*>(&t), 8);
       payload += payload_pad;
-      c.publish(topic_of(i), std::move(payload), static_cast<std::uint8_t>(o.qos),
-                static_cast<std::uint16_t>(sent % 60000 + 1));
+      const auto id = static_cast<std::uint16_t>(sent % 60000 + 1);
+      sent_at[id] = t;
+      c.publish(topic_of(i), std::move(payload), static_cast<std::uint8_t>(o.qos), id);
       ++sent;
       ++outstanding[static_cast<std::size_t>(i)];
     }
@@ -188,7 +197,8 @@ int run_pubsub(const Options& o) {
     for (int i = 0; i < o.publishers; ++i) pump(*pubs[static_cast<std::size_t>(i)], i, 0);
   };
   for (int i = 0; i < o.subscribers; ++i) {
-    auto c = std::make_shared<Client>(io, *ctx, o.host, o.port, "sub-" + std::to_string(i));
+    auto c = std::make_shared<Client>(io, *ctx, o.host, o.sub_port ? o.sub_port : o.port,
+                                      "sub-" + std::to_string(i));
     c->on_error = [](const std::string& why) {
       std::fprintf(stderr, "sub error: %s\n", why.c_str());
     };
@@ -212,6 +222,8 @@ int run_pubsub(const Options& o) {
       std::fprintf(stderr, "pub error: %s\n", why.c_str());
     };
     c->on_puback = [&, i](std::uint16_t id) {
+      if (running && ack_latencies.size() < ack_latencies.capacity())
+        ack_latencies.push_back(now_ns() - sent_at[id]);
       --outstanding[static_cast<std::size_t>(i)];
       pump(*pubs[static_cast<std::size_t>(i)], i, id);
     };
@@ -236,18 +248,72 @@ int run_pubsub(const Options& o) {
   io.run();
   (void)t0;
   std::sort(latencies.begin(), latencies.end());
-  auto pct = [&](double q) {
-    if (latencies.empty()) return 0.0;
-    return static_cast<double>(
-               latencies[static_cast<std::size_t>(q * static_cast<double>(latencies.size() - 1))]) /
+  std::sort(ack_latencies.begin(), ack_latencies.end());
+  auto pct = [](const std::vector<std::int64_t>& v, double q) {
+    if (v.empty()) return 0.0;
+    return static_cast<double>(v[static_cast<std::size_t>(q * static_cast<double>(v.size() - 1))]) /
            1e6;
   };
   std::printf(
       "{\"mode\":\"pubsub\",\"publishers\":%d,\"subscribers\":%d,\"qos\":%d,\"size\":%d,"
-      "\"sent\":%llu,\"received\":%llu,\"received_per_s\":%.0f,\"p50_ms\":%.3f,\"p99_ms\":%.3f}\n",
+      "\"sent\":%llu,\"received\":%llu,\"received_per_s\":%.0f,\"p50_ms\":%.3f,\"p99_ms\":%.3f,"
+      "\"puback_p50_ms\":%.3f,\"puback_p99_ms\":%.3f}\n",
       o.publishers, o.subscribers, o.qos, o.size, static_cast<unsigned long long>(sent),
       static_cast<unsigned long long>(received), static_cast<double>(received) / o.seconds,
-      pct(0.5), pct(0.99));
+      pct(latencies, 0.5), pct(latencies, 0.99), pct(ack_latencies, 0.5), pct(ack_latencies, 0.99));
+  return 0;
+}
+
+int run_hold(const Options& o) {
+  asio::io_context io;
+  auto ctx = make_ctx(o);
+  std::vector<std::shared_ptr<Client>> clients(static_cast<std::size_t>(o.connections));
+  int connected = 0;
+  std::mt19937 rng(42);
+  std::function<void(int)> open;
+  open = [&](int i) {
+    auto c = std::make_shared<Client>(io, *ctx, o.host, o.port, "hold-" + std::to_string(i));
+    clients[static_cast<std::size_t>(i)] = c;
+    auto up = std::make_shared<bool>(false);
+    c->on_error = [&, i, up](const std::string&) {
+      if (*up) --connected;
+      *up = false;
+      auto t = std::make_shared<asio::steady_timer>(
+          io, std::chrono::milliseconds(std::uniform_int_distribution<int>(0, 1000)(rng)));
+      t->async_wait([&, i, t](const boost::system::error_code&) { open(i); });
+    };
+    c->connect([&, up] {
+      *up = true;
+      ++connected;
+    });
+  };
+  // Opened 64 at a time at first (as a fleet comes up), then each on its own.
+  int next = 0;
+  asio::steady_timer ramp(io);
+  std::function<void()> ramp_up = [&] {
+    for (int k = 0; k < 64 && next < o.connections; ++k) open(next++);
+    if (next < o.connections) {
+      ramp.expires_after(std::chrono::milliseconds(20));
+      ramp.async_wait([&](const boost::system::error_code&) { ramp_up(); });
+    }
+  };
+  ramp_up();
+  const auto t0 = Clock::now();
+  asio::steady_timer tick(io);
+  std::function<void()> report = [&] {
+    const auto ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();
+    std::printf("{\"t_ms\":%lld,\"connected\":%d}\n", static_cast<long long>(ms), connected);
+    std::fflush(stdout);
+    if (ms >= static_cast<long long>(o.seconds * 1000)) {
+      io.stop();
+      return;
+    }
+    tick.expires_after(std::chrono::milliseconds(100));
+    tick.async_wait([&](const boost::system::error_code&) { report(); });
+  };
+  report();
+  io.run();
   return 0;
 }
 
@@ -266,6 +332,8 @@ int main(int argc, char** argv) {
     auto val = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
     if (a == "--port")
       o.port = std::stoi(val());
+    else if (a == "--sub-port")
+      o.sub_port = std::stoi(val());
     else if (a == "--host")
       o.host = val();
     else if (a == "--ca")
@@ -302,6 +370,7 @@ int main(int argc, char** argv) {
   if (o.mode == "connect") return run_connect(o);
   if (o.mode == "idle") return run_idle(o);
   if (o.mode == "pubsub") return run_pubsub(o);
+  if (o.mode == "hold") return run_hold(o);
   std::fprintf(stderr, "unknown mode %s\n", o.mode.c_str());
   return 2;
 }

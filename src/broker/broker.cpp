@@ -762,8 +762,9 @@ class Session : public std::enable_shared_from_this<Session> {
   void on_claimed(ClusterLink::Claim c) {
     if (!c.ok) {
       if (conn_ && conn_->is_open())
-        refuse_connect(mqtt::reason::kServerUnavailable, mqtt::connack311::kServerUnavailable,
-                       c.reason);
+        refuse_connect(
+            c.throttled ? mqtt::reason::kConnectionRateExceeded : mqtt::reason::kServerUnavailable,
+            mqtt::connack311::kServerUnavailable, c.reason);
       return;
     }
     cluster_revision_ = c.revision;

@@ -61,6 +61,7 @@ class ClusterLink {
 
   struct Claim {
     bool ok = false;
+    bool throttled = false;                 // refused because the client id is taken over in a loop
     std::string reason;                     // why not (the CONNACK's reason string)
     std::uint64_t revision = 0;             // the fencing token: the record's revision
     std::optional<StoredSession> previous;  // its stored session, if it had one

@@ -34,6 +34,10 @@ constexpr const char* kStream = "FLEETKEY_MSGS";
 constexpr const char* kClients = "fleetkey_clients";
 constexpr const char* kRetained = "fleetkey_retained";
 constexpr const char* kNodes = "fleetkey_nodes";
+// Takeovers of a live connection allowed per client id within the window before connects are
+// refused (2 s, 4 s, ... at most 60 s).
+constexpr std::uint32_t kTakeoversAllowed = 5;
+constexpr std::int64_t kTakeoverWindowMs = 10000;
 
 std::int64_t wall_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -565,7 +569,6 @@ struct NatsLink::Impl : std::enable_shared_from_this<NatsLink::Impl> {
     const std::string key = key_for(client_id);
     session.node = opt.node_id;
     session.replay_from = stream_last_seq() + 1;
-    const std::string value = encode_session(session, 0);
     std::optional<SessionRecord> prev;
     bool ok = false;
     std::string error;
@@ -584,6 +587,26 @@ struct NatsLink::Impl : std::enable_shared_from_this<NatsLink::Impl> {
         error = nats_error(s);
         break;
       }
+      // Two devices with one client id taking it from each other in a loop: a few takeovers
+      // pass, then connects are refused for a growing while (the devices back off).
+      TakeoverCount takeovers = prev ? prev->takeovers : TakeoverCount{};
+      if (prev && prev->session.connected) {
+        const std::int64_t now = wall_ms();
+        if (now < takeovers.blocked_until_ms) {
+          out.throttled = true;
+          out.reason = "client id " + client_id + " is taken over in a loop (two devices with " +
+                       "one id?): connects refused for " +
+                       std::to_string((takeovers.blocked_until_ms - now + 999) / 1000) + " s";
+          return out;
+        }
+        if (now - takeovers.window_start_ms > kTakeoverWindowMs) takeovers = {0, now, 0};
+        if (++takeovers.count > kTakeoversAllowed) {
+          const int over = static_cast<int>(takeovers.count - kTakeoversAllowed);
+          takeovers.blocked_until_ms =
+              now + std::min<std::int64_t>(1000LL << std::min(over, 6), 60000);
+        }
+      }
+      const std::string value = encode_session(session, 0, takeovers);
       std::uint64_t rev = 0;
       s = last != 0 ? kvStore_Update(&rev, clients, key.c_str(), value.data(),
                                      static_cast<int>(value.size()), last)
@@ -835,7 +858,9 @@ struct NatsLink::Impl : std::enable_shared_from_this<NatsLink::Impl> {
   }
 
   // Writes `value` for `client_id` while the claim `epoch` still holds the record.
-  bool write_owned(const std::string& client_id, std::uint64_t epoch, const std::string& value) {
+  // `session` nullopt: the session ended (an empty record). The takeover count is kept.
+  bool write_owned(const std::string& client_id, std::uint64_t epoch,
+                   const std::optional<StoredSession>& session) {
     const std::string key = key_for(client_id);
     for (int attempt = 0; attempt < 8; ++attempt) {
       kvEntry* e = nullptr;
@@ -847,6 +872,9 @@ struct NatsLink::Impl : std::enable_shared_from_this<NatsLink::Impl> {
       kvEntry_Destroy(e);
       const bool ours = last == epoch || (rec && rec->epoch == epoch);
       if (!ours) return false;
+      const std::string value =
+          session ? encode_session(*session, epoch, rec ? rec->takeovers : TakeoverCount{})
+                  : std::string();
       std::uint64_t rev = 0;
       if (kvStore_Update(&rev, clients, key.c_str(), value.data(), static_cast<int>(value.size()),
                          last) != NATS_OK)
@@ -858,7 +886,8 @@ struct NatsLink::Impl : std::enable_shared_from_this<NatsLink::Impl> {
       auto theirs = decode_session(other->second);
       if (theirs) {
         const std::uint64_t their_epoch = theirs->epoch != 0 ? theirs->epoch : other->first;
-        const std::string restored = encode_session(theirs->session, their_epoch);
+        const std::string restored =
+            encode_session(theirs->session, their_epoch, theirs->takeovers);
         std::uint64_t ignored = 0;
         kvStore_Update(&ignored, clients, key.c_str(), restored.data(),
                        static_cast<int>(restored.size()), rev);
@@ -1071,14 +1100,14 @@ void NatsLink::save(const std::string& client_id, std::uint64_t revision,
   impl->workers->post(client_id, [impl, client_id, revision, session, done = std::move(done)] {
     broker::StoredSession s = session;
     s.node = impl->opt.node_id;
-    done(impl->write_owned(client_id, revision, encode_session(s, revision)));
+    done(impl->write_owned(client_id, revision, s));
   });
 }
 
 void NatsLink::forget(const std::string& client_id, std::uint64_t revision) {
   auto impl = impl_;
   impl->workers->post(client_id, [impl, client_id, revision] {
-    impl->write_owned(client_id, revision, std::string());
+    impl->write_owned(client_id, revision, std::nullopt);
   });
 }
 

@@ -80,7 +80,8 @@ std::optional<Envelope> decode_envelope(std::string_view bytes, std::size_t max_
   }
 }
 
-std::string encode_session(const broker::StoredSession& s, std::uint64_t epoch) {
+std::string encode_session(const broker::StoredSession& s, std::uint64_t epoch,
+                           const TakeoverCount& takeovers) {
   json subs = json::array();
   for (const auto& [filter, qos] : s.subscriptions) subs.push_back({filter, qos});
   json j = {{"node", s.node},
@@ -92,7 +93,8 @@ std::string encode_session(const broker::StoredSession& s, std::uint64_t epoch) 
             {"off", s.disconnected_at_ms},
             {"subs", subs},
             {"from", s.replay_from},
-            {"epoch", epoch}};
+            {"epoch", epoch},
+            {"tk", {takeovers.count, takeovers.window_start_ms, takeovers.blocked_until_ms}}};
   if (s.will)
     j["will"] = {{"t", s.will->topic},
                  {"p", binary(s.will->payload)},
@@ -118,6 +120,11 @@ std::optional<SessionRecord> decode_session(std::string_view bytes) {
       s.subscriptions.emplace_back(sub.at(0).get<std::string>(), sub.at(1).get<std::uint8_t>());
     s.replay_from = j->at("from").get<std::uint64_t>();
     r.epoch = j->at("epoch").get<std::uint64_t>();
+    if (j->contains("tk")) {
+      const auto& t = j->at("tk");
+      r.takeovers = TakeoverCount{t.at(0).get<std::uint32_t>(), t.at(1).get<std::int64_t>(),
+                                  t.at(2).get<std::int64_t>()};
+    }
     if (j->contains("will")) {
       const auto& w = j->at("will");
       s.will = broker::StoredWill{w.at("t").get<std::string>(), to_string(w.at("p")),

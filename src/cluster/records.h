@@ -24,12 +24,22 @@ struct Envelope {
 std::string encode_envelope(const std::string& node, std::uint64_t id, const broker::Message& m);
 std::optional<Envelope> decode_envelope(std::string_view bytes, std::size_t max_payload);
 
+// Takeovers of a live connection of one client id (two devices with one id reconnecting in a
+// loop): counted per window, and refused until `blocked_until_ms` past the allowance.
+struct TakeoverCount {
+  std::uint32_t count = 0;
+  std::int64_t window_start_ms = 0;
+  std::int64_t blocked_until_ms = 0;
+};
+
 // The client-id record. `epoch` is the revision of the claim that made it (0 in the claim's
 // own write): the fencing token a later write must still hold.
-std::string encode_session(const broker::StoredSession& s, std::uint64_t epoch);
+std::string encode_session(const broker::StoredSession& s, std::uint64_t epoch,
+                           const TakeoverCount& takeovers = {});
 struct SessionRecord {
   broker::StoredSession session;
   std::uint64_t epoch = 0;
+  TakeoverCount takeovers;
 };
 std::optional<SessionRecord> decode_session(std::string_view bytes);
 

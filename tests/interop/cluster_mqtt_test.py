@@ -300,14 +300,15 @@ class ClusterMqttTest(unittest.TestCase):
 
     def test_5_one_live_connection_per_client_id(self):
         # A watcher on node 3 records the lifecycle events of the contested client id.
-        watcher = Dev("race-watch", port(2))
-        watcher.subscribe("$aws/events/presence/+/race", qos=1)
+        watcher = Dev("watch", port(2))
+        watcher.subscribe("$aws/events/presence/+/+", qos=1)
         time.sleep(0.5)
         outcomes = {"refused": 0, "taken_over": 0}
         stopping = []
         for i in range(ROUNDS):
-            a = Dev("race", port(0), connect=False)
-            b = Dev("race", port(1), connect=False)
+            # A client id per round: a takeover loop of one id is throttled (test_5b).
+            a = Dev("race-%d" % i, port(0), connect=False)
+            b = Dev("race-%d" % i, port(1), connect=False)
             for d in (a, b):
                 d.c.connect_async("127.0.0.1", d.port, 30)
             for d in (a, b):
@@ -339,22 +340,67 @@ class ClusterMqttTest(unittest.TestCase):
         # began: never two live at once.
         time.sleep(2.0)
         events = [json.loads(p) for t, p, r in watcher.messages]
+        events = [e for e in events if e["clientId"].startswith("race-")]
         watcher.close()
-        connected = sorted((e for e in events if e["eventType"] == "connected"),
-                           key=lambda e: e["versionNumber"])
         ended = {e["sessionIdentifier"]: e for e in events if e["eventType"] == "disconnected"}
-        self.assertGreaterEqual(len(connected), ROUNDS)
+        by_client = {}
+        for e in events:
+            if e["eventType"] == "connected":
+                by_client.setdefault(e["clientId"], []).append(e)
+        self.assertEqual(len(by_client), ROUNDS)
         overlaps = []
-        for cur, nxt in zip(connected, connected[1:]):
-            end = ended.get(cur["sessionIdentifier"])
-            self.assertIsNotNone(end, "no disconnected event for %s" % cur)
-            if end["timestamp"] > nxt["timestamp"]:
-                overlaps.append((cur, end, nxt))
+        for client, connected in by_client.items():
+            connected.sort(key=lambda e: e["versionNumber"])
+            for cur, nxt in zip(connected, connected[1:]):
+                end = ended.get(cur["sessionIdentifier"])
+                self.assertIsNotNone(end, "no disconnected event for %s" % cur)
+                if end["timestamp"] > nxt["timestamp"]:
+                    overlaps.append((cur, end, nxt))
         self.assertEqual(overlaps, [], "two live connections at once")
         dup = [e for e in ended.values() if e["disconnectReason"] == "DUPLICATE_CLIENTID"]
         self.assertGreaterEqual(len(dup), outcomes["taken_over"])
         print("takeover rounds: %d; outcomes %s; DUPLICATE_CLIENTID events %d"
               % (ROUNDS, outcomes, len(dup)))
+
+    def test_5b_takeover_loop_is_throttled(self):
+        # Two devices with one client id on two nodes, each reconnecting at once when it is
+        # pushed off: a few takeovers, then connects are refused (server unavailable) for a
+        # growing while, instead of hundreds of takeovers.
+        watcher = Dev("pp-watch", port(2))
+        watcher.subscribe("$aws/events/presence/disconnected/pingpong", qos=1)
+        time.sleep(0.5)
+        end = time.time() + 8
+        refused = [0, 0]
+        connects = [0, 0]
+
+        def device(k):
+            while time.time() < end:
+                d = Dev("pingpong", port(k), wait=False)
+                if not d.wait_connack(15):
+                    d.close(wait=False)
+                    continue
+                if d.connack == 0:
+                    connects[k] += 1
+                    d.wait_for(lambda x: not x.connected, max(0.0, end - time.time()))
+                else:
+                    refused[k] += 1
+                    time.sleep(0.05)
+                d.close(wait=False)
+
+        threads = [threading.Thread(target=device, args=(k,)) for k in (0, 1)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        time.sleep(1)
+        takeovers = [json.loads(p) for p in watcher.payloads()]
+        takeovers = [e for e in takeovers if e["disconnectReason"] == "DUPLICATE_CLIENTID"]
+        watcher.close()
+        print("takeover loop for 8 s: %d takeovers, %d connects, %d refused"
+              % (len(takeovers), sum(connects), sum(refused)))
+        self.assertGreaterEqual(len(takeovers), 3)
+        self.assertLessEqual(len(takeovers), 12, "throttled after 5 takeovers in 10 s")
+        self.assertGreater(sum(refused), 0)
 
     def test_6_stopped_node_never_delivers_to_a_lost_session(self):
         old = Dev("stale-1", port(0))
