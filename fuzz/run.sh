@@ -18,12 +18,13 @@ declare -A targets=(
   [sdk_replies]="fuzz/sdk_replies_fuzz.cpp sdk/src/core/provisioning.cpp sdk/src/core/messages.cpp -Isdk/include -Isdk/src"
   [policy]="fuzz/policy_fuzz.cpp src/policy/document.cpp src/policy/context.cpp src/policy/evaluator.cpp src/base/status.cpp src/base/strings.cpp $codec"
   [codec]="fuzz/codec_fuzz.cpp src/base/status.cpp $codec"
+  [cluster_records]="fuzz/cluster_records_fuzz.cpp src/cluster/records.cpp src/cluster/subjects.cpp src/base/status.cpp $codec"
 )
 # The largest input each parser meets (so the fuzzer reaches the size and depth bounds): an
 # MQTT payload (128 KiB), a policy (2,048 characters without whitespace), a template (10 KiB).
 declare -A max_len=(
   [mqtt_decoder]=8192 [provisioning_messages]=131072 [provisioning_template]=12288
-  [sdk_replies]=16384 [policy]=8192 [codec]=131072
+  [sdk_replies]=16384 [policy]=8192 [codec]=131072 [cluster_records]=16384
 )
 
 for t in "${!targets[@]}"; do

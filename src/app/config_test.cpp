@@ -69,6 +69,23 @@ path = "/data/registry.db"
   EXPECT_EQ(c.registry_path(), "/data/registry.db");
 }
 
+TEST(Config, ClusterSection) {
+  Config c;
+  EXPECT_FALSE(c.cluster.enabled);  // a single node unless configured
+  ASSERT_TRUE(parse("[storage]\nbackend = \"postgres\"\nnode_id = \"n1\"\n"
+                    "[cluster]\nnats = \"nats://a:4222,nats://b:4222\"\nreplicas = 1\n"
+                    "lease_ms = 3000\ndead_after_ms = 5000\nstream_max_age_seconds = 600\n",
+                    c)
+                  .is_ok());
+  EXPECT_TRUE(c.cluster.enabled);
+  EXPECT_EQ(c.cluster.nats, "nats://a:4222,nats://b:4222");
+  EXPECT_EQ(c.cluster.replicas, 1);
+  EXPECT_EQ(c.cluster.lease_ms, 3000);
+  EXPECT_EQ(c.cluster.dead_after_ms, 5000);
+  EXPECT_EQ(c.cluster.heartbeat_ms, 1000);
+  EXPECT_EQ(c.cluster.stream_max_age_seconds, 600);
+}
+
 TEST(Config, ErrorsNameTheSetting) {
   struct Case {
     const char* toml;
@@ -88,6 +105,15 @@ TEST(Config, ErrorsNameTheSetting) {
            Case{"log_level = \"loud\"\n", "log_level: must be debug"},
            Case{"colour = 1\n", "colour: unknown setting"},
            Case{"[mqtt\n", "test.toml:1:"},
+           Case{"[cluster]\nreplicas = 3\n", "cluster.nats: the NATS servers' URLs are required"},
+           Case{"[cluster]\nnats = \"nats://a:4222\"\n",
+                "cluster: needs the shared registry: storage.backend = \"postgres\""},
+           Case{"[storage]\nbackend = \"postgres\"\n[cluster]\nnats = \"n\"\nreplicas = 9\n",
+                "cluster.replicas: must be an integer from 1 to 5"},
+           Case{"[storage]\nbackend = \"postgres\"\n[cluster]\nnats = \"n\"\nlease_ms = 9000\n",
+                "cluster.dead_after_ms: must be longer than cluster.lease_ms"},
+           Case{"[storage]\nbackend = \"postgres\"\n[cluster]\nnats = \"n\"\nlease = 1\n",
+                "cluster.lease: unknown setting"},
        }) {
     Config c;
     Status st = parse(k.toml, c);
