@@ -98,7 +98,7 @@ t_kill = lines[k - 1]["t_ms"]
 low = min(l["connected"] for l in lines[k:])
 back = next((l["t_ms"] for l in lines[k:] if l["connected"] >= 0.99 * n and
              any(m["connected"] < 0.99 * n for m in lines[k:] if m["t_ms"] <= l["t_ms"])), None)
-print("| devices | connected after the kill (lowest) | dropped | time until 99%% connected again |")
+print("| devices | connected after the kill (lowest) | dropped | time until 99% connected again |")
 print("|---|---|---|---|")
 print("| %d | %d | %d | %s |" % (n, low, n - low,
       "%.1f s" % ((back - t_kill) / 1000.0) if back is not None else "not within 30 s"))

@@ -38,6 +38,7 @@ class Client : public std::enable_shared_from_this<Client> {
   std::function<void(std::uint16_t)> on_puback;
   Fn on_suback;
   std::function<void(const std::string&)> on_error;
+  std::function<void(const std::string&)> on_closed;  // the server closed the connection
 
   void connect(Fn on_connack) {
     on_connack_ = std::move(on_connack);
@@ -132,7 +133,10 @@ class Client : public std::enable_shared_from_this<Client> {
     auto self = shared_from_this();
     stream_.async_read_some(asio::buffer(buf_),
                             [self](const boost::system::error_code& ec, std::size_t n) {
-                              if (ec) return;  // closed
+                              if (ec) {  // closed
+                                if (self->on_closed) self->on_closed(ec.message());
+                                return;
+                              }
                               self->reader_.feed(std::string_view(self->buf_.data(), n));
                               for (;;) {
                                 auto next = self->reader_.next();

@@ -274,8 +274,10 @@ int run_hold(const Options& o) {
   open = [&](int i) {
     auto c = std::make_shared<Client>(io, *ctx, o.host, o.port, "hold-" + std::to_string(i));
     clients[static_cast<std::size_t>(i)] = c;
-    auto up = std::make_shared<bool>(false);
-    c->on_error = [&, i, up](const std::string&) {
+    auto up = std::make_shared<bool>(false), gone = std::make_shared<bool>(false);
+    c->on_closed = c->on_error = [&, i, up, gone](const std::string&) {
+      if (*gone) return;  // a read and a write may both fail: one reconnect
+      *gone = true;
       if (*up) --connected;
       *up = false;
       auto t = std::make_shared<asio::steady_timer>(

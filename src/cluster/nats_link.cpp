@@ -141,6 +141,7 @@ Status ensure_bucket(jsCtx* js, const char* bucket, int replicas, kvStore** kv) 
 struct NatsLink::Impl : std::enable_shared_from_this<NatsLink::Impl> {
   NatsLinkOptions opt;
   natsConnection* nc = nullptr;
+  natsConnection* shared_nc = nullptr;  // $share queue groups (see open())
   jsCtx* js = nullptr;
   kvStore* clients = nullptr;
   kvStore* retained_kv = nullptr;
@@ -415,7 +416,7 @@ struct NatsLink::Impl : std::enable_shared_from_this<NatsLink::Impl> {
         shared_by_number[in.number] = filter;
         const std::string queue = "share" + key_for(filter);
         s = natsConnection_QueueSubscribe(
-            &sub, nc, full.c_str(), queue.c_str(), &Impl::on_shared,
+            &sub, shared_nc, full.c_str(), queue.c_str(), &Impl::on_shared,
             reinterpret_cast<void*>(static_cast<std::uintptr_t>(in.number)));
       } else {
         s = natsConnection_Subscribe(&sub, nc, full.c_str(), &Impl::on_message, this);
@@ -922,7 +923,7 @@ struct NatsLink::Impl : std::enable_shared_from_this<NatsLink::Impl> {
       self->workers->post("catch-up", [self] { self->catch_up(); });
   }
 
-  Status open() {
+  Status connect(natsConnection** out, bool no_echo, const std::string& name) {
     natsOptions* o = nullptr;
     if (natsOptions_Create(&o) != NATS_OK) return internal_error("NATS options");
     std::vector<std::string> urls;
@@ -935,22 +936,34 @@ struct NatsLink::Impl : std::enable_shared_from_this<NatsLink::Impl> {
     std::vector<const char*> ptrs;
     for (auto& u : urls) ptrs.push_back(u.c_str());
     natsOptions_SetServers(o, ptrs.data(), static_cast<int>(ptrs.size()));
-    const std::string name = "fleetkeyd " + opt.node_id;
     natsOptions_SetName(o, name.c_str());
     natsOptions_SetTimeout(o, 2000);
     natsOptions_SetMaxReconnect(o, -1);
     natsOptions_SetReconnectWait(o, 200);
     natsOptions_SetPingInterval(o, 1000);
     natsOptions_SetMaxPingsOut(o, 3);
+    natsOptions_SetNoEcho(o, no_echo);
     natsOptions_UseGlobalMessageDelivery(o, true);
-    natsOptions_SetDisconnectedCB(o, &Impl::on_disconnected, this);
-    natsOptions_SetReconnectedCB(o, &Impl::on_reconnected, this);
-    natsStatus s = natsConnection_Connect(&nc, o);
+    if (no_echo) {  // the main connection: its state is the node's
+      natsOptions_SetDisconnectedCB(o, &Impl::on_disconnected, this);
+      natsOptions_SetReconnectedCB(o, &Impl::on_reconnected, this);
+    }
+    natsStatus s = natsConnection_Connect(out, o);
     natsOptions_Destroy(o);
     if (s != NATS_OK)
       return Status(ErrorCode::kUnavailable,
                     "cannot reach NATS at " + opt.servers + ": " + nats_error(s));
+    return Status::ok();
+  }
+
+  Status open() {
+    // Two connections: `nc` publishes and holds the plain subscriptions without echo (a node
+    // never gets back what it published: its own subscribers had it at once); `shared_nc`
+    // holds the queue groups of $share subscriptions, which must see this node's messages too.
+    FK_RETURN_IF_ERROR(connect(&nc, true, "fleetkeyd " + opt.node_id));
+    FK_RETURN_IF_ERROR(connect(&shared_nc, false, "fleetkeyd " + opt.node_id + " shared"));
     connected = true;
+    natsStatus s = NATS_OK;
     jsOptions jo;
     jsOptions_Init(&jo);
     jo.Wait = 3000;
@@ -1028,6 +1041,11 @@ struct NatsLink::Impl : std::enable_shared_from_this<NatsLink::Impl> {
     if (js != nullptr) jsCtx_Destroy(js);
     if (nc != nullptr) natsConnection_Destroy(nc);
     nc = nullptr;
+    if (shared_nc != nullptr) {
+      natsConnection_Close(shared_nc);
+      natsConnection_Destroy(shared_nc);
+      shared_nc = nullptr;
+    }
     instance = nullptr;
   }
 };
