@@ -190,7 +190,10 @@ struct IotApi::Impl {
       if (ctx.config.health)
         for (const auto& [k, v] : ctx.config.health()) out[k] = v;
       out["database"] = st.is_ok() ? "reachable" : "unreachable";
-      const bool ok = st.is_ok() && out.value("eventFeed", "none") != "disconnected";
+      // 503 lets a load balancer's HTTP check drain a node that cannot take devices now.
+      const bool ok = st.is_ok() && out.value("eventFeed", "none") != "disconnected" &&
+                      out.value("jetstream", "ok") != "unavailable" &&
+                      out.value("sessions", "served") != "fenced";
       out["status"] = ok ? "ok" : "unavailable";
       return {ok ? 200 : 503, "application/json", {}, out.dump()};
     }

@@ -837,15 +837,17 @@ class Session : public std::enable_shared_from_this<Session> {
       if (conn_ && conn_->is_open()) kick(reason_v5, why, lifecycle);
       if (closed) closed();
     }
+    leave_here();
+    if (shard_.sessions.erase(shared_from_this()) > 0) b_->session_count--;
+  }
+
+  // This node forgets the session: its subscriptions, and its client id if still ours.
+  void leave_here() {
     for (const auto& [filter, o] : state_.subscriptions) uninstall(filter);
     state_.subscriptions.clear();
-    {
-      std::lock_guard<std::mutex> lock(b_->sessions_mu);
-      auto it = b_->sessions.find(identity_.client_id);
-      if (it != b_->sessions.end() && it->second.session.lock().get() == this)
-        b_->sessions.erase(it);
-    }
-    if (shard_.sessions.erase(shared_from_this()) > 0) b_->session_count--;
+    std::lock_guard<std::mutex> lock(b_->sessions_mu);
+    auto it = b_->sessions.find(identity_.client_id);
+    if (it != b_->sessions.end() && it->second.session.lock().get() == this) b_->sessions.erase(it);
   }
 
   std::uint64_t cluster_revision() const { return cluster_revision_; }
@@ -1366,14 +1368,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void end_session() {
     if (b_->cluster != nullptr && cluster_revision_ != 0)
       b_->cluster->forget(identity_.client_id, cluster_revision_);
-    for (const auto& [filter, o] : state_.subscriptions) uninstall(filter);
-    state_.subscriptions.clear();
-    {
-      std::lock_guard<std::mutex> lock(b_->sessions_mu);
-      auto it = b_->sessions.find(identity_.client_id);
-      if (it != b_->sessions.end() && it->second.session.lock().get() == this)
-        b_->sessions.erase(it);
-    }
+    leave_here();
     surrendered_ = true;
     b_->session_count--;
     shard_.sessions.erase(shared_from_this());
