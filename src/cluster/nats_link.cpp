@@ -1024,7 +1024,15 @@ struct NatsLink::Impl : std::enable_shared_from_this<NatsLink::Impl> {
     }
     if (heartbeat_thread.joinable()) heartbeat_thread.join();
     if (alive_thread.joinable()) alive_thread.join();
-    if (workers) workers->stop();
+    if (workers) workers->stop();  // the sessions' last writes are done
+    if (nodes != nullptr) {
+      // A clean stop says so: a device moving to another node does not wait out the lease,
+      // and no survivor publishes wills this node's sessions already handled.
+      const std::string rec = encode_node(NodeRecord{false, wall_ms(), opt.node_id});
+      std::uint64_t rev = 0;
+      kvStore_Put(&rev, nodes, key_for(opt.node_id).c_str(), rec.data(),
+                  static_cast<int>(rec.size()));
+    }
     if (nc != nullptr) natsConnection_FlushTimeout(nc, 1000);
     {
       std::lock_guard<std::mutex> lock(interest_mu);

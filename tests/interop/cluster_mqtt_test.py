@@ -591,6 +591,32 @@ class ClusterMqttTest(unittest.TestCase):
         a.close()
         b.close()
 
+    def test_9b_clean_stop_hands_over_at_once(self):
+        # A node stopped cleanly (SIGTERM) says so: its persistent session moves to another
+        # node without waiting out the lease, with its subscriptions and queued messages.
+        n3 = NODES[2]
+        dev = Dev("mover", port(2), clean=False)
+        dev.subscribe("mv/#")
+        time.sleep(0.5)
+        pub = Dev("mv-pub", port(0))
+        self.assertTrue(pub.publish("mv/1", "before"))
+        self.assertTrue(dev.wait_for(lambda d: d.payloads()))
+        os.kill(n3.pid, signal.SIGTERM)
+        self.assertTrue(dev.wait_for(lambda d: not d.connected, 15))
+        dev.close()
+        acked = [b"m%d" % i for i in range(20) if pub.publish("mv/2", "m%d" % i)]
+        self.assertEqual(len(acked), 20)
+        t0 = time.time()
+        back = Dev("mover", port(0), clean=False)
+        took = time.time() - t0
+        self.assertTrue(back.session_present)
+        self.assertLess(took, 2.0, "waited for a node that said it stopped")
+        self.assertTrue(back.wait_for(lambda d: set(acked) <= set(d.payloads()), 15),
+                        "queued while offline: %s" % back.payloads())
+        print("clean stop: session resumed on another node in %.2f s" % took)
+        back.close()
+        pub.close()
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
