@@ -1102,12 +1102,13 @@ class Session : public std::enable_shared_from_this<Session> {
       if (p.qos == 1) puback(p.packet_id, mqtt::reason::kQuotaExceeded, "retained message quota");
       return;
     }
-    if (p.qos == 0) {
+    if (p.qos == 0 || b_->cluster == nullptr) {
+      // A single node: handed to its subscribers here, acknowledged at once.
       b_->route(shared, &shard_, this);
+      if (p.qos == 1) puback(p.packet_id, 0);
       return;
     }
-    // PUBACK once the message is stored where the publisher may rely on it (a cluster:
-    // replicated; a single node: handed to its subscribers here).
+    // A cluster: PUBACK once the message is stored where a node's death cannot lose it.
     std::weak_ptr<Session> weak = weak_from_this();
     auto conn = conn_;
     b_->route(shared, &shard_, this, [weak, conn, id = p.packet_id](bool stored) {
