@@ -181,7 +181,6 @@ struct Broker::Impl : std::enable_shared_from_this<Broker::Impl>, ClusterLink::N
 
   // The other nodes (nullptr: a single node). Set before the first connection.
   ClusterLink* cluster = nullptr;
-  std::string node_name;
   // Local subscriptions per exact filter: the link subscribes to a filter's subjects while at
   // least one session here needs it.
   std::mutex interest_mu;

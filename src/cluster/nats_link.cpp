@@ -52,6 +52,15 @@ std::string nats_error(natsStatus s) {
   return text;
 }
 
+// The bytes of a key-value entry and of a message, as views (valid while they live).
+std::string_view value_of(kvEntry* e) {
+  return {static_cast<const char*>(kvEntry_Value(e)),
+          static_cast<std::size_t>(kvEntry_ValueLen(e))};
+}
+std::string_view data_of(natsMsg* m) {
+  return {natsMsg_GetData(m), static_cast<std::size_t>(natsMsg_GetDataLength(m))};
+}
+
 // Threads for the blocking JetStream calls. A job has a key: jobs with the same key run in
 // order on one thread (the writes of one client id never overtake each other).
 class Workers {
@@ -179,6 +188,9 @@ struct NatsLink::Impl : std::enable_shared_from_this<NatsLink::Impl> {
   std::map<std::string, std::int64_t> heard;  // node -> wall ms of its newest core heartbeat
   std::set<std::string> known;                // nodes alive at the last scan
   std::atomic<bool> fenced{false};
+  // The stream's last position at the newest heartbeat and at the one before (claims take
+  // their replay position from it; a reconnect catches up from the older one).
+  std::atomic<std::uint64_t> checkpoint{0}, previous_checkpoint{0};
   std::thread heartbeat_thread, alive_thread;
   std::mutex sleep_mu;
   std::condition_variable sleep_cv;
@@ -262,9 +274,7 @@ struct NatsLink::Impl : std::enable_shared_from_this<NatsLink::Impl> {
   }
 
   void on_alive(natsMsg* m) {
-    auto doc = codec::parse_json(
-        std::string_view(natsMsg_GetData(m), static_cast<std::size_t>(natsMsg_GetDataLength(m))),
-        codec::JsonLimits{2, 1024});
+    auto doc = codec::parse_json(data_of(m), codec::JsonLimits{2, 1024});
     if (!doc.is_ok()) return;
     try {
       std::string n = doc->at("n").get<std::string>();
@@ -288,8 +298,7 @@ struct NatsLink::Impl : std::enable_shared_from_this<NatsLink::Impl> {
     for (int i = 0; i < keys.Count; ++i) {
       kvEntry* e = nullptr;
       if (kvStore_Get(&e, nodes, keys.Keys[i]) != NATS_OK) continue;
-      auto rec = decode_node(std::string_view(static_cast<const char*>(kvEntry_Value(e)),
-                                              static_cast<std::size_t>(kvEntry_ValueLen(e))));
+      auto rec = decode_node(value_of(e));
       auto name = subject_to_topic(keys.Keys[i]);
       if (rec && name && rec->alive && *name != opt.node_id) {
         if (now - rec->at_ms <= opt.dead_after_ms) {
@@ -325,8 +334,7 @@ struct NatsLink::Impl : std::enable_shared_from_this<NatsLink::Impl> {
     for (int i = 0; i < keys.Count; ++i) {
       kvEntry* e = nullptr;
       if (kvStore_Get(&e, clients, keys.Keys[i]) != NATS_OK) continue;
-      auto rec = decode_session(std::string_view(static_cast<const char*>(kvEntry_Value(e)),
-                                                 static_cast<std::size_t>(kvEntry_ValueLen(e))));
+      auto rec = decode_session(value_of(e));
       const std::uint64_t rev = kvEntry_Revision(e);
       kvEntry_Destroy(e);
       if (!rec || rec->session.node != dead) continue;
@@ -388,9 +396,7 @@ struct NatsLink::Impl : std::enable_shared_from_this<NatsLink::Impl> {
   void received(natsMsg* m, const std::optional<std::string>& share_filter) {
     Node* n = node.load();
     if (n == nullptr || !owns()) return;
-    auto env = decode_envelope(
-        std::string_view(natsMsg_GetData(m), static_cast<std::size_t>(natsMsg_GetDataLength(m))),
-        opt.max_payload_bytes);
+    auto env = decode_envelope(data_of(m), opt.max_payload_bytes);
     if (!env) {
       log::warn("cluster.bad_envelope", {{"subject", natsMsg_GetSubject(m)}});
       return;
@@ -537,8 +543,7 @@ struct NatsLink::Impl : std::enable_shared_from_this<NatsLink::Impl> {
   MessagePtr load_retained(const std::string& topic) {
     kvEntry* e = nullptr;
     if (kvStore_Get(&e, retained_kv, key_for(topic).c_str()) != NATS_OK) return nullptr;
-    std::string_view value(static_cast<const char*>(kvEntry_Value(e)),
-                           static_cast<std::size_t>(kvEntry_ValueLen(e)));
+    const std::string_view value = value_of(e);
     MessagePtr out;
     if (!value.empty()) {
       if (auto env = decode_envelope(value, opt.max_payload_bytes)) {
@@ -569,7 +574,10 @@ struct NatsLink::Impl : std::enable_shared_from_this<NatsLink::Impl> {
     }
     const std::string key = key_for(client_id);
     session.node = opt.node_id;
-    session.replay_from = stream_last_seq() + 1;
+    // Where a later takeover replays from: the heartbeat's last reading of the stream (at or
+    // before now: a few more duplicates, never a miss), without a round trip per connect.
+    const std::uint64_t seen_last = checkpoint.load();
+    session.replay_from = (seen_last != 0 ? seen_last : stream_last_seq()) + 1;
     std::optional<SessionRecord> prev;
     bool ok = false;
     std::string error;
@@ -580,8 +588,7 @@ struct NatsLink::Impl : std::enable_shared_from_this<NatsLink::Impl> {
       prev.reset();
       if (s == NATS_OK) {
         last = kvEntry_Revision(e);
-        std::string_view v(static_cast<const char*>(kvEntry_Value(e)),
-                           static_cast<std::size_t>(kvEntry_ValueLen(e)));
+        const std::string_view v = value_of(e);
         if (!v.empty()) prev = decode_session(v);
         kvEntry_Destroy(e);
       } else if (s != NATS_NOT_FOUND) {
@@ -672,8 +679,7 @@ struct NatsLink::Impl : std::enable_shared_from_this<NatsLink::Impl> {
   bool node_alive(const std::string& name) {
     kvEntry* e = nullptr;
     if (kvStore_Get(&e, nodes, key_for(name).c_str()) != NATS_OK) return false;
-    auto rec = decode_node(std::string_view(static_cast<const char*>(kvEntry_Value(e)),
-                                            static_cast<std::size_t>(kvEntry_ValueLen(e))));
+    auto rec = decode_node(value_of(e));
     kvEntry_Destroy(e);
     return rec && rec->alive && wall_ms() - rec->at_ms <= opt.lease_ms;
   }
@@ -709,9 +715,7 @@ struct NatsLink::Impl : std::enable_shared_from_this<NatsLink::Impl> {
   static void on_owner(natsConnection* c, natsSubscription*, natsMsg* m, void* closure) {
     auto* self = static_cast<Impl*>(closure);
     std::string reply = natsMsg_GetReply(m) != nullptr ? natsMsg_GetReply(m) : "";
-    auto doc = codec::parse_json(
-        std::string_view(natsMsg_GetData(m), static_cast<std::size_t>(natsMsg_GetDataLength(m))),
-        codec::JsonLimits{2, 4096});
+    auto doc = codec::parse_json(data_of(m), codec::JsonLimits{2, 4096});
     natsMsg_Destroy(m);
     if (!doc.is_ok()) return;
     std::string client;
@@ -775,10 +779,8 @@ struct NatsLink::Impl : std::enable_shared_from_this<NatsLink::Impl> {
       if (natsConnection_Request(&reply, nc, api.c_str(), body.data(),
                                  static_cast<int>(body.size()), 2000) != NATS_OK)
         return;
-      auto doc = codec::parse_json(
-          std::string_view(natsMsg_GetData(reply),
-                           static_cast<std::size_t>(natsMsg_GetDataLength(reply))),
-          codec::JsonLimits{4, opt.max_payload_bytes * 2 + 128 * 1024});
+      auto doc = codec::parse_json(data_of(reply),
+                                   codec::JsonLimits{4, opt.max_payload_bytes * 2 + 128 * 1024});
       natsMsg_Destroy(reply);
       if (!doc.is_ok() || !doc->contains("message")) return;  // no more (404) or an error
       try {
@@ -803,7 +805,7 @@ struct NatsLink::Impl : std::enable_shared_from_this<NatsLink::Impl> {
   // After a NATS reconnect: the QoS 1 messages this node's subscriptions may have missed
   // while it was away (core NATS does not keep them; the stream does), from a position taken
   // before the disconnect. Those already delivered are recognised by their id.
-  std::atomic<std::uint64_t> checkpoint{0}, previous_checkpoint{0}, catch_up_from{0};
+  std::atomic<std::uint64_t> catch_up_from{0};
   void catch_up() {
     const std::uint64_t from = catch_up_from.exchange(0);
     if (from == 0) return;
@@ -867,8 +869,7 @@ struct NatsLink::Impl : std::enable_shared_from_this<NatsLink::Impl> {
       kvEntry* e = nullptr;
       if (kvStore_Get(&e, clients, key.c_str()) != NATS_OK) return false;
       const std::uint64_t last = kvEntry_Revision(e);
-      std::string_view v(static_cast<const char*>(kvEntry_Value(e)),
-                         static_cast<std::size_t>(kvEntry_ValueLen(e)));
+      const std::string_view v = value_of(e);
       auto rec = v.empty() ? std::nullopt : decode_session(v);
       kvEntry_Destroy(e);
       const bool ours = last == epoch || (rec && rec->epoch == epoch);
