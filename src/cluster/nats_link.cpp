@@ -191,7 +191,7 @@ struct NatsLink::Impl : std::enable_shared_from_this<NatsLink::Impl> {
   // The stream's last position at the newest heartbeat and at the one before (claims take
   // their replay position from it; a reconnect catches up from the older one).
   std::atomic<std::uint64_t> checkpoint{0}, previous_checkpoint{0};
-  std::thread heartbeat_thread, alive_thread;
+  std::thread heartbeat_thread, alive_thread, survey_thread;
   std::mutex sleep_mu;
   std::condition_variable sleep_cv;
   natsSubscription* owner_sub = nullptr;
@@ -229,8 +229,9 @@ struct NatsLink::Impl : std::enable_shared_from_this<NatsLink::Impl> {
     return !peer_silent();
   }
 
-  // Two loops: `alive` never blocks (core NATS heartbeats, and the fence decision, which must
-  // not wait behind a JetStream call that times out); `beat` writes the heartbeat record.
+  // Three loops (with `survey` below): `alive` never blocks (core NATS heartbeats, and the fence
+  // decision, which must not wait behind a JetStream call that times out); `beat` writes the
+  // heartbeat record.
   void every_heartbeat(void (Impl::*step)()) {
     while (!stopping.load()) {
       (this->*step)();
@@ -257,14 +258,21 @@ struct NatsLink::Impl : std::enable_shared_from_this<NatsLink::Impl> {
     if (s == NATS_OK) {
       last_heartbeat_ok = steady_ms();
       if (fenced.exchange(false)) log::info("cluster.unfenced", {{"node", opt.node_id}});
-      if (std::uint64_t seq = stream_last_seq(); seq != 0) {
-        previous_checkpoint = checkpoint.load();
-        checkpoint = seq;
-      }
-      scan_nodes();
     } else if (steady_ms() - last_heartbeat_ok.load() > opt.heartbeat_ms * 3) {
       FK_LOG_DEBUG("cluster.heartbeat_failed", {{"error", nats_error(s)}});
     }
+  }
+
+  // The slower reads (the stream's position, every node's record) run on their own thread:
+  // while a NATS server is gone they can take seconds, and must not delay the heartbeat
+  // write past the lease (the node would fence itself over and over).
+  void survey() {
+    if (!heartbeat_fresh()) return;
+    if (std::uint64_t seq = stream_last_seq(); seq != 0) {
+      previous_checkpoint = checkpoint.load();
+      checkpoint = seq;
+    }
+    scan_nodes();
   }
 
   void fence(const std::string& why) {
@@ -745,7 +753,8 @@ struct NatsLink::Impl : std::enable_shared_from_this<NatsLink::Impl> {
     for (const auto& [filter, qos] : s.subscriptions) {
       if (qos == 0 || filter.rfind("$share/", 0) == 0) continue;
       for (const auto& subject : filter_to_subjects(filter)) {
-        scan_stream("fk.1." + subject, s.replay_from, [&](std::uint64_t seq, Envelope env) {
+        std::uint64_t pos = s.replay_from;
+        scan_stream("fk.1." + subject, pos, [&](std::uint64_t seq, Envelope env) {
           found.emplace(seq, std::move(env.message));
           while (found.size() > opt.max_replay) found.erase(found.begin());
         });
@@ -759,30 +768,37 @@ struct NatsLink::Impl : std::enable_shared_from_this<NatsLink::Impl> {
 
   // Calls `f` with every stored message on `subject` (wildcards allowed) from position `from`
   // on, oldest first, read from the stream's leader one "next by subject" at a time.
+  // Returns false when the stream could not be read to the end (see scan_raw).
   template <typename F>
-  void scan_stream(const std::string& subject, std::uint64_t from, F f) {
-    scan_raw(kStream, subject, from, [&](std::uint64_t at, const std::string& raw) {
+  bool scan_stream(const std::string& subject, std::uint64_t& from, F f) {
+    return scan_raw(kStream, subject, from, [&](std::uint64_t at, const std::string& raw) {
       if (auto env = decode_envelope(raw, opt.max_payload_bytes)) f(at, std::move(*env));
       return true;
     });
   }
 
   // Calls `f(seq, data)` for each message of `stream` on `subject` from `from` on until it
-  // returns false.
+  // returns false; `from` moves past each message read. True when it got to the end (or `f`
+  // stopped it), false when the stream did not answer (no leader yet, NATS away): the caller
+  // may go on from `from` later.
   template <typename F>
-  void scan_raw(const std::string& stream, const std::string& subject, std::uint64_t from, F f) {
+  bool scan_raw(const std::string& stream, const std::string& subject, std::uint64_t& from, F f) {
     const std::string api = "$JS.API.STREAM.MSG.GET." + stream;
-    std::uint64_t seq = std::max<std::uint64_t>(from, 1);
+    from = std::max<std::uint64_t>(from, 1);
     for (std::size_t n = 0; n < 100000 && !stopping.load(); ++n) {
-      const std::string body = nlohmann::json({{"seq", seq}, {"next_by_subj", subject}}).dump();
+      const std::string body = nlohmann::json({{"seq", from}, {"next_by_subj", subject}}).dump();
       natsMsg* reply = nullptr;
       if (natsConnection_Request(&reply, nc, api.c_str(), body.data(),
                                  static_cast<int>(body.size()), 2000) != NATS_OK)
-        return;
+        return false;
       auto doc = codec::parse_json(data_of(reply),
                                    codec::JsonLimits{4, opt.max_payload_bytes * 2 + 128 * 1024});
       natsMsg_Destroy(reply);
-      if (!doc.is_ok() || !doc->contains("message")) return;  // no more (404) or an error
+      if (!doc.is_ok()) return false;
+      if (!doc->contains("message")) {  // 404: no more messages; anything else: not now
+        const auto* code = doc->contains("error") ? &doc->at("error") : nullptr;
+        return code != nullptr && code->is_object() && code->value("code", 0) == 404;
+      }
       try {
         const auto& msg = doc->at("message");
         const std::uint64_t at = msg.at("seq").get<std::uint64_t>();
@@ -794,12 +810,13 @@ struct NatsLink::Impl : std::enable_shared_from_this<NatsLink::Impl> {
         }
         while (!b64.empty() && b64.back() == '=') b64.pop_back();
         auto raw = crypto::base64url_decode(b64);
-        if (!f(at, raw ? *raw : std::string())) return;
-        seq = at + 1;
+        from = at + 1;
+        if (!f(at, raw ? *raw : std::string())) return true;
       } catch (const nlohmann::json::exception&) {
-        return;
+        return false;
       }
     }
+    return true;
   }
 
   // After a NATS reconnect: the QoS 1 messages this node's subscriptions may have missed
@@ -816,11 +833,20 @@ struct NatsLink::Impl : std::enable_shared_from_this<NatsLink::Impl> {
         if (f.rfind("$share/", 0) != 0) filters.push_back(f);
     }
     std::size_t n = 0;
-    for (const auto& f : filters)
-      for (const auto& subject : filter_to_subjects(f))
-        scan_stream("fk.1." + subject, from, [&](std::uint64_t, Envelope env) {
-          if (deliver_once(env)) ++n;
-        });
+    for (const auto& f : filters) {
+      for (const auto& subject : filter_to_subjects(f)) {
+        // Right after a server dies the stream may have no leader for a few seconds: read on
+        // from where the last attempt stopped until it answers (30 s at most).
+        std::uint64_t pos = from;
+        for (int attempt = 0; attempt < 60 && !stopping.load(); ++attempt) {
+          if (scan_stream("fk.1." + subject, pos, [&](std::uint64_t, Envelope env) {
+                if (deliver_once(env)) ++n;
+              }))
+            break;
+          std::this_thread::sleep_for(std::chrono::milliseconds(500));
+        }
+      }
+    }
     log::info("cluster.caught_up",
               {{"from", std::to_string(from)}, {"delivered", std::to_string(n)}});
   }
@@ -851,7 +877,8 @@ struct NatsLink::Impl : std::enable_shared_from_this<NatsLink::Impl> {
                                                                         std::uint64_t last,
                                                                         std::uint64_t rev) {
     std::optional<std::pair<std::uint64_t, std::string>> found;
-    scan_raw(std::string("KV_") + kClients, std::string("$KV.") + kClients + "." + key, last + 1,
+    std::uint64_t pos = last + 1;
+    scan_raw(std::string("KV_") + kClients, std::string("$KV.") + kClients + "." + key, pos,
              [&](std::uint64_t at, const std::string& data) {
                if (at >= rev) return false;
                found = std::make_pair(at, data);
@@ -1025,6 +1052,7 @@ struct NatsLink::Impl : std::enable_shared_from_this<NatsLink::Impl> {
     }
     if (heartbeat_thread.joinable()) heartbeat_thread.join();
     if (alive_thread.joinable()) alive_thread.join();
+    if (survey_thread.joinable()) survey_thread.join();
     if (workers) workers->stop();  // the sessions' last writes are done
     if (nodes != nullptr) {
       // A clean stop says so: a device moving to another node does not wait out the lease,
@@ -1078,6 +1106,8 @@ void NatsLink::start() {
   impl_->heartbeat_thread =
       std::thread([impl = impl_.get()] { impl->every_heartbeat(&Impl::beat); });
   impl_->alive_thread = std::thread([impl = impl_.get()] { impl->every_heartbeat(&Impl::alive); });
+  impl_->survey_thread =
+      std::thread([impl = impl_.get()] { impl->every_heartbeat(&Impl::survey); });
 }
 void NatsLink::stop() {
   impl_->close();
