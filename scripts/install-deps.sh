@@ -9,7 +9,7 @@ packages=(
   # libraries (one per job, see ../shared/ARCHITECTURE.md)
   libboost1.81-dev libssl-dev libjemalloc-dev libsqlite3-dev libpq-dev nlohmann-json3-dev
   libtomlplusplus-dev libcli11-dev libspdlog-dev libfmt-dev
-  libgtest-dev libgmock-dev libbenchmark-dev libnats-dev
+  libgtest-dev libgmock-dev libbenchmark-dev libnats-dev libgnutls28-dev
   # real tools used by tests and benchmarks
   openssl sqlite3 curl mosquitto mosquitto-clients python3-paho-mqtt python3-cbor2 python3-cryptography
   # servers the tests start on loopback themselves (scripts/postgres.sh, scripts/cluster.sh)

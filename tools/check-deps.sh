@@ -76,6 +76,7 @@ check_header() {  # pattern allowed-path-regex
   done < <(git grep -nE "#include <$1" -- 'src/*' 'sdk/*' 'examples/*' || true)
 }
 check_header 'openssl/' '^(src/(crypto/openssl|net/tls)|sdk/src/linux)/'
+check_header 'gnutls/' '^src/net/tls/gnutls/'
 check_header 'sqlite3\.h' '^src/storage/sqlite/'
 check_header 'libpq-fe\.h' '^src/storage/postgres/'
 check_header 'boost/(asio|beast)' '^(src/(net|app|broker)|sdk/src/linux|sdk/examples|sdk/tools|examples)/'

@@ -130,7 +130,7 @@ Status parse_config(std::string_view text, const std::string& source, Config& co
         *t, "mqtt.",
         {"bind", "port", "alpn_port", "threads", "max_publishes_per_second", "max_bytes_per_second",
          "enforce_policies", "max_queued_messages", "max_queued_bytes", "max_write_backlog_bytes",
-         "max_retained_messages", "max_retained_bytes"}));
+         "max_retained_messages", "max_retained_bytes", "tls_engine", "tls_session_tickets"}));
     struct Budget {
       const char* key;
       std::int64_t min, max;
@@ -170,6 +170,17 @@ Status parse_config(std::string_view text, const std::string& source, Config& co
       if (v < 0 || v > 10'000'000)
         return bad("mqtt.max_publishes_per_second", "must be 0 (no limit) to 10000000");
       config.mqtt.max_publishes_per_second = static_cast<int>(v);
+    }
+    if (auto k = t->get("tls_engine")) {
+      std::string name;
+      FK_RETURN_IF_ERROR(get_string(*k, "mqtt.tls_engine", name));
+      auto kind = net::parse_tls_engine(name);
+      if (!kind.is_ok()) return bad("mqtt.tls_engine", kind.status().message());
+      config.mqtt.tls_engine = *kind;
+    }
+    if (auto k = t->get("tls_session_tickets")) {
+      if (!k->is_boolean()) return bad("mqtt.tls_session_tickets", "must be true or false");
+      config.mqtt.tls_session_tickets = *k->value<bool>();
     }
     if (auto k = t->get("bind")) FK_RETURN_IF_ERROR(get_string(*k, "mqtt.bind", config.mqtt.bind));
     if (auto k = t->get("port")) FK_RETURN_IF_ERROR(get_port(*k, "mqtt.port", config.mqtt.port));

@@ -9,6 +9,7 @@
 
 #include "base/status.h"
 #include "crypto/openssl/openssl_certificate_authority.h"
+#include "net/tls/tls_engine.h"
 #include "registry/arn.h"
 
 namespace fk::app {
@@ -46,6 +47,10 @@ struct MqttConfig : ListenerConfig {
   std::int64_t max_write_backlog_bytes = 2 << 20;
   std::int64_t max_retained_messages = 100000;
   std::int64_t max_retained_bytes = 256 << 20;
+  // The TLS library of the MQTT ports (docs/decisions.md: chosen by measurement) and whether
+  // a full handshake issues a session ticket (cheaper reconnects, dearer first connects).
+  net::TlsEngineKind tls_engine = net::TlsEngineKind::kOpenSsl;
+  bool tls_session_tickets = false;
 };
 
 struct ProvisioningConfig {

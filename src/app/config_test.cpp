@@ -86,6 +86,20 @@ TEST(Config, ClusterSection) {
   EXPECT_EQ(c.cluster.stream_max_age_seconds, 600);
 }
 
+TEST(Config, TlsEngineAndTickets) {
+  Config c;
+  EXPECT_EQ(c.mqtt.tls_engine, net::TlsEngineKind::kOpenSsl);
+  EXPECT_FALSE(c.mqtt.tls_session_tickets);
+  ASSERT_TRUE(parse("[mqtt]\ntls_engine = \"gnutls\"\ntls_session_tickets = true\n", c).is_ok());
+  EXPECT_EQ(c.mqtt.tls_engine, net::TlsEngineKind::kGnuTls);
+  EXPECT_TRUE(c.mqtt.tls_session_tickets);
+  Config d;
+  Status bad = parse("[mqtt]\ntls_engine = \"boringssl\"\n", d);
+  EXPECT_EQ(bad.message(), "mqtt.tls_engine: must be \"openssl\" or \"gnutls\"");
+  bad = parse("[mqtt]\ntls_session_tickets = 1\n", d);
+  EXPECT_EQ(bad.message(), "mqtt.tls_session_tickets: must be true or false");
+}
+
 TEST(Config, ErrorsNameTheSetting) {
   struct Case {
     const char* toml;

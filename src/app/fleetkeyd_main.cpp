@@ -107,7 +107,7 @@ void print_banner(const fk::app::Config& config, const fk::app::Endpoints& e) {
 int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);  // a vanished peer is an error code, not the end of the server
   CLI::App cli{"fleetkeyd: self-hosted device identity for AWS IoT-compatible fleets"};
-  std::string config_file, data_dir, log_level;
+  std::string config_file, data_dir, log_level, tls_engine;
   int mqtt_port = -1, api_port = -1, alpn_port = -2;
   bool quiet = false;
   cli.add_option("--config", config_file, "TOML configuration file")->check(CLI::ExistingFile);
@@ -121,6 +121,8 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0, 65535));
   cli.add_option("--log-level", log_level, "debug, info, warn or error")
       ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
+  cli.add_option("--tls-engine", tls_engine, "TLS library of the MQTT ports: openssl or gnutls")
+      ->check(CLI::IsMember({"openssl", "gnutls"}));
   cli.add_flag("--quiet", quiet, "do not print the start-up banner");
   CLI11_PARSE(cli, argc, argv);
 
@@ -137,6 +139,7 @@ int main(int argc, char** argv) {
   if (api_port >= 0) config.api.port = static_cast<std::uint16_t>(api_port);
   if (alpn_port >= -1) config.mqtt.alpn_port = alpn_port;
   if (!log_level.empty()) config.log_level = log_level;
+  if (!tls_engine.empty()) config.mqtt.tls_engine = *fk::net::parse_tls_engine(tls_engine);
   install_log_sink(config.log_level);
 
   // One server per data folder.

@@ -256,9 +256,11 @@ Result<std::unique_ptr<Server>> Server::start(const Config& config, boost::asio:
   net::TlsListenerConfig tls;
   tls.bind_address = p.config.mqtt.bind;
   tls.port = p.config.mqtt.port;
-  tls.certificate_chain_file = p.ca->paths().server_cert;
-  tls.private_key_file = p.ca->paths().server_key;
-  tls.trust_anchors = p.trust_anchors();
+  tls.engine = p.config.mqtt.tls_engine;
+  tls.tls.certificate_chain_file = p.ca->paths().server_cert;
+  tls.tls.private_key_file = p.ca->paths().server_key;
+  tls.tls.trust_anchors = p.trust_anchors();
+  tls.tls.session_tickets = p.config.mqtt.tls_session_tickets;
   auto on_connection = [b](std::shared_ptr<net::TlsConnection> c) { b->accept(std::move(c)); };
   // A connection whose peer does not read is closed at twice the broker's backlog budget.
   tls.max_write_backlog_bytes = 2 * broker_config.max_write_backlog_bytes;
@@ -272,7 +274,7 @@ Result<std::unique_ptr<Server>> Server::start(const Config& config, boost::asio:
   if (p.config.mqtt.alpn_port >= 0) {
     net::TlsListenerConfig alpn = tls;
     alpn.port = static_cast<std::uint16_t>(p.config.mqtt.alpn_port);
-    alpn.required_alpn = "x-amzn-mqtt-ca";
+    alpn.tls.required_alpn = "x-amzn-mqtt-ca";
     alpn.name = "mqtt-alpn";
     p.mqtt_alpn = std::make_unique<net::TlsListener>(*p.io_pool, io, alpn, on_connection);
     if (Status st = p.mqtt_alpn->start(); !st.is_ok())
@@ -435,7 +437,12 @@ void Server::stop() {
 
 std::string Endpoints::to_json(const Config& config) const {
   nlohmann::json j = {
-      {"mqtt", {{"host", mqtt_host}, {"port", mqtt_port}, {"alpn_port", mqtt_alpn_port}}},
+      {"mqtt",
+       {{"host", mqtt_host},
+        {"port", mqtt_port},
+        {"alpn_port", mqtt_alpn_port},
+        {"tls_engine", net::to_string(config.mqtt.tls_engine)},
+        {"tls_session_tickets", config.mqtt.tls_session_tickets}}},
       {"api", {{"url", api_url}, {"port", api_port}}},
       {"root_ca", root_ca_path},
       {"credentials_file", credentials_path},

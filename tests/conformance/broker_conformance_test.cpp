@@ -55,6 +55,7 @@ class FakeConnection : public net::TlsConnection {
     return open_;
   }
   const net::PeerCertificate& peer() const override { return peer_; }
+  bool resumed() const override { return false; }
   const std::string& remote_address() const override { return remote_; }
   const std::string& alpn() const override { return empty_; }
   const std::string& sni() const override { return empty_; }

@@ -89,6 +89,10 @@ class Fleetkeyd:
                 f.write('[storage]\nbackend = "postgres"\nurl = "%s"\nschema = "%s"\n'
                         % (url, schema))
             extra = ("--config", cfg) + tuple(extra)
+        # FK_TLS_ENGINE=gnutls|openssl: the MQTT ports' TLS engine for this run (CTest runs the
+        # device-facing suites with each).
+        if os.environ.get("FK_TLS_ENGINE") and "--tls-engine" not in extra:
+            extra = ("--tls-engine", os.environ["FK_TLS_ENGINE"]) + tuple(extra)
         self.proc = subprocess.Popen(
             [FLEETKEYD, "--data-dir", data_dir, "--mqtt-port", str(mqtt_port),
              "--api-port", str(api_port),

@@ -38,6 +38,8 @@ class TlsConnection : public std::enable_shared_from_this<TlsConnection> {
   virtual bool is_open() const = 0;
 
   virtual const PeerCertificate& peer() const = 0;
+  // Whether the handshake resumed an earlier session (a session ticket or id).
+  virtual bool resumed() const = 0;
   virtual const std::string& remote_address() const = 0;
   virtual const std::string& alpn() const = 0;
   virtual const std::string& sni() const = 0;

@@ -1,150 +1,35 @@
 #include "net/tls/tls_listener.h"
 
-#include <openssl/err.h>
-#include <openssl/pem.h>
-#include <openssl/sha.h>
-#include <openssl/ssl.h>
-#include <openssl/x509v3.h>
-
+#include <array>
 #include <boost/asio.hpp>
-#include <boost/asio/ssl.hpp>
 #include <csignal>
-#include <deque>
 #include <optional>
 
 #include "base/log.h"
-#include "base/strings.h"
-#include "crypto/openssl/ossl.h"
 #include "net/tcp_listener.h"
 #include "net/tls/tls_connection.h"
 
 namespace fk::net {
 
 namespace asio = boost::asio;
-namespace ssl = boost::asio::ssl;
 using tcp = asio::ip::tcp;
 
 namespace {
 
-PeerCertificate describe_peer(X509* cert) {
-  PeerCertificate p;
-  unsigned char* der = nullptr;
-  int len = i2d_X509(cert, &der);
-  if (len > 0) {
-    unsigned char md[SHA256_DIGEST_LENGTH];
-    SHA256(der, static_cast<std::size_t>(len), md);
-    p.certificate_id = to_hex(std::span<const std::uint8_t>(md, sizeof md));
-    OPENSSL_free(der);
-  }
-  p.subject = crypto::ossl::name_to_string(X509_get_subject_name(cert));
-  p.issuer = crypto::ossl::name_to_string(X509_get_issuer_name(cert));
-  p.subject_fields = crypto::ossl::name_fields(X509_get_subject_name(cert));
-  p.issuer_fields = crypto::ossl::name_fields(X509_get_issuer_name(cert));
-  p.subject_alt_names = crypto::ossl::alt_names(cert, NID_subject_alt_name);
-  p.issuer_alt_names = crypto::ossl::alt_names(cert, NID_issuer_alt_name);
-  int idx = X509_NAME_get_index_by_NID(X509_get_subject_name(cert), NID_commonName, -1);
-  if (idx >= 0) {
-    unsigned char* utf8 = nullptr;
-    int n = ASN1_STRING_to_UTF8(
-        &utf8, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(X509_get_subject_name(cert), idx)));
-    if (n >= 0) {
-      p.common_name.assign(reinterpret_cast<char*>(utf8), static_cast<std::size_t>(n));
-      OPENSSL_free(utf8);
-    }
-  }
-  BIGNUM* bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), nullptr);
-  if (bn != nullptr) {
-    char* hex = BN_bn2hex(bn);
-    p.serial_hex = hex;
-    for (char& c : p.serial_hex) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    OPENSSL_free(hex);
-    BN_free(bn);
-  }
-  return p;
-}
-
-// ALPN: AWS's port-443 protocol first, then plain "mqtt"; anything else continues without
-// ALPN, unless the listener requires one (arg = the required protocol).
-int select_alpn(SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in,
-                unsigned int inlen, void* arg) {
-  const auto* required = static_cast<const std::string*>(arg);
-  for (std::string_view want : {std::string_view("x-amzn-mqtt-ca"), std::string_view("mqtt")}) {
-    if (!required->empty() && want != *required) continue;
-    unsigned int i = 0;
-    while (i < inlen) {
-      unsigned int len = in[i];
-      if (i + 1 + len > inlen) break;
-      if (std::string_view(reinterpret_cast<const char*>(in + i + 1), len) == want) {
-        *out = in + i + 1;
-        *outlen = static_cast<unsigned char>(len);
-        return SSL_TLSEXT_ERR_OK;
-      }
-      i += 1 + len;
-    }
-  }
-  return required->empty() ? SSL_TLSEXT_ERR_NOACK : SSL_TLSEXT_ERR_ALERT_FATAL;
-}
-
-// On a port that requires ALPN, a ClientHello without the ALPN extension is refused with the
-// no_application_protocol alert (RFC 7301), as one that offers only other protocols is (by
-// select_alpn): the client learns why instead of meeting a silent close after the handshake.
-int require_alpn_extension(SSL* ssl, int* alert, void* arg) {
-  const auto* required = static_cast<const std::string*>(arg);
-  if (required->empty()) return SSL_CLIENT_HELLO_SUCCESS;
-  const unsigned char* ext = nullptr;
-  std::size_t len = 0;
-  if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_application_layer_protocol_negotiation, &ext,
-                                &len) == 1)
-    return SSL_CLIENT_HELLO_SUCCESS;
-  *alert = SSL_AD_NO_APPLICATION_PROTOCOL;
-  return SSL_CLIENT_HELLO_ERROR;
-}
-
-Result<X509_STORE*> build_store(const std::vector<std::string>& pems) {
-  X509_STORE* store = X509_STORE_new();
-  for (const std::string& pem : pems) {
-    BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
-    X509* cert = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
-    BIO_free(bio);
-    if (cert == nullptr) {
-      X509_STORE_free(store);
-      ERR_clear_error();
-      return invalid_request("a trust anchor is not a PEM certificate");
-    }
-    X509_STORE_add_cert(store, cert);
-    X509_free(cert);
-  }
-  // A registered CA may be an intermediate: it anchors trust on its own.
-  X509_STORE_set_flags(store, X509_V_FLAG_PARTIAL_CHAIN);
-  return store;
-}
-
-// A TLS connection driven straight on its socket (SSL_set_fd, non-blocking SSL_* calls and
-// Asio readiness waits) rather than through asio::ssl::stream, whose engine keeps about 34 KB
-// of buffers per connection. With SSL_MODE_RELEASE_BUFFERS and one read buffer per thread, an
-// idle connection keeps only OpenSSL's session state.
+// A TLS connection driven straight on its socket by the engine's session (non-blocking
+// socket, Asio readiness waits) rather than through asio::ssl::stream, whose engine keeps
+// about 34 KB of buffers per connection. With one read buffer per thread, an idle connection
+// keeps only the TLS library's session state and ours.
 class FdTlsConnection final : public TlsConnection {
  public:
-  FdTlsConnection(asio::io_context& io, tcp::socket socket, SSL_CTX* ctx,
+  FdTlsConnection(asio::io_context& io, tcp::socket socket, TlsEngine& engine,
                   std::size_t max_write_backlog)
-      : io_(io),
-        socket_(std::move(socket)),
-        timer_(io),
-        ssl_(SSL_new(ctx)),
-        max_write_backlog_(max_write_backlog) {
+      : io_(io), socket_(std::move(socket)), timer_(io), max_write_backlog_(max_write_backlog) {
     boost::system::error_code ec;
     socket_.non_blocking(true, ec);
     auto ep = socket_.remote_endpoint(ec);
     if (!ec) remote_ = ep.address().to_string();
-    SSL_set_fd(ssl_, static_cast<int>(socket_.native_handle()));
-    SSL_set_accept_state(ssl_);
-  }
-  ~FdTlsConnection() override {
-    // A session whose handshake completed stays resumable from the cache however the
-    // connection ended (OpenSSL drops sessions of connections not shut down with
-    // close_notify, which MQTT clients rarely send).
-    if (handshake_done_) SSL_set_shutdown(ssl_, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
-    SSL_free(ssl_);
+    tls_ = engine.accept(static_cast<int>(socket_.native_handle()));
   }
 
   void handshake(int timeout_seconds, std::string listener,
@@ -203,7 +88,7 @@ class FdTlsConnection final : public TlsConnection {
     if (!open_) return;
     close_reason_ = reason;
     closing_ = true;
-    if (pending_.size() == sent_) close(reason);
+    if (pending_.empty()) close(reason);
   }
 
   void close(const std::string& reason) override {
@@ -214,7 +99,6 @@ class FdTlsConnection final : public TlsConnection {
     socket_.shutdown(tcp::socket::shutdown_both, ec);
     socket_.close(ec);
     pending_.clear();
-    sent_ = 0;
     queued_ = 0;
     if (on_close_) {
       auto fn = std::move(on_close_);
@@ -230,6 +114,7 @@ class FdTlsConnection final : public TlsConnection {
   asio::io_context& context() override { return io_; }
   bool is_open() const override { return open_; }
   const PeerCertificate& peer() const override { return peer_; }
+  bool resumed() const override { return resumed_; }
   const std::string& remote_address() const override { return remote_; }
   const std::string& alpn() const override { return alpn_; }
   const std::string& sni() const override { return sni_; }
@@ -251,52 +136,40 @@ class FdTlsConnection final : public TlsConnection {
     });
   }
 
+  // Waits for the socket in the direction the TLS library asked for.
+  void wait_for(TlsStep step, std::function<void()> fn) {
+    wait(step == TlsStep::kWantWrite ? tcp::socket::wait_write : tcp::socket::wait_read,
+         std::move(fn));
+  }
+
   void continue_handshake() {
-    ERR_clear_error();
-    int r = SSL_do_handshake(ssl_);
-    if (r == 1) {
+    TlsStep step = tls_->handshake();
+    if (step == TlsStep::kDone) {
       handshake_done_ = true;
       timer_.cancel();
       finish_handshake();
       return;
     }
-    int err = SSL_get_error(ssl_, r);
-    if (err == SSL_ERROR_WANT_READ)
-      return wait(tcp::socket::wait_read, [this] { continue_handshake(); });
-    if (err == SSL_ERROR_WANT_WRITE)
-      return wait(tcp::socket::wait_write, [this] { continue_handshake(); });
-    long verify = SSL_get_verify_result(ssl_);
-    std::string why;
-    if (verify != X509_V_OK) {
-      why = X509_verify_cert_error_string(verify);
-    } else if (unsigned long e = ERR_peek_error(); e != 0) {
-      const char* reason = ERR_reason_error_string(e);
-      why = reason ? reason : "TLS error";
-    } else {
-      why = err == SSL_ERROR_SYSCALL || err == SSL_ERROR_ZERO_RETURN
-                ? "peer closed during the handshake"
-                : "TLS error";
-    }
-    ERR_clear_error();
+    if (step == TlsStep::kWantRead || step == TlsStep::kWantWrite)
+      return wait_for(step, [this] { continue_handshake(); });
+    std::string why = step == TlsStep::kClosed ? std::string("peer closed during the handshake")
+                                               : tls_->failure();
     log::warn("tls.handshake_failed",
               {{"listener", listener_}, {"peer", remote_}, {"reason", why}});
     abort();
   }
 
   void finish_handshake() {
-    X509* cert = SSL_get0_peer_certificate(ssl_);
-    if (cert == nullptr) {  // cannot happen with fail_if_no_peer_cert, but never trust it
+    peer_ = tls_->peer_certificate();
+    if (peer_.certificate_id.empty()) {  // cannot happen (certificate required), never trust it
       log::warn("tls.handshake_failed",
                 {{"listener", listener_}, {"peer", remote_}, {"reason", "no client certificate"}});
       abort();
       return;
     }
-    peer_ = describe_peer(cert);
-    const unsigned char* alpn = nullptr;
-    unsigned int alpn_len = 0;
-    SSL_get0_alpn_selected(ssl_, &alpn, &alpn_len);
-    alpn_.assign(reinterpret_cast<const char*>(alpn), alpn_len);
-    if (const char* sni = SSL_get_servername(ssl_, TLSEXT_NAMETYPE_host_name)) sni_ = sni;
+    alpn_ = tls_->alpn();
+    sni_ = tls_->sni();
+    resumed_ = tls_->resumed();
     auto fn = std::move(on_handshake_);
     on_handshake_ = nullptr;
     fn(std::static_pointer_cast<FdTlsConnection>(shared_from_this()));
@@ -306,7 +179,7 @@ class FdTlsConnection final : public TlsConnection {
     resume_reading_at_ = std::chrono::steady_clock::now() + d;
   }
 
-  // Reads everything OpenSSL can give now, then waits for the socket again.
+  // Reads everything the TLS library can give now, then waits for the socket again.
   void pump_read() {
     thread_local std::array<char, 16 * 1024> buffer;
     for (;;) {
@@ -322,48 +195,44 @@ class FdTlsConnection final : public TlsConnection {
         });
         return;
       }
-      ERR_clear_error();
-      int n = SSL_read(ssl_, buffer.data(), static_cast<int>(buffer.size()));
-      if (n > 0) {
-        if (on_data_) on_data_(std::string_view(buffer.data(), static_cast<std::size_t>(n)));
+      std::size_t n = 0;
+      TlsStep step = tls_->read(buffer.data(), buffer.size(), &n);
+      if (step == TlsStep::kDone) {
+        if (on_data_) on_data_(std::string_view(buffer.data(), n));
         continue;
       }
-      int err = SSL_get_error(ssl_, n);
-      if (err == SSL_ERROR_WANT_READ) return wait(tcp::socket::wait_read, [this] { pump_read(); });
-      if (err == SSL_ERROR_WANT_WRITE)
-        return wait(tcp::socket::wait_write, [this] { pump_read(); });
-      ERR_clear_error();
-      close(err == SSL_ERROR_ZERO_RETURN || err == SSL_ERROR_SYSCALL ? "peer closed"
-                                                                     : "TLS read error");
+      if (step == TlsStep::kWantRead || step == TlsStep::kWantWrite)
+        return wait_for(step, [this] { pump_read(); });
+      close(step == TlsStep::kClosed ? "peer closed" : "TLS read error");
       return;
     }
   }
 
   void pump_write() {
     while (open_ && !pending_.empty()) {
-      ERR_clear_error();
-      int n = SSL_write(ssl_, pending_.data(),
-                        static_cast<int>(std::min<std::size_t>(pending_.size(), 1 << 20)));
-      if (n > 0) {
-        pending_.erase(0, static_cast<std::size_t>(n));
-        queued_ -= std::min(queued_, static_cast<std::size_t>(n));
+      std::size_t n = 0;
+      TlsStep step =
+          tls_->write(pending_.data(), std::min<std::size_t>(pending_.size(), 1 << 20), &n);
+      if (step == TlsStep::kDone) {
+        pending_.erase(0, n);
+        queued_ -= std::min(queued_, n);
         continue;
       }
-      int err = SSL_get_error(ssl_, n);
-      if (err == SSL_ERROR_WANT_WRITE || err == SSL_ERROR_WANT_READ) {
+      if (step == TlsStep::kWantRead || step == TlsStep::kWantWrite) {
         write_waiting_ = true;
-        wait(err == SSL_ERROR_WANT_WRITE ? tcp::socket::wait_write : tcp::socket::wait_read,
-             [this] {
-               write_waiting_ = false;
-               pump_write();
-             });
+        wait_for(step, [this] {
+          write_waiting_ = false;
+          pump_write();
+        });
         return;
       }
-      ERR_clear_error();
-      close("TLS write error");
+      close(step == TlsStep::kClosed ? "peer closed" : "TLS write error");
       return;
     }
-    if (open_ && closing_ && sent_ == pending_.size()) close(close_reason_);
+    if (open_ && closing_ && pending_.empty()) {
+      std::string why = std::move(close_reason_);
+      close(why);
+    }
   }
 
   asio::io_context& io_;
@@ -371,9 +240,8 @@ class FdTlsConnection final : public TlsConnection {
   asio::steady_timer timer_;
   std::optional<std::chrono::steady_clock::time_point> resume_reading_at_;
   bool read_paused_ = false;
-  SSL* ssl_;
+  std::unique_ptr<TlsSession> tls_;
   std::string pending_;
-  std::size_t sent_ = 0;  // bytes of pending_ already written
   std::size_t queued_ = 0;
   std::size_t max_write_backlog_;  // 0 = no limit
   bool overflowed_ = false;        // past max_write_backlog_: closing
@@ -382,6 +250,7 @@ class FdTlsConnection final : public TlsConnection {
   bool closing_ = false;
   bool open_ = true;
   bool handshake_done_ = false;
+  bool resumed_ = false;
   std::string close_reason_, listener_;
   std::function<void(std::shared_ptr<FdTlsConnection>)> on_handshake_;
   OnData on_data_;
@@ -394,17 +263,13 @@ class FdTlsConnection final : public TlsConnection {
 
 struct TlsListener::State : std::enable_shared_from_this<TlsListener::State> {
   State(IoPool& p, asio::io_context& accept, TlsListenerConfig c, OnConnection fn)
-      : pool(p),
-        accept_context(accept),
-        config(std::move(c)),
-        on_connection(std::move(fn)),
-        ctx(ssl::context::tls_server) {}
+      : pool(p), accept_context(accept), config(std::move(c)), on_connection(std::move(fn)) {}
 
   IoPool& pool;
   asio::io_context& accept_context;
   TlsListenerConfig config;
   OnConnection on_connection;
-  ssl::context ctx;
+  std::unique_ptr<TlsEngine> engine;
   std::unique_ptr<TcpListener> tcp;
 
   void on_accept(int fd) {
@@ -420,21 +285,21 @@ struct TlsListener::State : std::enable_shared_from_this<TlsListener::State> {
         ::close(fd);
         return;
       }
-      auto conn = std::make_shared<FdTlsConnection>(
-          io, std::move(socket), self->ctx.native_handle(), self->config.max_write_backlog_bytes);
-      conn->handshake(
-          self->config.handshake_timeout_seconds, self->config.name,
-          [self](std::shared_ptr<FdTlsConnection> c) {
-            if (!self->config.required_alpn.empty() && c->alpn() != self->config.required_alpn) {
-              log::warn("tls.handshake_failed",
-                        {{"listener", self->config.name},
-                         {"peer", c->remote_address()},
-                         {"reason", "ALPN " + self->config.required_alpn + " not offered"}});
-              c->close("ALPN required");
-              return;
-            }
-            self->on_connection(c);
-          });
+      auto conn = std::make_shared<FdTlsConnection>(io, std::move(socket), *self->engine,
+                                                    self->config.max_write_backlog_bytes);
+      conn->handshake(self->config.handshake_timeout_seconds, self->config.name,
+                      [self](std::shared_ptr<FdTlsConnection> c) {
+                        const std::string& required = self->config.tls.required_alpn;
+                        if (!required.empty() && c->alpn() != required) {
+                          log::warn("tls.handshake_failed",
+                                    {{"listener", self->config.name},
+                                     {"peer", c->remote_address()},
+                                     {"reason", "ALPN " + required + " not offered"}});
+                          c->close("ALPN required");
+                          return;
+                        }
+                        self->on_connection(c);
+                      });
     });
   }
 };
@@ -449,40 +314,12 @@ TlsListener::~TlsListener() {
 }
 
 Status TlsListener::start() {
-  // OpenSSL writes to the socket with write(2): a peer that vanished must give EPIPE, not kill
-  // the process with SIGPIPE.
+  // The TLS libraries write to the socket with send(2)/write(2): a peer that vanished must give
+  // EPIPE, not kill the process with SIGPIPE.
   std::signal(SIGPIPE, SIG_IGN);
-  auto& ctx = state_->ctx;
-  boost::system::error_code ec;
-  ctx.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
-                      ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1,
-                  ec);
-  SSL_CTX* native = ctx.native_handle();
-  SSL_CTX_set_min_proto_version(native, TLS1_2_VERSION);
-  // Idle connections give their 16 KB+ record buffers back to the allocator.
-  SSL_CTX_set_mode(native, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
-                               SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-  ctx.use_certificate_chain_file(state_->config.certificate_chain_file, ec);
-  if (ec)
-    return invalid_request("cannot load " + state_->config.certificate_chain_file + ": " +
-                           ec.message());
-  ctx.use_private_key_file(state_->config.private_key_file, ssl::context::pem, ec);
-  if (ec)
-    return invalid_request("cannot load " + state_->config.private_key_file + ": " + ec.message());
-  ctx.set_verify_mode(ssl::verify_peer | ssl::verify_fail_if_no_peer_cert, ec);
-  SSL_CTX_set_alpn_select_cb(native, select_alpn, &state_->config.required_alpn);
-  SSL_CTX_set_client_hello_cb(native, require_alpn_extension, &state_->config.required_alpn);
-  // Resumption: one stateless session ticket per handshake (TLS 1.3 and 1.2; OpenSSL's
-  // default is two) plus a server-side cache for TLS 1.2 session ids. OpenSSL 3.0 makes each
-  // stateless ticket by serialising the session and parsing it back (d2i_SSL_SESSION), which
-  // decodes the client certificate's key again: two tickets were ~17% of a full handshake's
-  // server CPU (perf, docs/performance.md). Stateful TLS 1.3 tickets avoid that cost but keep
-  // a session copy per connection in the cache (+10 KB per idle connection), so not those.
-  SSL_CTX_set_num_tickets(native, 1);
-  SSL_CTX_set_session_cache_mode(native, SSL_SESS_CACHE_SERVER);
-  const unsigned char sid[] = "fleetkeyd";
-  SSL_CTX_set_session_id_context(native, sid, sizeof sid - 1);
-  FK_RETURN_IF_ERROR(set_trust_anchors(state_->config.trust_anchors));
+  auto engine = TlsEngine::create(state_->config.engine, state_->config.tls);
+  if (!engine.is_ok()) return engine.status();
+  state_->engine = std::move(*engine);
 
   std::weak_ptr<State> weak = state_;
   state_->tcp =
@@ -506,9 +343,11 @@ std::uint16_t TlsListener::port() const {
 }
 
 Status TlsListener::set_trust_anchors(const std::vector<std::string>& pems) {
-  FK_ASSIGN_OR_RETURN(X509_STORE * store, build_store(pems));
-  SSL_CTX_set_cert_store(state_->ctx.native_handle(), store);  // takes ownership
-  return Status::ok();
+  if (!state_->engine) {
+    state_->config.tls.trust_anchors = pems;
+    return Status::ok();
+  }
+  return state_->engine->set_trust_anchors(pems);
 }
 
 }  // namespace fk::net
