@@ -182,9 +182,15 @@ EpochSeconds to_epoch(const ASN1_TIME* t) {
 
 // The names of a GeneralNames extension, typed as AWS's policy variables name them.
 NameFields alt_names(X509* cert, int nid) {
-  NameFields out;
   auto* names = static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, nid, nullptr, nullptr));
-  if (names == nullptr) return out;
+  if (names == nullptr) return {};
+  NameFields out = general_names(names);
+  GENERAL_NAMES_free(names);
+  return out;
+}
+
+NameFields general_names(const GENERAL_NAMES* names) {
+  NameFields out;
   for (int i = 0; i < sk_GENERAL_NAME_num(names); ++i) {
     const GENERAL_NAME* g = sk_GENERAL_NAME_value(names, i);
     auto text = [](const ASN1_STRING* a) {
@@ -217,7 +223,6 @@ NameFields alt_names(X509* cert, int nid) {
         break;
     }
   }
-  GENERAL_NAMES_free(names);
   return out;
 }
 

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <mutex>
 
+#include "net/tls/gnutls/gnutls_peer.h"
 #include "net/tls/tls_engine.h"
 
 namespace fk::net {
@@ -19,8 +20,13 @@ constexpr std::string_view kAwsAlpn = "x-amzn-mqtt-ca";
 constexpr std::string_view kMqttAlpn = "mqtt";
 
 // Forward-secret AEAD first, server preference; TLS 1.2 and 1.3 only.
+// X25519 first, as OpenSSL: the key share clients send (another first choice would cost a
+// HelloRetryRequest round trip, or a P-256 key exchange). AES-128-GCM first: its SHA-256 key
+// schedule runs on the CPU's SHA instructions, SHA-384's does not (~6% of a resumed connect).
 constexpr const char* kPriorities =
-    "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-ARCFOUR-128:-3DES-CBC:%SERVER_PRECEDENCE";
+    "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:+AES-128-GCM:+CHACHA20-POLY1305:"
+    "+AES-256-GCM:+AES-128-CCM:+AES-256-CCM:+AES-128-CBC:+AES-256-CBC:-GROUP-ALL:+GROUP-X25519:"
+    "+GROUP-SECP256R1:+GROUP-SECP384R1:+GROUP-SECP521R1:%SERVER_PRECEDENCE";
 
 std::string error_text(int e) {
   return gnutls_strerror(e);
@@ -40,6 +46,52 @@ std::string verify_failure(unsigned status) {
   if (status & GNUTLS_CERT_PURPOSE_MISMATCH) return "unsupported certificate purpose";
   return "certificate verify failed";
 }
+
+std::string_view view(const gnutls_datum_t& d) {
+  return std::string_view(reinterpret_cast<const char*>(d.data), d.size);
+}
+// An extension's value (DER), "" when absent.
+std::string extension(gnutls_x509_crt_t crt, const char* oid) {
+  std::size_t len = 0;
+  if (gnutls_x509_crt_get_extension_by_oid(crt, oid, 0, nullptr, &len, nullptr) !=
+          GNUTLS_E_SHORT_MEMORY_BUFFER ||
+      len == 0)
+    return "";
+  std::string out(len, '\0');
+  if (gnutls_x509_crt_get_extension_by_oid(crt, oid, 0, out.data(), &len, nullptr) < 0)
+    return "";
+  out.resize(len);
+  return out;
+}
+
+}  // namespace
+
+PeerCertificate describe_with_gnutls(std::string_view der) {
+  gnutls_datum_t datum{reinterpret_cast<unsigned char*>(const_cast<char*>(der.data())),
+                       static_cast<unsigned>(der.size())};
+  gnutls_x509_crt_t crt = nullptr;
+  if (gnutls_x509_crt_init(&crt) < 0) return {};
+  PeerCertificate out;
+  if (gnutls_x509_crt_import(crt, &datum, GNUTLS_X509_FMT_DER) >= 0) {
+    gnutls_datum_t subject{}, issuer{};
+    std::array<unsigned char, 64> serial{};
+    std::size_t serial_len = serial.size();
+    std::string san = extension(crt, "2.5.29.17"), ian = extension(crt, "2.5.29.18");
+    if (gnutls_x509_crt_get_raw_dn(crt, &subject) >= 0 &&
+        gnutls_x509_crt_get_raw_issuer_dn(crt, &issuer) >= 0 &&
+        gnutls_x509_crt_get_serial(crt, serial.data(), &serial_len) >= 0) {
+      out = describe_certificate(CertificateParts{
+          der, view(subject), view(issuer),
+          std::string_view(reinterpret_cast<const char*>(serial.data()), serial_len), san, ian});
+    }
+    gnutls_free(subject.data);
+    gnutls_free(issuer.data);
+  }
+  gnutls_x509_crt_deinit(crt);
+  return out;
+}
+
+namespace {
 
 struct Credentials {
   gnutls_certificate_credentials_t creds = nullptr;
@@ -144,8 +196,7 @@ class GnuTlsSession final : public TlsSession {
     unsigned n = 0;
     const gnutls_datum_t* certs = gnutls_certificate_get_peers(s_, &n);
     if (certs == nullptr || n == 0) return {};
-    return describe_certificate(
-        std::string_view(reinterpret_cast<const char*>(certs[0].data), certs[0].size));
+    return describe_with_gnutls(view(certs[0]));
   }
   std::string alpn() const override {
     gnutls_datum_t p{};

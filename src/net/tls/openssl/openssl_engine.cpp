@@ -189,9 +189,12 @@ class OpenSslEngine final : public TlsEngine {
     // clean close, not as an error: OpenSSL 3 would drop its session from the cache.
     SSL_CTX_set_options(ctx_, SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_RENEGOTIATION |
                                   SSL_OP_IGNORE_UNEXPECTED_EOF);
-    // TLS 1.2: forward-secret AEAD suites first (the TLS 1.3 suites are all AEAD).
+    // TLS 1.3: AES-128-GCM first (its SHA-256 key schedule runs on the CPU's SHA
+    // instructions); TLS 1.2: forward-secret AEAD suites first.
+    SSL_CTX_set_ciphersuites(
+        ctx_, "TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384");
     SSL_CTX_set_cipher_list(ctx_,
-                            "ECDHE+AESGCM:ECDHE+CHACHA20:ECDHE+AES:RSA+AESGCM:RSA+AES:"
+                            "ECDHE+AES128+AESGCM:ECDHE+AESGCM:ECDHE+CHACHA20:ECDHE+AES:RSA+AESGCM:RSA+AES:"
                             "!aNULL:!eNULL:!MD5:!DSS:!3DES:!RC4");
     // Idle connections give their 16 KB+ record buffers back to the allocator.
     SSL_CTX_set_mode(ctx_, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |

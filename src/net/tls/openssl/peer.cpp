@@ -48,13 +48,56 @@ PeerCertificate describe_x509(X509* cert) {
   return p;
 }
 
-PeerCertificate describe_certificate(std::string_view der) {
+namespace {
+
+X509_NAME* read_name(std::string_view der) {
   const auto* p = reinterpret_cast<const unsigned char*>(der.data());
-  X509* cert = d2i_X509(nullptr, &p, static_cast<long>(der.size()));
-  if (cert == nullptr) return {};
-  PeerCertificate out = describe_x509(cert);
-  X509_free(cert);
+  return d2i_X509_NAME(nullptr, &p, static_cast<long>(der.size()));
+}
+
+PeerCertificate::Fields read_general_names(std::string_view der) {
+  if (der.empty()) return {};
+  const auto* p = reinterpret_cast<const unsigned char*>(der.data());
+  GENERAL_NAMES* names = d2i_GENERAL_NAMES(nullptr, &p, static_cast<long>(der.size()));
+  if (names == nullptr) return {};
+  auto out = crypto::ossl::general_names(names);
+  GENERAL_NAMES_free(names);
   return out;
+}
+
+}  // namespace
+
+PeerCertificate describe_certificate(const CertificateParts& parts) {
+  PeerCertificate p;
+  X509_NAME* subject = read_name(parts.subject);
+  X509_NAME* issuer = read_name(parts.issuer);
+  if (subject != nullptr && issuer != nullptr && !parts.der.empty()) {
+    unsigned char md[SHA256_DIGEST_LENGTH];
+    SHA256(reinterpret_cast<const unsigned char*>(parts.der.data()), parts.der.size(), md);
+    p.certificate_id = to_hex(std::span<const std::uint8_t>(md, sizeof md));
+    p.subject = crypto::ossl::name_to_string(subject);
+    p.issuer = crypto::ossl::name_to_string(issuer);
+    p.subject_fields = crypto::ossl::name_fields(subject);
+    p.issuer_fields = crypto::ossl::name_fields(issuer);
+    for (const auto& [k, v] : p.subject_fields) {
+      if (k == "CN") {
+        p.common_name = v;
+        break;
+      }
+    }
+    p.subject_alt_names = read_general_names(parts.subject_alt_names);
+    p.issuer_alt_names = read_general_names(parts.issuer_alt_names);
+    // As BN_bn2hex prints it: whole bytes, no leading zero bytes, "0" for zero.
+    std::string_view serial = parts.serial;
+    while (!serial.empty() && serial.front() == '\0') serial.remove_prefix(1);
+    p.serial_hex = serial.empty() ? "0"
+                                  : to_hex(std::span<const std::uint8_t>(
+                                        reinterpret_cast<const std::uint8_t*>(serial.data()),
+                                        serial.size()));
+  }
+  X509_NAME_free(subject);
+  X509_NAME_free(issuer);
+  return p;
 }
 
 }  // namespace fk::net
