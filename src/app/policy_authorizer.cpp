@@ -124,8 +124,9 @@ class PolicyAuthorizer::ConnectionPermissions : public broker::Permissions {
   AuthDecision deny(MqttAction a, std::string_view kind, std::string_view name) const {
     policy::Verdict v = check(a, kind, name);
     std::string why = std::string(policy::action_name(a)) + " on " + std::string(kind) +
-                      std::string(name) + " for certificate " + client_.certificate.certificate_id +
-                      " (client " + client_.client_id + "): " + v.explain();
+                      std::string(name) + " for certificate " +
+                      client_.certificate().certificate_id + " (client " + client_.client_id +
+                      "): " + v.explain();
     return AuthDecision::deny(std::move(why));
   }
 
@@ -200,12 +201,12 @@ PolicyAuthorizer::FactsPtr PolicyAuthorizer::cached_facts(const Key& key,
 }
 
 broker::ConnectDecision PolicyAuthorizer::decide(const broker::ClientIdentity& client) {
-  const Key key{client.certificate.certificate_id, client.client_id};
+  const Key key{client.certificate().certificate_id, client.client_id};
   for (;;) {
     std::uint64_t generation = 0;
     FactsPtr facts = cached_facts(key, &generation);
     if (!facts) {
-      auto loaded = load(key, &client.certificate);
+      auto loaded = load(key, &client.certificate());
       if (!loaded.is_ok())
         return {AuthDecision::deny("registry error: " + loaded.status().message()), nullptr};
       facts = std::move(*loaded);
@@ -226,7 +227,7 @@ broker::ConnectDecision PolicyAuthorizer::decide(const broker::ClientIdentity& c
         policy::Verdict v = grant->check(MqttAction::kConnect, resource);
         return {
             AuthDecision::deny("iot:Connect on client/" + client.client_id + " for certificate " +
-                               client.certificate.certificate_id + ": " + v.explain()),
+                               client.certificate().certificate_id + ": " + v.explain()),
             nullptr};
       }
       perms->bind(std::move(grant));
@@ -262,7 +263,7 @@ void PolicyAuthorizer::authorize_connect(const broker::ClientIdentity& client,
   {
     // The common reconnect: facts cached, answer on the caller's thread (no registry read).
     std::uint64_t generation = 0;
-    if (cached_facts({client.certificate.certificate_id, client.client_id}, &generation)) {
+    if (cached_facts({client.certificate().certificate_id, client.client_id}, &generation)) {
       done(decide(client));
       return;
     }

@@ -58,7 +58,9 @@ class PolicyAuthorizerTest : public ::testing::Test {
   const registry::ArnScope& arns() { return reg_->config().arns; }
   static broker::ClientIdentity who(const std::string& cert, const std::string& client) {
     broker::ClientIdentity c;
-    c.certificate.certificate_id = cert;
+    auto peer = std::make_shared<net::PeerCertificate>();
+    peer->certificate_id = cert;
+    c.peer = std::move(peer);
     c.client_id = client;
     c.remote_address = "127.0.0.1:50000";
     return c;

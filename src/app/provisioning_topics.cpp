@@ -146,7 +146,7 @@ void ProvisioningTopics::on_request(const broker::ClientIdentity& client,
                                     const broker::Message& request, Reply reply) {
   auto topic = provisioning::parse_request_topic(request.topic);
   if (!topic) return;
-  provisioning::Requester who{client.certificate.certificate_id, client.client_id};
+  provisioning::Requester who{client.certificate().certificate_id, client.client_id};
   auto send = [reply](provisioning::Reply r) {
     broker::Message m;
     m.topic = std::move(r.topic);

@@ -64,13 +64,39 @@ std::size_t held_size(const PendingDelivery& d) {
   return m.topic.size() + m.payload.size() + 64;
 }
 
+// QoS 1 messages waiting for a session. Most sessions never queue one: an empty queue holds
+// no memory (libstdc++'s std::deque allocates ~600 bytes when constructed), and a drained one
+// gives it back.
+class MessageQueue {
+ public:
+  bool empty() const { return !q_ || q_->empty(); }
+  std::size_t size() const { return q_ ? q_->size() : 0; }
+  PendingDelivery& front() { return q_->front(); }
+  void pop_front() {
+    q_->pop_front();
+    if (q_->empty()) q_.reset();
+  }
+  void push_back(PendingDelivery d) { get().push_back(std::move(d)); }
+  void push_front(PendingDelivery d) { get().push_front(std::move(d)); }
+  void clear() { q_.reset(); }
+  std::deque<PendingDelivery>::iterator begin() { return get().begin(); }
+  std::deque<PendingDelivery>::iterator end() { return get().end(); }
+
+ private:
+  std::deque<PendingDelivery>& get() {
+    if (!q_) q_ = std::make_unique<std::deque<PendingDelivery>>();
+    return *q_;
+  }
+  std::unique_ptr<std::deque<PendingDelivery>> q_;
+};
+
 // Subscriptions and undelivered messages that outlive a connection (persistent sessions).
 // held_bytes is the held_size() of every message in inflight and queue.
 struct SessionState {
   Version version = Version::kV311;
   std::map<std::string, SubscriptionOptions> subscriptions;
   std::map<std::uint16_t, PendingDelivery> inflight;
-  std::deque<PendingDelivery> queue;
+  MessageQueue queue;
   std::size_t held_bytes = 0;
 };
 
@@ -226,8 +252,8 @@ class Session : public std::enable_shared_from_this<Session> {
         conn_(std::move(conn)),
         reader_(b_->config.max_payload_bytes + kPacketOverhead),
         timer_(shard.io),
-        expiry_timer_(shard.io) {
-    identity_.certificate = conn_->peer();
+        expiry_timer_(nullptr) {
+    identity_.peer = conn_->peer();
     identity_.remote_address = conn_->remote_address();
   }
 
@@ -355,7 +381,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (!conn_ || !conn_->is_open()) return;
     lifecycle_reason_ = lifecycle_reason;
     FK_LOG_INFO("broker.disconnect", {{"client", identity_.client_id},
-                                      {"certificate", identity_.certificate.certificate_id},
+                                      {"certificate", identity_.certificate().certificate_id},
                                       {"reason", why}});
     if (active_ && version_ == Version::kV5) {
       mqtt::Disconnect d;
@@ -382,7 +408,7 @@ class Session : public std::enable_shared_from_this<Session> {
   // Hands this session's state to a new connection with the same client id (on this thread).
   std::optional<SessionState> surrender(bool resume) {
     surrendered_ = true;
-    expiry_timer_.cancel();
+    if (expiry_timer_) expiry_timer_->cancel();
     if (conn_ && conn_->is_open())
       kick(mqtt::reason::kSessionTakenOver, "client id taken over", "DUPLICATE_CLIENTID");
     for (const auto& [filter, o] : state_.subscriptions) uninstall(filter);
@@ -428,7 +454,7 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     conn_->write(mqtt::encode(version_, ack));
     FK_LOG_INFO("broker.connected", {{"client", identity_.client_id},
-                                     {"certificate", identity_.certificate.certificate_id},
+                                     {"certificate", identity_.certificate().certificate_id},
                                      {"peer", identity_.remote_address},
                                      {"version", version_ == Version::kV5 ? "5" : "3.1.1"},
                                      {"session_present", present ? "true" : "false"}});
@@ -438,7 +464,8 @@ class Session : public std::enable_shared_from_this<Session> {
     std::deque<PendingDelivery> pending;
     for (auto& [id, d] : state_.inflight) pending.push_back(std::move(d));
     state_.inflight.clear();
-    for (auto& d : state_.queue) pending.push_back(std::move(d));
+    if (!state_.queue.empty())
+      for (auto& d : state_.queue) pending.push_back(std::move(d));
     state_.queue.clear();
     state_.held_bytes = 0;
     for (auto& d : pending) deliver(d.message, d.qos, d.retain);
@@ -448,7 +475,7 @@ class Session : public std::enable_shared_from_this<Session> {
                      {"timestamp", now_ms()},
                      {"eventType", "connected"},
                      {"sessionIdentifier", session_id_},
-                     {"principalIdentifier", identity_.certificate.certificate_id},
+                     {"principalIdentifier", identity_.certificate().certificate_id},
                      {"ipAddress", identity_.remote_address},
                      {"versionNumber", version_number_}},
                     &shard_);
@@ -559,7 +586,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void drop(const std::string& why) {
     log::warn("broker.connection_refused", {{"peer", identity_.remote_address},
                                             {"client", identity_.client_id},
-                                            {"certificate", identity_.certificate.certificate_id},
+                                            {"certificate", identity_.certificate().certificate_id},
                                             {"reason", why}});
     if (conn_) conn_->close(why);
   }
@@ -691,18 +718,18 @@ class Session : public std::enable_shared_from_this<Session> {
         return;
       }
       if (c.will->qos > 1) c.will->qos = 1;  // QoS 2 is not supported; AWS treats it as 1
-      will_ = std::move(c.will);
+      will_ = std::make_unique<mqtt::Will>(std::move(*c.will));
     }
     session_id_ = random_suffix() + random_suffix();
     // Indexed by certificate before the connect decision, so a revocation that commits while
     // the decision is being made still finds (and cuts) this connection.
     {
       std::lock_guard<std::mutex> lock(b_->certs_mu);
-      b_->by_certificate.emplace(identity_.certificate.certificate_id, weak_from_this());
+      b_->by_certificate.emplace(identity_.certificate().certificate_id, weak_from_this());
       indexed_ = true;
     }
     identity_.persistent_connect = session_expiry_ > 0;
-    identity_.last_will = will_.has_value();
+    identity_.last_will = will_ != nullptr;
     std::weak_ptr<Session> weak = shared_from_this();
     auto conn = conn_;
     b_->authorizer.authorize_connect(identity_, [weak, conn](ConnectDecision decision) {
@@ -716,7 +743,7 @@ class Session : public std::enable_shared_from_this<Session> {
     b_->connects_refused++;
     log::warn("broker.connection_refused", {{"peer", identity_.remote_address},
                                             {"client", identity_.client_id},
-                                            {"certificate", identity_.certificate.certificate_id},
+                                            {"certificate", identity_.certificate().certificate_id},
                                             {"reason", why}});
     mqtt::Connack ack;
     ack.reason_code = version_ == Version::kV5 ? reason_v5 : code311;
@@ -786,7 +813,7 @@ class Session : public std::enable_shared_from_this<Session> {
   // The session as the cluster stores it.
   StoredSession stored(bool connected) const {
     StoredSession s;
-    s.certificate_id = identity_.certificate.certificate_id;
+    s.certificate_id = identity_.certificate().certificate_id;
     s.session_id = session_id_;
     s.connected = connected;
     s.lifecycle_events = lifecycle_allowed();
@@ -828,7 +855,7 @@ class Session : public std::enable_shared_from_this<Session> {
       return;
     }
     surrendered_ = true;
-    expiry_timer_.cancel();
+    if (expiry_timer_) expiry_timer_->cancel();
     if (conn_ && conn_->is_open() && active_) {
       if (closed) closed_waiters_.push_back(std::move(closed));
       kick(reason_v5, why, lifecycle);
@@ -1276,7 +1303,7 @@ class Session : public std::enable_shared_from_this<Session> {
                      {"timestamp", now_ms()},
                      {"eventType", "subscribed"},
                      {"sessionIdentifier", session_id_},
-                     {"principalIdentifier", identity_.certificate.certificate_id},
+                     {"principalIdentifier", identity_.certificate().certificate_id},
                      {"topics", subscribed}},
                     &shard_);
     }
@@ -1303,7 +1330,7 @@ class Session : public std::enable_shared_from_this<Session> {
                      {"timestamp", now_ms()},
                      {"eventType", "unsubscribed"},
                      {"sessionIdentifier", session_id_},
-                     {"principalIdentifier", identity_.certificate.certificate_id},
+                     {"principalIdentifier", identity_.certificate().certificate_id},
                      {"topics", removed}},
                     &shard_);
     }
@@ -1322,7 +1349,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (indexed_) {
       indexed_ = false;
       std::lock_guard<std::mutex> lock(b_->certs_mu);
-      auto [it, end] = b_->by_certificate.equal_range(identity_.certificate.certificate_id);
+      auto [it, end] = b_->by_certificate.equal_range(identity_.certificate().certificate_id);
       while (it != end) {
         auto other = it->second.lock();
         it = (!other || other.get() == this) ? b_->by_certificate.erase(it) : std::next(it);
@@ -1341,7 +1368,7 @@ class Session : public std::enable_shared_from_this<Session> {
                      {"timestamp", now_ms()},
                      {"eventType", "disconnected"},
                      {"sessionIdentifier", session_id_},
-                     {"principalIdentifier", identity_.certificate.certificate_id},
+                     {"principalIdentifier", identity_.certificate().certificate_id},
                      {"clientInitiatedDisconnect", by_client},
                      {"disconnectReason", lifecycle_reason_.empty() ? std::string("CONNECTION_LOST")
                                                                     : lifecycle_reason_},
@@ -1358,9 +1385,10 @@ class Session : public std::enable_shared_from_this<Session> {
       b_->cluster->save(identity_.client_id, cluster_revision_, stored(false), [](bool) {});
     for (auto& [id, d] : state_.inflight) state_.queue.push_front(std::move(d));
     state_.inflight.clear();
-    expiry_timer_.expires_after(std::chrono::seconds(session_expiry_));
+    if (!expiry_timer_) expiry_timer_ = std::make_unique<asio::steady_timer>(shard_.io);
+    expiry_timer_->expires_after(std::chrono::seconds(session_expiry_));
     std::weak_ptr<Session> weak = shared_from_this();
-    expiry_timer_.async_wait([weak](const boost::system::error_code& ec) {
+    expiry_timer_->async_wait([weak](const boost::system::error_code& ec) {
       if (auto self = weak.lock(); self && !ec && !self->surrendered_) self->end_session();
     });
   }
@@ -1430,7 +1458,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::shared_ptr<net::TlsConnection> conn_;
   mqtt::FrameReader reader_;
   asio::steady_timer timer_;
-  asio::steady_timer expiry_timer_;
+  std::unique_ptr<asio::steady_timer> expiry_timer_;  // only once a persistent session is offline
   ClientIdentity identity_;
   PermissionsPtr permissions_;  // set when the connect is allowed; never changed after
   Version version_ = Version::kV311;
@@ -1473,7 +1501,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::uint64_t bytes_throttled_ = 0;
   std::string session_id_;
   SteadyClock::time_point last_activity_;
-  std::optional<mqtt::Will> will_;
+  std::unique_ptr<mqtt::Will> will_;  // most devices have none: not 568 bytes each
   SessionState state_;
   std::unordered_map<std::uint16_t, std::string> aliases_;
   std::vector<std::pair<std::uint8_t, std::string>> early_;

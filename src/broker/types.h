@@ -15,7 +15,13 @@ namespace fk::broker {
 // Who is on the other end of a connection.
 struct ClientIdentity {
   std::string client_id;
-  net::PeerCertificate certificate;
+  // The TLS layer's reading of the client certificate, shared by the connection, its session
+  // and its permissions (one copy per connection).
+  std::shared_ptr<const net::PeerCertificate> peer;
+  const net::PeerCertificate& certificate() const {
+    static const net::PeerCertificate kNone;
+    return peer ? *peer : kNone;
+  }
   std::string remote_address;
   mqtt::Version version = mqtt::Version::kV311;
   // AWS's iot:ConnectAttributes: a session that outlives the connection, and a last will.

@@ -6,7 +6,10 @@
 #include <cctype>
 #include <cstdlib>
 #include <cstring>
+#include <map>
+#include <mutex>
 #include <optional>
+#include <tuple>
 
 #include "base/strings.h"
 
@@ -368,12 +371,27 @@ Pattern::Pattern(std::string text, std::vector<bool> literal)
   } else if (wild == 1 && text_.back() == '*' && !literal_.back()) {
     shape_ = Shape::kPrefix;
   }
+  // The two common shapes say which characters are wildcards by themselves: no per-character
+  // flags kept (a connection's Grant holds dozens of patterns).
+  if (shape_ != Shape::kGeneral) std::vector<bool>().swap(literal_);
+}
+
+bool Pattern::literal(std::size_t k) const {
+  switch (shape_) {
+    case Shape::kExact:
+      return true;
+    case Shape::kPrefix:
+      return k + 1 != text_.size();
+    case Shape::kGeneral:
+      break;
+  }
+  return literal_[k];
 }
 
 Pattern Pattern::substr(std::size_t pos, std::size_t len) const {
   std::string t = text_.substr(pos, len);
-  std::vector<bool> l(literal_.begin() + static_cast<std::ptrdiff_t>(pos),
-                      literal_.begin() + static_cast<std::ptrdiff_t>(pos + t.size()));
+  std::vector<bool> l(t.size());
+  for (std::size_t i = 0; i < t.size(); ++i) l[i] = literal(pos + i);
   return Pattern(std::move(t), std::move(l));
 }
 
@@ -408,8 +426,8 @@ bool Pattern::matches(std::string_view s, bool ignore_case) const {
   std::size_t i = 0;
   std::size_t star = std::string::npos;
   std::size_t mark = 0;
-  auto is_star = [&](std::size_t k) { return text_[k] == '*' && !literal_[k]; };
-  auto is_any = [&](std::size_t k) { return text_[k] == '?' && !literal_[k]; };
+  auto is_star = [&](std::size_t k) { return text_[k] == '*' && !literal(k); };
+  auto is_any = [&](std::size_t k) { return text_[k] == '?' && !literal(k); };
   auto same = [&](char a, char b) { return ignore_case ? fold(a) == fold(b) : a == b; };
   while (i < s.size()) {
     if (p < n && !is_star(p) && (is_any(p) || same(text_[p], s[i]))) {
@@ -464,6 +482,43 @@ Verdict evaluate(const PolicySet& policies, std::string_view action, std::string
   return v;
 }
 
+namespace {
+
+// Whether a statement's resources depend on the request (policy variables).
+bool has_variables(const Statement& s, bool substitutes) {
+  if (!substitutes) return false;
+  for (const auto& r : s.resources) {
+    if (r.find("${") != std::string::npos) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+// The compiled patterns of statements without variables, shared by every Grant made from the
+// same document (a Grant holds its documents, so a live entry's address is never reused).
+std::shared_ptr<const Grant::Compiled> Grant::shared_compiled(
+    const Document* doc, std::size_t statement, const std::string& arn_prefix,
+    const std::function<std::shared_ptr<const Compiled>()>& make) {
+  struct Cache {
+    std::mutex mu;
+    std::map<std::tuple<const Document*, std::size_t, std::string>, std::weak_ptr<const Compiled>>
+        entries;
+    std::size_t sweep_at = 1024;
+  };
+  static Cache* cache = new Cache;  // never destroyed: Grants may outlive static destruction
+  std::lock_guard<std::mutex> lock(cache->mu);
+  auto& slot = cache->entries[{doc, statement, arn_prefix}];
+  if (auto live = slot.lock()) return live;
+  auto made = make();
+  slot = made;
+  if (cache->entries.size() >= cache->sweep_at) {
+    std::erase_if(cache->entries, [](const auto& e) { return e.second.expired(); });
+    cache->sweep_at = std::max<std::size_t>(1024, cache->entries.size() * 2);
+  }
+  return made;
+}
+
 Grant::Grant(const PolicySet& policies, const RequestContext& ctx, std::string arn_prefix)
     : policies_(policies), arn_prefix_(std::move(arn_prefix)) {
   const auto prefix_colons = arn_colons(arn_prefix_);
@@ -490,43 +545,56 @@ Grant::Grant(const PolicySet& policies, const RequestContext& ctx, std::string a
     }
     return p.substr(pstart);
   };
+  auto compile = [&](const Statement& s, const RequestContext& c, bool substitutes) {
+    auto out = std::make_shared<Compiled>();
+    out->patterns = resource_patterns(s, c, substitutes, nullptr);
+    if (usable_prefix) {
+      for (const auto& pattern : out->patterns) {
+        if (auto r = residual(pattern, &out->full_only)) out->residuals.push_back(std::move(*r));
+      }
+    }
+    return std::shared_ptr<const Compiled>(std::move(out));
+  };
   // iot:ConnectAttributes exists only in the iot:Connect request.
   RequestContext later = ctx;
   later.connect_attributes.reset();
+  // A statement's patterns are compiled once per Grant (several actions share them), and a
+  // statement without variables once per process (every connection shares them).
+  std::map<std::tuple<std::size_t, std::size_t, bool>, std::shared_ptr<const Compiled>> mine;
   for (std::size_t a = 0; a < rules_.size(); ++a) {
     const auto action = static_cast<MqttAction>(a);
-    const RequestContext& c = action == MqttAction::kConnect ? ctx : later;
-    for (const auto& p : policies_) {
+    const bool connect = action == MqttAction::kConnect;
+    const RequestContext& c = connect ? ctx : later;
+    for (std::size_t pi = 0; pi < policies_.size(); ++pi) {
+      const NamedPolicy& p = policies_[pi];
       const Document& doc = *p.document;
       for (std::size_t i = 0; i < doc.statements.size(); ++i) {
         const Statement& s = doc.statements[i];
         if (!action_matches(s, action_name(action))) continue;
         if (!conditions_hold(s, c, doc.substitutes_variables, nullptr)) continue;
-        Rule rule{s.effect,
-                  s.not_resource,
-                  resource_patterns(s, c, doc.substitutes_variables, nullptr),
-                  {},
-                  false,
-                  &p,
-                  static_cast<int>(i)};
-        if (usable_prefix) {
-          for (const auto& pattern : rule.patterns) {
-            if (auto r = residual(pattern, &rule.full_only))
-              rule.residuals.push_back(std::move(*r));
-          }
+        std::shared_ptr<const Compiled> compiled;
+        if (!has_variables(s, doc.substitutes_variables)) {
+          compiled = shared_compiled(p.document.get(), i, arn_prefix_,
+                                     [&] { return compile(s, c, doc.substitutes_variables); });
+        } else {
+          auto& slot = mine[{pi, i, connect}];
+          if (!slot) slot = compile(s, c, doc.substitutes_variables);
+          compiled = slot;
         }
-        rules_[a].push_back(std::move(rule));
+        rules_[a].push_back(
+            Rule{s.effect, s.not_resource, std::move(compiled), &p, static_cast<int>(i)});
       }
     }
   }
 }
 
 bool Grant::rule_matches(const Rule& r, std::string_view resource) const {
-  if (arn_prefix_.empty() || r.full_only || resource.substr(0, arn_prefix_.size()) != arn_prefix_)
-    return resource_matches(r.patterns, r.not_resource, resource);
+  const Compiled& c = *r.compiled;
+  if (arn_prefix_.empty() || c.full_only || resource.substr(0, arn_prefix_.size()) != arn_prefix_)
+    return resource_matches(c.patterns, r.not_resource, resource);
   const std::string_view rest = resource.substr(arn_prefix_.size());
   bool any = false;
-  for (const auto& p : r.residuals) {
+  for (const auto& p : c.residuals) {
     if (p.matches(rest)) {
       any = true;
       break;

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <array>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -68,8 +69,9 @@ class Pattern {
 
  private:
   enum class Shape { kExact, kPrefix, kGeneral };  // no wildcard, one trailing `*`, other
+  bool literal(std::size_t k) const;               // character k is not a wildcard
   std::string text_;
-  std::vector<bool> literal_;
+  std::vector<bool> literal_;  // per character; kept only for kGeneral
   Shape shape_ = Shape::kGeneral;
 };
 
@@ -90,16 +92,23 @@ class Grant {
   Verdict check(MqttAction action, std::string_view resource) const;
 
  private:
-  struct Rule {
-    Effect effect;
-    bool not_resource;
+  // A statement's resource patterns for this request.
+  struct Compiled {
     std::vector<Pattern> patterns;
     // The patterns that can match an ARN starting with arn_prefix_, as the part after it.
     std::vector<Pattern> residuals;
-    bool full_only;  // a pattern only a full match can decide ("arn:*")
+    bool full_only = false;  // a pattern only a full match can decide ("arn:*")
+  };
+  struct Rule {
+    Effect effect;
+    bool not_resource;
+    std::shared_ptr<const Compiled> compiled;  // shared by actions, and by Grants when it can
     const NamedPolicy* policy;
     int statement_index;
   };
+  static std::shared_ptr<const Compiled> shared_compiled(
+      const Document* doc, std::size_t statement, const std::string& arn_prefix,
+      const std::function<std::shared_ptr<const Compiled>()>& make);
   bool rule_matches(const Rule& r, std::string_view resource) const;
 
   PolicySet policies_;

@@ -24,8 +24,10 @@ namespace asio = boost::asio;
 class FakeConnection : public net::TlsConnection {
  public:
   explicit FakeConnection(asio::io_context& io) : io_(io) {
-    peer_.certificate_id = std::string(64, 'c');
-    peer_.common_name = "fake";
+    auto peer = std::make_shared<net::PeerCertificate>();
+    peer->certificate_id = std::string(64, 'c');
+    peer->common_name = "fake";
+    peer_ = std::move(peer);
   }
   void start(OnData on_data, OnClose on_close) override {
     on_data_ = std::move(on_data);
@@ -54,7 +56,7 @@ class FakeConnection : public net::TlsConnection {
     std::lock_guard<std::mutex> lock(mu_);
     return open_;
   }
-  const net::PeerCertificate& peer() const override { return peer_; }
+  const std::shared_ptr<const net::PeerCertificate>& peer() const override { return peer_; }
   bool resumed() const override { return false; }
   const std::string& remote_address() const override { return remote_; }
   const std::string& alpn() const override { return empty_; }
@@ -91,7 +93,7 @@ class FakeConnection : public net::TlsConnection {
   bool open_ = true;
   OnData on_data_;
   OnClose on_close_;
-  net::PeerCertificate peer_;
+  std::shared_ptr<const net::PeerCertificate> peer_;
   std::string remote_ = "127.0.0.1", empty_;
 };
 

@@ -56,7 +56,7 @@ CertificateInfo describe_cert(X509* cert, const PublicKeyInfo* known_key = nullp
 
 std::string name_to_string(const X509_NAME* name);  // RFC 2253
 NameFields name_fields(const X509_NAME* name);
-NameFields alt_names(X509* cert, int nid);  // NID_subject_alt_name / NID_issuer_alt_name
+NameFields alt_names(X509* cert, int nid);             // NID_subject_alt_name / NID_issuer_alt_name
 NameFields general_names(const GENERAL_NAMES* names);  // an alt-name extension's value
 
 }  // namespace fk::crypto::ossl

@@ -1,7 +1,8 @@
 // PeerCertificate: what the TLS layer learned about the client's certificate, in our own
 // types, read once per handshake so that nobody parses the certificate again per connection.
 // describe_certificate() reads a certificate's DER parts (the GnuTLS engine's path; the
-// OpenSSL engine reads the X509 its handshake already parsed), in the same words. Pure functions, any thread.
+// OpenSSL engine reads the X509 its handshake already parsed), in the same words. Pure functions,
+// any thread.
 #pragma once
 
 #include <string>
@@ -29,10 +30,10 @@ struct PeerCertificate {
 // engine): read without decoding the public key again, which costs OpenSSL 3.0's d2i_X509
 // ~40 us per handshake.
 struct CertificateParts {
-  std::string_view der;         // the whole certificate
-  std::string_view subject;     // Name
-  std::string_view issuer;      // Name
-  std::string_view serial;      // the INTEGER's content octets (big-endian)
+  std::string_view der;                // the whole certificate
+  std::string_view subject;            // Name
+  std::string_view issuer;             // Name
+  std::string_view serial;             // the INTEGER's content octets (big-endian)
   std::string_view subject_alt_names;  // the extension's value (GeneralNames), "" if none
   std::string_view issuer_alt_names;
 };

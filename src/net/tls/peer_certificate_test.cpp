@@ -35,10 +35,11 @@ X509* make_certificate(const char* serial_hex) {
   BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(cert));
   BN_free(bn);
   X509_NAME* name = X509_get_subject_name(cert);
-  X509_NAME_add_entry_by_txt(name, "C", MBSTRING_ASC,
-                             reinterpret_cast<const unsigned char*>("DE"), -1, -1, 0);
+  X509_NAME_add_entry_by_txt(name, "C", MBSTRING_ASC, reinterpret_cast<const unsigned char*>("DE"),
+                             -1, -1, 0);
   X509_NAME_add_entry_by_txt(name, "O", MBSTRING_UTF8,
-                             reinterpret_cast<const unsigned char*>("Schlie\xc3\x9f" "fach, Inc."),
+                             reinterpret_cast<const unsigned char*>("Schlie\xc3\x9f"
+                                                                    "fach, Inc."),
                              -1, -1, 0);
   X509_NAME_add_entry_by_txt(name, "OU", MBSTRING_ASC,
                              reinterpret_cast<const unsigned char*>("a+b=c"), -1, -1, 0);

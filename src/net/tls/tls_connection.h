@@ -37,7 +37,8 @@ class TlsConnection : public std::enable_shared_from_this<TlsConnection> {
   virtual boost::asio::io_context& context() = 0;
   virtual bool is_open() const = 0;
 
-  virtual const PeerCertificate& peer() const = 0;
+  // Shared, not copied, by whoever keeps it (one per connection).
+  virtual const std::shared_ptr<const PeerCertificate>& peer() const = 0;
   // Whether the handshake resumed an earlier session (a session ticket or id).
   virtual bool resumed() const = 0;
   virtual const std::string& remote_address() const = 0;

@@ -113,7 +113,7 @@ class FdTlsConnection final : public TlsConnection {
   }
   asio::io_context& context() override { return io_; }
   bool is_open() const override { return open_; }
-  const PeerCertificate& peer() const override { return peer_; }
+  const std::shared_ptr<const PeerCertificate>& peer() const override { return peer_; }
   bool resumed() const override { return resumed_; }
   const std::string& remote_address() const override { return remote_; }
   const std::string& alpn() const override { return alpn_; }
@@ -160,13 +160,14 @@ class FdTlsConnection final : public TlsConnection {
   }
 
   void finish_handshake() {
-    peer_ = tls_->peer_certificate();
-    if (peer_.certificate_id.empty()) {  // cannot happen (certificate required), never trust it
+    auto peer = std::make_shared<PeerCertificate>(tls_->peer_certificate());
+    if (peer->certificate_id.empty()) {  // cannot happen (certificate required), never trust it
       log::warn("tls.handshake_failed",
                 {{"listener", listener_}, {"peer", remote_}, {"reason", "no client certificate"}});
       abort();
       return;
     }
+    peer_ = std::move(peer);
     alpn_ = tls_->alpn();
     sni_ = tls_->sni();
     resumed_ = tls_->resumed();
@@ -255,7 +256,7 @@ class FdTlsConnection final : public TlsConnection {
   std::function<void(std::shared_ptr<FdTlsConnection>)> on_handshake_;
   OnData on_data_;
   OnClose on_close_;
-  PeerCertificate peer_;
+  std::shared_ptr<const PeerCertificate> peer_;
   std::string remote_, alpn_, sni_;
 };
 

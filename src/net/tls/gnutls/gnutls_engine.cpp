@@ -58,8 +58,7 @@ std::string extension(gnutls_x509_crt_t crt, const char* oid) {
       len == 0)
     return "";
   std::string out(len, '\0');
-  if (gnutls_x509_crt_get_extension_by_oid(crt, oid, 0, out.data(), &len, nullptr) < 0)
-    return "";
+  if (gnutls_x509_crt_get_extension_by_oid(crt, oid, 0, out.data(), &len, nullptr) < 0) return "";
   out.resize(len);
   return out;
 }

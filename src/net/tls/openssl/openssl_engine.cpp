@@ -193,9 +193,10 @@ class OpenSslEngine final : public TlsEngine {
     // instructions); TLS 1.2: forward-secret AEAD suites first.
     SSL_CTX_set_ciphersuites(
         ctx_, "TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384");
-    SSL_CTX_set_cipher_list(ctx_,
-                            "ECDHE+AES128+AESGCM:ECDHE+AESGCM:ECDHE+CHACHA20:ECDHE+AES:RSA+AESGCM:RSA+AES:"
-                            "!aNULL:!eNULL:!MD5:!DSS:!3DES:!RC4");
+    SSL_CTX_set_cipher_list(
+        ctx_,
+        "ECDHE+AES128+AESGCM:ECDHE+AESGCM:ECDHE+CHACHA20:ECDHE+AES:RSA+AESGCM:RSA+AES:"
+        "!aNULL:!eNULL:!MD5:!DSS:!3DES:!RC4");
     // Idle connections give their 16 KB+ record buffers back to the allocator.
     SSL_CTX_set_mode(ctx_, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
                                SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);

@@ -90,10 +90,10 @@ PeerCertificate describe_certificate(const CertificateParts& parts) {
     // As BN_bn2hex prints it: whole bytes, no leading zero bytes, "0" for zero.
     std::string_view serial = parts.serial;
     while (!serial.empty() && serial.front() == '\0') serial.remove_prefix(1);
-    p.serial_hex = serial.empty() ? "0"
-                                  : to_hex(std::span<const std::uint8_t>(
-                                        reinterpret_cast<const std::uint8_t*>(serial.data()),
-                                        serial.size()));
+    p.serial_hex = serial.empty()
+                       ? "0"
+                       : to_hex(std::span<const std::uint8_t>(
+                             reinterpret_cast<const std::uint8_t*>(serial.data()), serial.size()));
   }
   X509_NAME_free(subject);
   X509_NAME_free(issuer);
