@@ -90,6 +90,15 @@ class Client : public std::enable_shared_from_this<Client> {
   }
 
   bool reused() { return SSL_session_reused(stream_.native_handle()) == 1; }
+  // The TLS session to resume with later (the caller frees it).
+  SSL_SESSION* session_now() { return SSL_get1_session(stream_.native_handle()); }
+  // Cuts the connection as a network drop does: RST, no close_notify, no DISCONNECT.
+  void abort() {
+    boost::system::error_code ec;
+    on_closed = on_error = nullptr;
+    stream_.lowest_layer().set_option(asio::socket_base::linger(true, 0), ec);
+    stream_.lowest_layer().close(ec);
+  }
 
  private:
   void fail(const std::string& why) {

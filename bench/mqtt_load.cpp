@@ -10,6 +10,12 @@
 //   mqtt_load hold    --port P ... --connections N --seconds S
 //                     keeps N connections (client ids hold-<n>), each reconnecting after a
 //                     jittered 0-1 s when it drops; prints {"t_ms", "connected"} every 100 ms
+//   mqtt_load storm   --port P ... --connections N --jitter S [--resume] [--seconds LIMIT]
+//                     N devices (client ids storm-<n>) connect, 64 at a time; then every
+//                     connection is cut at once (RST, as a network drop does) and each device
+//                     reconnects after a uniform 0..S s delay, retrying a failure after 1, 2,
+//                     4 ... 30 s (with jitter); --resume offers each device's TLS session.
+//                     Prints the time until 50/90/99/100% were back and every failure by kind
 //
 // One thread, one io_context: the client spends as little CPU as it can, since it shares the
 // machine with the server. Output: one JSON line with the figures.
@@ -19,6 +25,7 @@
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <functional>
@@ -46,7 +53,7 @@ struct Options {
   int port = 8883, sub_port = 0, concurrency = 1, connections = 100, publishers = 1,
       subscribers = 1, qos = 0;
   int size = 64;
-  double seconds = 5;
+  double seconds = 5, jitter = 5;
   bool resume = false, pairs = false;
 };
 
@@ -319,6 +326,115 @@ int run_hold(const Options& o) {
   return 0;
 }
 
+int run_storm(const Options& o) {
+  asio::io_context io;
+  auto ctx = make_ctx(o);
+  const auto n = static_cast<std::size_t>(o.connections);
+  std::vector<std::shared_ptr<Client>> clients(n);
+  std::vector<SSL_SESSION*> sessions(n, nullptr);
+  std::vector<int> attempts(n, 0);
+  std::mt19937 rng(7);
+  std::map<std::string, int> failures;  // by kind, during the storm
+  int up = 0, resumed = 0;
+  bool storming = false;
+  std::vector<double> back_at;  // seconds after the cut, per device back
+  Clock::time_point cut_at;
+  std::function<void(std::size_t)> open;
+  auto retry = [&](std::size_t i) {
+    // Exponential backoff with full jitter, as device SDKs do: 1, 2, 4 ... 30 s.
+    const int k = std::min(attempts[i], 5);
+    const double cap = std::min(30.0, static_cast<double>(1 << k));
+    auto t = std::make_shared<asio::steady_timer>(
+        io, std::chrono::milliseconds(static_cast<int>(
+                1000 * std::uniform_real_distribution<double>(0.5 * cap, cap)(rng))));
+    t->async_wait([&, i, t](const boost::system::error_code&) { open(i); });
+  };
+  open = [&](std::size_t i) {
+    auto c = std::make_shared<Client>(io, *ctx, o.host, o.port, "storm-" + std::to_string(i));
+    clients[i] = c;
+    if (o.resume && storming) c->session = sessions[i];
+    ++attempts[i];
+    auto done = std::make_shared<bool>(false);
+    c->on_closed = c->on_error = [&, i, done](const std::string& why) {
+      if (*done) return;
+      *done = true;
+      if (storming) {
+        std::string kind = why.substr(0, why.find(':'));
+        if (why.find("CONNACK") != std::string::npos) kind = "CONNACK refused";
+        ++failures[kind];
+      }
+      retry(i);
+    };
+    c->connect([&, i, c, done] {
+      if (*done) return;
+      *done = true;  // later closes are the cut, not failures
+      ++up;
+      if (storming) {
+        if (c->reused()) ++resumed;
+        back_at.push_back(std::chrono::duration<double>(Clock::now() - cut_at).count());
+        if (back_at.size() == n) io.stop();
+      } else if (o.resume) {
+        sessions[i] = c->session_now();
+      }
+    });
+  };
+  // Phase 1: the fleet comes up, 64 connects in flight.
+  std::size_t next = 0;
+  int in_flight_limit = 64;
+  std::function<void()> ramp = [&] {
+    while (next < n && static_cast<int>(next) - up < in_flight_limit) open(next++);
+  };
+  asio::steady_timer tick(io);
+  const auto t0 = Clock::now();
+  std::function<void()> watch = [&] {
+    if (!storming) {
+      ramp();
+      if (up == static_cast<int>(n)) {
+        const double took = std::chrono::duration<double>(Clock::now() - t0).count();
+        std::fprintf(stderr, "storm: %zu connected in %.1f s; cutting every connection\n", n,
+                     took);
+        // Phase 2: every connection cut at once (RST), then each device comes back.
+        storming = true;
+        up = 0;
+        cut_at = Clock::now();
+        for (std::size_t i = 0; i < n; ++i) {
+          clients[i]->abort();
+          attempts[i] = 0;
+          auto t = std::make_shared<asio::steady_timer>(
+              io, std::chrono::milliseconds(static_cast<int>(
+                      1000 * std::uniform_real_distribution<double>(0, o.jitter)(rng))));
+          t->async_wait([&, i, t](const boost::system::error_code&) { open(i); });
+        }
+        clients.assign(n, nullptr);
+      }
+    } else if (std::chrono::duration<double>(Clock::now() - cut_at).count() > o.seconds) {
+      io.stop();
+      return;
+    }
+    tick.expires_after(std::chrono::milliseconds(50));
+    tick.async_wait([&](const boost::system::error_code&) { watch(); });
+  };
+  watch();
+  io.run();
+  std::sort(back_at.begin(), back_at.end());
+  auto at = [&](double share) {
+    const auto k = static_cast<std::size_t>(std::ceil(share * static_cast<double>(n)));
+    return k == 0 || k > back_at.size() ? -1.0 : back_at[k - 1];
+  };
+  std::string fails = "{";
+  for (const auto& [kind, count] : failures)
+    fails += (fails.size() > 1 ? "," : "") + std::string("\"") + kind + "\":" +
+             std::to_string(count);
+  fails += "}";
+  std::printf(
+      "{\"mode\":\"storm\",\"devices\":%zu,\"jitter_s\":%.1f,\"back\":%zu,\"resumed\":%d,"
+      "\"t50_s\":%.2f,\"t90_s\":%.2f,\"t99_s\":%.2f,\"t100_s\":%.2f,\"failures\":%s}\n",
+      n, o.jitter, back_at.size(), resumed, at(0.5), at(0.9), at(0.99), at(1.0), fails.c_str());
+  for (auto* s : sessions)
+    if (s) SSL_SESSION_free(s);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -360,6 +476,8 @@ int main(int argc, char** argv) {
       o.size = std::max(8, std::stoi(val()));
     else if (a == "--seconds")
       o.seconds = std::stod(val());
+    else if (a == "--jitter")
+      o.jitter = std::stod(val());
     else if (a == "--resume")
       o.resume = true;
     else if (a == "--pairs")
@@ -373,6 +491,7 @@ int main(int argc, char** argv) {
   if (o.mode == "idle") return run_idle(o);
   if (o.mode == "pubsub") return run_pubsub(o);
   if (o.mode == "hold") return run_hold(o);
+  if (o.mode == "storm") return run_storm(o);
   std::fprintf(stderr, "unknown mode %s\n", o.mode.c_str());
   return 2;
 }
