@@ -391,8 +391,7 @@ int run_storm(const Options& o) {
       ramp();
       if (up == static_cast<int>(n)) {
         const double took = std::chrono::duration<double>(Clock::now() - t0).count();
-        std::fprintf(stderr, "storm: %zu connected in %.1f s; cutting every connection\n", n,
-                     took);
+        std::fprintf(stderr, "storm: %zu connected in %.1f s; cutting every connection\n", n, took);
         // Phase 2: every connection cut at once (RST), then each device comes back.
         storming = true;
         up = 0;
@@ -423,8 +422,8 @@ int run_storm(const Options& o) {
   };
   std::string fails = "{";
   for (const auto& [kind, count] : failures)
-    fails += (fails.size() > 1 ? "," : "") + std::string("\"") + kind + "\":" +
-             std::to_string(count);
+    fails +=
+        (fails.size() > 1 ? "," : "") + std::string("\"") + kind + "\":" + std::to_string(count);
   fails += "}";
   std::printf(
       "{\"mode\":\"storm\",\"devices\":%zu,\"jitter_s\":%.1f,\"back\":%zu,\"resumed\":%d,"

@@ -7,6 +7,7 @@
 # 99 and 100% are back, every failure the devices saw (by kind), the server's peak RSS during
 # the storm and its own CPU for it (/proc), and what the server logged as refused or timed out.
 #   bench/reconnect_storm.sh [DEVICES] [JITTER_SECONDS]
+#   SERVERS="fk-gnutls-true fk-openssl-false mosquitto" (the default) picks the servers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-build/release/bin}
@@ -78,9 +79,14 @@ print(json.dumps(dict(c)))
 PY
 }
 
-run_fleetkeyd gnutls true
-run_fleetkeyd openssl false
+SERVERS=${SERVERS:-fk-gnutls-true fk-openssl-false mosquitto}
+for s in $SERVERS; do
+  [[ $s == fk-* ]] || continue
+  IFS=- read -r _ engine tickets <<<"$s"
+  run_fleetkeyd "$engine" "$tickets"
+done
 
+if [[ " $SERVERS " == *" mosquitto "* ]]; then
 mq_port=$(python3 -c "import socket;s=socket.socket();s.bind(('127.0.0.1',0));print(s.getsockname()[1])")
 cat >"$work/mosquitto.conf" <<CONF
 per_listener_settings false
@@ -101,19 +107,24 @@ mq_pid=$!
 sleep 1
 storm mosquitto "$mq_pid" "$mq_port"
 echo "{}" >"$work/mosquitto.refused"
+fi
 
 echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores, $DEVICES devices, reconnect jitter 0-${JITTER} s, load client on the same cores"
 echo
 echo "| server | back | resumed | 50% / 90% / 99% / 100% back (s) | failures seen by devices | refused or cut (server log) | peak RSS in the storm (MB) | server CPU per reconnect (us) |"
 echo "|---|---|---|---|---|---|---|---|"
-for name in fk-gnutls-true fk-openssl-false mosquitto; do
+for name in $SERVERS; do
   python3 - "$work/$name.json" "$work/$name.refused" "$name" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
 r = json.load(open(sys.argv[2]))
-label = {"fk-gnutls-true": "fleetkeyd (GnuTLS, tickets on)",
-         "fk-openssl-false": "fleetkeyd (OpenSSL, tickets off)",
-         "mosquitto": "mosquitto 2.0"}[sys.argv[3]]
+name = sys.argv[3]
+if name == "mosquitto":
+    label = "mosquitto 2.0"
+else:
+    _, engine, tickets = name.split("-")
+    label = "fleetkeyd (%s, tickets %s)" % ({"gnutls": "GnuTLS", "openssl": "OpenSSL"}[engine],
+                                           "on" if tickets == "true" else "off")
 print("| %s | %d of %d | %d | %.1f / %.1f / %.1f / %.1f | %s | %s | %.0f | %d |" % (
     label, d["back"], d["devices"], d["resumed"], d["t50_s"], d["t90_s"], d["t99_s"],
     d["t100_s"], json.dumps(d["failures"]) if d["failures"] else "none",

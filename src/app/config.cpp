@@ -130,7 +130,8 @@ Status parse_config(std::string_view text, const std::string& source, Config& co
         *t, "mqtt.",
         {"bind", "port", "alpn_port", "threads", "max_publishes_per_second", "max_bytes_per_second",
          "enforce_policies", "max_queued_messages", "max_queued_bytes", "max_write_backlog_bytes",
-         "max_retained_messages", "max_retained_bytes", "tls_engine", "tls_session_tickets"}));
+         "max_retained_messages", "max_retained_bytes", "tls_engine", "tls_session_tickets",
+         "max_pending_handshakes"}));
     struct Budget {
       const char* key;
       std::int64_t min, max;
@@ -177,6 +178,13 @@ Status parse_config(std::string_view text, const std::string& source, Config& co
       auto kind = net::parse_tls_engine(name);
       if (!kind.is_ok()) return bad("mqtt.tls_engine", kind.status().message());
       config.mqtt.tls_engine = *kind;
+    }
+    if (auto k = t->get("max_pending_handshakes")) {
+      if (!k->is_integer()) return bad("mqtt.max_pending_handshakes", "must be an integer");
+      const std::int64_t v = *k->value<std::int64_t>();
+      if (v < 0 || v > 1'000'000)
+        return bad("mqtt.max_pending_handshakes", "must be 0 (no limit) to 1000000");
+      config.mqtt.max_pending_handshakes = static_cast<int>(v);
     }
     if (auto k = t->get("tls_session_tickets")) {
       if (!k->is_boolean()) return bad("mqtt.tls_session_tickets", "must be true or false");

@@ -49,8 +49,9 @@ struct MqttConfig : ListenerConfig {
   std::int64_t max_retained_bytes = 256 << 20;
   // The TLS library of the MQTT ports (docs/decisions.md: chosen by measurement) and whether
   // a full handshake issues a session ticket (cheaper reconnects, dearer first connects).
-  net::TlsEngineKind tls_engine = net::TlsEngineKind::kOpenSsl;
-  bool tls_session_tickets = false;
+  net::TlsEngineKind tls_engine = net::TlsEngineKind::kGnuTls;
+  bool tls_session_tickets = true;
+  int max_pending_handshakes = 1024;  // past it connections wait in the accept backlog
 };
 
 struct ProvisioningConfig {

@@ -88,11 +88,17 @@ TEST(Config, ClusterSection) {
 
 TEST(Config, TlsEngineAndTickets) {
   Config c;
-  EXPECT_EQ(c.mqtt.tls_engine, net::TlsEngineKind::kOpenSsl);
-  EXPECT_FALSE(c.mqtt.tls_session_tickets);
-  ASSERT_TRUE(parse("[mqtt]\ntls_engine = \"gnutls\"\ntls_session_tickets = true\n", c).is_ok());
+  // The defaults chosen by bench/tls_engines.sh (docs/decisions.md).
   EXPECT_EQ(c.mqtt.tls_engine, net::TlsEngineKind::kGnuTls);
   EXPECT_TRUE(c.mqtt.tls_session_tickets);
+  EXPECT_EQ(c.mqtt.max_pending_handshakes, 1024);
+  ASSERT_TRUE(parse("[mqtt]\ntls_engine = \"openssl\"\ntls_session_tickets = false\n"
+                    "max_pending_handshakes = 0\n",
+                    c)
+                  .is_ok());
+  EXPECT_EQ(c.mqtt.tls_engine, net::TlsEngineKind::kOpenSsl);
+  EXPECT_FALSE(c.mqtt.tls_session_tickets);
+  EXPECT_EQ(c.mqtt.max_pending_handshakes, 0);
   Config d;
   Status bad = parse("[mqtt]\ntls_engine = \"boringssl\"\n", d);
   EXPECT_EQ(bad.message(), "mqtt.tls_engine: must be \"openssl\" or \"gnutls\"");

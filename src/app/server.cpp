@@ -261,6 +261,7 @@ Result<std::unique_ptr<Server>> Server::start(const Config& config, boost::asio:
   tls.tls.private_key_file = p.ca->paths().server_key;
   tls.tls.trust_anchors = p.trust_anchors();
   tls.tls.session_tickets = p.config.mqtt.tls_session_tickets;
+  tls.max_pending_handshakes = p.config.mqtt.max_pending_handshakes;
   auto on_connection = [b](std::shared_ptr<net::TlsConnection> c) { b->accept(std::move(c)); };
   // A connection whose peer does not read is closed at twice the broker's backlog budget.
   tls.max_write_backlog_bytes = 2 * broker_config.max_write_backlog_bytes;

@@ -9,14 +9,25 @@ using tcp = asio::ip::tcp;
 
 struct TcpListener::State : std::enable_shared_from_this<TcpListener::State> {
   State(asio::io_context& io, std::string a, std::uint16_t p, AcceptFn fn)
-      : acceptor(io), address(std::move(a)), port(p), on_accept(std::move(fn)) {}
+      : acceptor(io), wait(io), address(std::move(a)), port(p), on_accept(std::move(fn)) {}
   tcp::acceptor acceptor;
+  asio::steady_timer wait;  // while the gate is shut
+  std::function<bool()> gate;
   std::string address;
   std::uint16_t port;
   AcceptFn on_accept;
   std::uint16_t bound_port = 0;
 
   void accept() {
+    if (gate && !gate()) {
+      // Over capacity: leave the connection in the kernel's backlog (where it costs nothing
+      // and keeps its place) and look again shortly.
+      wait.expires_after(std::chrono::milliseconds(2));
+      wait.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+        if (!ec && self->acceptor.is_open()) self->accept();
+      });
+      return;
+    }
     acceptor.async_accept(
         [self = shared_from_this()](boost::system::error_code ec, tcp::socket socket) {
           if (ec == asio::error::operation_aborted) return;
@@ -57,9 +68,14 @@ Status TcpListener::start() {
   return Status::ok();
 }
 
+void TcpListener::set_gate(std::function<bool()> open) {
+  state_->gate = std::move(open);
+}
+
 void TcpListener::stop() {
   boost::system::error_code ec;
   state_->acceptor.close(ec);
+  state_->wait.cancel();
 }
 
 std::uint16_t TcpListener::port() const {

@@ -28,6 +28,9 @@ class TcpListener {
               AcceptFn on_accept);
   ~TcpListener();
 
+  // Before each accept: false leaves connections waiting in the kernel's backlog until it
+  // returns true (checked every 2 ms). Call before start().
+  void set_gate(std::function<bool()> open);
   Status start();
   void stop();
   std::uint16_t port() const;

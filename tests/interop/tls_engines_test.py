@@ -11,6 +11,7 @@ import ssl
 import struct
 import sys
 import tempfile
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -42,11 +43,12 @@ def read_exact(s, n):
 class Engine:
     """One fleetkeyd with the given engine and ticket setting, and one device."""
 
-    def __init__(self, engine, tickets):
+    def __init__(self, engine, tickets, extra=""):
         self.tmp = tempfile.mkdtemp(prefix="fk_tls_%s_" % engine)
         cfg = os.path.join(self.tmp, "fleetkeyd.toml")
         with open(cfg, "w") as f:
-            f.write("[mqtt]\ntls_session_tickets = %s\n" % ("true" if tickets else "false"))
+            f.write("[mqtt]\ntls_session_tickets = %s\n%s"
+                    % ("true" if tickets else "false", extra))
         self.server = Fleetkeyd(os.path.join(self.tmp, "data"), "--config", cfg,
                                 "--tls-engine", engine)
         self.server.create_policy("own-name", OWN_NAME)
@@ -158,6 +160,27 @@ class TlsEngines(unittest.TestCase):
                 ctx11.set_ciphers("DEFAULT:@SECLEVEL=0")
                 with self.assertRaises((ssl.SSLError, ConnectionError)):
                     e.mqtt(ctx11)
+
+
+    def test_idle_sockets_do_not_shut_the_accept_gate(self):
+        # Past max_pending_handshakes new connections wait in the kernel's backlog, but only
+        # while the I/O threads are busy: sockets that never send a ClientHello cost no CPU
+        # and must not keep a real device out until the handshake timeout (10 s) frees them.
+        for engine in ("openssl", "gnutls"):
+            e = Engine(engine, True, "max_pending_handshakes = 4\n")
+            idle = []
+            try:
+                for _ in range(40):
+                    idle.append(socket.create_connection(("localhost", e.server.mqtt_port)))
+                t0 = time.time()
+                rc, _ = e.mqtt(e.context())
+                took = time.time() - t0
+                self.assertEqual(rc, 0, engine)
+                self.assertLess(took, 3.0, "%s: a device waited behind idle sockets" % engine)
+            finally:
+                for s in idle:
+                    s.close()
+                e.stop()
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 #include "net/tls/tls_listener.h"
 
 #include <array>
+#include <atomic>
 #include <boost/asio.hpp>
 #include <csignal>
 #include <optional>
@@ -23,14 +24,21 @@ namespace {
 class FdTlsConnection final : public TlsConnection {
  public:
   FdTlsConnection(asio::io_context& io, tcp::socket socket, TlsEngine& engine,
-                  std::size_t max_write_backlog)
-      : io_(io), socket_(std::move(socket)), timer_(io), max_write_backlog_(max_write_backlog) {
+                  std::size_t max_write_backlog, std::shared_ptr<std::atomic<int>> pending)
+      : io_(io),
+        socket_(std::move(socket)),
+        timer_(io),
+        pending_handshakes_(std::move(pending)),
+        max_write_backlog_(max_write_backlog) {
+    ++*pending_handshakes_;
     boost::system::error_code ec;
     socket_.non_blocking(true, ec);
     auto ep = socket_.remote_endpoint(ec);
     if (!ec) remote_ = ep.address().to_string();
     tls_ = engine.accept(static_cast<int>(socket_.native_handle()));
   }
+
+  ~FdTlsConnection() override { handshake_ended(); }
 
   void handshake(int timeout_seconds, std::string listener,
                  std::function<void(std::shared_ptr<FdTlsConnection>)> done) {
@@ -122,6 +130,7 @@ class FdTlsConnection final : public TlsConnection {
 
  private:
   void abort() {
+    handshake_ended();
     open_ = false;
     boost::system::error_code ec;
     socket_.close(ec);
@@ -142,10 +151,19 @@ class FdTlsConnection final : public TlsConnection {
          std::move(fn));
   }
 
+  // The listener counts handshakes under way; this one is no longer (done, failed, timed out).
+  void handshake_ended() {
+    if (pending_handshakes_) {
+      --*pending_handshakes_;
+      pending_handshakes_.reset();
+    }
+  }
+
   void continue_handshake() {
     TlsStep step = tls_->handshake();
     if (step == TlsStep::kDone) {
       handshake_done_ = true;
+      handshake_ended();
       timer_.cancel();
       finish_handshake();
       return;
@@ -242,6 +260,7 @@ class FdTlsConnection final : public TlsConnection {
   std::optional<std::chrono::steady_clock::time_point> resume_reading_at_;
   bool read_paused_ = false;
   std::unique_ptr<TlsSession> tls_;
+  std::shared_ptr<std::atomic<int>> pending_handshakes_;  // until the handshake ends
   std::string pending_;
   std::size_t queued_ = 0;
   std::size_t max_write_backlog_;  // 0 = no limit
@@ -272,6 +291,47 @@ struct TlsListener::State : std::enable_shared_from_this<TlsListener::State> {
   OnConnection on_connection;
   std::unique_ptr<TlsEngine> engine;
   std::unique_ptr<TcpListener> tcp;
+  std::shared_ptr<std::atomic<int>> pending = std::make_shared<std::atomic<int>>(0);
+  // How late each I/O thread runs a timer (ms): the threads are saturated when it grows.
+  // Handshakes that merely wait (a client that sends nothing) do not shut the accept gate
+  // while the threads keep up, so idle sockets cannot block the port.
+  std::vector<std::unique_ptr<asio::steady_timer>> probes;
+  std::unique_ptr<std::atomic<std::int64_t>[]> lag_ms;
+  static constexpr auto kProbeEvery = std::chrono::milliseconds(20);
+  static constexpr std::int64_t kBusyLagMs = 50;
+
+  // Made before the accept gate can ask (start()); each probe then runs on its own thread.
+  void start_probes() {
+    lag_ms = std::make_unique<std::atomic<std::int64_t>[]>(pool.size());
+    for (std::size_t i = 0; i < pool.size(); ++i) {
+      lag_ms[i] = 0;
+      probes.push_back(std::make_unique<asio::steady_timer>(pool.at(i)));
+    }
+    for (std::size_t i = 0; i < pool.size(); ++i) {
+      asio::post(pool.at(i), [weak = weak_from_this(), i] {
+        if (auto s = weak.lock()) s->probe(i);
+      });
+    }
+  }
+  void probe(std::size_t i) {
+    const auto due = std::chrono::steady_clock::now() + kProbeEvery;
+    probes[i]->expires_at(due);
+    std::weak_ptr<State> weak = shared_from_this();
+    probes[i]->async_wait([weak, i, due](const boost::system::error_code& ec) {
+      auto self = weak.lock();
+      if (ec || !self) return;
+      self->lag_ms[i] = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::steady_clock::now() - due)
+                            .count();
+      self->probe(i);
+    });
+  }
+  bool busy() const {
+    for (std::size_t i = 0; i < probes.size(); ++i) {
+      if (lag_ms[i].load() > kBusyLagMs) return true;
+    }
+    return false;
+  }
 
   void on_accept(int fd) {
     const std::size_t shard = pool.next_index();
@@ -286,8 +346,9 @@ struct TlsListener::State : std::enable_shared_from_this<TlsListener::State> {
         ::close(fd);
         return;
       }
-      auto conn = std::make_shared<FdTlsConnection>(io, std::move(socket), *self->engine,
-                                                    self->config.max_write_backlog_bytes);
+      auto conn =
+          std::make_shared<FdTlsConnection>(io, std::move(socket), *self->engine,
+                                            self->config.max_write_backlog_bytes, self->pending);
       conn->handshake(self->config.handshake_timeout_seconds, self->config.name,
                       [self](std::shared_ptr<FdTlsConnection> c) {
                         const std::string& required = self->config.tls.required_alpn;
@@ -332,11 +393,23 @@ Status TlsListener::start() {
                                         ::close(fd);
                                       }
                                     });
+  if (int cap = state_->config.max_pending_handshakes; cap > 0) {
+    state_->start_probes();
+    state_->tcp->set_gate([gate_state = std::weak_ptr<State>(state_), cap] {
+      auto s = gate_state.lock();
+      return !s || s->pending->load() < cap || !s->busy();
+    });
+  }
   return state_->tcp->start();
 }
 
 void TlsListener::stop() {
   if (state_->tcp) state_->tcp->stop();
+  for (std::size_t i = 0; i < state_->pool.size(); ++i) {
+    asio::post(state_->pool.at(i), [s = state_, i] {
+      if (i < s->probes.size()) s->probes[i]->cancel();
+    });
+  }
 }
 
 std::uint16_t TlsListener::port() const {

@@ -31,6 +31,10 @@ struct TlsListenerConfig {
   TlsEngineKind engine = TlsEngineKind::kOpenSsl;
   TlsServerSettings tls;  // key, chain, trust anchors, required ALPN, session tickets
   int handshake_timeout_seconds = 10;
+  // Handshakes under way at once; past it new connections wait in the kernel's accept backlog
+  // (a reconnect storm is served in arrival order instead of every handshake slowing down
+  // until many time out). 0 = no limit.
+  int max_pending_handshakes = 1024;
   // Bytes a connection may have waiting to be sent; a write past it closes the connection (the
   // peer does not read). 0 = no limit.
   std::size_t max_write_backlog_bytes = 4 << 20;
