@@ -391,7 +391,12 @@ int run_storm(const Options& o) {
       ramp();
       if (up == static_cast<int>(n)) {
         const double took = std::chrono::duration<double>(Clock::now() - t0).count();
-        std::fprintf(stderr, "storm: %zu connected in %.1f s; cutting every connection\n", n, took);
+        std::size_t tickets = 0;
+        for (auto* ses : sessions) tickets += ses != nullptr && SSL_SESSION_has_ticket(ses) == 1;
+        std::fprintf(stderr,
+                     "storm: %zu connected in %.1f s (%zu with a session ticket); cutting every "
+                     "connection\n",
+                     n, took, tickets);
         // Phase 2: every connection cut at once (RST), then each device comes back.
         storming = true;
         up = 0;

@@ -50,9 +50,18 @@ std::string source_ip(const std::string& remote) {
   return remote;
 }
 
+policy::CertificateFacts certificate_facts(const net::PeerCertificate& p) {
+  return policy::CertificateFacts{p.subject_fields, p.issuer_fields, p.subject_alt_names,
+                                  p.issuer_alt_names, p.serial_hex};
+}
+
+// The request's context: the cached facts, and the connection's own certificate (shared with
+// the connection rather than kept again in every cached entry).
 policy::RequestContext connection_context(const registry::EffectivePolicies& e,
                                           const broker::ClientIdentity& c) {
   policy::RequestContext ctx = e.context;
+  if (c.peer && c.peer->certificate_id == e.certificate_id)
+    ctx.certificate = certificate_facts(*c.peer);
   ctx.client_id = c.client_id;
   ctx.source_ip = source_ip(c.remote_address);
   std::vector<std::string> attrs;
@@ -179,13 +188,13 @@ Result<PolicyAuthorizer::FactsPtr> PolicyAuthorizer::load(const Key& key,
     facts->certificate = AuthDecision::allow();
     if (!enforce_) return Status::ok();
     std::optional<policy::CertificateFacts> known;
-    if (peer != nullptr && peer->certificate_id == id)
-      known = policy::CertificateFacts{peer->subject_fields, peer->issuer_fields,
-                                       peer->subject_alt_names, peer->issuer_alt_names,
-                                       peer->serial_hex};
+    if (peer != nullptr && peer->certificate_id == id) known = certificate_facts(*peer);
     FK_ASSIGN_OR_RETURN(facts->effective,
                         registry::load_effective_policies(t, registry_.config().arns, id,
                                                           key.second, known ? &*known : nullptr));
+    // A connection brings its certificate's facts (connection_context); the cached entry does
+    // not keep another copy of them.
+    if (peer != nullptr && peer->certificate_id == id) facts->effective.context.certificate.reset();
     return Status::ok();
   });
   if (!st.is_ok()) return st;

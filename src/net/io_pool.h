@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -27,9 +28,17 @@ class IoPool {
   void start();
   void stop();
   bool started() const { return started_; }
+  // Whether some thread runs its work more than `lag_ms` late (a timer on each thread, every
+  // 20 ms, measures it): the threads are saturated. Any thread.
+  bool busy(std::int64_t lag_ms) const;
 
  private:
+  struct Probe;
+  void probe(Probe& p);
+
   std::vector<std::unique_ptr<boost::asio::io_context>> contexts_;
+  std::vector<std::unique_ptr<Probe>> probes_;  // destroyed before the contexts
+  bool probing_ = false;
   std::vector<std::thread> threads_;
   std::size_t next_ = 0;
   bool started_ = false;

@@ -292,46 +292,10 @@ struct TlsListener::State : std::enable_shared_from_this<TlsListener::State> {
   std::unique_ptr<TlsEngine> engine;
   std::unique_ptr<TcpListener> tcp;
   std::shared_ptr<std::atomic<int>> pending = std::make_shared<std::atomic<int>>(0);
-  // How late each I/O thread runs a timer (ms): the threads are saturated when it grows.
-  // Handshakes that merely wait (a client that sends nothing) do not shut the accept gate
-  // while the threads keep up, so idle sockets cannot block the port.
-  std::vector<std::unique_ptr<asio::steady_timer>> probes;
-  std::unique_ptr<std::atomic<std::int64_t>[]> lag_ms;
-  static constexpr auto kProbeEvery = std::chrono::milliseconds(20);
+  // Past the cap, new connections wait only while the I/O threads lag (IoPool::busy):
+  // handshakes that merely wait (a client that sends nothing) cost no CPU, so idle sockets
+  // cannot shut the accept gate.
   static constexpr std::int64_t kBusyLagMs = 50;
-
-  // Made before the accept gate can ask (start()); each probe then runs on its own thread.
-  void start_probes() {
-    lag_ms = std::make_unique<std::atomic<std::int64_t>[]>(pool.size());
-    for (std::size_t i = 0; i < pool.size(); ++i) {
-      lag_ms[i] = 0;
-      probes.push_back(std::make_unique<asio::steady_timer>(pool.at(i)));
-    }
-    for (std::size_t i = 0; i < pool.size(); ++i) {
-      asio::post(pool.at(i), [weak = weak_from_this(), i] {
-        if (auto s = weak.lock()) s->probe(i);
-      });
-    }
-  }
-  void probe(std::size_t i) {
-    const auto due = std::chrono::steady_clock::now() + kProbeEvery;
-    probes[i]->expires_at(due);
-    std::weak_ptr<State> weak = shared_from_this();
-    probes[i]->async_wait([weak, i, due](const boost::system::error_code& ec) {
-      auto self = weak.lock();
-      if (ec || !self) return;
-      self->lag_ms[i] = std::chrono::duration_cast<std::chrono::milliseconds>(
-                            std::chrono::steady_clock::now() - due)
-                            .count();
-      self->probe(i);
-    });
-  }
-  bool busy() const {
-    for (std::size_t i = 0; i < probes.size(); ++i) {
-      if (lag_ms[i].load() > kBusyLagMs) return true;
-    }
-    return false;
-  }
 
   void on_accept(int fd) {
     const std::size_t shard = pool.next_index();
@@ -394,10 +358,9 @@ Status TlsListener::start() {
                                       }
                                     });
   if (int cap = state_->config.max_pending_handshakes; cap > 0) {
-    state_->start_probes();
     state_->tcp->set_gate([gate_state = std::weak_ptr<State>(state_), cap] {
       auto s = gate_state.lock();
-      return !s || s->pending->load() < cap || !s->busy();
+      return !s || s->pending->load() < cap || !s->pool.busy(State::kBusyLagMs);
     });
   }
   return state_->tcp->start();
@@ -405,11 +368,6 @@ Status TlsListener::start() {
 
 void TlsListener::stop() {
   if (state_->tcp) state_->tcp->stop();
-  for (std::size_t i = 0; i < state_->pool.size(); ++i) {
-    asio::post(state_->pool.at(i), [s = state_, i] {
-      if (i < s->probes.size()) s->probes[i]->cancel();
-    });
-  }
 }
 
 std::uint16_t TlsListener::port() const {
