@@ -329,6 +329,9 @@ int run_hold(const Options& o) {
 int run_storm(const Options& o) {
   asio::io_context io;
   auto ctx = make_ctx(o);
+  // Each device keeps its own session. OpenSSL's client cache would evict (and mark not
+  // resumable) the oldest of the 2 x N sessions it collects, so most devices would lose theirs.
+  SSL_CTX_set_session_cache_mode(ctx->native_handle(), SSL_SESS_CACHE_OFF);
   const auto n = static_cast<std::size_t>(o.connections);
   std::vector<std::shared_ptr<Client>> clients(n);
   std::vector<SSL_SESSION*> sessions(n, nullptr);

@@ -42,6 +42,7 @@ storm() {  # name pid port: runs the storm, samples the server, writes $work/NAM
     sleep 0.1
   done
   cpu1=$(cpu_ticks "$pid")
+  grep "storm:" "$work/$name.err" | sed "s/^/# $name: /" >&2
   python3 - "$work/$name.out" "$peak" "${cpu0:-$cpu1}" "$cpu1" "$hz" "$DEVICES" >"$work/$name.json" <<'PY'
 import json, sys
 d = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
