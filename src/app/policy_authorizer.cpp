@@ -60,8 +60,8 @@ policy::CertificateFacts certificate_facts(const net::PeerCertificate& p) {
 policy::RequestContext connection_context(const registry::EffectivePolicies& e,
                                           const broker::ClientIdentity& c) {
   policy::RequestContext ctx = e.context;
-  if (c.peer && c.peer->certificate_id == e.certificate_id)
-    ctx.certificate = certificate_facts(*c.peer);
+  // The facts are keyed by this connection's certificate id: its certificate is theirs.
+  if (c.peer) ctx.certificate = certificate_facts(*c.peer);
   ctx.client_id = c.client_id;
   ctx.source_ip = source_ip(c.remote_address);
   std::vector<std::string> attrs;
@@ -76,7 +76,8 @@ policy::RequestContext connection_context(const registry::EffectivePolicies& e,
 // One connection's answers. The bound Grant is swapped atomically when a change rebinds it.
 class PolicyAuthorizer::ConnectionPermissions : public broker::Permissions {
  public:
-  ConnectionPermissions(broker::ClientIdentity client, std::string arn_prefix, bool enforce)
+  ConnectionPermissions(broker::ClientIdentity client,
+                        std::shared_ptr<const std::string> arn_prefix, bool enforce)
       : client_(std::move(client)), prefix_(std::move(arn_prefix)), enforce_(enforce) {}
 
   const broker::ClientIdentity& client() const { return client_; }
@@ -124,7 +125,7 @@ class PolicyAuthorizer::ConnectionPermissions : public broker::Permissions {
   // The ARN in a per-thread buffer: no allocation on the publish path once warm.
   const std::string& resource(std::string_view kind, std::string_view name) const {
     thread_local std::string buffer;
-    buffer.assign(prefix_);
+    buffer.assign(*prefix_);
     buffer.append(kind);
     buffer.append(name);
     return buffer;
@@ -140,7 +141,7 @@ class PolicyAuthorizer::ConnectionPermissions : public broker::Permissions {
   }
 
   const broker::ClientIdentity client_;
-  const std::string prefix_;
+  const std::shared_ptr<const std::string> prefix_;  // the authorizer's, shared
   const bool enforce_;
   std::atomic<const policy::Grant*> current_{nullptr};
   std::mutex mu_;
@@ -152,6 +153,7 @@ PolicyAuthorizer::PolicyAuthorizer(registry::Registry& registry, bool enforce_po
     : registry_(registry),
       enforce_(enforce_policies),
       arn_prefix_(registry.config().arns.prefix()),
+      shared_prefix_(std::make_shared<const std::string>(arn_prefix_)),
       pool_(std::make_unique<Pool>(workers)) {}
 
 PolicyAuthorizer::~PolicyAuthorizer() {
@@ -195,6 +197,9 @@ Result<PolicyAuthorizer::FactsPtr> PolicyAuthorizer::load(const Key& key,
     // A connection brings its certificate's facts (connection_context); the cached entry does
     // not keep another copy of them.
     if (peer != nullptr && peer->certificate_id == id) facts->effective.context.certificate.reset();
+    // The entry's key holds both ids already.
+    std::string().swap(facts->effective.certificate_id);
+    std::string().swap(facts->effective.client_id);
     return Status::ok();
   });
   if (!st.is_ok()) return st;
@@ -227,7 +232,7 @@ broker::ConnectDecision PolicyAuthorizer::decide(const broker::ClientIdentity& c
       cache_[key] = facts;
       return {facts->certificate, nullptr};
     }
-    auto perms = std::make_shared<ConnectionPermissions>(client, arn_prefix_, enforce_);
+    auto perms = std::make_shared<ConnectionPermissions>(client, shared_prefix_, enforce_);
     if (enforce_) {
       auto grant = std::make_shared<const policy::Grant>(
           facts->effective.policies, connection_context(facts->effective, client), arn_prefix_);

@@ -1037,14 +1037,19 @@ class Session : public std::enable_shared_from_this<Session> {
         return;
       }
       if (p.topic.empty()) {
-        auto it = aliases_.find(alias);
-        if (it == aliases_.end()) {
+        const std::string* known = nullptr;
+        if (aliases_) {
+          if (auto it = aliases_->find(alias); it != aliases_->end()) known = &it->second;
+        }
+        if (known == nullptr) {
           violation(mqtt::reason::kProtocolError, "unknown topic alias");
           return;
         }
-        p.topic = it->second;
+        p.topic = *known;
       } else {
-        aliases_[alias] = p.topic;
+        if (!aliases_)
+          aliases_ = std::make_unique<std::unordered_map<std::uint16_t, std::string>>();
+        (*aliases_)[alias] = p.topic;
       }
     }
     if (!p.properties.subscription_identifiers.empty()) {
@@ -1503,7 +1508,8 @@ class Session : public std::enable_shared_from_this<Session> {
   SteadyClock::time_point last_activity_;
   std::unique_ptr<mqtt::Will> will_;  // most devices have none: not 568 bytes each
   SessionState state_;
-  std::unordered_map<std::uint16_t, std::string> aliases_;
+  // MQTT 5 topic aliases, made at the first one (most devices never send one).
+  std::unique_ptr<std::unordered_map<std::uint16_t, std::string>> aliases_;
   std::vector<std::pair<std::uint8_t, std::string>> early_;
   std::size_t early_bytes_ = 0;
 
