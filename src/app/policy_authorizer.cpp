@@ -210,8 +210,19 @@ PolicyAuthorizer::FactsPtr PolicyAuthorizer::cached_facts(const Key& key,
                                                           std::uint64_t* generation) {
   std::lock_guard<std::mutex> lock(mu_);
   *generation = generation_;
-  auto it = cache_.find(key);
-  return it == cache_.end() ? nullptr : it->second;
+  if (auto it = cache_.find(key); it != cache_.end()) return it->second;
+  auto live = live_.find(key);
+  return live == live_.end() ? nullptr : live->second.facts;
+}
+
+// A live entry whose connections all ended: its facts go back to the cache (the next
+// reconnect needs no registry read), unless `stale`.
+void PolicyAuthorizer::retire(std::map<Key, Live>::iterator it, bool stale) {
+  if (!stale) {
+    if (cache_.size() >= kMaxCachedFacts) clear_cache();
+    cache_[it->first] = it->second.facts;
+  }
+  live_.erase(it);
 }
 
 broker::ConnectDecision PolicyAuthorizer::decide(const broker::ClientIdentity& client) {
@@ -249,10 +260,14 @@ broker::ConnectDecision PolicyAuthorizer::decide(const broker::ClientIdentity& c
     std::lock_guard<std::mutex> lock(mu_);
     // A change that arrived while the registry was being read makes these facts stale.
     if (generation != generation_) continue;
-    if (cache_.size() >= kMaxCachedFacts) clear_cache();
-    cache_[key] = facts;
+    if (!enforce_) {
+      if (cache_.size() >= kMaxCachedFacts) clear_cache();
+      cache_[key] = facts;
+    }
     index(key);
     if (enforce_) {
+      // Kept once per key: by the live entry while a connection uses it, else by the cache.
+      cache_.erase(key);
       Live& live = live_[key];
       live.facts = facts;
       // Forget connections that are gone while we are here.
@@ -396,11 +411,14 @@ void PolicyAuthorizer::on_registry_events(const std::vector<registry::RegistryEv
     if (scan) {
       std::erase_if(cache_, [&](const auto& kv) { return hit(*kv.second); });
       for (auto it = live_.begin(); it != live_.end();) {
+        const bool stale = hit(*it->second.facts);
         if (it->second.forget_ended()) {
-          it = live_.erase(it);
+          auto next = std::next(it);
+          retire(it, stale);
+          it = next;
           continue;
         }
-        if (hit(*it->second.facts)) rebind.insert(it->first);
+        if (stale) rebind.insert(it->first);
         ++it;
       }
     } else {
@@ -408,9 +426,10 @@ void PolicyAuthorizer::on_registry_events(const std::vector<registry::RegistryEv
         if (auto it = cache_.find(k); it != cache_.end() && hit(*it->second)) cache_.erase(it);
         auto it = live_.find(k);
         if (it == live_.end()) continue;
+        const bool stale = hit(*it->second.facts);
         if (it->second.forget_ended()) {
-          live_.erase(it);
-        } else if (hit(*it->second.facts)) {
+          retire(it, stale);
+        } else if (stale) {
           rebind.insert(k);
         }
       }
@@ -473,7 +492,9 @@ void PolicyAuthorizer::sweep_live() {
   // only grow. Swept whenever it has doubled since the last sweep (amortised O(1) per connect).
   if (live_.size() < live_sweep_at_) return;
   for (auto it = live_.begin(); it != live_.end();) {
-    it = it->second.forget_ended() ? live_.erase(it) : std::next(it);
+    auto next = std::next(it);
+    if (it->second.forget_ended()) retire(it, /*stale=*/false);
+    it = next;
   }
   live_sweep_at_ = std::max<std::size_t>(1024, 2 * live_.size());
 }
@@ -486,7 +507,7 @@ void PolicyAuthorizer::clear_cache() {
 
 std::size_t PolicyAuthorizer::cached() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return cache_.size();
+  return cache_.size() + live_.size();  // a key's facts are in one of them
 }
 
 std::size_t PolicyAuthorizer::live_entries() const {

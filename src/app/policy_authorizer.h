@@ -102,6 +102,7 @@ class PolicyAuthorizer : public broker::Authorizer {
     }
   };
   std::map<Key, Live> live_;
+  void retire(std::map<Key, Live>::iterator it, bool stale);  // with mu_ held
   std::size_t live_sweep_at_ = 1024;
   struct Pool;
   std::unique_ptr<Pool> pool_;
