@@ -21,25 +21,8 @@ start_fleetkeyd "$work" $'[mqtt]\nmax_publishes_per_second = 0\nmax_bytes_per_se
 bench_device "$work"
 ca="$work/data/ca"
 cat "$ca/root-ca.pem" "$ca/issuing-ca.pem" >"$work/ca-bundle.pem"
-mq_port=$(python3 -c "import socket;s=socket.socket();s.bind(('127.0.0.1',0));print(s.getsockname()[1])")
-cat >"$work/mosquitto.conf" <<CONF
-per_listener_settings false
-user root
-persistence false
-log_dest none
-allow_anonymous true
-max_keepalive 1200
-max_inflight_messages 100
-set_tcp_nodelay true
-listener $mq_port 127.0.0.1
-cafile $work/ca-bundle.pem
-certfile $ca/server.pem
-keyfile $ca/server.key
-require_certificate true
-CONF
-mosquitto -c "$work/mosquitto.conf" 2>"$work/mosquitto.log" &
-mq_pid=$!
-sleep 1
+start_mosquitto "$work" "max_keepalive 1200
+max_inflight_messages 100"
 
 load() {  # port args...
   local port=$1

@@ -19,12 +19,8 @@ ulimit -n 20000
 source bench/fleetkeyd.sh
 hz=$(getconf CLK_TCK)
 
-start_fleetkeyd "$work" ""
-bench_device "$work"
-kill "$fk_pid"
-wait "$fk_pid" 2>/dev/null || true
+bench_ca_and_device "$work"
 ca="$work/data/ca"
-cat "$ca/root-ca.pem" "$ca/issuing-ca.pem" >"$work/ca-bundle.pem"
 
 storm() {  # name pid port: runs the storm, samples the server, writes $work/NAME.json
   local name=$1 pid=$2 port=$3
@@ -54,17 +50,9 @@ PY
 }
 
 run_fleetkeyd() {  # engine tickets
-  printf '[mqtt]\ntls_engine = "%s"\ntls_session_tickets = %s\n' "$1" "$2" >"$work/fk.toml"
-  "$FLEETKEYD" --config "$work/fk.toml" --data-dir "$work/data" --mqtt-port 0 --api-port 0 \
-    --alpn-port -1 --quiet --log-level warn 2>"$work/fk-$1-$2.log" &
-  local pid=$!
-  for _ in $(seq 100); do
-    python3 -c "import json,sys;sys.exit(0 if json.load(open('$work/data/endpoints.json'))['pid']==$pid else 1)" 2>/dev/null && break
-    sleep 0.1
-  done
-  local port
-  port=$(python3 -c "import json;print(json.load(open('$work/data/endpoints.json'))['mqtt']['port'])")
-  storm "fk-$1-$2" "$pid" "$port"
+  start_tls_fleetkeyd "$work" "$1" "$2" "$work/fk-$1-$2.log"
+  local pid=$fk_pid
+  storm "fk-$1-$2" "$pid" "$fk_port"
   kill "$pid"
   wait "$pid" 2>/dev/null || true
   # What the server refused or cut, by log event.
@@ -88,24 +76,7 @@ for s in $SERVERS; do
 done
 
 if [[ " $SERVERS " == *" mosquitto "* ]]; then
-mq_port=$(python3 -c "import socket;s=socket.socket();s.bind(('127.0.0.1',0));print(s.getsockname()[1])")
-cat >"$work/mosquitto.conf" <<CONF
-per_listener_settings false
-user root
-persistence false
-log_dest none
-allow_anonymous true
-set_tcp_nodelay true
-max_keepalive 1200
-listener $mq_port 127.0.0.1
-cafile $work/ca-bundle.pem
-certfile $ca/server.pem
-keyfile $ca/server.key
-require_certificate true
-CONF
-mosquitto -c "$work/mosquitto.conf" 2>"$work/mosquitto.log" &
-mq_pid=$!
-sleep 1
+start_mosquitto "$work" "max_keepalive 1200"
 storm mosquitto "$mq_pid" "$mq_port"
 echo "{}" >"$work/mosquitto.refused"
 fi

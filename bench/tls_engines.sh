@@ -21,12 +21,8 @@ source bench/fleetkeyd.sh
 hz=$(getconf CLK_TCK)
 
 # One fleetkeyd makes the CA and the device; every fleetkeyd below shares its data folder.
-start_fleetkeyd "$work" ""
-bench_device "$work"
-kill "$fk_pid"
-wait "$fk_pid" 2>/dev/null || true
+bench_ca_and_device "$work"
 ca="$work/data/ca"
-cat "$ca/root-ca.pem" "$ca/issuing-ca.pem" >"$work/ca-bundle.pem"
 
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 load() {  # port mode args...
@@ -59,40 +55,16 @@ measure() {  # name pid port: one table row's figures into $work/NAME.txt
   echo "$bytes $held $full $rate $resumed $rrate $share" >"$work/$1.txt"
 }
 
-mq_port=$(python3 -c "import socket;s=socket.socket();s.bind(('127.0.0.1',0));print(s.getsockname()[1])")
-cat >"$work/mosquitto.conf" <<CONF
-per_listener_settings false
-user root
-persistence false
-log_dest none
-allow_anonymous true
-set_tcp_nodelay true
-listener $mq_port 127.0.0.1
-cafile $work/ca-bundle.pem
-certfile $ca/server.pem
-keyfile $ca/server.key
-require_certificate true
-CONF
-mosquitto -c "$work/mosquitto.conf" 2>"$work/mosquitto.log" &
-mq_pid=$!
-sleep 1
+start_mosquitto "$work"
 measure mosquitto "$mq_pid" "$mq_port"
 kill "$mq_pid"
 
 configs=("openssl false" "openssl true" "gnutls false" "gnutls true")
 for cfg in "${configs[@]}"; do
   set -- $cfg
-  printf '[mqtt]\ntls_engine = "%s"\ntls_session_tickets = %s\n' "$1" "$2" >"$work/fk.toml"
-  "$FLEETKEYD" --config "$work/fk.toml" --data-dir "$work/data" --mqtt-port 0 --api-port 0 \
-    --alpn-port -1 --quiet --log-level warn 2>"$work/fk-$1-$2.log" &
-  pid=$!
-  rm -f "$work/data/endpoints.json.seen"
-  for _ in $(seq 100); do
-    python3 -c "import json,sys;sys.exit(0 if json.load(open('$work/data/endpoints.json'))['pid']==$pid else 1)" 2>/dev/null && break
-    sleep 0.1
-  done
-  port=$(python3 -c "import json;print(json.load(open('$work/data/endpoints.json'))['mqtt']['port'])")
-  measure "fk-$1-$2" "$pid" "$port"
+  start_tls_fleetkeyd "$work" "$1" "$2" "$work/fk-$1-$2.log"
+  pid=$fk_pid
+  measure "fk-$1-$2" "$pid" "$fk_port"
   kill "$pid"
   wait "$pid" 2>/dev/null || true
 done

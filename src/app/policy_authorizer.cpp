@@ -212,13 +212,13 @@ PolicyAuthorizer::FactsPtr PolicyAuthorizer::cached_facts(const Key& key,
   *generation = generation_;
   if (auto it = cache_.find(key); it != cache_.end()) return it->second;
   auto live = live_.find(key);
-  return live == live_.end() ? nullptr : live->second.facts;
+  return live == live_.end() || live->second.stale ? nullptr : live->second.facts;
 }
 
 // A live entry whose connections all ended: its facts go back to the cache (the next
 // reconnect needs no registry read), unless `stale`.
 void PolicyAuthorizer::retire(std::map<Key, Live>::iterator it, bool stale) {
-  if (!stale) {
+  if (!stale && !it->second.stale) {
     if (cache_.size() >= kMaxCachedFacts) clear_cache();
     cache_[it->first] = it->second.facts;
   }
@@ -270,6 +270,7 @@ broker::ConnectDecision PolicyAuthorizer::decide(const broker::ClientIdentity& c
       cache_.erase(key);
       Live& live = live_[key];
       live.facts = facts;
+      live.stale = false;
       // Forget connections that are gone while we are here.
       live.forget_ended();
       live.connections.push_back(perms);
@@ -418,7 +419,10 @@ void PolicyAuthorizer::on_registry_events(const std::vector<registry::RegistryEv
           it = next;
           continue;
         }
-        if (stale) rebind.insert(it->first);
+        if (stale) {
+          it->second.stale = true;
+          rebind.insert(it->first);
+        }
         ++it;
       }
     } else {
@@ -430,6 +434,7 @@ void PolicyAuthorizer::on_registry_events(const std::vector<registry::RegistryEv
         if (it->second.forget_ended()) {
           retire(it, stale);
         } else if (stale) {
+          it->second.stale = true;
           rebind.insert(k);
         }
       }
@@ -444,8 +449,10 @@ void PolicyAuthorizer::on_registry_events(const std::vector<registry::RegistryEv
 void PolicyAuthorizer::rebind(const std::vector<Key>& keys) {
   for (const auto& key : keys) {
     std::vector<std::shared_ptr<ConnectionPermissions>> conns;
+    std::uint64_t generation = 0;  // facts read after it may be newer than any change before
     {
       std::lock_guard<std::mutex> lock(mu_);
+      generation = generation_;
       auto it = live_.find(key);
       if (it == live_.end()) continue;
       if (it->second.forget_ended()) {
@@ -461,7 +468,10 @@ void PolicyAuthorizer::rebind(const std::vector<Key>& keys) {
     if (loaded.is_ok()) {
       std::lock_guard<std::mutex> lock(mu_);
       auto it = live_.find(key);
-      if (it != live_.end()) it->second.facts = *loaded;
+      if (it != live_.end() && generation == generation_) {
+        it->second.facts = *loaded;
+        it->second.stale = false;
+      }
     }
     for (auto& c : conns) {
       if (!loaded.is_ok() || !(*loaded)->certificate.allowed) {

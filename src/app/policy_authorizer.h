@@ -93,7 +93,8 @@ class PolicyAuthorizer : public broker::Authorizer {
   // client id -> certificate ids seen with it (keys of cache_ and live_; may hold stale ones).
   std::unordered_map<std::string, std::set<std::string>> by_client_;
   struct Live {
-    FactsPtr facts;  // what the connections were last bound from
+    FactsPtr facts;      // what the connections were last bound from
+    bool stale = false;  // a change hit them: not for new connects until rebound
     std::vector<std::weak_ptr<ConnectionPermissions>> connections;
     // Drops the connections that ended; true when none is left (the entry can go).
     bool forget_ended() {
