@@ -559,7 +559,8 @@ class ClusterMqttTest(unittest.TestCase):
                 ok = sub2.wait_for(lambda d: want <= set(got + d.payloads()), 30)
                 got = got + sub2.payloads()
                 sub2.close()
-            self.assertTrue(ok, "lost: %s" % sorted(want - set(got))[:20])
+            self.assertTrue(ok, "lost: %s\n%s" % (sorted(want - set(got))[:20],
+                                                  cluster_log_tail()))
             print("NATS server killed: %d acknowledged, 0 lost" % len(want))
         finally:
             killed.wait(30)
@@ -611,6 +612,8 @@ class ClusterMqttTest(unittest.TestCase):
         # A node stopped cleanly (SIGTERM) says so: its persistent session moves to another
         # node without waiting out the lease, with its subscriptions and queued messages.
         n3 = NODES[2]
+        # After test 9 the NATS servers are back; the node used here must accept again too.
+        self.assertEqual(wait_accepting(n3).get("connects"), "accepted", cluster_log_tail())
         dev = Dev("mover", port(2), clean=False)
         dev.subscribe("mv/#")
         time.sleep(0.5)
