@@ -40,6 +40,11 @@ void IoPool::probe(Probe& p) {
   });
 }
 
+void IoPool::measure_lag() {
+  if (probing_.exchange(true)) return;
+  for (auto& p : probes_) boost::asio::post(p->timer.get_executor(), [this, &p] { probe(*p); });
+}
+
 bool IoPool::busy(std::int64_t lag_ms) const {
   for (const auto& p : probes_) {
     if (p->lag_ms.load() > lag_ms) return true;
@@ -58,10 +63,6 @@ std::size_t IoPool::next_index() {
 void IoPool::start() {
   if (started_) return;
   started_ = true;
-  if (!probing_) {
-    probing_ = true;
-    for (auto& p : probes_) boost::asio::post(p->timer.get_executor(), [this, &p] { probe(*p); });
-  }
   for (auto& ctx : contexts_) {
     boost::asio::io_context* c = ctx.get();
     threads_.emplace_back([c] {

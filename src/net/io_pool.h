@@ -3,6 +3,7 @@
 // (no locks on a connection's data path).
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -28,8 +29,11 @@ class IoPool {
   void start();
   void stop();
   bool started() const { return started_; }
-  // Whether some thread runs its work more than `lag_ms` late (a timer on each thread, every
-  // 20 ms, measures it): the threads are saturated. Any thread.
+  // Starts measuring how late each thread runs its work (a timer on each, every 20 ms), for
+  // busy(); only pools someone asks about pay for it. Idempotent, any thread.
+  void measure_lag();
+  // Whether some thread runs its work more than `lag_ms` late: the threads are saturated.
+  // False until measure_lag() has run a round. Any thread.
   bool busy(std::int64_t lag_ms) const;
 
  private:
@@ -38,7 +42,7 @@ class IoPool {
 
   std::vector<std::unique_ptr<boost::asio::io_context>> contexts_;
   std::vector<std::unique_ptr<Probe>> probes_;  // destroyed before the contexts
-  bool probing_ = false;
+  std::atomic<bool> probing_{false};
   std::vector<std::thread> threads_;
   std::size_t next_ = 0;
   bool started_ = false;

@@ -62,11 +62,11 @@ class FdTlsConnection final : public TlsConnection {
 
   void write(std::string bytes) override {
     if (!open_ || overflowed_ || bytes.empty()) return;
-    if (max_write_backlog_ != 0 && queued_ + bytes.size() > max_write_backlog_) {
+    if (max_write_backlog_ != 0 && pending_.size() + bytes.size() > max_write_backlog_) {
       // A peer that does not read must not make the server hold its bytes without bound.
       log::warn("tls.write_backlog_full", {{"listener", listener_},
                                            {"peer", remote_},
-                                           {"queued_bytes", std::to_string(queued_)},
+                                           {"queued_bytes", std::to_string(pending_.size())},
                                            {"limit_bytes", std::to_string(max_write_backlog_)}});
       // Closed on the next turn, not inside the caller's write (it may be the connection's
       // owner, in the middle of its own work); nothing more is queued meanwhile.
@@ -79,7 +79,6 @@ class FdTlsConnection final : public TlsConnection {
       }
       return;
     }
-    queued_ += bytes.size();
     pending_ += bytes;
     // Coalesce: everything written during this turn of the event loop goes out in as few TLS
     // records and syscalls as possible.
@@ -107,7 +106,6 @@ class FdTlsConnection final : public TlsConnection {
     socket_.shutdown(tcp::socket::shutdown_both, ec);
     socket_.close(ec);
     pending_.clear();
-    queued_ = 0;
     if (on_close_) {
       auto fn = std::move(on_close_);
       on_close_ = nullptr;
@@ -126,7 +124,7 @@ class FdTlsConnection final : public TlsConnection {
   const std::string& remote_address() const override { return remote_; }
   const std::string& alpn() const override { return alpn_; }
   const std::string& sni() const override { return sni_; }
-  std::size_t queued_bytes() const override { return queued_; }
+  std::size_t queued_bytes() const override { return pending_.size(); }
 
  private:
   void abort() {
@@ -234,7 +232,6 @@ class FdTlsConnection final : public TlsConnection {
           tls_->write(pending_.data(), std::min<std::size_t>(pending_.size(), 1 << 20), &n);
       if (step == TlsStep::kDone) {
         pending_.erase(0, n);
-        queued_ -= std::min(queued_, n);
         continue;
       }
       if (step == TlsStep::kWantRead || step == TlsStep::kWantWrite) {
@@ -261,8 +258,7 @@ class FdTlsConnection final : public TlsConnection {
   bool read_paused_ = false;
   std::unique_ptr<TlsSession> tls_;
   std::shared_ptr<std::atomic<int>> pending_handshakes_;  // until the handshake ends
-  std::string pending_;
-  std::size_t queued_ = 0;
+  std::string pending_;            // bytes waiting to be sent (written ones are erased)
   std::size_t max_write_backlog_;  // 0 = no limit
   bool overflowed_ = false;        // past max_write_backlog_: closing
   bool write_waiting_ = false;
@@ -358,6 +354,7 @@ Status TlsListener::start() {
                                       }
                                     });
   if (int cap = state_->config.max_pending_handshakes; cap > 0) {
+    state_->pool.measure_lag();
     state_->tcp->set_gate([gate_state = std::weak_ptr<State>(state_), cap] {
       auto s = gate_state.lock();
       return !s || s->pending->load() < cap || !s->pool.busy(State::kBusyLagMs);
