@@ -323,6 +323,9 @@ Result<std::unique_ptr<Server>> Server::start(const Config& config, boost::asio:
       std::string peers;
       for (const auto& n : c.peers) peers += (peers.empty() ? "" : ",") + n;
       h["peers"] = peers;
+      std::string members;
+      for (const auto& n : c.members) members += (members.empty() ? "" : ",") + n;
+      h["members"] = members;
       if (!gate && !c.detail.empty()) gate = c.detail;
     }
     h["connects"] = gate ? "refused: " + *gate : "accepted";

@@ -1124,6 +1124,7 @@ NatsLinkHealth NatsLink::health() const {
     const std::int64_t now = wall_ms();
     for (const auto& [n, at] : impl_->heard)
       if (now - at <= impl_->opt.lease_ms) h.peers.push_back(n);
+    h.members.assign(impl_->known.begin(), impl_->known.end());
   }
   if (auto why = impl_->unavailable()) h.detail = *why;
   return h;

@@ -52,7 +52,8 @@ struct NatsLinkHealth {
   bool jetstream = false;      // the last heartbeat write succeeded within the lease
   bool owns_sessions = false;  // not fenced
   std::int64_t heartbeat_age_ms = -1;
-  std::vector<std::string> peers;  // nodes heard within the lease
+  std::vector<std::string> peers;    // nodes heard within the lease
+  std::vector<std::string> members;  // nodes alive at the last scan (a silent one fences us)
   std::string detail;
 };
 

@@ -482,10 +482,12 @@ class ClusterMqttTest(unittest.TestCase):
         acked = []
         node2 = NODES[1]
         killed = threading.Event()
+        killed_at = []
 
         def kill_later():
             time.sleep(0.3)
             os.kill(node2.pid, signal.SIGKILL)
+            killed_at.append(time.time())
             killed.set()
 
         threading.Thread(target=kill_later).start()
@@ -517,6 +519,16 @@ class ClusterMqttTest(unittest.TestCase):
         self.assertEqual(ev["disconnectReason"], "CONNECTION_LOST")
         for d in (watcher, pub, back):
             d.close()
+        # The survivors declare the killed node dead (after dead_after_ms): until then it is a
+        # member whose silence would make them fence themselves if JetStream failed too (they
+        # cannot tell a dead node from one cut off with the NATS majority), which tests 8 and
+        # 9 must not meet by chance.
+        for n in (NODES[0], NODES[2]):
+            deadline = time.time() + 60
+            while time.time() < deadline and "node-2" in health(n).get("members", "node-2"):
+                time.sleep(0.5)
+            self.assertNotIn("node-2", health(n).get("members", "node-2"), cluster_log_tail())
+        print("killed node declared dead %.1f s after the kill" % (time.time() - killed_at[0]))
 
     def test_8_nats_server_killed_loses_no_acknowledged_message(self):
         for n in (NODES[0], NODES[2]):
