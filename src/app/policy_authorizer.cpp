@@ -1,5 +1,6 @@
 #include "app/policy_authorizer.h"
 
+#include <algorithm>
 #include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/thread_pool.hpp>
@@ -18,12 +19,22 @@ struct PolicyAuthorizer::Pool {
   boost::asio::strand<boost::asio::thread_pool::executor_type> rebinds;
 };
 
-// What the registry says about a certificate used with a client id.
+// What the registry says about a certificate used with a client id (its key holds both ids).
+// Only what differs between keys is kept, once per key: one is held for every connected device.
 struct PolicyAuthorizer::Facts {
-  std::string certificate_id;
-  std::string client_id;
-  AuthDecision certificate;  // the certificate (and its CA) is ACTIVE, or why not
-  registry::EffectivePolicies effective;
+  AuthDecision certificate;               // the certificate (and its CA) is ACTIVE, or why not
+  policy::PolicySet policies;             // default versions, documents shared
+  std::vector<std::string> policy_names;  // sorted: which policy changes concern this key
+  std::vector<std::string> group_names;   // sorted: the thing's groups and their ancestors
+  std::shared_ptr<const policy::ThingFacts> thing;  // null: the client id names no thing
+  std::optional<bool> thing_is_attached;
+  // The certificate's facts as stored, only when no connection brought them (a rebind reads
+  // the registry; each connection then uses its own certificate's).
+  std::shared_ptr<const policy::CertificateFacts> stored_certificate;
+
+  static bool has(const std::vector<std::string>& sorted, const std::string& name) {
+    return std::binary_search(sorted.begin(), sorted.end(), name);
+  }
 };
 
 namespace {
@@ -51,17 +62,25 @@ std::string source_ip(const std::string& remote) {
 }
 
 policy::CertificateFacts certificate_facts(const net::PeerCertificate& p) {
-  return policy::CertificateFacts{p.subject_fields, p.issuer_fields, p.subject_alt_names,
-                                  p.issuer_alt_names, p.serial_hex};
+  return policy::CertificateFacts{p.subject_fields, p.issuer_fields(), p.subject_alt_names,
+                                  p.issuer_alt_names(), p.serial_hex};
 }
+
+}  // namespace
 
 // The request's context: the cached facts, and the connection's own certificate (shared with
 // the connection rather than kept again in every cached entry).
-policy::RequestContext connection_context(const registry::EffectivePolicies& e,
-                                          const broker::ClientIdentity& c) {
-  policy::RequestContext ctx = e.context;
+policy::RequestContext PolicyAuthorizer::connection_context(const Facts& f,
+                                                            const broker::ClientIdentity& c) {
+  policy::RequestContext ctx;
+  if (f.thing) ctx.thing = *f.thing;
+  ctx.thing_is_attached = f.thing_is_attached;
   // The facts are keyed by this connection's certificate id: its certificate is theirs.
-  if (c.peer) ctx.certificate = certificate_facts(*c.peer);
+  if (c.peer) {
+    ctx.certificate = certificate_facts(*c.peer);
+  } else if (f.stored_certificate) {
+    ctx.certificate = *f.stored_certificate;
+  }
   ctx.client_id = c.client_id;
   ctx.source_ip = source_ip(c.remote_address);
   std::vector<std::string> attrs;
@@ -70,8 +89,6 @@ policy::RequestContext connection_context(const registry::EffectivePolicies& e,
   ctx.connect_attributes = std::move(attrs);
   return ctx;
 }
-
-}  // namespace
 
 // One connection's answers. The bound Grant is swapped atomically when a change rebinds it.
 class PolicyAuthorizer::ConnectionPermissions : public broker::Permissions {
@@ -86,9 +103,11 @@ class PolicyAuthorizer::ConnectionPermissions : public broker::Permissions {
   // just before a rebind is never left with a dangling pointer. Rebinds are rare (a policy,
   // attachment or thing change that concerns this connection).
   void bind(std::shared_ptr<const policy::Grant> grant) {
-    std::lock_guard<std::mutex> lock(mu_);
+    static std::mutex mu;  // binds are rare: one lock for all connections
+    std::lock_guard<std::mutex> lock(mu);
     current_.store(grant.get(), std::memory_order_release);
-    bound_.push_back(std::move(grant));
+    if (grant_) earlier_.push_back(std::move(grant_));
+    grant_ = std::move(grant);
   }
 
   policy::Verdict check(MqttAction a, std::string_view kind, std::string_view name) const {
@@ -144,9 +163,13 @@ class PolicyAuthorizer::ConnectionPermissions : public broker::Permissions {
   const std::shared_ptr<const std::string> prefix_;  // the authorizer's, shared
   const bool enforce_;
   std::atomic<const policy::Grant*> current_{nullptr};
-  std::mutex mu_;
-  std::vector<std::shared_ptr<const policy::Grant>> bound_;
+  std::shared_ptr<const policy::Grant> grant_;  // the current one
+  std::vector<std::shared_ptr<const policy::Grant>> earlier_;
 };
+
+std::shared_ptr<const policy::PolicySet> PolicyAuthorizer::policies_of(const FactsPtr& f) {
+  return std::shared_ptr<const policy::PolicySet>(f, &f->policies);
+}
 
 PolicyAuthorizer::PolicyAuthorizer(registry::Registry& registry, bool enforce_policies,
                                    std::size_t workers)
@@ -163,8 +186,6 @@ PolicyAuthorizer::~PolicyAuthorizer() {
 Result<PolicyAuthorizer::FactsPtr> PolicyAuthorizer::load(const Key& key,
                                                           const net::PeerCertificate* peer) {
   auto facts = std::make_shared<Facts>();
-  facts->certificate_id = key.first;
-  facts->client_id = key.second;
   facts->certificate = AuthDecision::deny("registry unavailable");
   Status st = registry_.read([&](registry::Txn& t) -> Status {
     const std::string& id = key.first;
@@ -191,15 +212,22 @@ Result<PolicyAuthorizer::FactsPtr> PolicyAuthorizer::load(const Key& key,
     if (!enforce_) return Status::ok();
     std::optional<policy::CertificateFacts> known;
     if (peer != nullptr && peer->certificate_id == id) known = certificate_facts(*peer);
-    FK_ASSIGN_OR_RETURN(facts->effective,
+    FK_ASSIGN_OR_RETURN(auto effective,
                         registry::load_effective_policies(t, registry_.config().arns, id,
                                                           key.second, known ? &*known : nullptr));
-    // A connection brings its certificate's facts (connection_context); the cached entry does
-    // not keep another copy of them.
-    if (peer != nullptr && peer->certificate_id == id) facts->effective.context.certificate.reset();
-    // The entry's key holds both ids already.
-    std::string().swap(facts->effective.certificate_id);
-    std::string().swap(facts->effective.client_id);
+    facts->policies = std::move(effective.policies);
+    facts->policies.shrink_to_fit();
+    facts->policy_names.assign(effective.policy_names.begin(), effective.policy_names.end());
+    facts->group_names.assign(effective.group_names.begin(), effective.group_names.end());
+    if (effective.context.thing)
+      facts->thing =
+          std::make_shared<const policy::ThingFacts>(std::move(*effective.context.thing));
+    facts->thing_is_attached = effective.context.thing_is_attached;
+    // A connection brings its certificate's facts (connection_context); the cached entry keeps
+    // them only when none did.
+    if (!known && effective.context.certificate)
+      facts->stored_certificate = std::make_shared<const policy::CertificateFacts>(
+          std::move(*effective.context.certificate));
     return Status::ok();
   });
   if (!st.is_ok()) return st;
@@ -246,7 +274,7 @@ broker::ConnectDecision PolicyAuthorizer::decide(const broker::ClientIdentity& c
     auto perms = std::make_shared<ConnectionPermissions>(client, shared_prefix_, enforce_);
     if (enforce_) {
       auto grant = std::make_shared<const policy::Grant>(
-          facts->effective.policies, connection_context(facts->effective, client), arn_prefix_);
+          policies_of(facts), connection_context(*facts, client), shared_prefix_);
       const std::string resource = arn_prefix_ + "client/" + client.client_id;
       if (!grant->allows(MqttAction::kConnect, resource)) {
         policy::Verdict v = grant->check(MqttAction::kConnect, resource);
@@ -302,27 +330,28 @@ void PolicyAuthorizer::authorize_connect(const broker::ClientIdentity& client,
                     [this, client, done = std::move(done)]() mutable { done(decide(client)); });
 }
 
-bool PolicyAuthorizer::affected(const Facts& f, const registry::RegistryEvent& e) const {
+bool PolicyAuthorizer::affected(const Key& key, const Facts& f,
+                                const registry::RegistryEvent& e) const {
   using K = registry::RegistryEvent::Kind;
-  const auto& eff = f.effective;
+  const auto& [certificate_id, client_id] = key;
   const auto& arns = registry_.config().arns;
   switch (e.kind) {
     case K::kCertificateStatusChanged:
     case K::kCertificateDeleted:
-      return f.certificate_id == e.subject;
+      return certificate_id == e.subject;
     case K::kCaCertificateChanged:
       return true;
     case K::kPolicyChanged:
-      return eff.policy_names.count(e.subject) > 0;
+      return Facts::has(f.policy_names, e.subject);
     case K::kPolicyAttachmentChanged:
-      return certificate_in_arn(e.detail) == f.certificate_id ||
+      return certificate_in_arn(e.detail) == certificate_id ||
              e.detail.rfind(arns.thing_group(""), 0) == 0;  // group trees: recheck all
     case K::kThingPrincipalChanged:
-      return e.subject == f.client_id || certificate_in_arn(e.detail) == f.certificate_id;
+      return e.subject == client_id || certificate_in_arn(e.detail) == certificate_id;
     case K::kThingChanged:
     case K::kGroupMembershipChanged:
-      return e.subject == f.client_id || e.detail == f.client_id ||
-             eff.group_names.count(e.subject) > 0;
+      return e.subject == client_id || e.detail == client_id ||
+             Facts::has(f.group_names, e.subject);
     case K::kTemplateChanged:
       return false;
   }
@@ -330,7 +359,10 @@ bool PolicyAuthorizer::affected(const Facts& f, const registry::RegistryEvent& e
 }
 
 void PolicyAuthorizer::index(const Key& key) {
-  by_client_[key.second].insert(key.first);
+  auto [from, to] = by_client_.equal_range(key.second);
+  for (auto it = from; it != to; ++it)
+    if (it->second == key.first) return;
+  by_client_.emplace(key.second, key.first);
 }
 
 std::optional<std::set<PolicyAuthorizer::Key>> PolicyAuthorizer::candidates(
@@ -346,9 +378,8 @@ std::optional<std::set<PolicyAuthorizer::Key>> PolicyAuthorizer::candidates(
       out.insert(it->first);
   };
   auto by_client = [&](const std::string& client) {
-    auto it = by_client_.find(client);
-    if (it == by_client_.end()) return;
-    for (const auto& cert : it->second) out.insert({cert, client});
+    auto [from, to] = by_client_.equal_range(client);
+    for (auto it = from; it != to; ++it) out.insert({it->second, client});
   };
   switch (e.kind) {
     case K::kCertificateStatusChanged:
@@ -402,17 +433,17 @@ void PolicyAuthorizer::on_registry_events(const std::vector<registry::RegistryEv
       }
       keys.insert(c->begin(), c->end());
     }
-    auto hit = [&](const Facts& f) {
+    auto hit = [&](const Key& k, const Facts& f) {
       for (const auto& e : events) {
-        if (affected(f, e)) return true;
+        if (affected(k, f, e)) return true;
       }
       return false;
     };
     std::set<Key> rebind;
     if (scan) {
-      std::erase_if(cache_, [&](const auto& kv) { return hit(*kv.second); });
+      std::erase_if(cache_, [&](const auto& kv) { return hit(kv.first, *kv.second); });
       for (auto it = live_.begin(); it != live_.end();) {
-        const bool stale = hit(*it->second.facts);
+        const bool stale = hit(it->first, *it->second.facts);
         if (it->second.forget_ended()) {
           auto next = std::next(it);
           retire(it, stale);
@@ -427,10 +458,10 @@ void PolicyAuthorizer::on_registry_events(const std::vector<registry::RegistryEv
       }
     } else {
       for (const auto& k : keys) {
-        if (auto it = cache_.find(k); it != cache_.end() && hit(*it->second)) cache_.erase(it);
+        if (auto it = cache_.find(k); it != cache_.end() && hit(k, *it->second)) cache_.erase(it);
         auto it = live_.find(k);
         if (it == live_.end()) continue;
-        const bool stale = hit(*it->second.facts);
+        const bool stale = hit(it->first, *it->second.facts);
         if (it->second.forget_ended()) {
           retire(it, stale);
         } else if (stale) {
@@ -480,9 +511,8 @@ void PolicyAuthorizer::rebind(const std::vector<Key>& keys) {
             std::make_shared<const policy::Grant>(policy::PolicySet{}, policy::RequestContext{}));
         continue;
       }
-      const auto& eff = (*loaded)->effective;
       c->bind(std::make_shared<const policy::Grant>(
-          eff.policies, connection_context(eff, c->client()), arn_prefix_));
+          policies_of(*loaded), connection_context(**loaded, c->client()), shared_prefix_));
     }
     FK_LOG_DEBUG("authz.rebound", {{"certificate", key.first},
                                    {"client", key.second},

@@ -75,7 +75,10 @@ class PolicyAuthorizer : public broker::Authorizer {
   // `peer`: the connecting certificate as the TLS layer read it (spares parsing it again).
   Result<FactsPtr> load(const Key& key, const net::PeerCertificate* peer = nullptr);
   FactsPtr cached_facts(const Key& key, std::uint64_t* generation);
-  bool affected(const Facts& f, const registry::RegistryEvent& e) const;
+  bool affected(const Key& key, const Facts& f, const registry::RegistryEvent& e) const;
+  static policy::RequestContext connection_context(const Facts& f, const broker::ClientIdentity& c);
+  // The facts' policies, shared with the Grants made from them (kept alive by them).
+  static std::shared_ptr<const policy::PolicySet> policies_of(const FactsPtr& f);
   // The cached or live keys an event can concern; nullopt: only a scan of all can tell.
   std::optional<std::set<Key>> candidates(const registry::RegistryEvent& e) const;
   void index(const Key& key);  // by_client_
@@ -91,7 +94,8 @@ class PolicyAuthorizer : public broker::Authorizer {
   std::uint64_t generation_ = 0;
   std::map<Key, FactsPtr> cache_;  // ordered by certificate id first: ranges per certificate
   // client id -> certificate ids seen with it (keys of cache_ and live_; may hold stale ones).
-  std::unordered_map<std::string, std::set<std::string>> by_client_;
+  // (Most client ids are used with one certificate: one node each, no set per client id.)
+  std::unordered_multimap<std::string, std::string> by_client_;
   struct Live {
     FactsPtr facts;      // what the connections were last bound from
     bool stale = false;  // a change hit them: not for new connects until rebound

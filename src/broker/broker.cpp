@@ -1,6 +1,8 @@
 #include "broker/broker.h"
 
+#include <array>
 #include <boost/asio.hpp>
+#include <cstdio>
 #include <deque>
 #include <future>
 #include <map>
@@ -20,6 +22,10 @@ namespace fk::broker {
 
 namespace asio = boost::asio;
 using SteadyClock = std::chrono::steady_clock;
+// Timers on a shard's io_context: its own executor type is 8 bytes where asio::steady_timer's
+// any_io_executor is 56 (kept in the timer and in each pending wait).
+using Timer = asio::basic_waitable_timer<SteadyClock, asio::wait_traits<SteadyClock>,
+                                         asio::io_context::executor_type>;
 using mqtt::Version;
 
 namespace {
@@ -32,10 +38,14 @@ std::int64_t now_ms() {
       .count();
 }
 
-std::string random_suffix() {
+std::uint64_t random_word() {
   static thread_local std::mt19937_64 rng(std::random_device{}());
+  return rng();
+}
+
+std::string random_suffix() {
   char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(rng()));
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(random_word()));
   return buf;
 }
 
@@ -251,7 +261,7 @@ class Session : public std::enable_shared_from_this<Session> {
         shard_(shard),
         conn_(std::move(conn)),
         reader_(b_->config.max_payload_bytes + kPacketOverhead),
-        timer_(shard.io),
+        timer_(shard.io.get_executor()),
         expiry_timer_(nullptr) {
     identity_.peer = conn_->peer();
     identity_.remote_address = conn_->remote_address();
@@ -474,7 +484,7 @@ class Session : public std::enable_shared_from_this<Session> {
                     {{"clientId", identity_.client_id},
                      {"timestamp", now_ms()},
                      {"eventType", "connected"},
-                     {"sessionIdentifier", session_id_},
+                     {"sessionIdentifier", session_id()},
                      {"principalIdentifier", identity_.certificate().certificate_id},
                      {"ipAddress", identity_.remote_address},
                      {"versionNumber", version_number_}},
@@ -720,7 +730,7 @@ class Session : public std::enable_shared_from_this<Session> {
       if (c.will->qos > 1) c.will->qos = 1;  // QoS 2 is not supported; AWS treats it as 1
       will_ = std::make_unique<mqtt::Will>(std::move(*c.will));
     }
-    session_id_ = random_suffix() + random_suffix();
+    session_id_ = {random_word(), random_word()};
     // Indexed by certificate before the connect decision, so a revocation that commits while
     // the decision is being made still finds (and cuts) this connection.
     {
@@ -814,7 +824,7 @@ class Session : public std::enable_shared_from_this<Session> {
   StoredSession stored(bool connected) const {
     StoredSession s;
     s.certificate_id = identity_.certificate().certificate_id;
-    s.session_id = session_id_;
+    s.session_id = session_id();
     s.connected = connected;
     s.lifecycle_events = lifecycle_allowed();
     s.expiry_seconds = session_expiry_;
@@ -1307,7 +1317,7 @@ class Session : public std::enable_shared_from_this<Session> {
                     {{"clientId", identity_.client_id},
                      {"timestamp", now_ms()},
                      {"eventType", "subscribed"},
-                     {"sessionIdentifier", session_id_},
+                     {"sessionIdentifier", session_id()},
                      {"principalIdentifier", identity_.certificate().certificate_id},
                      {"topics", subscribed}},
                     &shard_);
@@ -1334,7 +1344,7 @@ class Session : public std::enable_shared_from_this<Session> {
                     {{"clientId", identity_.client_id},
                      {"timestamp", now_ms()},
                      {"eventType", "unsubscribed"},
-                     {"sessionIdentifier", session_id_},
+                     {"sessionIdentifier", session_id()},
                      {"principalIdentifier", identity_.certificate().certificate_id},
                      {"topics", removed}},
                     &shard_);
@@ -1367,16 +1377,17 @@ class Session : public std::enable_shared_from_this<Session> {
     FK_LOG_INFO("broker.disconnected", {{"client", identity_.client_id}, {"reason", reason}});
     if (will_ && !client_disconnect_) publish_will();
     if (lifecycle_allowed()) {
-      const bool by_client = lifecycle_reason_ == "CLIENT_INITIATED_DISCONNECT";
+      const std::string_view reason_text =
+          lifecycle_reason_ != nullptr ? lifecycle_reason_ : "CONNECTION_LOST";
+      const bool by_client = reason_text == "CLIENT_INITIATED_DISCONNECT";
       b_->lifecycle("$aws/events/presence/disconnected/" + identity_.client_id,
                     {{"clientId", identity_.client_id},
                      {"timestamp", now_ms()},
                      {"eventType", "disconnected"},
-                     {"sessionIdentifier", session_id_},
+                     {"sessionIdentifier", session_id()},
                      {"principalIdentifier", identity_.certificate().certificate_id},
                      {"clientInitiatedDisconnect", by_client},
-                     {"disconnectReason", lifecycle_reason_.empty() ? std::string("CONNECTION_LOST")
-                                                                    : lifecycle_reason_},
+                     {"disconnectReason", reason_text},
                      {"versionNumber", version_number_}},
                     &shard_);
     }
@@ -1390,7 +1401,7 @@ class Session : public std::enable_shared_from_this<Session> {
       b_->cluster->save(identity_.client_id, cluster_revision_, stored(false), [](bool) {});
     for (auto& [id, d] : state_.inflight) state_.queue.push_front(std::move(d));
     state_.inflight.clear();
-    if (!expiry_timer_) expiry_timer_ = std::make_unique<asio::steady_timer>(shard_.io);
+    if (!expiry_timer_) expiry_timer_ = std::make_unique<Timer>(shard_.io.get_executor());
     expiry_timer_->expires_after(std::chrono::seconds(session_expiry_));
     std::weak_ptr<Session> weak = shared_from_this();
     expiry_timer_->async_wait([weak](const boost::system::error_code& ec) {
@@ -1462,8 +1473,8 @@ class Session : public std::enable_shared_from_this<Session> {
   Shard& shard_;
   std::shared_ptr<net::TlsConnection> conn_;
   mqtt::FrameReader reader_;
-  asio::steady_timer timer_;
-  std::unique_ptr<asio::steady_timer> expiry_timer_;  // only once a persistent session is offline
+  Timer timer_;
+  std::unique_ptr<Timer> expiry_timer_;  // only once a persistent session is offline
   ClientIdentity identity_;
   PermissionsPtr permissions_;  // set when the connect is allowed; never changed after
   Version version_ = Version::kV311;
@@ -1476,7 +1487,8 @@ class Session : public std::enable_shared_from_this<Session> {
   bool assigned_id_ = false;
   bool client_disconnect_ = false;
   bool session_expiry_lowered_ = false;
-  std::string lifecycle_reason_;  // AWS's disconnectReason; empty = CONNECTION_LOST
+  const char* lifecycle_reason_ =
+      nullptr;  // AWS's disconnectReason (a literal); null = CONNECTION_LOST
   std::uint16_t keep_alive_ = 0;
   std::uint16_t requested_keep_alive_ = 0;
   std::uint32_t session_expiry_ = 0;
@@ -1504,7 +1516,15 @@ class Session : public std::enable_shared_from_this<Session> {
   };
   Window publishes_, bytes_;
   std::uint64_t bytes_throttled_ = 0;
-  std::string session_id_;
+  // AWS's sessionIdentifier: 128 random bits, printed as 32 hex digits when an event needs it.
+  std::array<std::uint64_t, 2> session_id_{};
+  std::string session_id() const {
+    char buf[33];
+    std::snprintf(buf, sizeof buf, "%016llx%016llx",
+                  static_cast<unsigned long long>(session_id_[0]),
+                  static_cast<unsigned long long>(session_id_[1]));
+    return buf;
+  }
   SteadyClock::time_point last_activity_;
   std::unique_ptr<mqtt::Will> will_;  // most devices have none: not 568 bytes each
   SessionState state_;

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <array>
 #include <cctype>
 #include <cstdlib>
@@ -520,11 +521,25 @@ std::shared_ptr<const Grant::Compiled> Grant::shared_compiled(
 }
 
 Grant::Grant(const PolicySet& policies, const RequestContext& ctx, std::string arn_prefix)
-    : policies_(policies), arn_prefix_(std::move(arn_prefix)) {
-  const auto prefix_colons = arn_colons(arn_prefix_);
+    : policies_(std::make_shared<const PolicySet>(policies)),
+      arn_prefix_(std::make_shared<const std::string>(std::move(arn_prefix))) {
+  build(ctx);
+}
+
+Grant::Grant(std::shared_ptr<const PolicySet> policies, const RequestContext& ctx,
+             std::shared_ptr<const std::string> arn_prefix)
+    : policies_(std::move(policies)), arn_prefix_(std::move(arn_prefix)) {
+  if (!policies_) policies_ = std::make_shared<const PolicySet>();
+  if (!arn_prefix_) arn_prefix_ = std::make_shared<const std::string>();
+  build(ctx);
+}
+
+void Grant::build(const RequestContext& ctx) {
+  const auto prefix_colons = arn_colons(*arn_prefix_);
   const bool usable_prefix =
-      prefix_colons.size() == 5 && prefix_colons.back() + 1 == arn_prefix_.size();
-  if (!usable_prefix) arn_prefix_.clear();
+      prefix_colons.size() == 5 && prefix_colons.back() + 1 == arn_prefix_->size();
+  if (!usable_prefix && !arn_prefix_->empty()) arn_prefix_ = std::make_shared<const std::string>();
+  const std::string& arn_prefix = *arn_prefix_;
   // The part of `p` after the ARN prefix, when `p` can match resources under that prefix;
   // nullopt when it cannot; `*unknown` when only a full match can tell ("arn:*").
   auto residual = [&](const Pattern& p, bool* unknown) -> std::optional<Pattern> {
@@ -538,7 +553,7 @@ Grant::Grant(const PolicySet& policies, const RequestContext& ctx, std::string a
     std::size_t astart = 0;
     for (std::size_t i = 0; i < 5; ++i) {
       if (!p.substr(pstart, pc[i] - pstart)
-               .matches(std::string_view(arn_prefix_).substr(astart, prefix_colons[i] - astart)))
+               .matches(std::string_view(arn_prefix).substr(astart, prefix_colons[i] - astart)))
         return std::nullopt;
       pstart = pc[i] + 1;
       astart = prefix_colons[i] + 1;
@@ -561,12 +576,14 @@ Grant::Grant(const PolicySet& policies, const RequestContext& ctx, std::string a
   // A statement's patterns are compiled once per Grant (several actions share them), and a
   // statement without variables once per process (every connection shares them).
   std::map<std::tuple<std::size_t, std::size_t, bool>, std::shared_ptr<const Compiled>> mine;
-  for (std::size_t a = 0; a < rules_.size(); ++a) {
+  const PolicySet& policies = *policies_;
+  for (std::size_t a = 0; a < kActions; ++a) {
+    first_[a] = static_cast<std::uint32_t>(rules_.size());
     const auto action = static_cast<MqttAction>(a);
     const bool connect = action == MqttAction::kConnect;
     const RequestContext& c = connect ? ctx : later;
-    for (std::size_t pi = 0; pi < policies_.size(); ++pi) {
-      const NamedPolicy& p = policies_[pi];
+    for (std::size_t pi = 0; pi < policies.size(); ++pi) {
+      const NamedPolicy& p = policies[pi];
       const Document& doc = *p.document;
       for (std::size_t i = 0; i < doc.statements.size(); ++i) {
         const Statement& s = doc.statements[i];
@@ -574,25 +591,38 @@ Grant::Grant(const PolicySet& policies, const RequestContext& ctx, std::string a
         if (!conditions_hold(s, c, doc.substitutes_variables, nullptr)) continue;
         std::shared_ptr<const Compiled> compiled;
         if (!has_variables(s, doc.substitutes_variables)) {
-          compiled = shared_compiled(p.document.get(), i, arn_prefix_,
+          compiled = shared_compiled(p.document.get(), i, arn_prefix,
                                      [&] { return compile(s, c, doc.substitutes_variables); });
         } else {
           auto& slot = mine[{pi, i, connect}];
           if (!slot) slot = compile(s, c, doc.substitutes_variables);
           compiled = slot;
         }
-        rules_[a].push_back(
-            Rule{s.effect, s.not_resource, std::move(compiled), &p, static_cast<int>(i)});
+        if (pi > 0xFFFF || i > 0xFFFF) {  // beyond any valid policy set: allow nothing
+          rules_.clear();
+          compiled_.clear();
+          first_.fill(0);
+          return;
+        }
+        const Compiled* raw = compiled.get();
+        if (std::find(compiled_.begin(), compiled_.end(), compiled) == compiled_.end())
+          compiled_.push_back(std::move(compiled));
+        rules_.push_back(Rule{raw, static_cast<std::uint16_t>(pi), static_cast<std::uint16_t>(i),
+                              s.effect, s.not_resource});
       }
     }
   }
+  first_[kActions] = static_cast<std::uint32_t>(rules_.size());
+  rules_.shrink_to_fit();
+  compiled_.shrink_to_fit();
 }
 
 bool Grant::rule_matches(const Rule& r, std::string_view resource) const {
   const Compiled& c = *r.compiled;
-  if (arn_prefix_.empty() || c.full_only || resource.substr(0, arn_prefix_.size()) != arn_prefix_)
+  const std::string& arn_prefix = prefix();
+  if (arn_prefix.empty() || c.full_only || resource.substr(0, arn_prefix.size()) != arn_prefix)
     return resource_matches(c.patterns, r.not_resource, resource);
-  const std::string_view rest = resource.substr(arn_prefix_.size());
+  const std::string_view rest = resource.substr(arn_prefix.size());
   bool any = false;
   for (const auto& p : c.residuals) {
     if (p.matches(rest)) {
@@ -605,7 +635,9 @@ bool Grant::rule_matches(const Rule& r, std::string_view resource) const {
 
 bool Grant::allows(MqttAction action, std::string_view resource) const {
   bool allowed = false;
-  for (const auto& r : rules_[static_cast<std::size_t>(action)]) {
+  const auto a = static_cast<std::size_t>(action);
+  for (std::size_t i = first_[a]; i < first_[a + 1]; ++i) {
+    const Rule& r = rules_[i];
     if (allowed && r.effect == Effect::kAllow) continue;
     if (!rule_matches(r, resource)) continue;
     if (r.effect == Effect::kDeny) return false;
@@ -615,15 +647,16 @@ bool Grant::allows(MqttAction action, std::string_view resource) const {
 }
 
 Verdict Grant::check(MqttAction action, std::string_view resource) const {
-  const auto& rules = rules_[static_cast<std::size_t>(action)];
+  const auto a = static_cast<std::size_t>(action);
   const Rule* allow = nullptr;
-  for (const auto& r : rules) {
+  for (std::size_t i = first_[a]; i < first_[a + 1]; ++i) {
+    const Rule& r = rules_[i];
     if (!rule_matches(r, resource)) continue;
     if (r.effect == Effect::kDeny)
-      return decided(Decision::kExplicitDeny, *r.policy, r.statement_index);
+      return decided(Decision::kExplicitDeny, (*policies_)[r.policy], r.statement);
     if (!allow) allow = &r;
   }
-  if (allow) return decided(Decision::kAllowed, *allow->policy, allow->statement_index);
+  if (allow) return decided(Decision::kAllowed, (*policies_)[allow->policy], allow->statement);
   return Verdict{};
 }
 

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <array>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -85,6 +86,10 @@ class Grant {
   // `arn_prefix` ("arn:aws:iot:<region>:<account>:"): the prefix of the resources this Grant
   // will be asked about; patterns are matched against it once, here, instead of per check.
   Grant(const PolicySet& policies, const RequestContext& ctx, std::string arn_prefix = {});
+  // The same, sharing the caller's policies and prefix instead of copying them (a connection's
+  // Grant shares them with the cached facts it was made from).
+  Grant(std::shared_ptr<const PolicySet> policies, const RequestContext& ctx,
+        std::shared_ptr<const std::string> arn_prefix);
 
   // `resource`: the full ARN. Fast: no variable or condition work, no allocation.
   bool allows(MqttAction action, std::string_view resource) const;
@@ -99,21 +104,30 @@ class Grant {
     std::vector<Pattern> residuals;
     bool full_only = false;  // a pattern only a full match can decide ("arn:*")
   };
+  // 16 bytes: a connection holds one per (action, statement that applies).
   struct Rule {
+    const Compiled* compiled;  // held by compiled_
+    std::uint16_t policy;      // index in *policies_
+    std::uint16_t statement;   // 2,048 characters per document: far fewer statements
     Effect effect;
     bool not_resource;
-    std::shared_ptr<const Compiled> compiled;  // shared by actions, and by Grants when it can
-    const NamedPolicy* policy;
-    int statement_index;
   };
   static std::shared_ptr<const Compiled> shared_compiled(
       const Document* doc, std::size_t statement, const std::string& arn_prefix,
       const std::function<std::shared_ptr<const Compiled>()>& make);
   bool rule_matches(const Rule& r, std::string_view resource) const;
 
-  PolicySet policies_;
-  std::string arn_prefix_;  // keeps the documents (and names) the rules point into alive
-  std::array<std::vector<Rule>, static_cast<std::size_t>(MqttAction::kCount)> rules_;
+  static constexpr std::size_t kActions = static_cast<std::size_t>(MqttAction::kCount);
+  void build(const RequestContext& ctx);
+  const std::string& prefix() const { return *arn_prefix_; }  // empty: not usable
+
+  std::shared_ptr<const PolicySet> policies_;  // keeps what the rules point into alive
+  std::shared_ptr<const std::string> arn_prefix_;
+  // The rules of action a are rules_[first_[a]] .. rules_[first_[a + 1]] (one allocation).
+  std::vector<Rule> rules_;
+  // Each compiled statement once (shared by actions, and by Grants when it can).
+  std::vector<std::shared_ptr<const Compiled>> compiled_;
+  std::array<std::uint32_t, kActions + 1> first_{};
 };
 
 }  // namespace fk::policy

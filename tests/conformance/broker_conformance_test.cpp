@@ -26,7 +26,7 @@ class FakeConnection : public net::TlsConnection {
   explicit FakeConnection(asio::io_context& io) : io_(io) {
     auto peer = std::make_shared<net::PeerCertificate>();
     peer->certificate_id = std::string(64, 'c');
-    peer->common_name = "fake";
+    peer->subject_fields = {{"CN", "fake"}};
     peer_ = std::move(peer);
   }
   void start(OnData on_data, OnClose on_close) override {
@@ -59,8 +59,8 @@ class FakeConnection : public net::TlsConnection {
   const std::shared_ptr<const net::PeerCertificate>& peer() const override { return peer_; }
   bool resumed() const override { return false; }
   const std::string& remote_address() const override { return remote_; }
-  const std::string& alpn() const override { return empty_; }
-  const std::string& sni() const override { return empty_; }
+  std::string alpn() const override { return empty_; }
+  std::string sni() const override { return empty_; }
   std::size_t queued_bytes() const override { return 0; }
   void pause_reading_for(std::chrono::milliseconds d) override {
     std::lock_guard<std::mutex> lock(mu_);

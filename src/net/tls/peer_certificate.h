@@ -5,6 +5,7 @@
 // any thread.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -13,17 +14,40 @@
 namespace fk::net {
 
 struct PeerCertificate {
-  std::string certificate_id;  // lowercase hex SHA-256 of the DER (AWS's certificateId)
-  std::string subject;         // RFC 2253
-  std::string common_name;
-  std::string issuer;
-  std::string serial_hex;
   // What IoT policy variables read (iot:Certificate.Subject.*, ...).
   using Fields = std::vector<std::pair<std::string, std::string>>;
-  Fields subject_fields;  // OpenSSL short names: ("CN", "locker-1"), ...
-  Fields issuer_fields;
+  // The issuer's parts: the same for every device of a CA, so kept once per issuer seen lately
+  // and shared (intern() below), not once per connection.
+  struct Issuer {
+    std::string name;  // RFC 2253
+    Fields fields;     // OpenSSL short names
+    Fields alt_names;  // the certificate's issuer alternative names
+  };
+
+  std::string certificate_id;  // lowercase hex SHA-256 of the DER (AWS's certificateId)
+  std::string serial_hex;
+  Fields subject_fields;     // OpenSSL short names: ("CN", "locker-1"), ...
   Fields subject_alt_names;  // ("DNSName", "a.example"), ...
-  Fields issuer_alt_names;
+  std::shared_ptr<const Issuer> issued_by;
+
+  // The subject's first CN ("" if none).
+  std::string_view common_name() const {
+    for (const auto& [k, v] : subject_fields)
+      if (k == "CN") return v;
+    return {};
+  }
+  const std::string& issuer() const { return issuer_part().name; }
+  const Fields& issuer_fields() const { return issuer_part().fields; }
+  const Fields& issuer_alt_names() const { return issuer_part().alt_names; }
+
+  // The shared copy of `issuer` (an equal one already held by a live certificate, or this).
+  static std::shared_ptr<const Issuer> intern(Issuer issuer);
+
+ private:
+  const Issuer& issuer_part() const {
+    static const Issuer kNone;
+    return issued_by ? *issued_by : kNone;
+  }
 };
 
 // A certificate's parts as DER, split by a TLS library that already parsed it (the GnuTLS

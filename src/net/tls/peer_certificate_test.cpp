@@ -75,18 +75,34 @@ TEST(PeerCertificate, BothEnginesDescribeItAlike) {
     X509_free(cert);
     EXPECT_EQ(a.certificate_id.size(), 64u);
     EXPECT_EQ(a.certificate_id, b.certificate_id);
-    EXPECT_EQ(a.subject, b.subject);
-    EXPECT_EQ(a.issuer, b.issuer);
-    EXPECT_EQ(a.common_name, "locker-controller-101");
-    EXPECT_EQ(a.common_name, b.common_name);
+    EXPECT_EQ(a.issuer(), b.issuer());
+    EXPECT_EQ(a.common_name(), "locker-controller-101");
+    EXPECT_EQ(a.common_name(), b.common_name());
     EXPECT_EQ(a.serial_hex, b.serial_hex) << serial;
     EXPECT_EQ(a.subject_fields, b.subject_fields);
-    EXPECT_EQ(a.issuer_fields, b.issuer_fields);
+    EXPECT_EQ(a.issuer_fields(), b.issuer_fields());
     EXPECT_EQ(a.subject_alt_names.size(), 5u);
     EXPECT_EQ(a.subject_alt_names, b.subject_alt_names);
-    EXPECT_EQ(a.issuer_alt_names.size(), 1u);
-    EXPECT_EQ(a.issuer_alt_names, b.issuer_alt_names);
+    EXPECT_EQ(a.issuer_alt_names().size(), 1u);
+    EXPECT_EQ(a.issuer_alt_names(), b.issuer_alt_names());
+    // One issuer, one copy: the second description shares the first one's.
+    EXPECT_EQ(a.issued_by.get(), b.issued_by.get());
   }
+}
+
+TEST(PeerCertificate, IssuersAreSharedWhileHeld) {
+  auto one = PeerCertificate::intern({"CN=Issuing A", {{"CN", "Issuing A"}}, {}});
+  auto same = PeerCertificate::intern({"CN=Issuing A", {{"CN", "Issuing A"}}, {}});
+  auto other = PeerCertificate::intern({"CN=Issuing B", {{"CN", "Issuing B"}}, {}});
+  auto other_alt =
+      PeerCertificate::intern({"CN=Issuing A", {{"CN", "Issuing A"}}, {{"DNSName", "a"}}});
+  EXPECT_EQ(one.get(), same.get());
+  EXPECT_NE(one.get(), other.get());
+  EXPECT_NE(one.get(), other_alt.get());
+  EXPECT_EQ(other->fields, (PeerCertificate::Fields{{"CN", "Issuing B"}}));
+  // Many issuers come and go: the table forgets those no certificate holds.
+  for (int i = 0; i < 1000; ++i) PeerCertificate::intern({"CN=" + std::to_string(i), {}, {}});
+  EXPECT_EQ(PeerCertificate::intern({"CN=Issuing A", {{"CN", "Issuing A"}}, {}}).get(), one.get());
 }
 
 TEST(PeerCertificate, NotACertificate) {

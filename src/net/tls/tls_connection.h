@@ -42,8 +42,9 @@ class TlsConnection : public std::enable_shared_from_this<TlsConnection> {
   // Whether the handshake resumed an earlier session (a session ticket or id).
   virtual bool resumed() const = 0;
   virtual const std::string& remote_address() const = 0;
-  virtual const std::string& alpn() const = 0;
-  virtual const std::string& sni() const = 0;
+  // Asked of the TLS session (not kept per connection): "" when none was negotiated or sent.
+  virtual std::string alpn() const = 0;
+  virtual std::string sni() const = 0;
   virtual std::size_t queued_bytes() const = 0;
   // Reads nothing more from the socket for `d` (bytes already read are still delivered): the
   // peer's TCP window fills and it slows down. Writes go on. A later call replaces the pause.

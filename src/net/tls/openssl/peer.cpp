@@ -4,7 +4,10 @@
 #include <openssl/sha.h>
 #include <openssl/x509v3.h>
 
+#include <algorithm>
 #include <cctype>
+#include <map>
+#include <mutex>
 
 #include "base/strings.h"
 #include "crypto/openssl/ossl.h"
@@ -21,22 +24,11 @@ PeerCertificate describe_x509(X509* cert) {
     p.certificate_id = to_hex(std::span<const std::uint8_t>(md, sizeof md));
     OPENSSL_free(der);
   }
-  p.subject = crypto::ossl::name_to_string(X509_get_subject_name(cert));
-  p.issuer = crypto::ossl::name_to_string(X509_get_issuer_name(cert));
   p.subject_fields = crypto::ossl::name_fields(X509_get_subject_name(cert));
-  p.issuer_fields = crypto::ossl::name_fields(X509_get_issuer_name(cert));
   p.subject_alt_names = crypto::ossl::alt_names(cert, NID_subject_alt_name);
-  p.issuer_alt_names = crypto::ossl::alt_names(cert, NID_issuer_alt_name);
-  int idx = X509_NAME_get_index_by_NID(X509_get_subject_name(cert), NID_commonName, -1);
-  if (idx >= 0) {
-    unsigned char* utf8 = nullptr;
-    int n = ASN1_STRING_to_UTF8(
-        &utf8, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(X509_get_subject_name(cert), idx)));
-    if (n >= 0) {
-      p.common_name.assign(reinterpret_cast<char*>(utf8), static_cast<std::size_t>(n));
-      OPENSSL_free(utf8);
-    }
-  }
+  p.issued_by = PeerCertificate::intern({crypto::ossl::name_to_string(X509_get_issuer_name(cert)),
+                                         crypto::ossl::name_fields(X509_get_issuer_name(cert)),
+                                         crypto::ossl::alt_names(cert, NID_issuer_alt_name)});
   BIGNUM* bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), nullptr);
   if (bn != nullptr) {
     char* hex = BN_bn2hex(bn);
@@ -75,18 +67,11 @@ PeerCertificate describe_certificate(const CertificateParts& parts) {
     unsigned char md[SHA256_DIGEST_LENGTH];
     SHA256(reinterpret_cast<const unsigned char*>(parts.der.data()), parts.der.size(), md);
     p.certificate_id = to_hex(std::span<const std::uint8_t>(md, sizeof md));
-    p.subject = crypto::ossl::name_to_string(subject);
-    p.issuer = crypto::ossl::name_to_string(issuer);
     p.subject_fields = crypto::ossl::name_fields(subject);
-    p.issuer_fields = crypto::ossl::name_fields(issuer);
-    for (const auto& [k, v] : p.subject_fields) {
-      if (k == "CN") {
-        p.common_name = v;
-        break;
-      }
-    }
     p.subject_alt_names = read_general_names(parts.subject_alt_names);
-    p.issuer_alt_names = read_general_names(parts.issuer_alt_names);
+    p.issued_by = PeerCertificate::intern({crypto::ossl::name_to_string(issuer),
+                                           crypto::ossl::name_fields(issuer),
+                                           read_general_names(parts.issuer_alt_names)});
     // As BN_bn2hex prints it: whole bytes, no leading zero bytes, "0" for zero.
     std::string_view serial = parts.serial;
     while (!serial.empty() && serial.front() == '\0') serial.remove_prefix(1);
@@ -98,6 +83,27 @@ PeerCertificate describe_certificate(const CertificateParts& parts) {
   X509_NAME_free(subject);
   X509_NAME_free(issuer);
   return p;
+}
+
+std::shared_ptr<const PeerCertificate::Issuer> PeerCertificate::intern(Issuer issuer) {
+  // The issuers of live certificates (a fleet has a few CAs; a client can present any issuer,
+  // so expired entries are swept when the table has doubled). Keyed by what describes them.
+  struct Table {
+    std::mutex mu;
+    std::map<std::pair<std::string, Fields>, std::weak_ptr<const Issuer>> entries;
+    std::size_t sweep_at = 64;
+  };
+  static Table* table = new Table;  // never destroyed: certificates may outlive static teardown
+  std::lock_guard<std::mutex> lock(table->mu);
+  auto& slot = table->entries[{issuer.name, issuer.alt_names}];
+  if (auto held = slot.lock()) return held;
+  auto made = std::make_shared<const Issuer>(std::move(issuer));
+  slot = made;
+  if (table->entries.size() >= table->sweep_at) {
+    std::erase_if(table->entries, [](const auto& e) { return e.second.expired(); });
+    table->sweep_at = std::max<std::size_t>(64, table->entries.size() * 2);
+  }
+  return made;
 }
 
 }  // namespace fk::net
