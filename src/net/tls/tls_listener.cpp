@@ -234,15 +234,26 @@ class FdTlsConnection final : public TlsConnection {
     }
   }
 
+  // Drops what was sent from the front of pending_, once per pump (erasing after every record
+  // would move the rest of a large backlog again each time); a drained buffer that grew large
+  // is given back.
+  void forget_sent(std::size_t sent) {
+    pending_.erase(0, sent);
+    if (pending_.empty() && pending_.capacity() > 64 * 1024) std::string().swap(pending_);
+  }
+
   void pump_write() {
-    while (open_ && !pending_.empty()) {
+    std::size_t sent = 0;
+    while (open_ && sent < pending_.size()) {
       std::size_t n = 0;
-      TlsStep step =
-          tls_->write(pending_.data(), std::min<std::size_t>(pending_.size(), 1 << 20), &n);
+      TlsStep step = tls_->write(pending_.data() + sent,
+                                 std::min<std::size_t>(pending_.size() - sent, 1 << 20), &n);
       if (step == TlsStep::kDone) {
-        pending_.erase(0, n);
+        sent += n;
         continue;
       }
+      if (!open_) return;
+      forget_sent(sent);
       if (step == TlsStep::kWantRead || step == TlsStep::kWantWrite) {
         write_waiting_ = true;
         wait_for(step, [this] {
@@ -254,7 +265,9 @@ class FdTlsConnection final : public TlsConnection {
       close(step == TlsStep::kClosed ? "peer closed" : "TLS write error");
       return;
     }
-    if (open_ && closing_ && pending_.empty()) {
+    if (!open_) return;
+    forget_sent(sent);
+    if (closing_ && pending_.empty()) {
       std::string why = std::move(close_reason_);
       close(why);
     }
