@@ -182,6 +182,45 @@ struct IotApi::Impl {
     add_register_routes(table, ctx);
   }
 
+  // GET /crl, /crl.pem; POST /ocsp, GET /ocsp/<request>: nullopt for any other request.
+  std::optional<net::HttpResponse> revocation_data(const net::HttpRequest& req) {
+    const std::string path = req.target.substr(0, req.target.find('?'));
+    if ((path == "/crl" || path == "/crl.pem") && req.method == "GET") {
+      if (!ctx.config.crl) return net::HttpResponse{404, "text/plain", {}, "no CRL here\n"};
+      auto der = ctx.config.crl();
+      if (!der.is_ok()) {
+        log::warn("api.crl_failed", {{"error", der.status().message()}});
+        return net::HttpResponse{503, "text/plain", {}, "the CRL cannot be made now\n"};
+      }
+      if (path == "/crl") return net::HttpResponse{200, "application/pkix-crl", {}, *der};
+      std::string b64 = crypto::base64url_encode(*der);
+      for (char& c : b64) c = c == '-' ? '+' : c == '_' ? '/' : c;
+      b64.append((4 - b64.size() % 4) % 4, '=');
+      std::string pem = "-----BEGIN X509 CRL-----\n";
+      for (std::size_t i = 0; i < b64.size(); i += 64) pem += b64.substr(i, 64) + "\n";
+      pem += "-----END X509 CRL-----\n";
+      return net::HttpResponse{200, "application/x-pem-file", {}, pem};
+    }
+    const bool post = path == "/ocsp" && req.method == "POST";
+    const bool get = path.rfind("/ocsp/", 0) == 0 && req.method == "GET";
+    if (!post && !get) return std::nullopt;
+    if (!ctx.config.ocsp) return net::HttpResponse{404, "text/plain", {}, "no OCSP here\n"};
+    std::string request;
+    if (post) {
+      request = req.body;
+    } else {
+      // RFC 6960 A.1: the DER request, base64, URL-encoded.
+      std::string b64 = uri_decode(std::string_view(path).substr(6));
+      while (!b64.empty() && b64.back() == '=') b64.pop_back();
+      for (char& c : b64) c = c == '+' ? '-' : c == '/' ? '_' : c;
+      request = crypto::base64url_decode(b64).value_or(std::string());
+    }
+    std::string response = ctx.config.ocsp(request);
+    if (response.empty())
+      return net::HttpResponse{503, "text/plain", {}, "OCSP cannot be answered now\n"};
+    return net::HttpResponse{200, "application/ocsp-response", {}, std::move(response)};
+  }
+
   net::HttpResponse handle(const net::HttpRequest& req) {
     const std::string request_id = crypto::random_uuid();
     if (req.target == "/health" && req.method == "GET") {
@@ -197,6 +236,7 @@ struct IotApi::Impl {
       out["status"] = ok ? "ok" : "unavailable";
       return {ok ? 200 : 503, "application/json", {}, out.dump()};
     }
+    if (auto revocation = revocation_data(req)) return *revocation;
     auto secret_of = [this](const std::string& key) -> std::optional<std::string> {
       auto it = ctx.config.credentials.find(key);
       if (it == ctx.config.credentials.end()) return std::nullopt;

@@ -36,6 +36,10 @@ struct ApiConfig {
   // The cluster's nodes for /fleetkey/status (each: "node", "api", "mqttPort", "connections",
   // "seenSecondsAgo"); unset: this node only.
   std::function<std::vector<std::map<std::string, std::string>>()> nodes;
+  // Revocation data of the issuing CA (no signature, as CAs publish them): GET /crl (DER),
+  // GET /crl.pem, POST /ocsp and GET /ocsp/<base64 request> (RFC 6960 appendix A). Unset: 404.
+  std::function<Result<std::string>()> crl;           // DER
+  std::function<std::string(std::string_view)> ocsp;  // DER request -> DER response
 };
 
 class IotApi {

@@ -229,8 +229,21 @@ Status parse_config(std::string_view text, const std::string& source, Config& co
   if (auto n = root.get("ca")) {
     const toml::table* t = n->as_table();
     if (t == nullptr) return bad("ca", "must be a table");
-    FK_RETURN_IF_ERROR(only_known(
-        *t, "ca.", {"key_type", "organization", "server_names", "device_validity_days"}));
+    FK_RETURN_IF_ERROR(only_known(*t, "ca.",
+                                  {"key_type", "organization", "server_names",
+                                   "device_validity_days", "crl_url", "ocsp_url"}));
+    // Revocation URLs put into new device certificates: http(s)://... as clients will reach it.
+    for (auto [key, out] :
+         {std::pair{"crl_url", &config.ca.crl_url}, std::pair{"ocsp_url", &config.ca.ocsp_url}}) {
+      if (auto k = t->get(key)) {
+        const std::string name = std::string("ca.") + key;
+        FK_RETURN_IF_ERROR(get_string(*k, name, *out));
+        if (!out->empty() && out->rfind("http://", 0) != 0 && out->rfind("https://", 0) != 0)
+          return bad(name, "must be an http:// or https:// URL");
+        if (out->find_first_of(" ,;\"\n\r\t") != std::string::npos)
+          return bad(name, "must be a URL without spaces, commas or semicolons");
+      }
+    }
     if (auto k = t->get("key_type")) {
       std::string key_type;
       FK_RETURN_IF_ERROR(get_string(*k, "ca.key_type", key_type));

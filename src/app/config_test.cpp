@@ -106,6 +106,18 @@ TEST(Config, TlsEngineAndTickets) {
   EXPECT_EQ(bad.message(), "mqtt.tls_session_tickets: must be true or false");
 }
 
+TEST(Config, RevocationUrls) {
+  Config c;
+  EXPECT_EQ(c.ca.crl_url, "");
+  EXPECT_EQ(c.ca.ocsp_url, "");
+  ASSERT_TRUE(parse("[ca]\ncrl_url = \"http://iot.example.com:8080/crl\"\n"
+                    "ocsp_url = \"https://iot.example.com/ocsp\"\n",
+                    c)
+                  .is_ok());
+  EXPECT_EQ(c.ca.crl_url, "http://iot.example.com:8080/crl");
+  EXPECT_EQ(c.ca.ocsp_url, "https://iot.example.com/ocsp");
+}
+
 TEST(Config, ErrorsNameTheSetting) {
   struct Case {
     const char* toml;
@@ -121,6 +133,9 @@ TEST(Config, ErrorsNameTheSetting) {
            Case{"[ca]\nkey_type = \"rsa-2048\"\n",
                 "ca.key_type: a CA's RSA key must be at least 3072"},
            Case{"[ca]\nserver_names = [\"a\", 3]\n", "ca.server_names[1]: must be a string"},
+           Case{"[ca]\ncrl_url = \"ftp://x/crl\"\n", "ca.crl_url: must be an http:// or https://"},
+           Case{"[ca]\nocsp_url = \"http://a/o,DNS:evil\"\n",
+                "ca.ocsp_url: must be a URL without spaces, commas or semicolons"},
            Case{"[aws]\naccount_id = \"12\"\n", "aws.account_id: must be 12 digits"},
            Case{"log_level = \"loud\"\n", "log_level: must be debug"},
            Case{"colour = 1\n", "colour: unknown setting"},

@@ -9,6 +9,7 @@
 #include "api/iot_api.h"
 #include "app/policy_authorizer.h"
 #include "app/provisioning_topics.h"
+#include "app/revocation.h"
 #include "base/files.h"
 #include "base/log.h"
 #include "base/strings.h"
@@ -45,6 +46,7 @@ struct Server::Parts {
            " s: new connects are refused until it is back (fail closed)";
   }
   std::unique_ptr<registry::Registry> registry;
+  std::unique_ptr<Revocation> revocation;  // the issuing CA's CRL and OCSP answers
   AdminCredentials admin;
   std::unique_ptr<api::IotApi> iot_api;
   std::unique_ptr<net::IoPool> api_pool;  // the API's connections and handlers
@@ -127,6 +129,7 @@ Result<std::unique_ptr<Server>> Server::start(const Config& config, boost::asio:
   registry::RegistryConfig rc;
   rc.arns = p.config.aws;
   p.registry = std::make_unique<registry::Registry>(*p.store, *p.ca, SystemClock::instance(), rc);
+  p.revocation = std::make_unique<Revocation>(*p.ca, *p.registry, SystemClock::instance());
   if (p.postgres) {
     // Changes other nodes commit reach this node's listeners (broker, authorizer) as its own.
     p.event_feed = std::make_unique<storage::PostgresEventFeed>(po);
@@ -233,6 +236,7 @@ Result<std::unique_ptr<Server>> Server::start(const Config& config, boost::asio:
       [b, parts, authz](const std::vector<registry::RegistryEvent>& events) {
         // Forget cached decisions first, so a reconnect after a cut is refused.
         authz->on_registry_events(events);
+        parts->revocation->on_registry_events(events);
         bool cas_changed = false;
         for (const auto& ev : events) {
           using K = registry::RegistryEvent::Kind;
@@ -307,6 +311,8 @@ Result<std::unique_ptr<Server>> Server::start(const Config& config, boost::asio:
   api_config.issuing_ca_pem = p.ca->issuing_certificate().pem;
   provisioning::FleetProvisioning* fps = p.provisioning.get();
   storage::EventFeed* feed = p.event_feed.get();
+  api_config.crl = [r = p.revocation.get()] { return r->crl(); };
+  api_config.ocsp = [r = p.revocation.get()](std::string_view req) { return r->ocsp(req); };
   api_config.health = [parts = &p, feed] {
     // role: "single" (the registry is this process's own) or "cluster-node" (shared).
     std::map<std::string, std::string> h = {{"node", parts->node_id},
@@ -448,6 +454,9 @@ std::string Endpoints::to_json(const Config& config) const {
         {"tls_engine", net::to_string(config.mqtt.tls_engine)},
         {"tls_session_tickets", config.mqtt.tls_session_tickets}}},
       {"api", {{"url", api_url}, {"port", api_port}}},
+      // The issuing CA's revocation data on this node (no signature needed).
+      {"crl_url", api_url + "/crl"},
+      {"ocsp_url", api_url + "/ocsp"},
       {"root_ca", root_ca_path},
       {"credentials_file", credentials_path},
       {"aws_config_file", aws_config_path},

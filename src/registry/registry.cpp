@@ -350,6 +350,16 @@ Status Txn::delete_certificate(std::string_view id, bool force) {
     FK_RETURN_IF_ERROR(t_.detach_policy(p, arn));
     emit(RegistryEvent::Kind::kPolicyAttachmentChanged, p, arn);
   }
+  if (c.status == CertificateStatus::kRevoked) {
+    // A revoked certificate stays on its CA's CRL and in its OCSP answers after it is deleted,
+    // until it expires (revocation.h reads these).
+    FK_RETURN_IF_ERROR(t_.put_setting(revoked_tombstone_key(c.ca_certificate_id, c.serial_hex),
+                                      nlohmann::json({{"certificateId", c.certificate_id},
+                                                      {"issuer", c.issuer},
+                                                      {"revokedAt", c.updated_at},
+                                                      {"notAfter", c.not_after}})
+                                          .dump()));
+  }
   FK_RETURN_IF_ERROR(t_.delete_certificate(id));
   emit(RegistryEvent::Kind::kCertificateDeleted, std::string(id));
   return Status::ok();

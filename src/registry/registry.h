@@ -73,6 +73,17 @@ using RegistryListener = std::function<void(const std::vector<RegistryEvent>&)>;
 std::string encode_events(const std::vector<RegistryEvent>& events);
 std::vector<RegistryEvent> decode_events(std::string_view payload);
 
+// The setting that keeps a deleted REVOKED certificate on its CA's revocation data:
+// "revoked/<caCertificateId or ->/<serial hex>", its value {"certificateId", "issuer",
+// "revokedAt", "notAfter"} (JSON).
+inline constexpr std::string_view kRevokedTombstonePrefix = "revoked/";
+inline std::string revoked_tombstone_key(std::string_view ca_certificate_id,
+                                         std::string_view serial_hex) {
+  return std::string(kRevokedTombstonePrefix) +
+         std::string(ca_certificate_id.empty() ? "-" : ca_certificate_id) + "/" +
+         std::string(serial_hex);
+}
+
 struct CreateThingRequest {
   std::string name;
   std::string type_name;

@@ -153,6 +153,8 @@ struct ThingQuery {
 
 struct CertificateQuery {
   std::optional<std::string> ca_certificate_id;  // only certificates issued by this CA
+  std::optional<std::string> serial_hex;         // only this serial (lowercase hex)
+  std::optional<CertificateStatus> status;       // only certificates in this status
   bool ascending = true;                         // by creation time, then id
   Page page;  // `after` is certificate_page_key() of the last certificate
 };

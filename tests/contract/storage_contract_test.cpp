@@ -226,6 +226,52 @@ TEST_P(StoreContract, CertificatesOrderedByCreationWithCursorAndCaFilter) {
   EXPECT_EQ(c2[0].certificate_id, "aa");
 }
 
+TEST_P(StoreContract, CertificatesBySerialAndStatus) {
+  auto w = write();
+  auto with = [](CertificateRecord c, std::string serial, CertificateStatus st) {
+    c.serial_hex = std::move(serial);
+    c.status = st;
+    return c;
+  };
+  ASSERT_TRUE(
+      w->put_certificate(with(cert("aa", 100), "01ff", CertificateStatus::kRevoked)).is_ok());
+  ASSERT_TRUE(
+      w->put_certificate(with(cert("bb", 200), "02ff", CertificateStatus::kActive)).is_ok());
+  ASSERT_TRUE(w->put_certificate(with(cert("cc", 300, "ca2"), "01ff", CertificateStatus::kRevoked))
+                  .is_ok());
+  ASSERT_TRUE(
+      w->put_certificate(with(cert("dd", 400), "03ff", CertificateStatus::kRevoked)).is_ok());
+  ASSERT_TRUE(w->commit().is_ok());
+  auto r = read();
+  auto ids = [&](const CertificateQuery& q) {
+    std::vector<std::string> out;
+    auto listed = r->list_certificates(q);
+    EXPECT_TRUE(listed.is_ok());
+    if (listed.is_ok())
+      for (const auto& c : *listed) out.push_back(c.certificate_id);
+    return out;
+  };
+  CertificateQuery serial;
+  serial.serial_hex = "01ff";
+  EXPECT_EQ(ids(serial), (std::vector<std::string>{"aa", "cc"}));
+  serial.ca_certificate_id = "ca2";
+  EXPECT_EQ(ids(serial), (std::vector<std::string>{"cc"}));
+  serial.serial_hex = "0a0b";
+  EXPECT_TRUE(ids(serial).empty());
+  CertificateQuery revoked;
+  revoked.status = CertificateStatus::kRevoked;
+  revoked.ca_certificate_id = "ca1";
+  EXPECT_EQ(ids(revoked), (std::vector<std::string>{"aa", "dd"}));
+  revoked.page.limit = 1;
+  auto first = *r->list_certificates(revoked);
+  ASSERT_EQ(first.size(), 1u);
+  revoked.page.after = certificate_page_key(first.back());
+  EXPECT_EQ(ids(revoked), (std::vector<std::string>{"dd"}));
+  CertificateQuery active;
+  active.status = CertificateStatus::kActive;
+  EXPECT_EQ(ids(active), (std::vector<std::string>{"bb"}));
+}
+
 TEST_P(StoreContract, CaCertificates) {
   auto w = write();
   CaCertificateRecord ca;

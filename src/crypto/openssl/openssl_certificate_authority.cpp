@@ -2,11 +2,13 @@
 
 #include <arpa/inet.h>
 #include <openssl/err.h>
+#include <openssl/ocsp.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
 
 #include <algorithm>
+#include <cctype>
 #include <functional>
 
 #include "base/files.h"
@@ -269,14 +271,59 @@ Result<std::unique_ptr<OpensslCertificateAuthority>> OpensslCertificateAuthority
 
 namespace {
 
-std::vector<Extension> device_extensions(KeyType key) {
+std::vector<Extension> device_extensions(KeyType key, const CaConfig& config) {
   bool rsa = key == KeyType::kRsa;
-  return {{NID_basic_constraints, "critical,CA:FALSE"},
-          {NID_key_usage,
-           rsa ? "critical,digitalSignature,keyEncipherment" : "critical,digitalSignature"},
-          {NID_ext_key_usage, "clientAuth"},
-          {NID_subject_key_identifier, "hash"},
-          {NID_authority_key_identifier, "keyid:always"}};
+  std::vector<Extension> out = {{NID_basic_constraints, "critical,CA:FALSE"},
+                                {NID_key_usage, rsa ? "critical,digitalSignature,keyEncipherment"
+                                                    : "critical,digitalSignature"},
+                                {NID_ext_key_usage, "clientAuth"},
+                                {NID_subject_key_identifier, "hash"},
+                                {NID_authority_key_identifier, "keyid:always"}};
+  if (!config.crl_url.empty())
+    out.push_back({NID_crl_distribution_points, "URI:" + config.crl_url});
+  if (!config.ocsp_url.empty()) out.push_back({NID_info_access, "OCSP;URI:" + config.ocsp_url});
+  return out;
+}
+
+// "0a1b..." -> an ASN1_INTEGER (null when not hex).
+ASN1_INTEGER* serial_from_hex(const std::string& hex) {
+  BIGNUM* bn = nullptr;
+  if (hex.empty() || BN_hex2bn(&bn, hex.c_str()) != static_cast<int>(hex.size())) {
+    BN_free(bn);
+    return nullptr;
+  }
+  ASN1_INTEGER* out = BN_to_ASN1_INTEGER(bn, nullptr);
+  BN_free(bn);
+  return out;
+}
+
+// An ASN1_INTEGER as CertificateInfo::serial_hex prints a serial (lowercase, BN_bn2hex).
+std::string serial_to_hex(const ASN1_INTEGER* serial) {
+  BIGNUM* bn = ASN1_INTEGER_to_BN(serial, nullptr);
+  if (bn == nullptr) return {};
+  char* hex = BN_bn2hex(bn);
+  std::string out = hex != nullptr ? hex : "";
+  OPENSSL_free(hex);
+  BN_free(bn);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+std::string der_of_response(OCSP_RESPONSE* resp) {
+  unsigned char* der = nullptr;
+  const int len = i2d_OCSP_RESPONSE(resp, &der);
+  std::string out = len > 0
+                        ? std::string(reinterpret_cast<char*>(der), static_cast<std::size_t>(len))
+                        : std::string();
+  OPENSSL_free(der);
+  return out;
+}
+
+std::string ocsp_failure(int status) {
+  OCSP_RESPONSE* resp = OCSP_response_create(status, nullptr);
+  std::string out = der_of_response(resp);
+  OCSP_RESPONSE_free(resp);
+  return out;
 }
 
 }  // namespace
@@ -304,7 +351,7 @@ Result<CertificateInfo> OpensslCertificateAuthority::issue_from_csr(std::string_
                  keys_->issuing_key.get(),
                  now,
                  device_not_after(options, now),
-                 device_extensions(csr.info().key.type)};
+                 device_extensions(csr.info().key.type, config_)};
   FK_ASSIGN_OR_RETURN(Cert cert, build_certificate(t));
   return describe_cert(cert.get(), &csr.info().key);
 }
@@ -321,13 +368,145 @@ Result<IssuedWithKey> OpensslCertificateAuthority::issue_with_new_key(const KeyS
                  keys_->issuing_key.get(),
                  now,
                  device_not_after(options, now),
-                 device_extensions(key_info.type)};
+                 device_extensions(key_info.type, config_)};
   FK_ASSIGN_OR_RETURN(Cert cert, build_certificate(t));
   IssuedWithKey out;
   out.certificate = describe_cert(cert.get(), &key_info);
   FK_ASSIGN_OR_RETURN(out.keys.private_key_pem, private_key_to_pem(key.get()));
   FK_ASSIGN_OR_RETURN(out.keys.public_key_pem, public_key_to_pem(key.get()));
   return out;
+}
+
+Result<std::string> OpensslCertificateAuthority::make_crl(
+    const std::vector<RevokedCertificate>& revoked, EpochSeconds this_update,
+    EpochSeconds next_update, std::uint64_t number) {
+  ERR_clear_error();
+  std::unique_ptr<X509_CRL, decltype(&X509_CRL_free)> crl(X509_CRL_new(), &X509_CRL_free);
+  X509* issuer = keys_->issuing_cert.get();
+  X509_CRL_set_version(crl.get(), 1);  // v2
+  X509_CRL_set_issuer_name(crl.get(), X509_get_subject_name(issuer));
+  auto set_time = [&](int (*setter)(X509_CRL*, const ASN1_TIME*), EpochSeconds t) {
+    ASN1_TIME* at = ASN1_TIME_set(nullptr, static_cast<time_t>(t));
+    const bool ok = at != nullptr && setter(crl.get(), at) == 1;
+    ASN1_TIME_free(at);
+    return ok;
+  };
+  if (!set_time(&X509_CRL_set1_lastUpdate, this_update) ||
+      !set_time(&X509_CRL_set1_nextUpdate, next_update))
+    return internal_error("cannot set the CRL's dates: " + last_error());
+  for (const RevokedCertificate& r : revoked) {
+    ASN1_INTEGER* serial = serial_from_hex(r.serial_hex);
+    if (serial == nullptr) continue;  // not a serial this CA wrote
+    X509_REVOKED* entry = X509_REVOKED_new();
+    ASN1_TIME* when = ASN1_TIME_set(nullptr, static_cast<time_t>(r.revoked_at));
+    X509_REVOKED_set_serialNumber(entry, serial);
+    X509_REVOKED_set_revocationDate(entry, when);
+    ASN1_TIME_free(when);
+    ASN1_INTEGER_free(serial);
+    X509_CRL_add0_revoked(crl.get(), entry);
+  }
+  X509_CRL_sort(crl.get());
+  ASN1_INTEGER* crl_number = ASN1_INTEGER_new();
+  ASN1_INTEGER_set_uint64(crl_number, number);
+  X509_CRL_add1_ext_i2d(crl.get(), NID_crl_number, crl_number, 0, 0);
+  ASN1_INTEGER_free(crl_number);
+  X509V3_CTX ctx;
+  X509V3_set_ctx_nodb(&ctx);
+  X509V3_set_ctx(&ctx, issuer, nullptr, nullptr, crl.get(), 0);
+  if (X509_EXTENSION* akid =
+          X509V3_EXT_conf_nid(nullptr, &ctx, NID_authority_key_identifier, "keyid:always")) {
+    X509_CRL_add_ext(crl.get(), akid, -1);
+    X509_EXTENSION_free(akid);
+  }
+  if (X509_CRL_sign(crl.get(), keys_->issuing_key.get(), EVP_sha256()) <= 0)
+    return internal_error("cannot sign the CRL: " + last_error());
+  unsigned char* der = nullptr;
+  const int len = i2d_X509_CRL(crl.get(), &der);
+  if (len <= 0) return internal_error("cannot encode the CRL: " + last_error());
+  std::string out(reinterpret_cast<char*>(der), static_cast<std::size_t>(len));
+  OPENSSL_free(der);
+  return out;
+}
+
+std::string OpensslCertificateAuthority::answer_ocsp(std::string_view request_der,
+                                                     const OcspLookup& lookup,
+                                                     const OcspOptions& options) {
+  ERR_clear_error();
+  if (request_der.empty() || request_der.size() > kMaxOcspRequestBytes)
+    return ocsp_failure(OCSP_RESPONSE_STATUS_MALFORMEDREQUEST);
+  const auto* p = reinterpret_cast<const unsigned char*>(request_der.data());
+  std::unique_ptr<OCSP_REQUEST, decltype(&OCSP_REQUEST_free)> req(
+      d2i_OCSP_REQUEST(nullptr, &p, static_cast<long>(request_der.size())), &OCSP_REQUEST_free);
+  const int questions = req ? OCSP_request_onereq_count(req.get()) : 0;
+  if (!req ||
+      p != reinterpret_cast<const unsigned char*>(request_der.data()) + request_der.size() ||
+      questions <= 0 || questions > kMaxOcspQuestions)
+    return ocsp_failure(OCSP_RESPONSE_STATUS_MALFORMEDREQUEST);
+
+  // The issuers a question may name: this CA, then the registered ones.
+  struct Issuer {
+    std::string id;  // "" = this CA
+    X509* cert;
+  };
+  std::vector<Cert> others;
+  std::vector<Issuer> issuers = {{"", keys_->issuing_cert.get()}};
+  for (const auto& [id, pem] : options.other_cas) {
+    auto c = read_cert(pem);
+    if (!c.is_ok()) continue;
+    issuers.push_back({id, c->get()});
+    others.push_back(std::move(*c));
+  }
+
+  std::unique_ptr<OCSP_BASICRESP, decltype(&OCSP_BASICRESP_free)> basic(OCSP_BASICRESP_new(),
+                                                                        &OCSP_BASICRESP_free);
+  std::unique_ptr<ASN1_TIME, decltype(&ASN1_TIME_free)> this_update(
+      ASN1_TIME_set(nullptr, static_cast<time_t>(options.now)), &ASN1_TIME_free);
+  std::unique_ptr<ASN1_TIME, decltype(&ASN1_TIME_free)> next_update(
+      options.next_update != 0 ? ASN1_TIME_set(nullptr, static_cast<time_t>(options.next_update))
+                               : nullptr,
+      &ASN1_TIME_free);
+  for (int i = 0; i < questions; ++i) {
+    OCSP_CERTID* id = OCSP_onereq_get0_id(OCSP_request_onereq_get0(req.get(), i));
+    ASN1_OBJECT* md_oid = nullptr;
+    ASN1_INTEGER* serial = nullptr;
+    OCSP_id_get0_info(nullptr, &md_oid, nullptr, &serial, id);
+    const EVP_MD* md = md_oid != nullptr ? EVP_get_digestbyobj(md_oid) : nullptr;
+    if (md == nullptr || serial == nullptr)
+      return ocsp_failure(OCSP_RESPONSE_STATUS_MALFORMEDREQUEST);
+    const Issuer* named = nullptr;
+    for (const Issuer& issuer : issuers) {
+      OCSP_CERTID* candidate = OCSP_cert_id_new(md, X509_get_subject_name(issuer.cert),
+                                                X509_get0_pubkey_bitstr(issuer.cert), serial);
+      const bool same = candidate != nullptr && OCSP_id_issuer_cmp(candidate, id) == 0;
+      OCSP_CERTID_free(candidate);
+      if (same) {
+        named = &issuer;
+        break;
+      }
+    }
+    OcspAnswer answer;
+    if (named != nullptr) answer = lookup(named->id, serial_to_hex(serial));
+    int status = V_OCSP_CERTSTATUS_UNKNOWN;
+    std::unique_ptr<ASN1_TIME, decltype(&ASN1_TIME_free)> revoked_at(nullptr, &ASN1_TIME_free);
+    if (answer.status == OcspAnswer::Status::kGood) {
+      status = V_OCSP_CERTSTATUS_GOOD;
+    } else if (answer.status == OcspAnswer::Status::kRevoked) {
+      status = V_OCSP_CERTSTATUS_REVOKED;
+      revoked_at.reset(ASN1_TIME_set(nullptr, static_cast<time_t>(answer.revoked_at)));
+    }
+    if (OCSP_basic_add1_status(basic.get(), id, status, OCSP_REVOKED_STATUS_NOSTATUS,
+                               revoked_at.get(), this_update.get(), next_update.get()) == nullptr)
+      return ocsp_failure(OCSP_RESPONSE_STATUS_INTERNALERROR);
+  }
+  OCSP_copy_nonce(basic.get(), req.get());
+  if (OCSP_basic_sign(basic.get(), keys_->issuing_cert.get(), keys_->issuing_key.get(),
+                      EVP_sha256(), nullptr, 0) != 1) {
+    log::warn("ca.ocsp_sign_failed", {{"error", last_error()}});
+    return ocsp_failure(OCSP_RESPONSE_STATUS_INTERNALERROR);
+  }
+  std::unique_ptr<OCSP_RESPONSE, decltype(&OCSP_RESPONSE_free)> resp(
+      OCSP_response_create(OCSP_RESPONSE_STATUS_SUCCESSFUL, basic.get()), &OCSP_RESPONSE_free);
+  return der_of_response(resp.get());
 }
 
 }  // namespace fk::crypto

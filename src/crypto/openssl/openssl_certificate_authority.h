@@ -27,6 +27,10 @@ struct CaConfig {
   std::vector<std::string> server_names;
   // Device certificate lifetime in days; 0 = AWS's fixed notAfter 2049-12-31T23:59:59Z.
   int device_validity_days = 0;
+  // Put into new device certificates when set: where the issuing CA's CRL is published (CRL
+  // distribution point) and where OCSP is answered (authority information access).
+  std::string crl_url;
+  std::string ocsp_url;
 };
 
 struct CaPaths {
@@ -46,6 +50,11 @@ class OpensslCertificateAuthority final : public CertificateAuthority {
                                          const IssueOptions& options) override;
   Result<IssuedWithKey> issue_with_new_key(const KeySpec& key,
                                            const IssueOptions& options) override;
+  Result<std::string> make_crl(const std::vector<RevokedCertificate>& revoked,
+                               EpochSeconds this_update, EpochSeconds next_update,
+                               std::uint64_t number) override;
+  std::string answer_ocsp(std::string_view request_der, const OcspLookup& lookup,
+                          const OcspOptions& options) override;
   const CertificateInfo& root_certificate() const override { return root_info_; }
   const CertificateInfo& issuing_certificate() const override { return issuing_info_; }
 

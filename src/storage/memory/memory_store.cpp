@@ -184,6 +184,8 @@ class MemoryTransaction final : public Transaction {
     std::vector<CertificateRecord> all;
     for (const auto& [id, c] : view().certificates) {
       if (q.ca_certificate_id && c.ca_certificate_id != *q.ca_certificate_id) continue;
+      if (q.serial_hex && c.serial_hex != *q.serial_hex) continue;
+      if (q.status && c.status != *q.status) continue;
       std::string key = certificate_page_key(c);
       if (!q.page.after.empty() && (q.ascending ? key <= q.page.after : key >= q.page.after))
         continue;

@@ -365,6 +365,14 @@ class PostgresTransaction final : public Transaction {
       sql += " AND ca_certificate_id = ?";
       params.push_back(*q.ca_certificate_id);
     }
+    if (q.serial_hex) {
+      sql += " AND serial_hex = ?";
+      params.push_back(*q.serial_hex);
+    }
+    if (q.status) {
+      sql += " AND status = ?";
+      params.push_back(std::string(to_string(*q.status)));
+    }
     if (!q.page.after.empty()) {
       auto colon = q.page.after.find(':');
       if (colon == std::string::npos) return invalid_request("bad certificate page key");

@@ -9,7 +9,7 @@
 
 namespace fk::storage::postgres_schema {
 
-inline constexpr std::array<const char*, 3> kMigrations = {
+inline constexpr std::array<const char*, 4> kMigrations = {
     // 1: the registry
     R"sql(
 CREATE TABLE things (
@@ -106,6 +106,11 @@ CREATE TABLE nodes (
   mqtt_port BIGINT NOT NULL, connections BIGINT NOT NULL, started_at BIGINT NOT NULL,
   seen_at BIGINT NOT NULL
 );
+)sql",
+    // 4: revocation data (OCSP answers by serial; the CRL lists REVOKED certificates)
+    R"sql(
+CREATE INDEX certificates_by_serial ON certificates (serial_hex);
+CREATE INDEX certificates_by_status ON certificates (status, created_at, certificate_id);
 )sql",
 };
 

@@ -6,7 +6,7 @@
 
 namespace fk::storage::sqlite_schema {
 
-inline constexpr std::array<const char*, 1> kMigrations = {
+inline constexpr std::array<const char*, 2> kMigrations = {
     // 1: the registry
     R"sql(
 CREATE TABLE things (
@@ -84,6 +84,11 @@ CREATE TABLE template_versions (
 ) WITHOUT ROWID;
 
 CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+)sql",
+    // 2: revocation data (OCSP answers by serial; the CRL lists REVOKED certificates)
+    R"sql(
+CREATE INDEX certificates_by_serial ON certificates (serial_hex);
+CREATE INDEX certificates_by_status ON certificates (status, created_at, certificate_id);
 )sql",
 };
 

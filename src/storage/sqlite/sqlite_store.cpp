@@ -272,6 +272,8 @@ class SqliteTransaction final : public Transaction {
   List<CertificateRecord> list_certificates(const CertificateQuery& q) override {
     std::string sql = std::string("SELECT ") + kCertCols + " FROM certificates WHERE 1";
     if (q.ca_certificate_id) sql += " AND ca_certificate_id = ?";
+    if (q.serial_hex) sql += " AND serial_hex = ?";
+    if (q.status) sql += " AND status = ?";
     std::int64_t after_time = 0;
     std::string after_id;
     if (!q.page.after.empty()) {
@@ -288,6 +290,9 @@ class SqliteTransaction final : public Transaction {
     FK_ASSIGN_OR_RETURN(sqlite3_stmt * raw, conn_.prepare(sql));
     Stmt s(conn_.db(), raw);
     if (q.ca_certificate_id) s.bind(*q.ca_certificate_id);
+    if (q.serial_hex) s.bind(*q.serial_hex);
+    const std::string status = q.status ? std::string(to_string(*q.status)) : std::string();
+    if (q.status) s.bind(status);
     if (!q.page.after.empty()) s.bind(after_time).bind(after_id);
     return collect<CertificateRecord>(s, cert_row);
   }
