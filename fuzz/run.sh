@@ -19,12 +19,15 @@ declare -A targets=(
   [policy]="fuzz/policy_fuzz.cpp src/policy/document.cpp src/policy/context.cpp src/policy/evaluator.cpp src/base/status.cpp src/base/strings.cpp $codec"
   [codec]="fuzz/codec_fuzz.cpp src/base/status.cpp $codec"
   [cluster_records]="fuzz/cluster_records_fuzz.cpp src/cluster/records.cpp src/cluster/subjects.cpp src/base/status.cpp $codec"
+  [ocsp_request]="fuzz/ocsp_request_fuzz.cpp src/crypto/openssl/openssl_certificate_authority.cpp src/crypto/openssl/ossl.cpp src/crypto/openssl/csr_reader.cpp src/crypto/openssl/x509.cpp src/crypto/types.cpp src/base/files.cpp src/base/log.cpp src/base/clock.cpp src/base/status.cpp src/base/strings.cpp -lssl -lcrypto"
 )
 # The largest input each parser meets (so the fuzzer reaches the size and depth bounds): an
-# MQTT payload (128 KiB), a policy (2,048 characters without whitespace), a template (10 KiB).
+# MQTT payload (128 KiB), a policy (2,048 characters without whitespace), a template (10 KiB),
+# an OCSP request (4,096 bytes).
 declare -A max_len=(
   [mqtt_decoder]=8192 [provisioning_messages]=131072 [provisioning_template]=12288
   [sdk_replies]=16384 [policy]=8192 [codec]=131072 [cluster_records]=16384
+  [ocsp_request]=8192
 )
 
 for t in "${!targets[@]}"; do
