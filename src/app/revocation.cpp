@@ -48,7 +48,6 @@ void Revocation::on_registry_events(const std::vector<registry::RegistryEvent>& 
   using K = registry::RegistryEvent::Kind;
   for (const auto& e : events) {
     if (e.kind == K::kCertificateStatusChanged || e.kind == K::kCertificateDeleted) {
-      std::lock_guard<std::mutex> lock(mu_);
       dirty_ = true;
       return;
     }
@@ -94,9 +93,9 @@ Result<std::vector<crypto::RevokedCertificate>> Revocation::revoked_now() {
 Result<std::string> Revocation::crl() {
   std::lock_guard<std::mutex> lock(mu_);
   const EpochSeconds now = clock_.now();
-  if (!dirty_ && !crl_.empty() && now - crl_made_at_ < kCrlMaxAge) return crl_;
   // Cleared before the registry is read: an event arriving meanwhile marks it again.
-  dirty_ = false;
+  const bool dirty = dirty_.exchange(false);
+  if (!dirty && !crl_.empty() && now - crl_made_at_ < kCrlMaxAge) return crl_;
   auto revoked = revoked_now();
   if (!revoked.is_ok()) {
     dirty_ = true;

@@ -13,6 +13,7 @@
 // Served over the API port without SigV4 (api/iot_api.cpp). Thread-safety: any thread.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -52,7 +53,9 @@ class Revocation {
   std::string crl_;  // DER; empty until made
   EpochSeconds crl_made_at_ = 0;
   std::uint64_t crl_number_ = 0;
-  bool dirty_ = true;
+  // Set by certificate events without waiting for a CRL being made (the registry's listener
+  // runs on a writer's thread); cleared by the crl() that reads the registry after it.
+  std::atomic<bool> dirty_{true};
 };
 
 }  // namespace fk::app
