@@ -8,6 +8,7 @@ import configparser
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -125,8 +126,17 @@ class FleetkeydStart(unittest.TestCase):
             # The registry is a real SQLite file with the schema.
             r = subprocess.run(["sqlite3", e["registry"], "PRAGMA user_version;", ".tables"],
                                capture_output=True, text=True)
-            self.assertEqual(r.stdout.split()[0], "1")
+            # Migrated to the newest schema: as many as src/storage/sqlite/schema.h lists.
+            schema = os.path.join(os.path.dirname(__file__), "..", "..", "src", "storage",
+                                  "sqlite", "schema.h")
+            with open(schema) as f:
+                newest = re.search(r"std::array<const char\*, (\d+)> kMigrations",
+                                   f.read()).group(1)
+            self.assertEqual(r.stdout.split()[0], newest)
             self.assertIn("certificates", r.stdout)
+            idx = subprocess.run(["sqlite3", e["registry"], ".indexes certificates"],
+                                 capture_output=True, text=True).stdout
+            self.assertIn("certificates_by_serial", idx)
             # A second server on the same folder is refused.
             second = subprocess.run([FLEETKEYD, "--data-dir", self.data, "--mqtt-port", "0",
                                      "--api-port", "0", "--quiet"],
