@@ -193,13 +193,8 @@ struct IotApi::Impl {
         return net::HttpResponse{503, "text/plain", {}, "the CRL cannot be made now\n"};
       }
       if (path == "/crl") return net::HttpResponse{200, "application/pkix-crl", {}, *der};
-      std::string b64 = crypto::base64url_encode(*der);
-      for (char& c : b64) c = c == '-' ? '+' : c == '_' ? '/' : c;
-      b64.append((4 - b64.size() % 4) % 4, '=');
-      std::string pem = "-----BEGIN X509 CRL-----\n";
-      for (std::size_t i = 0; i < b64.size(); i += 64) pem += b64.substr(i, 64) + "\n";
-      pem += "-----END X509 CRL-----\n";
-      return net::HttpResponse{200, "application/x-pem-file", {}, pem};
+      return net::HttpResponse{
+          200, "application/x-pem-file", {}, crypto::der_to_pem(*der, "X509 CRL")};
     }
     const bool post = path == "/ocsp" && req.method == "POST";
     const bool get = path.rfind("/ocsp/", 0) == 0 && req.method == "GET";

@@ -175,8 +175,7 @@ PolicyAuthorizer::PolicyAuthorizer(registry::Registry& registry, bool enforce_po
                                    std::size_t workers)
     : registry_(registry),
       enforce_(enforce_policies),
-      arn_prefix_(registry.config().arns.prefix()),
-      shared_prefix_(std::make_shared<const std::string>(arn_prefix_)),
+      arn_prefix_(std::make_shared<const std::string>(registry.config().arns.prefix())),
       pool_(std::make_unique<Pool>(workers)) {}
 
 PolicyAuthorizer::~PolicyAuthorizer() {
@@ -271,11 +270,11 @@ broker::ConnectDecision PolicyAuthorizer::decide(const broker::ClientIdentity& c
       cache_[key] = facts;
       return {facts->certificate, nullptr};
     }
-    auto perms = std::make_shared<ConnectionPermissions>(client, shared_prefix_, enforce_);
+    auto perms = std::make_shared<ConnectionPermissions>(client, arn_prefix_, enforce_);
     if (enforce_) {
       auto grant = std::make_shared<const policy::Grant>(
-          policies_of(facts), connection_context(*facts, client), shared_prefix_);
-      const std::string resource = arn_prefix_ + "client/" + client.client_id;
+          policies_of(facts), connection_context(*facts, client), arn_prefix_);
+      const std::string resource = *arn_prefix_ + "client/" + client.client_id;
       if (!grant->allows(MqttAction::kConnect, resource)) {
         policy::Verdict v = grant->check(MqttAction::kConnect, resource);
         return {
@@ -512,7 +511,7 @@ void PolicyAuthorizer::rebind(const std::vector<Key>& keys) {
         continue;
       }
       c->bind(std::make_shared<const policy::Grant>(
-          policies_of(*loaded), connection_context(**loaded, c->client()), shared_prefix_));
+          policies_of(*loaded), connection_context(**loaded, c->client()), arn_prefix_));
     }
     FK_LOG_DEBUG("authz.rebound", {{"certificate", key.first},
                                    {"client", key.second},

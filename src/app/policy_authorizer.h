@@ -88,8 +88,8 @@ class PolicyAuthorizer : public broker::Authorizer {
 
   registry::Registry& registry_;
   const bool enforce_;
-  const std::string arn_prefix_;
-  const std::shared_ptr<const std::string> shared_prefix_;  // the same, for each connection
+  // "arn:aws:iot:<region>:<account>:", shared by every connection's permissions and Grant.
+  const std::shared_ptr<const std::string> arn_prefix_;
   mutable std::mutex mu_;
   std::uint64_t generation_ = 0;
   std::map<Key, FactsPtr> cache_;  // ordered by certificate id first: ranges per certificate

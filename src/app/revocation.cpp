@@ -23,7 +23,6 @@ std::uint64_t now_ms() {
 }
 
 struct Tombstone {
-  std::string issuer;
   EpochSeconds revoked_at = 0;
   EpochSeconds not_after = 0;
 };
@@ -32,7 +31,6 @@ std::optional<Tombstone> parse_tombstone(const std::string& value) {
   auto j = nlohmann::json::parse(value, nullptr, false);
   if (!j.is_object()) return std::nullopt;
   Tombstone t;
-  t.issuer = j.value("issuer", std::string());
   t.revoked_at = j.value("revokedAt", EpochSeconds{0});
   t.not_after = j.value("notAfter", EpochSeconds{0});
   return t;

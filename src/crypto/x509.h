@@ -54,6 +54,9 @@ Result<std::string> make_pkcs12(std::string_view cert_pem, std::string_view priv
                                 std::string_view ca_pem, std::string_view password,
                                 std::string_view friendly_name);
 
+// DER bytes as PEM with the given label ("X509 CRL", "CERTIFICATE", ...).
+std::string der_to_pem(std::string_view der, const char* label);
+
 // Lowercase hex SHA-256.
 std::string sha256_hex(std::string_view data);
 

@@ -8,7 +8,6 @@
 #include <openssl/x509v3.h>
 
 #include <algorithm>
-#include <cctype>
 #include <functional>
 
 #include "base/files.h"
@@ -294,18 +293,6 @@ ASN1_INTEGER* serial_from_hex(const std::string& hex) {
   }
   ASN1_INTEGER* out = BN_to_ASN1_INTEGER(bn, nullptr);
   BN_free(bn);
-  return out;
-}
-
-// An ASN1_INTEGER as CertificateInfo::serial_hex prints a serial (lowercase, BN_bn2hex).
-std::string serial_to_hex(const ASN1_INTEGER* serial) {
-  BIGNUM* bn = ASN1_INTEGER_to_BN(serial, nullptr);
-  if (bn == nullptr) return {};
-  char* hex = BN_bn2hex(bn);
-  std::string out = hex != nullptr ? hex : "";
-  OPENSSL_free(hex);
-  BN_free(bn);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return out;
 }
 

@@ -147,6 +147,17 @@ Result<PublicKeyInfo> describe_key(EVP_PKEY* key) {
   }
 }
 
+std::string serial_to_hex(const ASN1_INTEGER* serial) {
+  BIGNUM* bn = ASN1_INTEGER_to_BN(serial, nullptr);
+  if (bn == nullptr) return {};
+  char* hex = BN_bn2hex(bn);
+  std::string out = hex != nullptr ? hex : "";
+  OPENSSL_free(hex);
+  BN_free(bn);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
 std::string name_to_string(const X509_NAME* name) {
   Bio bio(BIO_new(BIO_s_mem()));
   X509_NAME_print_ex(bio.get(), name, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB);
@@ -242,15 +253,7 @@ CertificateInfo describe_cert(X509* cert, const PublicKeyInfo* known_key) {
   info.issuer_fields = name_fields(X509_get_issuer_name(cert));
   info.subject_alt_names = alt_names(cert, NID_subject_alt_name);
   info.issuer_alt_names = alt_names(cert, NID_issuer_alt_name);
-  BIGNUM* bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), nullptr);
-  if (bn != nullptr) {
-    char* hex = BN_bn2hex(bn);
-    info.serial_hex = hex;
-    for (char& c : info.serial_hex)
-      c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    OPENSSL_free(hex);
-    BN_free(bn);
-  }
+  info.serial_hex = serial_to_hex(X509_get0_serialNumber(cert));
   info.not_before = to_epoch(X509_get0_notBefore(cert));
   info.not_after = to_epoch(X509_get0_notAfter(cert));
   if (known_key != nullptr) {

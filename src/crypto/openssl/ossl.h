@@ -54,6 +54,8 @@ Result<PublicKeyInfo> describe_key(EVP_PKEY* key);
 // Facts about `cert`; `known_key` spares decoding its public key again (slow in OpenSSL 3.0).
 CertificateInfo describe_cert(X509* cert, const PublicKeyInfo* known_key = nullptr);
 
+// A serial as CertificateInfo::serial_hex holds it: BN_bn2hex, lowercase ("" if unreadable).
+std::string serial_to_hex(const ASN1_INTEGER* serial);
 std::string name_to_string(const X509_NAME* name);  // RFC 2253
 NameFields name_fields(const X509_NAME* name);
 NameFields alt_names(X509* cert, int nid);             // NID_subject_alt_name / NID_issuer_alt_name

@@ -22,6 +22,13 @@ Status validation(std::string m) {
 }
 }  // namespace
 
+std::string der_to_pem(std::string_view der, const char* label) {
+  ossl::Bio bio(BIO_new(BIO_s_mem()));
+  PEM_write_bio(bio.get(), label, "", reinterpret_cast<const unsigned char*>(der.data()),
+                static_cast<long>(der.size()));
+  return ossl::bio_to_string(bio.get());
+}
+
 std::string sha256_hex(std::string_view data) {
   unsigned char md[SHA256_DIGEST_LENGTH];
   SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), md);

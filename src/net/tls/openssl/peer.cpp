@@ -1,11 +1,9 @@
 #include "net/tls/openssl/peer.h"
 
-#include <openssl/bn.h>
 #include <openssl/sha.h>
 #include <openssl/x509v3.h>
 
 #include <algorithm>
-#include <cctype>
 #include <map>
 #include <mutex>
 
@@ -29,14 +27,7 @@ PeerCertificate describe_x509(X509* cert) {
   p.issued_by = PeerCertificate::intern({crypto::ossl::name_to_string(X509_get_issuer_name(cert)),
                                          crypto::ossl::name_fields(X509_get_issuer_name(cert)),
                                          crypto::ossl::alt_names(cert, NID_issuer_alt_name)});
-  BIGNUM* bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), nullptr);
-  if (bn != nullptr) {
-    char* hex = BN_bn2hex(bn);
-    p.serial_hex = hex;
-    for (char& c : p.serial_hex) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    OPENSSL_free(hex);
-    BN_free(bn);
-  }
+  p.serial_hex = crypto::ossl::serial_to_hex(X509_get0_serialNumber(cert));
   return p;
 }
 
