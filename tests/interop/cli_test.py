@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 sys.path.insert(0, os.path.dirname(__file__))
-from fleetkeyd import ALLOW_ALL, Fleetkeyd  # noqa: E402
+from fleetkeyd import ALLOW_ALL, Fleetkeyd, cli_env  # noqa: E402
 
 FLEETKEY = os.environ.get("FLEETKEY", "build/bin/fleetkey")
 SERVER = None
@@ -54,12 +54,7 @@ def tearDownModule():
 
 def fleetkey(*args, env=None, cwd=None, check=True):
     """Runs the CLI as an operator would, finding fleetkeyd through its data folder."""
-    e = dict(os.environ, FLEETKEY_DATA_DIR=SERVER.data_dir, **(env or {}))
-    for k in ("AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-              "FLEETKEY_ENDPOINT_URL", "AWS_ENDPOINT_URL"):
-        if k not in (env or {}):
-            e.pop(k, None)
-    r = subprocess.run([FLEETKEY, *args], env=e, cwd=cwd or TMP, capture_output=True, text=True,
+    r = subprocess.run([FLEETKEY, *args], env=cli_env(SERVER.data_dir, env), cwd=cwd or TMP, capture_output=True, text=True,
                        timeout=300)
     if check and r.returncode != 0:
         raise AssertionError("fleetkey %s: exit %d: %s" % (" ".join(args), r.returncode, r.stderr))
@@ -548,10 +543,7 @@ class RoughEdges(unittest.TestCase):
     def test_batch_stops_when_fleetkeyd_goes_away_with_exit_3(self):
         other = Fleetkeyd(os.path.join(TMP, "data-gone"))
         try:
-            e = dict(os.environ, FLEETKEY_DATA_DIR=other.data_dir)
-            for k in ("AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                      "FLEETKEY_ENDPOINT_URL", "AWS_ENDPOINT_URL"):
-                e.pop(k, None)
+            e = cli_env(other.data_dir)
             out = os.path.join(TMP, "gone")
             p = subprocess.Popen([FLEETKEY, "create-devices", "--prefix", "gone-", "--from", "1",
                                   "--to", "400", "--out", "gone", "--no-progress",

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -47,6 +48,24 @@ def signed_call(endpoints, method, path, body_text=None):
         raise AssertionError("signed call failed: " + r.stderr.decode())
     status, text = r.stdout.decode().split("\n", 1)
     return int(status), text
+
+
+def free_port():
+    """A loopback TCP port free now (for a server that must know its port before it starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cli_env(data_dir, extra=None):
+    """The environment the `fleetkey` CLI runs in for a test: it finds fleetkeyd through its data
+    folder only (no profile, keys or endpoint of the shell running the tests)."""
+    e = dict(os.environ, FLEETKEY_DATA_DIR=data_dir, **(extra or {}))
+    for k in ("AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+              "FLEETKEY_ENDPOINT_URL", "AWS_ENDPOINT_URL"):
+        if k not in (extra or {}):
+            e.pop(k, None)
+    return e
 
 
 # A policy that allows every MQTT action: for tests of the broker itself, not of policies.

@@ -6,7 +6,6 @@ configured. Checked with the tools third parties use: `openssl ocsp`, `openssl v
 import base64
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -17,17 +16,11 @@ import urllib.parse
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(__file__))
-from fleetkeyd import Fleetkeyd  # noqa: E402
+from fleetkeyd import Fleetkeyd, cli_env, free_port  # noqa: E402
 
 FLEETKEY = os.environ.get("FLEETKEY", "build/bin/fleetkey")
 SERVER = None
 TMP = None
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def setUpModule():
@@ -79,11 +72,8 @@ def new_certificate(name):
 
 
 def fleetkey(*args):
-    env = dict(os.environ, FLEETKEY_DATA_DIR=SERVER.data_dir)
-    for k in ("AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-              "FLEETKEY_ENDPOINT_URL", "AWS_ENDPOINT_URL"):
-        env.pop(k, None)
-    r = subprocess.run([FLEETKEY, *args], env=env, capture_output=True, text=True, timeout=60)
+    r = subprocess.run([FLEETKEY, *args], env=cli_env(SERVER.data_dir), capture_output=True,
+                       text=True, timeout=60)
     if r.returncode != 0:
         raise AssertionError("fleetkey %s: %s" % (" ".join(args), r.stderr))
     return r

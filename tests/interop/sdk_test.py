@@ -10,7 +10,6 @@ import json
 import os
 import queue
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -25,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 sys.path.insert(0, os.path.dirname(__file__))
-from fleetkeyd import ALLOW_ALL, Fleetkeyd  # noqa: E402
+from fleetkeyd import ALLOW_ALL, Fleetkeyd, free_port  # noqa: E402
 
 BIN = os.path.dirname(os.path.abspath(os.environ.get("FLEETKEYD", "build/bin/fleetkeyd")))
 FLEETKEY = os.path.abspath(os.environ.get("FLEETKEY", os.path.join(BIN, "fleetkey")))
@@ -36,12 +35,6 @@ SERVER = None
 TMP = None
 ADMIN = None
 CLAIM = None
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def setUpModule():
