@@ -1,6 +1,8 @@
 // CA certificates: Get/DeleteRegistrationCode, RegisterCACertificate (with the verification
-// certificate whose CN is the registration code), Describe, Update, Delete, List.
+// certificate whose CN is the registration code), Describe, Update, Delete, List. A CA's
+// registrationConfig (JITP's template) is checked here (provisioning/just_in_time.h).
 #include "api/routing.h"
+#include "provisioning/just_in_time.h"
 
 namespace fk::api {
 
@@ -32,6 +34,18 @@ Result<std::optional<bool>> auto_registration_query(const Call& c, const std::st
   return bad_member(name, "ENABLE or DISABLE");
 }
 
+// The request's registrationConfig, checked, as the text to store; nullopt when absent.
+Result<std::optional<std::string>> registration_config(ApiContext& ctx, const Call& c) {
+  auto it = c.body.find("registrationConfig");
+  if (it == c.body.end()) return std::optional<std::string>();
+  std::string text;
+  FK_RETURN_IF_ERROR(ctx.registry.read([&](Txn& txn) -> Status {
+    FK_ASSIGN_OR_RETURN(text, provisioning::check_registration_config(txn, *it));
+    return Status::ok();
+  }));
+  return std::optional<std::string>(std::move(text));
+}
+
 }  // namespace
 
 void add_ca_routes(RouteTable& t, ApiContext& ctx) {
@@ -56,9 +70,10 @@ void add_ca_routes(RouteTable& t, ApiContext& ctx) {
       return bad_member("certificateMode", "DEFAULT or SNI_ONLY");
     FK_ASSIGN_OR_RETURN(bool active, c.q_bool("setAsActive", false));
     FK_ASSIGN_OR_RETURN(bool auto_reg, c.q_bool("allowAutoRegistration", false));
-    FK_ASSIGN_OR_RETURN(auto ca,
-                        ctx.registry.register_ca_certificate(pem, verification, active, auto_reg,
-                                                             mode.value_or("DEFAULT")));
+    FK_ASSIGN_OR_RETURN(auto config, registration_config(ctx, c));
+    FK_ASSIGN_OR_RETURN(auto ca, ctx.registry.register_ca_certificate(
+                                     pem, verification, active, auto_reg, mode.value_or("DEFAULT"),
+                                     config.value_or(std::string())));
     return json{{"certificateArn", ctx.arns().ca_certificate(ca.certificate_id)},
                 {"certificateId", ca.certificate_id}};
   });
@@ -82,8 +97,21 @@ void add_ca_routes(RouteTable& t, ApiContext& ctx) {
       FK_ASSIGN_OR_RETURN(status, storage::parse_certificate_status(*s));
     }
     FK_ASSIGN_OR_RETURN(auto auto_reg, auto_registration_query(c, "newAutoRegistrationStatus"));
+    FK_ASSIGN_OR_RETURN(auto config, registration_config(ctx, c));
+    // removeAutoRegistration: auto-registration off and its template forgotten.
+    if (auto remove = c.body.find("removeAutoRegistration"); remove != c.body.end()) {
+      if (!remove->is_boolean()) return bad_member("removeAutoRegistration", "a boolean");
+      if (remove->get<bool>()) {
+        if (config || (auto_reg && *auto_reg))
+          return invalid_request(
+              "removeAutoRegistration cannot be combined with registrationConfig or "
+              "newAutoRegistrationStatus ENABLE");
+        auto_reg = false;
+        config = std::string();
+      }
+    }
     FK_RETURN_IF_ERROR(ctx.registry.write([&](Txn& txn) {
-      return txn.update_ca_certificate(c.labels["caCertificateId"], status, auto_reg);
+      return txn.update_ca_certificate(c.labels["caCertificateId"], status, auto_reg, config);
     }));
     return json::object();
   });

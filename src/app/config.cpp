@@ -69,7 +69,7 @@ Status parse_config(std::string_view text, const std::string& source, Config& co
         only_known(*t, "provisioning.",
                    {"max_requests_per_second", "thing_must_not_exist", "workers", "hook_timeout_ms",
                     "max_server_keys_per_second", "max_queued_requests", "max_queued_per_claim",
-                    "max_requests_per_client_per_second"}));
+                    "max_requests_per_client_per_second", "jitp_first_connect"}));
     for (auto [key, out] :
          {std::pair{"max_server_keys_per_second", &config.provisioning.max_server_keys_per_second},
           std::pair{"max_requests_per_client_per_second",
@@ -113,6 +113,12 @@ Status parse_config(std::string_view text, const std::string& source, Config& co
       if (!k->is_integer() || *v < 1 || *v > 64)
         return bad("provisioning.workers", "must be an integer from 1 to 64");
       config.provisioning.workers = static_cast<int>(*v);
+    }
+    if (auto k = t->get("jitp_first_connect")) {
+      auto v = k->value<std::string>();
+      if (!v || (*v != "refuse" && *v != "accept"))
+        return bad("provisioning.jitp_first_connect", "must be \"refuse\" (AWS) or \"accept\"");
+      config.provisioning.jitp_accept_first_connect = *v == "accept";
     }
   }
   if (auto n = root.get("data_dir"))

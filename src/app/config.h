@@ -63,6 +63,9 @@ struct ProvisioningConfig {
   double max_requests_per_client_per_second = 5;  // per connection of a claim; 0 = no limit
   int max_queued_requests = 1024;                 // waiting for a worker, in all (then Throttled)
   int max_queued_per_claim = 256;                 // waiting for a worker, per claim certificate
+  // JITP: the connect that provisioned a device goes on ("accept") instead of being refused so
+  // that the device reconnects ("refuse", AWS's way).
+  bool jitp_accept_first_connect = false;
 };
 
 // [cluster]: the nodes sharing a PostgreSQL registry are one MQTT service over NATS

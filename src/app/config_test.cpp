@@ -118,6 +118,15 @@ TEST(Config, RevocationUrls) {
   EXPECT_EQ(c.ca.ocsp_url, "https://iot.example.com/ocsp");
 }
 
+TEST(Config, JitpFirstConnect) {
+  Config c;
+  EXPECT_FALSE(c.provisioning.jitp_accept_first_connect);  // AWS's way by default
+  ASSERT_TRUE(parse("[provisioning]\njitp_first_connect = \"accept\"\n", c).is_ok());
+  EXPECT_TRUE(c.provisioning.jitp_accept_first_connect);
+  ASSERT_TRUE(parse("[provisioning]\njitp_first_connect = \"refuse\"\n", c).is_ok());
+  EXPECT_FALSE(c.provisioning.jitp_accept_first_connect);
+}
+
 TEST(Config, ErrorsNameTheSetting) {
   struct Case {
     const char* toml;
@@ -137,6 +146,8 @@ TEST(Config, ErrorsNameTheSetting) {
            Case{"[ca]\nocsp_url = \"http://a/o,DNS:evil\"\n",
                 "ca.ocsp_url: must be a URL without spaces, commas or semicolons"},
            Case{"[aws]\naccount_id = \"12\"\n", "aws.account_id: must be 12 digits"},
+           Case{"[provisioning]\njitp_first_connect = true\n",
+                "provisioning.jitp_first_connect: must be \"refuse\" (AWS) or \"accept\""},
            Case{"log_level = \"loud\"\n", "log_level: must be debug"},
            Case{"colour = 1\n", "colour: unknown setting"},
            Case{"[mqtt\n", "test.toml:1:"},

@@ -28,6 +28,8 @@ struct PolicyAuthorizer::Facts {
   std::vector<std::string> group_names;   // sorted: the thing's groups and their ancestors
   std::shared_ptr<const policy::ThingFacts> thing;  // null: the client id names no thing
   std::optional<bool> thing_is_attached;
+  // The registry does not know the certificate (just-in-time registration may apply).
+  bool unregistered = false;
   // The certificate's facts as stored, only when no connection brought them (a rebind reads
   // the registry; each connection then uses its own certificate's).
   std::shared_ptr<const policy::CertificateFacts> stored_certificate;
@@ -38,6 +40,14 @@ struct PolicyAuthorizer::Facts {
 };
 
 namespace {
+
+// The identity a connection's permissions keep: without the certificate's DER (only the
+// connect decision reads it).
+broker::ClientIdentity kept(const broker::ClientIdentity& client) {
+  broker::ClientIdentity copy = client;
+  copy.certificate_der = std::string();
+  return copy;
+}
 
 // Facts cached for (certificate, client id) pairs, live or not. A certificate whose policy
 // allows any client id can connect with endless new ids: past this many entries the cache
@@ -179,7 +189,11 @@ PolicyAuthorizer::PolicyAuthorizer(registry::Registry& registry, bool enforce_po
       pool_(std::make_unique<Pool>(workers)) {}
 
 PolicyAuthorizer::~PolicyAuthorizer() {
-  pool_->pool.join();
+  stop();
+}
+
+void PolicyAuthorizer::stop() {
+  pool_->pool.join();  // a second join does nothing
 }
 
 Result<PolicyAuthorizer::FactsPtr> PolicyAuthorizer::load(const Key& key,
@@ -191,6 +205,7 @@ Result<PolicyAuthorizer::FactsPtr> PolicyAuthorizer::load(const Key& key,
     FK_ASSIGN_OR_RETURN(auto cert, t.store().get_certificate(id));
     if (!cert) {
       facts->certificate = AuthDecision::deny("certificate " + id + " is not registered");
+      facts->unregistered = true;
       return Status::ok();
     }
     if (cert->status != storage::CertificateStatus::kActive) {
@@ -254,6 +269,7 @@ void PolicyAuthorizer::retire(std::map<Key, Live>::iterator it, bool stale) {
 
 broker::ConnectDecision PolicyAuthorizer::decide(const broker::ClientIdentity& client) {
   const Key key{client.certificate().certificate_id, client.client_id};
+  bool tried_just_in_time = false;
   for (;;) {
     std::uint64_t generation = 0;
     FactsPtr facts = cached_facts(key, &generation);
@@ -263,6 +279,30 @@ broker::ConnectDecision PolicyAuthorizer::decide(const broker::ClientIdentity& c
         return {AuthDecision::deny("registry error: " + loaded.status().message()), nullptr};
       facts = std::move(*loaded);
     }
+    if (facts->unregistered && just_in_time_ != nullptr && !tried_just_in_time &&
+        !client.certificate_der.empty()) {
+      tried_just_in_time = true;
+      using Kind = provisioning::JustInTimeOutcome::Kind;
+      auto outcome = just_in_time_->on_unregistered_certificate(client.certificate_der);
+      switch (outcome.kind) {
+        case Kind::kRegistered:
+        case Kind::kProvisioned:
+          if (!outcome.accept_now) return {AuthDecision::deny(outcome.reason), nullptr};
+          continue;  // JITP with accept_first_connect: decide on what it made
+        case Kind::kAlreadyKnown:
+          continue;
+        case Kind::kRefused:
+        case Kind::kNotApplicable: {
+          // Cached as a plain refusal: the next connect with it is answered without another
+          // attempt (a CA change clears the cache).
+          auto refused = std::make_shared<Facts>(*facts);
+          refused->unregistered = false;
+          if (!outcome.reason.empty()) refused->certificate = AuthDecision::deny(outcome.reason);
+          facts = std::move(refused);
+          break;
+        }
+      }
+    }
     if (!facts->certificate.allowed) {
       std::lock_guard<std::mutex> lock(mu_);
       if (generation != generation_) continue;  // changed while reading: read again
@@ -270,7 +310,7 @@ broker::ConnectDecision PolicyAuthorizer::decide(const broker::ClientIdentity& c
       cache_[key] = facts;
       return {facts->certificate, nullptr};
     }
-    auto perms = std::make_shared<ConnectionPermissions>(client, arn_prefix_, enforce_);
+    auto perms = std::make_shared<ConnectionPermissions>(kept(client), arn_prefix_, enforce_);
     if (enforce_) {
       auto grant = std::make_shared<const policy::Grant>(
           policies_of(facts), connection_context(*facts, client), arn_prefix_);
@@ -320,7 +360,8 @@ void PolicyAuthorizer::authorize_connect(const broker::ClientIdentity& client,
   {
     // The common reconnect: facts cached, answer on the caller's thread (no registry read).
     std::uint64_t generation = 0;
-    if (cached_facts({client.certificate().certificate_id, client.client_id}, &generation)) {
+    auto facts = cached_facts({client.certificate().certificate_id, client.client_id}, &generation);
+    if (facts && !(facts->unregistered && just_in_time_ != nullptr)) {
       done(decide(client));
       return;
     }

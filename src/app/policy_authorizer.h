@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "broker/authorizer.h"
+#include "provisioning/just_in_time.h"
 #include "registry/effective_policies.h"
 #include "registry/registry.h"
 
@@ -55,8 +56,17 @@ class PolicyAuthorizer : public broker::Authorizer {
     gate_ = std::move(gate);
   }
 
+  // A certificate the registry does not know goes through just-in-time registration (JITR or
+  // JITP, when a registered CA that allows it signed it) before it is refused. Set once, before
+  // connections arrive; null: none.
+  void set_just_in_time(provisioning::JustInTime* jit) { just_in_time_ = jit; }
+
   // What fleetkeyd's registry listener calls after each commit.
   void on_registry_events(const std::vector<registry::RegistryEvent>& events);
+
+  // Finishes the decisions under way and makes no more (server shutdown, before the broker and
+  // the just-in-time registration go).
+  void stop();
 
   // Waits until every rebind queued so far has been applied (tests).
   void wait_for_rebinds();
@@ -68,6 +78,7 @@ class PolicyAuthorizer : public broker::Authorizer {
 
  private:
   std::function<std::optional<std::string>()> gate_;
+  provisioning::JustInTime* just_in_time_ = nullptr;
   struct Facts;
   using FactsPtr = std::shared_ptr<const Facts>;
   using Key = std::pair<std::string, std::string>;  // certificate id, client id

@@ -56,6 +56,7 @@ struct Server::Parts {
   std::unique_ptr<WebhookHook> hook;
   std::unique_ptr<provisioning::FleetProvisioning> provisioning;
   std::unique_ptr<ProvisioningTopics> provisioning_topics;
+  std::unique_ptr<provisioning::JustInTime> just_in_time;
   std::unique_ptr<boost::asio::steady_timer> sweep_timer;
   std::unique_ptr<broker::Broker> broker;
   std::unique_ptr<cluster::NatsLink> cluster;  // [cluster]: MQTT across nodes on NATS
@@ -207,6 +208,13 @@ Result<std::unique_ptr<Server>> Server::start(const Config& config, boost::asio:
           static_cast<std::size_t>(p.config.provisioning.max_queued_per_claim)});
   p.broker = std::make_unique<broker::Broker>(*p.io_pool, broker_config, *p.authorizer,
                                               p.provisioning_topics.get());
+  // JITR and JITP: certificates of registered CAs that allow auto-registration.
+  p.just_in_time = std::make_unique<provisioning::JustInTime>(
+      *p.registry, provisioning::JustInTimeConfig{p.config.provisioning.jitp_accept_first_connect},
+      [b = p.broker.get()](const std::string& topic, std::string payload) {
+        b->publish_event(topic, std::move(payload));
+      });
+  p.authorizer->set_just_in_time(p.just_in_time.get());
   // Certificates made over MQTT and never provisioned are deleted after the token's hour.
   p.sweep_timer = std::make_unique<boost::asio::steady_timer>(io);
   server->schedule_sweep();
@@ -240,8 +248,10 @@ Result<std::unique_ptr<Server>> Server::start(const Config& config, boost::asio:
         bool cas_changed = false;
         for (const auto& ev : events) {
           using K = registry::RegistryEvent::Kind;
+          // A certificate just recorded has no session yet but the one whose connect made it
+          // (just-in-time registration), which its refusal answers.
           if (ev.kind == K::kCertificateStatusChanged &&
-              ev.status != storage::CertificateStatus::kActive) {
+              ev.status != storage::CertificateStatus::kActive && ev.detail != "created") {
             b->disconnect_certificate(ev.subject, "certificate " + ev.subject + " is now " +
                                                       std::string(storage::to_string(ev.status)));
           } else if (ev.kind == K::kCertificateDeleted) {
@@ -434,6 +444,7 @@ void Server::stop() {
   if (parts_->sweep_timer) parts_->sweep_timer->cancel();
   if (parts_->heartbeat_timer) parts_->heartbeat_timer->cancel();
   if (parts_->provisioning_topics) parts_->provisioning_topics->stop();
+  if (parts_->authorizer) parts_->authorizer->stop();
   // shutdown() waits for every I/O thread: only when they run (start-up may fail before).
   if (parts_->broker && parts_->io_pool && parts_->io_pool->started()) parts_->broker->shutdown();
   if (parts_->io_pool) parts_->io_pool->stop();

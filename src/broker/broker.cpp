@@ -742,11 +742,13 @@ class Session : public std::enable_shared_from_this<Session> {
     identity_.last_will = will_ != nullptr;
     std::weak_ptr<Session> weak = shared_from_this();
     auto conn = conn_;
+    identity_.certificate_der = conn_->peer_certificate_der();
     b_->authorizer.authorize_connect(identity_, [weak, conn](ConnectDecision decision) {
       conn->post([weak, decision = std::move(decision)] {
         if (auto self = weak.lock()) self->on_authorized(decision);
       });
     });
+    identity_.certificate_der = std::string();  // the authorizer copied what it needs
   }
 
   void refuse_connect(std::uint8_t reason_v5, std::uint8_t code311, const std::string& why) {
@@ -1728,6 +1730,13 @@ Broker::Broker(net::IoPool& pool, BrokerConfig config, Authorizer& authorizer,
     : impl_(std::make_shared<Impl>(pool, config, authorizer, reserved)) {}
 
 Broker::~Broker() = default;
+
+void Broker::publish_event(const std::string& topic, std::string payload) {
+  auto msg = std::make_shared<Message>();
+  msg->topic = topic;
+  msg->payload = std::move(payload);
+  impl_->route(msg, nullptr, nullptr);
+}
 
 void Broker::set_cluster(ClusterLink* link) {
   impl_->cluster = link;

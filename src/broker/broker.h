@@ -91,6 +91,11 @@ class Broker {
   // Closes every connection authenticated with this certificate (it left ACTIVE).
   void disconnect_certificate(const std::string& certificate_id, const std::string& reason);
 
+  // Publishes a message of the server's own (QoS 0, no publisher: e.g. JITR's
+  // $aws/events/certificates/registered/<caCertificateId>) to this node's and, in a cluster,
+  // every node's subscribers. Any thread.
+  void publish_event(const std::string& topic, std::string payload);
+
   BrokerStats stats() const;
 
   // Closes every connection (MQTT 5: DISCONNECT 0x8B first) and drops all sessions; call while

@@ -23,6 +23,9 @@ struct ClientIdentity {
     return peer ? *peer : kNone;
   }
   std::string remote_address;
+  // The certificate's DER while the connect is being decided (for just-in-time registration
+  // of a certificate from a registered CA); empty in every copy kept after it.
+  std::string certificate_der;
   mqtt::Version version = mqtt::Version::kV311;
   // AWS's iot:ConnectAttributes: a session that outlives the connection, and a last will.
   bool persistent_connect = false;

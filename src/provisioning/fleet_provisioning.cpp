@@ -328,11 +328,16 @@ Reply FleetProvisioning::register_thing(const RequestTopic& r, std::string_view 
 Result<std::size_t> FleetProvisioning::sweep() {
   const EpochSeconds cutoff = clock_.now() - kOwnershipTokenLifetime;
   std::vector<std::string> stale;
+  // Only what provisioning made (signed by the issuing CA): a certificate registered just in
+  // time from a customer's CA also waits in PENDING_ACTIVATION, for its owner to activate it.
+  const std::string issuing_ca = registry_.ca().issuing_certificate().certificate_id;
   FK_RETURN_IF_ERROR(registry_.read([&](registry::Txn& t) -> Status {
     storage::CertificateQuery q;
+    q.ca_certificate_id = issuing_ca;
     FK_ASSIGN_OR_RETURN(auto certs, t.store().list_certificates(q));
     for (const auto& c : certs) {
-      if (c.status != storage::CertificateStatus::kPendingActivation || c.created_at > cutoff)
+      if (c.status != storage::CertificateStatus::kPendingActivation || c.created_at > cutoff ||
+          c.ca_certificate_id != issuing_ca)
         continue;
       FK_ASSIGN_OR_RETURN(auto claimed, t.store().get_setting(claimed_key(c.certificate_id)));
       if (!claimed) stale.push_back(c.certificate_id);

@@ -293,7 +293,7 @@ Result<CertificateRecord> Txn::record_certificate(const NewCertificate& c) {
   r.customer_version = 1;
   r.generation_id = crypto::random_uuid();
   FK_RETURN_IF_ERROR(t_.put_certificate(r));
-  emit(RegistryEvent::Kind::kCertificateStatusChanged, r.certificate_id, {}, r.status);
+  emit(RegistryEvent::Kind::kCertificateStatusChanged, r.certificate_id, "created", r.status);
   return r;
 }
 
@@ -382,7 +382,8 @@ Status Txn::delete_registration_code() {
 Result<CaCertificateRecord> Txn::register_ca_certificate(const crypto::CertificateInfo& ca,
                                                          CertificateStatus status,
                                                          bool auto_registration,
-                                                         std::string_view certificate_mode) {
+                                                         std::string_view certificate_mode,
+                                                         std::string registration_config) {
   FK_ASSIGN_OR_RETURN(auto existing, t_.get_ca_certificate(ca.certificate_id));
   if (existing)
     return already_exists("CA certificate " + ca.certificate_id + " is already registered");
@@ -399,6 +400,7 @@ Result<CaCertificateRecord> Txn::register_ca_certificate(const crypto::Certifica
   r.created_at = now;
   r.updated_at = now;
   r.generation_id = crypto::random_uuid();
+  r.registration_config = std::move(registration_config);
   FK_RETURN_IF_ERROR(t_.put_ca_certificate(r));
   emit(RegistryEvent::Kind::kCaCertificateChanged, r.certificate_id, {}, r.status);
   return r;
@@ -411,7 +413,8 @@ Result<CaCertificateRecord> Txn::describe_ca_certificate(std::string_view id) {
 }
 
 Status Txn::update_ca_certificate(std::string_view id, std::optional<CertificateStatus> status,
-                                  std::optional<bool> auto_registration) {
+                                  std::optional<bool> auto_registration,
+                                  std::optional<std::string> registration_config) {
   FK_ASSIGN_OR_RETURN(CaCertificateRecord ca, describe_ca_certificate(id));
   if (status) {
     if (*status != CertificateStatus::kActive && *status != CertificateStatus::kInactive)
@@ -419,6 +422,7 @@ Status Txn::update_ca_certificate(std::string_view id, std::optional<Certificate
     ca.status = *status;
   }
   if (auto_registration) ca.auto_registration = *auto_registration;
+  if (registration_config) ca.registration_config = std::move(*registration_config);
   ca.updated_at = clock_.now();
   ++ca.customer_version;
   ca.generation_id = crypto::random_uuid();
@@ -881,7 +885,7 @@ Result<CertificateRecord> Registry::register_certificate_without_ca(std::string_
 
 Result<CaCertificateRecord> Registry::register_ca_certificate(
     std::string_view ca_pem, std::optional<std::string> verification_pem, bool set_active,
-    bool auto_registration, std::string_view certificate_mode) {
+    bool auto_registration, std::string_view certificate_mode, std::string registration_config) {
   if (certificate_mode != "DEFAULT" && certificate_mode != "SNI_ONLY")
     return invalid_request("certificateMode must be DEFAULT or SNI_ONLY");
   FK_ASSIGN_OR_RETURN(crypto::CertificateInfo ca, crypto::parse_certificate(ca_pem));
@@ -913,7 +917,7 @@ Result<CaCertificateRecord> Registry::register_ca_certificate(
     FK_ASSIGN_OR_RETURN(
         out, t.register_ca_certificate(
                  ca, set_active ? CertificateStatus::kActive : CertificateStatus::kInactive,
-                 auto_registration, certificate_mode));
+                 auto_registration, certificate_mode, std::move(registration_config)));
     return Status::ok();
   }));
   return out;

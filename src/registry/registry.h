@@ -53,7 +53,8 @@ struct RegistryConfig {
 // What changed, for listeners (delivered after the commit).
 struct RegistryEvent {
   enum class Kind {
-    kCertificateStatusChanged,  // subject = certificate id, status = new status
+    kCertificateStatusChanged,  // subject = certificate id, status = new status, detail =
+                                // "created" when the certificate was just recorded
     kCertificateDeleted,        // subject = certificate id
     kPolicyChanged,             // subject = policy name (new default version or deleted)
     kPolicyAttachmentChanged,   // subject = policy name, detail = target ARN
@@ -175,13 +176,17 @@ class Txn {
   // CA certificates.
   Result<std::string> registration_code();  // made on first use
   Status delete_registration_code();        // the next registration_code() is a new one
+  // registration_config: JITP's {"templateBody", "roleArn"} or {"templateName"} as JSON text
+  // (checked by the caller), "" = none.
   Result<CaCertificateRecord> register_ca_certificate(const crypto::CertificateInfo& ca,
                                                       CertificateStatus status,
                                                       bool auto_registration,
-                                                      std::string_view certificate_mode);
+                                                      std::string_view certificate_mode,
+                                                      std::string registration_config = {});
   Result<CaCertificateRecord> describe_ca_certificate(std::string_view id);
   Status update_ca_certificate(std::string_view id, std::optional<CertificateStatus> status,
-                               std::optional<bool> auto_registration);
+                               std::optional<bool> auto_registration,
+                               std::optional<std::string> registration_config = {});
   Status delete_ca_certificate(std::string_view id);
 
   // Policies.
@@ -232,6 +237,7 @@ class Registry {
 
   const RegistryConfig& config() const { return config_; }
   crypto::CertificateAuthority& ca() { return ca_; }
+  const Clock& clock() const { return clock_; }
 
   // Runs `change` atomically (see the header comment). Returns its Status or the commit's.
   Status write(const std::function<Status(Txn&)>& change);
@@ -270,7 +276,8 @@ class Registry {
   Result<CaCertificateRecord> register_ca_certificate(std::string_view ca_pem,
                                                       std::optional<std::string> verification_pem,
                                                       bool set_active, bool auto_registration,
-                                                      std::string_view certificate_mode);
+                                                      std::string_view certificate_mode,
+                                                      std::string registration_config = {});
 
  private:
   void publish(const std::vector<RegistryEvent>& events);

@@ -61,6 +61,7 @@ class FakeConnection : public net::TlsConnection {
   const std::string& remote_address() const override { return remote_; }
   std::string alpn() const override { return empty_; }
   std::string sni() const override { return empty_; }
+  std::string peer_certificate_der() const override { return empty_; }
   std::size_t queued_bytes() const override { return 0; }
   void pause_reading_for(std::chrono::milliseconds d) override {
     std::lock_guard<std::mutex> lock(mu_);

@@ -45,6 +45,9 @@ class TlsConnection : public std::enable_shared_from_this<TlsConnection> {
   // Asked of the TLS session (not kept per connection): "" when none was negotiated or sent.
   virtual std::string alpn() const = 0;
   virtual std::string sni() const = 0;
+  // The client certificate's DER, from the TLS session ("" if none); for the rare reader
+  // (just-in-time registration), so not kept per connection.
+  virtual std::string peer_certificate_der() const = 0;
   virtual std::size_t queued_bytes() const = 0;
   // Reads nothing more from the socket for `d` (bytes already read are still delivered): the
   // peer's TCP window fills and it slows down. Writes go on. A later call replaces the pause.

@@ -68,6 +68,8 @@ class TlsSession {
   // certificate_id if none), the ALPN protocol selected ("" = none), the SNI host name sent
   // ("" = none), whether it resumed.
   virtual PeerCertificate peer_certificate() const = 0;
+  // The client certificate's DER ("" if none): read from the session when asked, not kept.
+  virtual std::string peer_certificate_der() const = 0;
   virtual std::string alpn() const = 0;
   virtual std::string sni() const = 0;
   virtual bool resumed() const = 0;

@@ -131,6 +131,9 @@ class FdTlsConnection final : public TlsConnection {
   const std::string& remote_address() const override { return remote_; }
   std::string alpn() const override { return tls_ ? tls_->alpn() : std::string(); }
   std::string sni() const override { return tls_ ? tls_->sni() : std::string(); }
+  std::string peer_certificate_der() const override {
+    return tls_ ? tls_->peer_certificate_der() : std::string();
+  }
   std::size_t queued_bytes() const override { return pending_.size(); }
 
  private:

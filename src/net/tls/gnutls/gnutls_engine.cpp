@@ -197,6 +197,12 @@ class GnuTlsSession final : public TlsSession {
     if (certs == nullptr || n == 0) return {};
     return describe_with_gnutls(view(certs[0]));
   }
+  std::string peer_certificate_der() const override {
+    unsigned n = 0;
+    const gnutls_datum_t* certs = gnutls_certificate_get_peers(s_, &n);
+    if (certs == nullptr || n == 0) return {};
+    return std::string(reinterpret_cast<const char*>(certs[0].data), certs[0].size);
+  }
   std::string alpn() const override {
     gnutls_datum_t p{};
     if (gnutls_alpn_get_selected_protocol(s_, &p) != GNUTLS_E_SUCCESS) return "";

@@ -144,6 +144,16 @@ class OpenSslSession final : public TlsSession {
     X509* cert = SSL_get0_peer_certificate(ssl_);
     return cert ? describe_x509(cert) : PeerCertificate{};
   }
+  std::string peer_certificate_der() const override {
+    X509* cert = SSL_get0_peer_certificate(ssl_);
+    if (cert == nullptr) return {};
+    unsigned char* der = nullptr;
+    const int len = i2d_X509(cert, &der);
+    if (len <= 0) return {};
+    std::string out(reinterpret_cast<const char*>(der), static_cast<std::size_t>(len));
+    OPENSSL_free(der);
+    return out;
+  }
   std::string alpn() const override {
     const unsigned char* p = nullptr;
     unsigned int len = 0;
