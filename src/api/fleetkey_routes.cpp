@@ -1,11 +1,12 @@
 // fleetkey's own operations (no AWS equivalent), under /fleetkey/: a template's allow-list of
 // parameter values and single use; counters, status, expiring certificates and the root CA for
-// the fleetkey CLI.
+// the fleetkey CLI; certificate rotation for direct certificates.
 #include <algorithm>
 #include <functional>
 
 #include "api/routing.h"
 #include "provisioning/register_thing.h"
+#include "provisioning/rotation.h"
 
 namespace fk::api {
 
@@ -28,9 +29,53 @@ Status for_each_certificate(Txn& txn,
   }
 }
 
+// The certificate a rotation starts from: `certificateId`, or the thing's one ACTIVE certificate
+// that is not itself the new side of a rotation under way.
+Result<std::string> rotation_source(ApiContext& ctx, const Call& c) {
+  FK_ASSIGN_OR_RETURN(auto id, c.optional_member("certificateId"));
+  FK_ASSIGN_OR_RETURN(auto thing, c.optional_member("thingName"));
+  if (id.has_value() == thing.has_value())
+    return invalid_request("give certificateId or thingName (one of them)");
+  if (id) return *id;
+  std::vector<std::string> active;
+  FK_RETURN_IF_ERROR(ctx.registry.read([&](Txn& txn) -> Status {
+    FK_RETURN_IF_ERROR(txn.describe_thing(*thing).status());
+    FK_ASSIGN_OR_RETURN(auto principals, txn.store().list_thing_principals(*thing, {}));
+    for (const auto& arn : principals) {
+      const auto slash = arn.rfind(":cert/");
+      if (slash == std::string::npos) continue;
+      const std::string cert_id = arn.substr(slash + 6);
+      FK_ASSIGN_OR_RETURN(auto cert, txn.store().get_certificate(cert_id));
+      if (!cert || cert->status != storage::CertificateStatus::kActive) continue;
+      FK_ASSIGN_OR_RETURN(bool newer,
+                          provisioning::CertificateRotation::completes_rotation(txn, cert_id));
+      if (!newer) active.push_back(cert_id);
+    }
+    return Status::ok();
+  }));
+  if (active.size() != 1)
+    return invalid_request("thing " + *thing + " has " + std::to_string(active.size()) +
+                           " ACTIVE certificates to rotate from: name one with certificateId");
+  return active.front();
+}
+
 }  // namespace
 
 void add_fleetkey_routes(RouteTable& t, ApiContext& ctx) {
+  // A new certificate for the CSR, attached like the one it replaces (docs/rotation.md).
+  t.add("POST", "/fleetkey/certificates/rotate", [&ctx](Call& c) -> Result<json> {
+    if (ctx.config.rotation == nullptr) return not_found("rotation is not available");
+    FK_ASSIGN_OR_RETURN(std::string csr, c.member("certificateSigningRequest"));
+    FK_ASSIGN_OR_RETURN(std::string old_id, rotation_source(ctx, c));
+    FK_ASSIGN_OR_RETURN(auto rotated, ctx.config.rotation->rotate(old_id, csr));
+    const auto& cert = rotated.certificate;
+    return json{{"certificateId", cert.certificate_id},
+                {"certificateArn", ctx.arns().certificate(cert.certificate_id)},
+                {"certificatePem", cert.pem},
+                {"previousCertificateId", rotated.previous_certificate_id},
+                {"previousCertificateDeactivatesAt", rotated.previous_deactivates_at},
+                {"replayed", rotated.replayed}};
+  });
   const std::string base = "/fleetkey/provisioning-templates/{templateName}/allow-list";
   t.add("PUT", base, [&ctx](Call& c) -> Result<json> {
     provisioning::AllowList list;

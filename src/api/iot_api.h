@@ -16,6 +16,10 @@
 #include "net/http_server.h"
 #include "registry/registry.h"
 
+namespace fk::provisioning {
+class CertificateRotation;
+}
+
 namespace fk::api {
 
 struct ApiConfig {
@@ -40,6 +44,8 @@ struct ApiConfig {
   // GET /crl.pem, POST /ocsp and GET /ocsp/<base64 request> (RFC 6960 appendix A). Unset: 404.
   std::function<Result<std::string>()> crl;           // DER
   std::function<std::string(std::string_view)> ocsp;  // DER request -> DER response
+  // POST /fleetkey/certificates/rotate (`fleetkey certs rotate`); null: 404.
+  provisioning::CertificateRotation* rotation = nullptr;
 };
 
 class IotApi {

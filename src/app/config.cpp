@@ -59,9 +59,26 @@ Status parse_config(std::string_view text, const std::string& source, Config& co
                            std::to_string(err.source().begin.column) + ": " +
                            std::string(err.description()));
   }
-  FK_RETURN_IF_ERROR(only_known(
-      root, "",
-      {"data_dir", "log_level", "mqtt", "api", "ca", "aws", "storage", "provisioning", "cluster"}));
+  FK_RETURN_IF_ERROR(only_known(root, "",
+                                {"data_dir", "log_level", "mqtt", "api", "ca", "aws", "storage",
+                                 "provisioning", "cluster", "rotation"}));
+  if (auto n = root.get("rotation")) {
+    const toml::table* t = n->as_table();
+    if (t == nullptr) return bad("rotation", "must be a table");
+    FK_RETURN_IF_ERROR(only_known(*t, "rotation.", {"overlap_seconds", "max_requests_per_hour"}));
+    if (auto k = t->get("overlap_seconds")) {
+      auto v = k->value<std::int64_t>();
+      if (!k->is_integer() || *v < 1 || *v > 10LL * 365 * 86400)
+        return bad("rotation.overlap_seconds", "must be an integer from 1 to 315360000 (10 years)");
+      config.rotation.overlap_seconds = *v;
+    }
+    if (auto k = t->get("max_requests_per_hour")) {
+      auto v = k->value<double>();
+      if (!(k->is_integer() || k->is_floating_point()) || *v < 0 || *v > 1e6)
+        return bad("rotation.max_requests_per_hour", "must be a number from 0 (no limit)");
+      config.rotation.max_requests_per_hour = *v;
+    }
+  }
   if (auto n = root.get("provisioning")) {
     const toml::table* t = n->as_table();
     if (t == nullptr) return bad("provisioning", "must be a table");

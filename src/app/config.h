@@ -80,6 +80,13 @@ struct ClusterConfig {
   std::int64_t stream_max_age_seconds = 24 * 3600;  // how long QoS 1 messages can be replayed
 };
 
+// [rotation]: certificate rotation over $fleetkey/certificates/rotate and the API
+// (docs/rotation.md).
+struct RotationSettings {
+  std::int64_t overlap_seconds = 7 * 86400;  // the old certificate stays ACTIVE at most this long
+  double max_requests_per_hour = 6;          // per certificate; 0 = no limit
+};
+
 struct Config {
   std::string data_dir = "./fleetkey-data";
   std::string log_level = "info";  // debug, info, warn, error
@@ -110,6 +117,7 @@ struct Config {
   // check, e.g. miss a revocation); live sessions continue.
   int fail_closed_after_seconds = 30;
   ClusterConfig cluster;
+  RotationSettings rotation;
 
   std::string registry_path() const {
     return storage_path.empty() ? data_dir + "/registry.db" : storage_path;

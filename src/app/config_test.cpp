@@ -127,6 +127,16 @@ TEST(Config, JitpFirstConnect) {
   EXPECT_FALSE(c.provisioning.jitp_accept_first_connect);
 }
 
+TEST(Config, Rotation) {
+  Config c;
+  EXPECT_EQ(c.rotation.overlap_seconds, 7 * 86400);
+  EXPECT_EQ(c.rotation.max_requests_per_hour, 6);
+  ASSERT_TRUE(
+      parse("[rotation]\noverlap_seconds = 3600\nmax_requests_per_hour = 0.5\n", c).is_ok());
+  EXPECT_EQ(c.rotation.overlap_seconds, 3600);
+  EXPECT_EQ(c.rotation.max_requests_per_hour, 0.5);
+}
+
 TEST(Config, ErrorsNameTheSetting) {
   struct Case {
     const char* toml;
@@ -146,6 +156,10 @@ TEST(Config, ErrorsNameTheSetting) {
            Case{"[ca]\nocsp_url = \"http://a/o,DNS:evil\"\n",
                 "ca.ocsp_url: must be a URL without spaces, commas or semicolons"},
            Case{"[aws]\naccount_id = \"12\"\n", "aws.account_id: must be 12 digits"},
+           Case{"[rotation]\noverlap_seconds = 0\n",
+                "rotation.overlap_seconds: must be an integer from 1"},
+           Case{"[rotation]\nmax_requests_per_hour = -1\n",
+                "rotation.max_requests_per_hour: must be a number from 0"},
            Case{"[provisioning]\njitp_first_connect = true\n",
                 "provisioning.jitp_first_connect: must be \"refuse\" (AWS) or \"accept\""},
            Case{"log_level = \"loud\"\n", "log_level: must be debug"},

@@ -30,6 +30,8 @@ struct PolicyAuthorizer::Facts {
   std::optional<bool> thing_is_attached;
   // The registry does not know the certificate (just-in-time registration may apply).
   bool unregistered = false;
+  // The certificate is the new one of a rotation its first connect completes.
+  bool completes_rotation = false;
   // The certificate's facts as stored, only when no connection brought them (a rebind reads
   // the registry; each connection then uses its own certificate's).
   std::shared_ptr<const policy::CertificateFacts> stored_certificate;
@@ -223,6 +225,10 @@ Result<PolicyAuthorizer::FactsPtr> PolicyAuthorizer::load(const Key& key,
       }
     }
     facts->certificate = AuthDecision::allow();
+    if (rotation_ != nullptr) {
+      FK_ASSIGN_OR_RETURN(facts->completes_rotation,
+                          provisioning::CertificateRotation::completes_rotation(t, id));
+    }
     if (!enforce_) return Status::ok();
     std::optional<policy::CertificateFacts> known;
     if (peer != nullptr && peer->certificate_id == id) known = certificate_facts(*peer);
@@ -270,6 +276,7 @@ void PolicyAuthorizer::retire(std::map<Key, Live>::iterator it, bool stale) {
 broker::ConnectDecision PolicyAuthorizer::decide(const broker::ClientIdentity& client) {
   const Key key{client.certificate().certificate_id, client.client_id};
   bool tried_just_in_time = false;
+  bool tried_rotation = false;
   for (;;) {
     std::uint64_t generation = 0;
     FactsPtr facts = cached_facts(key, &generation);
@@ -324,6 +331,18 @@ broker::ConnectDecision PolicyAuthorizer::decide(const broker::ClientIdentity& c
       }
       perms->bind(std::move(grant));
     }
+    if (facts->completes_rotation && rotation_ != nullptr && !tried_rotation) {
+      // Allowed: this connect completes the rotation (the old certificate becomes INACTIVE),
+      // then decides again on facts read after it.
+      tried_rotation = true;
+      if (Status st = rotation_->complete(key.first); !st.is_ok())
+        log::warn("rotation.complete_failed",
+                  {{"certificate", key.first}, {"reason", st.message()}});
+      std::lock_guard<std::mutex> lock(mu_);
+      cache_.erase(key);
+      if (auto live = live_.find(key); live != live_.end()) live->second.stale = true;
+      continue;
+    }
     std::lock_guard<std::mutex> lock(mu_);
     // A change that arrived while the registry was being read makes these facts stale.
     if (generation != generation_) continue;
@@ -361,7 +380,8 @@ void PolicyAuthorizer::authorize_connect(const broker::ClientIdentity& client,
     // The common reconnect: facts cached, answer on the caller's thread (no registry read).
     std::uint64_t generation = 0;
     auto facts = cached_facts({client.certificate().certificate_id, client.client_id}, &generation);
-    if (facts && !(facts->unregistered && just_in_time_ != nullptr)) {
+    if (facts && !(facts->unregistered && just_in_time_ != nullptr) &&
+        !(facts->completes_rotation && rotation_ != nullptr)) {
       done(decide(client));
       return;
     }

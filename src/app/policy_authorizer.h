@@ -31,6 +31,7 @@
 
 #include "broker/authorizer.h"
 #include "provisioning/just_in_time.h"
+#include "provisioning/rotation.h"
 #include "registry/effective_policies.h"
 #include "registry/registry.h"
 
@@ -60,6 +61,9 @@ class PolicyAuthorizer : public broker::Authorizer {
   // JITP, when a registered CA that allows it signed it) before it is refused. Set once, before
   // connections arrive; null: none.
   void set_just_in_time(provisioning::JustInTime* jit) { just_in_time_ = jit; }
+  // The first allowed connect with a rotated certificate completes its rotation (the old
+  // certificate becomes INACTIVE). Set once, before connections arrive; null: none.
+  void set_rotation(provisioning::CertificateRotation* rotation) { rotation_ = rotation; }
 
   // What fleetkeyd's registry listener calls after each commit.
   void on_registry_events(const std::vector<registry::RegistryEvent>& events);
@@ -79,6 +83,7 @@ class PolicyAuthorizer : public broker::Authorizer {
  private:
   std::function<std::optional<std::string>()> gate_;
   provisioning::JustInTime* just_in_time_ = nullptr;
+  provisioning::CertificateRotation* rotation_ = nullptr;
   struct Facts;
   using FactsPtr = std::shared_ptr<const Facts>;
   using Key = std::pair<std::string, std::string>;  // certificate id, client id

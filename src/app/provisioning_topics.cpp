@@ -12,6 +12,21 @@
 
 namespace fk::app {
 
+namespace {
+
+// A provisioning::Reply sent back to the connection that asked (QoS 1).
+std::function<void(provisioning::Reply)> sender(broker::ReservedTopicHandler::Reply reply) {
+  return [reply = std::move(reply)](provisioning::Reply r) {
+    broker::Message m;
+    m.topic = std::move(r.topic);
+    m.payload = std::move(r.payload);
+    m.qos = 1;
+    reply(std::move(m));
+  };
+}
+
+}  // namespace
+
 Result<std::string> WebhookHook::call(const std::string& target, const std::string& input_json) {
   FK_ASSIGN_OR_RETURN(auto response, net::http_post(target, input_json, timeout_));
   if (response.status < 200 || response.status > 299)
@@ -121,8 +136,9 @@ struct ProvisioningTopics::Pool {
 };
 
 ProvisioningTopics::ProvisioningTopics(provisioning::FleetProvisioning& service,
-                                       std::size_t workers, ProvisioningQueueLimits limits)
-    : service_(service), pool_(std::make_unique<Pool>(workers, limits)) {}
+                                       std::size_t workers, ProvisioningQueueLimits limits,
+                                       provisioning::CertificateRotation* rotation)
+    : service_(service), rotation_(rotation), pool_(std::make_unique<Pool>(workers, limits)) {}
 
 ProvisioningTopics::~ProvisioningTopics() {
   stop();
@@ -139,21 +155,20 @@ void ProvisioningTopics::run(std::function<void()> fn) {
 }
 
 bool ProvisioningTopics::handles(std::string_view topic) const {
+  if (rotation_ && provisioning::parse_rotation_topic(topic)) return true;
   return provisioning::parse_request_topic(topic).has_value();
 }
 
 void ProvisioningTopics::on_request(const broker::ClientIdentity& client,
                                     const broker::Message& request, Reply reply) {
+  if (auto format = provisioning::parse_rotation_topic(request.topic); format && rotation_) {
+    on_rotation(*format, client, request, std::move(reply));
+    return;
+  }
   auto topic = provisioning::parse_request_topic(request.topic);
   if (!topic) return;
   provisioning::Requester who{client.certificate().certificate_id, client.client_id};
-  auto send = [reply](provisioning::Reply r) {
-    broker::Message m;
-    m.topic = std::move(r.topic);
-    m.payload = std::move(r.payload);
-    m.qos = 1;
-    reply(std::move(m));
-  };
+  auto send = sender(std::move(reply));
   // A flood is refused here, on the I/O thread, before it takes a place in the queue.
   if (auto throttled = service_.admit(*topic, who)) {
     send(std::move(*throttled));
@@ -168,6 +183,25 @@ void ProvisioningTopics::on_request(const broker::ClientIdentity& client,
               {{"client", who.client_id}, {"claim", who.claim_certificate_id}, {"reason", why}});
     send(service_.throttled(*topic, who, why));
   }
+}
+
+// Rotation requests share the workers and their fair queue, keyed by the requesting
+// certificate (as provisioning requests are by claim).
+void ProvisioningTopics::on_rotation(provisioning::Format format,
+                                     const broker::ClientIdentity& client,
+                                     const broker::Message& request, Reply reply) {
+  provisioning::Requester who{client.certificate().certificate_id, client.client_id};
+  auto send = sender(std::move(reply));
+  if (auto throttled = rotation_->admit(format, who)) {
+    send(std::move(*throttled));
+    return;
+  }
+  std::string why;
+  auto job = [this, format, payload = request.payload, who, send] {
+    send(rotation_->handle_admitted(format, payload, who));
+  };
+  if (!pool_->push(who.claim_certificate_id, who.client_id, std::move(job), why))
+    send(rotation_->throttled(format, why));
 }
 
 }  // namespace fk::app

@@ -1,4 +1,5 @@
-// ProvisioningTopics: the broker's ReservedTopicHandler for the fleet provisioning topics.
+// ProvisioningTopics: the broker's ReservedTopicHandler for the fleet provisioning topics and
+// fleetkey's certificate rotation topic ($fleetkey/certificates/rotate/...).
 // Requests run on a worker pool (signing, key generation and commits stay off the broker's
 // I/O threads), served fairly claim by claim from bounded queues; each reply goes back to the
 // connection that asked (the broker delivers it only to a matching subscription it holds, and
@@ -10,6 +11,7 @@
 
 #include "broker/reserved_topic_handler.h"
 #include "provisioning/fleet_provisioning.h"
+#include "provisioning/rotation.h"
 
 namespace fk::app {
 
@@ -32,8 +34,10 @@ struct ProvisioningQueueLimits {
 
 class ProvisioningTopics : public broker::ReservedTopicHandler {
  public:
+  // `rotation` null: no rotation topic.
   ProvisioningTopics(provisioning::FleetProvisioning& service, std::size_t workers,
-                     ProvisioningQueueLimits limits = {});
+                     ProvisioningQueueLimits limits = {},
+                     provisioning::CertificateRotation* rotation = nullptr);
   ~ProvisioningTopics() override;
 
   bool handles(std::string_view topic) const override;
@@ -45,7 +49,11 @@ class ProvisioningTopics : public broker::ReservedTopicHandler {
   void run(std::function<void()> fn);
 
  private:
+  void on_rotation(provisioning::Format format, const broker::ClientIdentity& client,
+                   const broker::Message& request, Reply reply);
+
   provisioning::FleetProvisioning& service_;
+  provisioning::CertificateRotation* rotation_;
   struct Pool;
   std::unique_ptr<Pool> pool_;
 };

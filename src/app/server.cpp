@@ -57,6 +57,8 @@ struct Server::Parts {
   std::unique_ptr<provisioning::FleetProvisioning> provisioning;
   std::unique_ptr<ProvisioningTopics> provisioning_topics;
   std::unique_ptr<provisioning::JustInTime> just_in_time;
+  std::unique_ptr<provisioning::CertificateRotation> rotation;
+  std::chrono::steady_clock::time_point provisioning_swept{};
   std::unique_ptr<boost::asio::steady_timer> sweep_timer;
   std::unique_ptr<broker::Broker> broker;
   std::unique_ptr<cluster::NatsLink> cluster;  // [cluster]: MQTT across nodes on NATS
@@ -201,11 +203,16 @@ Result<std::unique_ptr<Server>> Server::start(const Config& config, boost::asio:
       std::chrono::milliseconds(p.config.provisioning.hook_timeout_ms));
   FK_ASSIGN_OR_RETURN(p.provisioning, provisioning::FleetProvisioning::create(
                                           *p.registry, SystemClock::instance(), fp, p.hook.get()));
+  p.rotation = std::make_unique<provisioning::CertificateRotation>(
+      *p.registry, SystemClock::instance(),
+      provisioning::RotationConfig{p.config.rotation.overlap_seconds,
+                                   p.config.rotation.max_requests_per_hour});
+  p.authorizer->set_rotation(p.rotation.get());
   p.provisioning_topics = std::make_unique<ProvisioningTopics>(
       *p.provisioning, static_cast<std::size_t>(p.config.provisioning.workers),
-      ProvisioningQueueLimits{
-          static_cast<std::size_t>(p.config.provisioning.max_queued_requests),
-          static_cast<std::size_t>(p.config.provisioning.max_queued_per_claim)});
+      ProvisioningQueueLimits{static_cast<std::size_t>(p.config.provisioning.max_queued_requests),
+                              static_cast<std::size_t>(p.config.provisioning.max_queued_per_claim)},
+      p.rotation.get());
   p.broker = std::make_unique<broker::Broker>(*p.io_pool, broker_config, *p.authorizer,
                                               p.provisioning_topics.get());
   // JITR and JITP: certificates of registered CAs that allow auto-registration.
@@ -217,6 +224,7 @@ Result<std::unique_ptr<Server>> Server::start(const Config& config, boost::asio:
   p.authorizer->set_just_in_time(p.just_in_time.get());
   // Certificates made over MQTT and never provisioned are deleted after the token's hour.
   p.sweep_timer = std::make_unique<boost::asio::steady_timer>(io);
+  p.provisioning_swept = std::chrono::steady_clock::now();
   server->schedule_sweep();
   if (p.config.cluster.enabled) {
     cluster::NatsLinkOptions co;
@@ -323,6 +331,7 @@ Result<std::unique_ptr<Server>> Server::start(const Config& config, boost::asio:
   storage::EventFeed* feed = p.event_feed.get();
   api_config.crl = [r = p.revocation.get()] { return r->crl(); };
   api_config.ocsp = [r = p.revocation.get()](std::string_view req) { return r->ocsp(req); };
+  api_config.rotation = p.rotation.get();
   api_config.health = [parts = &p, feed] {
     // role: "single" (the registry is this process's own) or "cluster-node" (shared).
     std::map<std::string, std::string> h = {{"node", parts->node_id},
@@ -413,12 +422,21 @@ Result<std::unique_ptr<Server>> Server::start(const Config& config, boost::asio:
   return server;
 }
 
+// Each minute: certificates provisioning made and nobody claimed. More often when rotation
+// windows are short (half the window, at least each second): rotations whose window ended.
 void Server::schedule_sweep() {
   Parts* p = parts_.get();
-  p->sweep_timer->expires_after(std::chrono::minutes(1));
+  const auto every =
+      std::chrono::seconds(std::clamp<std::int64_t>(p->config.rotation.overlap_seconds / 2, 1, 60));
+  p->sweep_timer->expires_after(every);
   p->sweep_timer->async_wait([this, p](const boost::system::error_code& ec) {
     if (ec || p->stopped) return;
-    p->provisioning_topics->run([p] { (void)p->provisioning->sweep(); });
+    const auto now = std::chrono::steady_clock::now();
+    if (now - p->provisioning_swept >= std::chrono::minutes(1)) {
+      p->provisioning_swept = now;
+      p->provisioning_topics->run([p] { (void)p->provisioning->sweep(); });
+    }
+    p->provisioning_topics->run([p] { (void)p->rotation->sweep(); });
     schedule_sweep();
   });
 }

@@ -1252,8 +1252,9 @@ class Session : public std::enable_shared_from_this<Session> {
         fail(mqtt::reason::kTopicFilterInvalid, "topic filter longer than AWS's limits");
         continue;
       }
-      if (!shared && sub.filter[0] == '$' && sub.filter.rfind("$aws/", 0) != 0) {
-        fail(mqtt::reason::kTopicFilterInvalid, "only $aws/ reserved topics exist");
+      if (!shared && sub.filter[0] == '$' && sub.filter.rfind("$aws/", 0) != 0 &&
+          sub.filter.rfind("$fleetkey/", 0) != 0) {
+        fail(mqtt::reason::kTopicFilterInvalid, "only $aws/ and $fleetkey/ reserved topics exist");
         continue;
       }
       AuthDecision d = permissions_->subscribe(sub.filter);

@@ -1,11 +1,15 @@
 // The everyday commands: templates, policies, things, certs (list, describe, delete, revoke,
-// deactivate, activate), expiring and status.
+// deactivate, activate, rotate), expiring and status.
 #include <iostream>
+#include <sstream>
 
 #include "base/clock.h"
+#include "base/files.h"
 #include "base/strings.h"
 #include "cli/batch.h"
 #include "cli/commands.h"
+#include "cli/device_factory.h"
+#include "crypto/x509.h"
 
 namespace fk::cli {
 
@@ -16,21 +20,27 @@ Result<std::unique_ptr<IotClient>> Globals::client() const {
 
 std::string default_device_policy_document() {
   const std::string t = "${iot:Connection.Thing.ThingName}";
-  json doc = {
-      {"Version", "2012-10-17"},
-      {"Statement", json::array({{{"Effect", "Allow"},
-                                  {"Action", "iot:Connect"},
-                                  {"Resource", "arn:aws:iot:*:*:client/" + t}},
-                                 {{"Effect", "Allow"},
-                                  {"Action", {"iot:Publish", "iot:Receive", "iot:RetainPublish"}},
-                                  {"Resource",
-                                   {"arn:aws:iot:*:*:topic/lockers/" + t + "/*",
-                                    "arn:aws:iot:*:*:topic/$aws/things/" + t + "/*"}}},
-                                 {{"Effect", "Allow"},
-                                  {"Action", "iot:Subscribe"},
-                                  {"Resource",
-                                   {"arn:aws:iot:*:*:topicfilter/lockers/" + t + "/*",
-                                    "arn:aws:iot:*:*:topicfilter/$aws/things/" + t + "/*"}}}})}};
+  json doc = {{"Version", "2012-10-17"},
+              {"Statement",
+               json::array({{{"Effect", "Allow"},
+                             {"Action", "iot:Connect"},
+                             {"Resource", "arn:aws:iot:*:*:client/" + t}},
+                            {{"Effect", "Allow"},
+                             {"Action", {"iot:Publish", "iot:Receive", "iot:RetainPublish"}},
+                             {"Resource",
+                              {"arn:aws:iot:*:*:topic/lockers/" + t + "/*",
+                               "arn:aws:iot:*:*:topic/$aws/things/" + t + "/*",
+                               "arn:aws:iot:*:*:topic/$fleetkey/certificates/rotate/*"}}},
+                            {{"Effect", "Allow"},
+                             {"Action", "iot:Subscribe"},
+                             {"Resource",
+                              {"arn:aws:iot:*:*:topicfilter/lockers/" + t + "/*",
+                               "arn:aws:iot:*:*:topicfilter/$aws/things/" + t + "/*",
+                               "arn:aws:iot:*:*:topicfilter/$fleetkey/certificates/rotate/*"}}},
+                            // The device renews its own certificate (docs/rotation.md).
+                            {{"Effect", "Allow"},
+                             {"Action", "fleetkey:RotateCertificate"},
+                             {"Resource", "arn:aws:iot:*:*:cert/*"}}})}};
   return doc.dump();
 }
 
@@ -330,6 +340,90 @@ void add_things(CLI::App& app, Globals& g) {
   });
 }
 
+// `certs rotate`: a new bundle for direct-certificate devices, one or a batch; the old
+// certificate stays ACTIVE until the device connects with the new one or the server's overlap
+// window ends (docs/rotation.md).
+void add_rotate(CLI::App* certs, Globals& g) {
+  struct Flags {
+    std::string thing;
+    std::vector<std::string> things;
+    std::string things_file;
+    std::string out;
+    std::string key_type = "ec-p256";
+  };
+  auto f = std::make_shared<Flags>();
+  auto* r = certs->add_subcommand(
+      "rotate",
+      "new certificate and key for a thing (same thing, policies, groups); rerun to "
+      "resume");
+  r->add_option("--thing", f->thing, "the thing whose certificate is rotated");
+  r->add_option("--things", f->things, "a batch: thing names, comma-separated")->delimiter(',');
+  r->add_option("--things-file", f->things_file, "a batch: one thing name per line");
+  r->add_option("--out", f->out,
+                "folder of the bundle (default ./NAME); a batch: a folder per thing in it "
+                "(default ./devices)");
+  r->add_option("--key-type", f->key_type, "ec-p256 (default), ec-p384, rsa-2048, rsa-3072");
+  r->callback([&g, f] {
+    std::vector<std::string> names = f->things;
+    if (!f->things_file.empty()) {
+      auto text = read_file(f->things_file);
+      if (!text.is_ok()) {
+        g.exit_code = report_error(text.status());
+        return;
+      }
+      std::istringstream lines(*text);
+      for (std::string line; std::getline(lines, line);) {
+        line = std::string(trim(line));
+        if (!line.empty() && line[0] != '#') names.push_back(line);
+      }
+    }
+    const bool batch = !names.empty();
+    if (batch == !f->thing.empty()) {
+      g.exit_code = report_error(invalid_request("give --thing, or --things / --things-file"));
+      return;
+    }
+    if (!batch) names.push_back(f->thing);
+    auto key = crypto::parse_key_spec(f->key_type);
+    if (!key.is_ok()) {
+      g.exit_code = report_error(key.status());
+      return;
+    }
+    g.exit_code = with_client(g, [&](IotClient& api) {
+      auto ca = fetch_root_ca(api);
+      if (!ca.is_ok()) return report_error(ca.status());
+      DeviceFactory factory(api, *ca);
+      json done = json::array();
+      json failed = json::array();
+      std::vector<std::vector<std::string>> rows;
+      int last_error = kExitOk;
+      for (const auto& name : names) {
+        const std::string folder =
+            batch ? (f->out.empty() ? "devices" : f->out) + "/" + name : f->out;
+        auto rec = factory.rotate(name, folder, *key);
+        if (!rec.is_ok()) {
+          if (!batch) return report_error(rec.status());
+          failed.push_back({{"thingName", name}, {"error", rec.status().message()}});
+          rows.push_back({name, "FAILED: " + rec.status().message(), "", "", ""});
+          last_error = kExitBatchPartial;
+          continue;
+        }
+        done.push_back({{"thingName", rec->thing_name},
+                        {"certificateId", rec->certificate_id},
+                        {"previousCertificateId", rec->previous_certificate_id},
+                        {"previousCertificateDeactivatesAt", rec->previous_deactivates_at},
+                        {"folder", rec->folder},
+                        {"replayed", rec->replayed}});
+        rows.push_back({rec->thing_name, rec->certificate_id, rec->previous_certificate_id,
+                        format_utc(rec->previous_deactivates_at), rec->folder});
+      }
+      json out = batch ? json{{"rotated", done}, {"failed", failed}} : done.at(0);
+      print(g.format(), out,
+            {"THING", "NEW CERTIFICATE", "OLD CERTIFICATE", "OLD INACTIVE BY", "FOLDER"}, rows);
+      return last_error;
+    });
+  });
+}
+
 void add_certs(CLI::App& app, Globals& g) {
   auto* c = app.add_subcommand("certs", "device certificates")->require_subcommand(1);
   add_list(c, "list certificates", g, "/certificates", "certificates", "pageSize",
@@ -367,6 +461,7 @@ void add_certs(CLI::App& app, Globals& g) {
     s->callback([&g, id, thing, st] { g.exit_code = set_status(g, *id, *thing, st); });
   }
   add_delete(c, "delete a certificate (INACTIVE or REVOKED, detached)", g, "/certificates/", "id");
+  add_rotate(c, g);
 }
 
 void add_expiring(CLI::App& app, Globals& g) {

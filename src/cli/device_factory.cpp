@@ -13,6 +13,7 @@ namespace {
 
 constexpr const char* kJournal = ".fleetkey-journal.json";
 constexpr const char* kPendingKey = ".pending.key";
+constexpr const char* kRotationKey = ".rotation.key";
 // How far before the journal's time a certificate made by the interrupted run may be dated
 // (the server's clock against this machine's).
 constexpr EpochSeconds kClockAllowance = 300;
@@ -264,6 +265,44 @@ Result<DeviceRecord> DeviceFactory::create(const DeviceRequest& r) {
   } else {
     rec.already_done = true;
   }
+  return rec;
+}
+
+Result<RotationRecord> DeviceFactory::rotate(const std::string& thing, const std::string& folder,
+                                             const crypto::KeySpec& key_spec) {
+  FK_RETURN_IF_ERROR(check_thing_name(thing));
+  const std::string dir = folder.empty() ? thing : folder;
+  if (Status st = make_dirs(dir, 0700); !st.is_ok()) return local_file_error(st);
+  const std::string pending = path_in(dir, kRotationKey);
+  std::string key;
+  if (file_exists(pending)) {
+    auto text = read_file(pending);
+    if (!text.is_ok()) return local_file_error(text.status());
+    key = std::move(*text);
+  } else {
+    FK_ASSIGN_OR_RETURN(crypto::KeyPair made, crypto::generate_key_pair(key_spec));
+    key = std::move(made.private_key_pem);
+    if (Status st = write_file_atomic(pending, key, 0600); !st.is_ok()) return local_file_error(st);
+  }
+  FK_ASSIGN_OR_RETURN(std::string csr, crypto::make_csr(key, thing));
+  FK_ASSIGN_OR_RETURN(json made,
+                      api_.call("POST", "/fleetkey/certificates/rotate",
+                                json{{"thingName", thing}, {"certificateSigningRequest", csr}}));
+  failpoint("rotation-issued");  // made on the server, the bundle not yet written
+  RotationRecord rec;
+  rec.thing_name = thing;
+  rec.folder = dir;
+  rec.certificate_id = made.value("certificateId", "");
+  rec.previous_certificate_id = made.value("previousCertificateId", "");
+  rec.previous_deactivates_at = made.value("previousCertificateDeactivatesAt", EpochSeconds{0});
+  rec.replayed = made.value("replayed", false);
+  // Each file complete or absent; the key file last but one, the pending key removed last.
+  Status st = write_file_atomic(path_in(dir, "root-ca.pem"), root_ca_pem_, 0644);
+  if (st.is_ok())
+    st = write_file_atomic(path_in(dir, "device.cert.pem"), made.value("certificatePem", ""), 0644);
+  if (st.is_ok()) st = write_file_atomic(path_in(dir, "device.private.key"), key, 0600);
+  if (!st.is_ok()) return local_file_error(st);
+  ::unlink(pending.c_str());
   return rec;
 }
 

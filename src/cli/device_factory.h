@@ -54,6 +54,16 @@ struct DeviceRecord {
   bool already_done = false;  // nothing left to do
 };
 
+// A direct-certificate device's rotation (fleetkey certs rotate): the new bundle in `folder`.
+struct RotationRecord {
+  std::string thing_name;
+  std::string certificate_id;  // the new certificate
+  std::string previous_certificate_id;
+  EpochSeconds previous_deactivates_at = 0;  // the old one becomes INACTIVE then at the latest
+  std::string folder;
+  bool replayed = false;  // an interrupted run's request, answered again
+};
+
 // AWS's thing name rule: 1-128 of [a-zA-Z0-9:_-]. Errors say which character is wrong.
 Status check_thing_name(std::string_view name);
 
@@ -65,6 +75,14 @@ class DeviceFactory {
   // for it; kInvalidRequest for a bad name or CSR; kInternal for files that cannot be written;
   // the server's errors otherwise.
   Result<DeviceRecord> create(const DeviceRequest& request);
+
+  // A new certificate for `thing` (its one ACTIVE certificate's policies and things carry over
+  // on the server) for a key made here, written over `folder`'s device.cert.pem,
+  // device.private.key (0600) and root-ca.pem. The key waits in <folder>/.rotation.key (0600)
+  // until the bundle is written, so a rerun after a crash sends the same CSR and gets the same
+  // certificate back instead of a second one.
+  Result<RotationRecord> rotate(const std::string& thing, const std::string& folder,
+                                const crypto::KeySpec& key);
 
  private:
   IotClient& api_;

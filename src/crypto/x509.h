@@ -54,8 +54,10 @@ Result<std::string> make_pkcs12(std::string_view cert_pem, std::string_view priv
                                 std::string_view ca_pem, std::string_view password,
                                 std::string_view friendly_name);
 
-// DER bytes as PEM with the given label ("X509 CRL", "CERTIFICATE", ...).
+// DER bytes as PEM with the given label ("X509 CRL", "CERTIFICATE", ...), and a PEM block's
+// DER bytes back ("" when `pem` holds no PEM block).
 std::string der_to_pem(std::string_view der, const char* label);
+std::string pem_to_der(std::string_view pem);
 
 // Lowercase hex SHA-256.
 std::string sha256_hex(std::string_view data);

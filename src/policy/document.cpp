@@ -83,7 +83,11 @@ Status check_action(std::string_view action, const std::string& where) {
           c == '-' || c == '_'))
       return malformed(where, "action " + shown(action) + " contains '" + std::string(1, c) + "'");
   }
-  if (!iequals(action.substr(0, colon), "iot") || has_wildcard(action)) return Status::ok();
+  // iot: and fleetkey: (ours: fleetkey:RotateCertificate) actions are checked by name, so that a
+  // misspelt one is refused instead of never matching.
+  const std::string_view service = action.substr(0, colon);
+  if ((!iequals(service, "iot") && !iequals(service, "fleetkey")) || has_wildcard(action))
+    return Status::ok();
   for (std::string_view known : known_actions()) {
     if (iequals(known, action)) return Status::ok();
   }
@@ -315,6 +319,7 @@ const std::vector<std::string_view>& known_actions() {
       "iot:CreateKeysAndCertificate",
       "iot:CreateCertificateFromCsr",
       "iot:RegisterThing",
+      "fleetkey:RotateCertificate",
   };
   return kActions;
 }

@@ -651,6 +651,8 @@ const BadCase kBad[] = {
      "Statement[0].Action: unknown action 'iot:Publsh'"},
     {R"({"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["iot:Connect","iot:Foo"],"Resource":"*"}]})",
      "Statement[0].Action[1]: unknown action"},
+    {R"({"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"fleetkey:RotateCert","Resource":"*"}]})",
+     "Statement[0].Action: unknown action 'fleetkey:RotateCert'"},
     {R"({"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"Publish","Resource":"*"}]})",
      "not of the form service:action"},
     {R"({"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":5,"Resource":"*"}]})",

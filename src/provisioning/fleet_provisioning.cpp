@@ -101,28 +101,6 @@ Reply FleetProvisioning::accept(const RequestTopic& r, std::string payload) {
   return {reply_topic(r, true), std::move(payload), true};
 }
 
-bool FleetProvisioning::take_token(std::map<std::string, Bucket>& buckets, const std::string& claim,
-                                   double rate) {
-  if (rate <= 0) return true;
-  const auto now = std::chrono::steady_clock::now();
-  const double burst = 2 * rate;
-  std::lock_guard<std::mutex> lock(mu_);
-  auto [it, fresh] = buckets.try_emplace(claim);
-  Bucket& b = it->second;
-  if (fresh) {
-    b.tokens = burst;
-  } else {
-    const double elapsed = std::chrono::duration<double>(now - b.refreshed).count();
-    b.tokens = std::min(burst, b.tokens + elapsed * rate);
-  }
-  b.refreshed = now;
-  const bool allowed = b.tokens >= 1;
-  if (allowed) b.tokens -= 1;
-  // Bounded memory (client ids are the device's choice); limits restart. `b` is not used after.
-  if (buckets.size() > 100'000) buckets.clear();
-  return allowed;
-}
-
 namespace {
 std::string rate_text(double rate) {
   char buf[32];
@@ -132,13 +110,15 @@ std::string rate_text(double rate) {
 }  // namespace
 
 std::optional<Reply> FleetProvisioning::admit(const RequestTopic& r, const Requester& who) {
-  if (!take_token(client_buckets_, who.claim_certificate_id + "/" + who.client_id,
-                  config_.max_requests_per_client_per_second))
+  if (!client_rate_.take(who.claim_certificate_id + "/" + who.client_id,
+                         config_.max_requests_per_client_per_second,
+                         2 * config_.max_requests_per_client_per_second))
     return reject(r, who, 429, "Throttled",
                   "client " + who.client_id + " exceeded " +
                       rate_text(config_.max_requests_per_client_per_second) +
                       " provisioning requests per second on one connection");
-  if (!take_token(buckets_, who.claim_certificate_id, config_.max_requests_per_second))
+  if (!claim_rate_.take(who.claim_certificate_id, config_.max_requests_per_second,
+                        2 * config_.max_requests_per_second))
     return reject(r, who, 429, "Throttled",
                   "claim certificate " + who.claim_certificate_id + " exceeded " +
                       rate_text(config_.max_requests_per_second) +
@@ -173,7 +153,8 @@ Reply FleetProvisioning::create_keys(const RequestTopic& r, std::string_view pay
                                      const Requester& who) {
   if (Status st = decode_create_keys(r.format, payload); !st.is_ok())
     return reject(r, who, 400, "InvalidPayload", st.message());
-  if (!take_token(keygen_buckets_, who.claim_certificate_id, config_.max_server_keys_per_second))
+  if (!keygen_rate_.take(who.claim_certificate_id, config_.max_server_keys_per_second,
+                         2 * config_.max_server_keys_per_second))
     return reject(r, who, 429, "Throttled",
                   "claim certificate " + who.claim_certificate_id + " exceeded " +
                       rate_text(config_.max_server_keys_per_second) +

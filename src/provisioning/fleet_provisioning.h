@@ -33,6 +33,7 @@
 #include "provisioning/ownership_token.h"
 #include "provisioning/pre_provisioning_hook.h"
 #include "provisioning/provisioning_template.h"
+#include "provisioning/rate_limiter.h"
 #include "registry/registry.h"
 
 namespace fk::provisioning {
@@ -95,12 +96,6 @@ class FleetProvisioning {
   Reply reject(const RequestTopic& r, const Requester& who, int status, std::string code,
                std::string message);
   Reply accept(const RequestTopic& r, std::string payload);
-  struct Bucket {
-    double tokens = 0;
-    std::chrono::steady_clock::time_point refreshed;
-  };
-  // A token bucket per claim (burst: twice the rate); false = over the rate.
-  bool take_token(std::map<std::string, Bucket>& buckets, const std::string& claim, double rate);
   void count(const RequestTopic& r, const std::string& outcome);
 
   registry::Registry& registry_;
@@ -111,9 +106,9 @@ class FleetProvisioning {
 
   mutable std::mutex mu_;
   std::map<std::string, std::uint64_t> counters_;
-  std::map<std::string, Bucket> buckets_;
-  std::map<std::string, Bucket> keygen_buckets_;
-  std::map<std::string, Bucket> client_buckets_;
+  KeyedRateLimiter claim_rate_;   // requests per claim certificate
+  KeyedRateLimiter keygen_rate_;  // CreateKeysAndCertificate per claim certificate
+  KeyedRateLimiter client_rate_;  // requests per connection of a claim
   // Parsed templates by name and version.
   std::map<std::pair<std::string, std::int64_t>, std::shared_ptr<const ProvisioningTemplate>>
       templates_;

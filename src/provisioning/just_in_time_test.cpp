@@ -3,8 +3,6 @@
 #include "provisioning/just_in_time.h"
 
 #include <gtest/gtest.h>
-#include <openssl/pem.h>
-#include <openssl/x509.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -19,19 +17,6 @@ namespace fk::provisioning {
 namespace {
 
 using storage::CertificateStatus;
-
-std::string pem_to_der(const std::string& pem) {
-  BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
-  X509* x = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
-  BIO_free(bio);
-  if (x == nullptr) return {};
-  unsigned char* der = nullptr;
-  const int n = i2d_X509(x, &der);
-  std::string out(reinterpret_cast<const char*>(der), static_cast<std::size_t>(n));
-  OPENSSL_free(der);
-  X509_free(x);
-  return out;
-}
 
 class JustInTimeTest : public ::testing::Test {
  protected:
@@ -62,7 +47,7 @@ class JustInTimeTest : public ::testing::Test {
     auto keys = crypto::generate_key_pair(crypto::KeySpec::ec_p256()).value();
     auto csr = crypto::make_csr(keys.private_key_pem, cn).value();
     auto cert = customer_->issue_from_csr(csr, {}).value();
-    return pem_to_der(cert.pem);
+    return crypto::pem_to_der(cert.pem);
   }
   CertificateStatus status_of(const std::string& id) {
     CertificateStatus s = CertificateStatus::kRevoked;

@@ -88,6 +88,15 @@ std::optional<RequestTopic> parse_request_topic(std::string_view topic) {
   return std::nullopt;
 }
 
+std::optional<Format> parse_rotation_topic(std::string_view topic) {
+  if (topic.substr(0, kRotationTopicPrefix.size()) != kRotationTopicPrefix) return std::nullopt;
+  return format_of(topic.substr(kRotationTopicPrefix.size()));
+}
+
+std::string rotation_topic(Format f) {
+  return std::string(kRotationTopicPrefix) + (f == Format::kJson ? "json" : "cbor");
+}
+
 bool is_provisioning_topic(std::string_view topic) {
   return topic.substr(0, kCreate.size()) == kCreate ||
          topic.substr(0, kCreateFromCsr.size()) == kCreateFromCsr ||
@@ -135,6 +144,13 @@ std::string encode(Format f, const CsrAccepted& m) {
   return dump(f, {{"certificateOwnershipToken", m.certificate_ownership_token},
                   {"certificateId", m.certificate_id},
                   {"certificatePem", m.certificate_pem}});
+}
+
+std::string encode(Format f, const RotationAccepted& m) {
+  return dump(f, {{"certificateId", m.certificate_id},
+                  {"certificatePem", m.certificate_pem},
+                  {"previousCertificateId", m.previous_certificate_id},
+                  {"previousCertificateDeactivatesAt", m.previous_certificate_deactivates_at}});
 }
 
 std::string encode(Format f, const RegisterAccepted& m) {

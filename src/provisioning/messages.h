@@ -6,6 +6,7 @@
 // with exactly AWS's members. Pure; no I/O; never throws.
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
@@ -71,7 +72,21 @@ struct RegisterAccepted {
   std::string thing_name;
 };
 
+// fleetkey's certificate rotation (provisioning/rotation.h), not AWS's: the request topic
+// "$fleetkey/certificates/rotate/<json|cbor>" (its payload is a CsrRequest), the replies on
+// <topic>/accepted and <topic>/rejected (a Rejection).
+inline constexpr std::string_view kRotationTopicPrefix = "$fleetkey/certificates/rotate/";
+std::optional<Format> parse_rotation_topic(std::string_view topic);
+std::string rotation_topic(Format f);
+struct RotationAccepted {
+  std::string certificate_id;
+  std::string certificate_pem;
+  std::string previous_certificate_id;
+  std::int64_t previous_certificate_deactivates_at = 0;  // epoch seconds, at the latest
+};
+
 std::string encode(Format f, const KeysAccepted& m);
+std::string encode(Format f, const RotationAccepted& m);
 std::string encode(Format f, const CsrAccepted& m);
 std::string encode(Format f, const RegisterAccepted& m);
 std::string encode(Format f, const Rejection& m);

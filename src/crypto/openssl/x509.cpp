@@ -29,6 +29,20 @@ std::string der_to_pem(std::string_view der, const char* label) {
   return ossl::bio_to_string(bio.get());
 }
 
+std::string pem_to_der(std::string_view pem) {
+  ossl::Bio bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+  char* name = nullptr;
+  char* header = nullptr;
+  unsigned char* data = nullptr;
+  long len = 0;
+  if (PEM_read_bio(bio.get(), &name, &header, &data, &len) != 1) return {};
+  std::string out(reinterpret_cast<const char*>(data), static_cast<std::size_t>(len));
+  OPENSSL_free(name);
+  OPENSSL_free(header);
+  OPENSSL_free(data);
+  return out;
+}
+
 std::string sha256_hex(std::string_view data) {
   unsigned char md[SHA256_DIGEST_LENGTH];
   SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), md);
