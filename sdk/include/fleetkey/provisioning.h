@@ -73,6 +73,7 @@ enum class ErrorKind {
   kKeyGeneration,         // key or CSR generation failed
   kGaveUp,                // max_attempts retries spent
   kInvalidCredentials,    // direct certificates: unusable files (see credentials.h)
+  kRotationRejected,      // fleetkeyd refused a certificate rotation (rotation.h)
 };
 const char* to_string(ErrorKind kind);
 
@@ -130,7 +131,8 @@ enum class State {
 };
 const char* to_string(State state);
 
-enum class Role { kClaim, kDevice };
+// kNewDevice: the certificate a rotation just received (rotation.h).
+enum class Role { kClaim, kDevice, kNewDevice };
 
 struct Action {
   enum class Type {

@@ -88,6 +88,20 @@ std::optional<RegisterReply> decode_register_reply(PayloadFormat f, std::string_
   return r;
 }
 
+std::optional<RotationReply> decode_rotation_reply(PayloadFormat f, std::string_view payload,
+                                                   std::string& why) {
+  auto j = parse_map(f, payload, why);
+  if (!j) return std::nullopt;
+  RotationReply r;
+  if (!text(*j, "certificateId", r.certificate_id, why) ||
+      !text(*j, "certificatePem", r.certificate_pem, why))
+    return std::nullopt;
+  if (auto it = j->find("previousCertificateDeactivatesAt");
+      it != j->end() && it->is_number_integer())
+    r.previous_deactivates_at = it->get<std::int64_t>();
+  return r;
+}
+
 std::optional<RejectedReply> decode_rejected_reply(PayloadFormat f, std::string_view payload,
                                                    std::string& why) {
   auto j = parse_map(f, payload, why);

@@ -2,6 +2,7 @@
 // requests encoded and replies decoded, in JSON or CBOR. Pure; never throws.
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
@@ -36,6 +37,14 @@ struct RejectedReply {
 std::optional<CertificateReply> decode_certificate_reply(PayloadFormat f, std::string_view payload,
                                                          bool with_private_key, std::string& why);
 std::optional<RegisterReply> decode_register_reply(PayloadFormat f, std::string_view payload,
+                                                   std::string& why);
+// fleetkey's rotation reply ($fleetkey/certificates/rotate/<format>/accepted).
+struct RotationReply {
+  std::string certificate_id;
+  std::string certificate_pem;
+  std::int64_t previous_deactivates_at = 0;
+};
+std::optional<RotationReply> decode_rotation_reply(PayloadFormat f, std::string_view payload,
                                                    std::string& why);
 std::optional<RejectedReply> decode_rejected_reply(PayloadFormat f, std::string_view payload,
                                                    std::string& why);

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "core/messages.h"
+#include "core/random.h"
 
 namespace fleetkey {
 namespace {
@@ -74,6 +75,8 @@ const char* to_string(ErrorKind kind) {
       return "gave-up";
     case ErrorKind::kInvalidCredentials:
       return "invalid-credentials";
+    case ErrorKind::kRotationRejected:
+      return "rotation-rejected";
   }
   return "unknown";
 }
@@ -247,13 +250,7 @@ std::uint32_t backoff_delay_ms(const RetryPolicy& policy, std::uint32_t attempt,
 }
 
 std::uint32_t Provisioner::backoff_ms() {
-  // splitmix64: deterministic per jitter_seed, different between devices.
-  rng_ += 0x9E3779B97F4A7C15ULL;
-  std::uint64_t z = rng_;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-  z ^= z >> 31;
-  return backoff_delay_ms(config_.retry, attempts_, z);
+  return backoff_delay_ms(config_.retry, attempts_, core::splitmix64(rng_));
 }
 
 void Provisioner::retry(Error error, Step step, std::vector<Action>& out) {
