@@ -17,6 +17,7 @@
 
 #include "fleetkey/mqtt_client.h"
 #include "fleetkey/provisioning.h"
+#include "fleetkey/rotation.h"
 
 namespace fleetkey {
 
@@ -59,6 +60,15 @@ class CredentialStore {
   // All or nothing: after a crash load() returns this record or the previous one.
   virtual bool save(const ProvisioningRecord& record, Error& error) = 0;
   virtual bool clear(Error& error) = 0;
+
+  // The certificate rotation under way (rotation.h), kept like the provisioning record: a
+  // record with stage kNone when none. The defaults keep none (save and commit fail).
+  virtual bool load_rotation(RotationRecord& out, Error& error);
+  virtual bool save_rotation(const RotationRecord& record, Error& error);
+  // The rotation's new certificate and key become the device's identity (and a registered
+  // provisioning record's), then the rotation record is cleared. A crash before the end leaves
+  // the record (stage issued), and the next boot completes the rotation again.
+  virtual bool commit_rotation(const RotationRecord& record, Error& error);
 };
 
 // provisioning.json (0600) in `folder` is the record. Once registered, the device's
@@ -70,6 +80,10 @@ class FileCredentialStore : public CredentialStore {
   bool load(ProvisioningRecord& out, Error& error) override;
   bool save(const ProvisioningRecord& record, Error& error) override;
   bool clear(Error& error) override;
+  // rotation.json (0600), atomically; the commit writes device.cert.pem and device.private.key.
+  bool load_rotation(RotationRecord& out, Error& error) override;
+  bool save_rotation(const RotationRecord& record, Error& error) override;
+  bool commit_rotation(const RotationRecord& record, Error& error) override;
   const std::string& folder() const { return folder_; }
 
  private:

@@ -110,6 +110,13 @@ class DeviceConnection {
   void stop();  // DISCONNECT; no more reconnects
   // Remembered and subscribed again after each reconnect (QoS 1).
   void subscribe(const std::string& filter);
+  // The same for several filters in one SUBSCRIBE now; `done(all granted)` on its SUBACK (not
+  // called while disconnected: the filters are subscribed at the next connect).
+  void subscribe(const std::vector<std::string>& filters, std::function<void(bool ok)> done);
+  // Connects with `identity` from now on (a certificate rotation): the current connection is
+  // closed with DISCONNECT and a new one made at once (never twice within a second); a stopped
+  // connection starts again.
+  void switch_identity(TlsIdentity identity);
   // Fails (ok = false) at once while disconnected: the caller decides what to keep.
   void publish(const std::string& topic, std::string payload, std::uint8_t qos = 1,
                bool retain = false, std::function<void(bool ok, const Error& error)> done = {});

@@ -11,6 +11,7 @@ namespace {
 using nlohmann::json;
 
 constexpr const char* kRecordFile = "provisioning.json";
+constexpr const char* kRotationFile = "rotation.json";
 
 bool parse_stage(const std::string& s, Stage& out) {
   for (Stage st : {Stage::kNone, Stage::kKeyReady, Stage::kCertificateIssued, Stage::kRegistered})
@@ -25,7 +26,132 @@ Error storage_error(std::string message) {
   return {ErrorKind::kStorage, std::move(message), 0, ""};
 }
 
+bool parse_rotation_stage(const std::string& s, RotationStage& out) {
+  for (RotationStage st : {RotationStage::kNone, RotationStage::kKeyReady, RotationStage::kIssued})
+    if (s == to_string(st)) {
+      out = st;
+      return true;
+    }
+  return false;
+}
+
 }  // namespace
+
+bool CredentialStore::load_rotation(RotationRecord& out, Error&) {
+  out = {};
+  return true;
+}
+
+bool CredentialStore::save_rotation(const RotationRecord&, Error& error) {
+  error = storage_error("this credential store keeps no rotation record");
+  return false;
+}
+
+bool CredentialStore::commit_rotation(const RotationRecord&, Error& error) {
+  error = storage_error("this credential store keeps no rotation record");
+  return false;
+}
+
+bool FileCredentialStore::load_rotation(RotationRecord& out, Error& error) {
+  out = {};
+  const std::string path = folder_ + "/" + kRotationFile;
+  if (!fk::file_exists(path)) return true;
+  auto text = fk::read_file(path);
+  if (!text.is_ok()) {
+    error = storage_error(text.status().message());
+    return false;
+  }
+  json j = json::parse(*text, nullptr, /*allow_exceptions=*/false);
+  RotationStage stage = RotationStage::kNone;
+  if (j.is_discarded() || !j.is_object() || !j.contains("stage") || !j["stage"].is_string() ||
+      !parse_rotation_stage(j["stage"].get<std::string>(), stage)) {
+    error = storage_error(path + ": not a rotation record");
+    return false;
+  }
+  auto str = [&](const char* k) {
+    auto it = j.find(k);
+    return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
+  out.stage = stage;
+  out.private_key_pem = str("privateKey");
+  out.csr_pem = str("certificateSigningRequest");
+  out.certificate_pem = str("certificatePem");
+  out.certificate_id = str("certificateId");
+  out.previous_certificate_pem = str("previousCertificatePem");
+  out.previous_private_key_pem = str("previousPrivateKey");
+  if (auto it = j.find("previousDeactivatesAt"); it != j.end() && it->is_number_integer())
+    out.previous_deactivates_at = it->get<std::int64_t>();
+  const bool previous =
+      !out.previous_certificate_pem.empty() && !out.previous_private_key_pem.empty();
+  const bool complete = stage == RotationStage::kNone ||
+                        (stage == RotationStage::kKeyReady && previous &&
+                         !out.private_key_pem.empty() && !out.csr_pem.empty()) ||
+                        (stage == RotationStage::kIssued && previous &&
+                         !out.private_key_pem.empty() && !out.certificate_pem.empty());
+  if (!complete) {
+    error = storage_error(path + ": the record for stage " + to_string(stage) +
+                          " lacks members it needs");
+    return false;
+  }
+  return true;
+}
+
+bool FileCredentialStore::save_rotation(const RotationRecord& r, Error& error) {
+  if (auto st = fk::make_dirs(folder_, 0700); !st.is_ok()) {
+    error = storage_error(st.message());
+    return false;
+  }
+  json j = {{"stage", to_string(r.stage)}};
+  auto put = [&](const char* k, const std::string& v) {
+    if (!v.empty()) j[k] = v;
+  };
+  if (r.stage != RotationStage::kNone) {
+    put("privateKey", r.private_key_pem);
+    put("certificateSigningRequest", r.csr_pem);
+    put("certificatePem", r.certificate_pem);
+    put("certificateId", r.certificate_id);
+    put("previousCertificatePem", r.previous_certificate_pem);
+    put("previousPrivateKey", r.previous_private_key_pem);
+    if (r.previous_deactivates_at != 0) j["previousDeactivatesAt"] = r.previous_deactivates_at;
+  }
+  if (auto st = fk::write_file_atomic(folder_ + "/" + kRotationFile, j.dump(2) + "\n", 0600);
+      !st.is_ok()) {
+    error = storage_error(st.message());
+    return false;
+  }
+  return true;
+}
+
+bool FileCredentialStore::commit_rotation(const RotationRecord& r, Error& error) {
+  if (r.stage != RotationStage::kIssued) {
+    error = storage_error("only an issued rotation can be committed");
+    return false;
+  }
+  // The direct layout, then a registered provisioning record, then the rotation record (last:
+  // until it is cleared, the next boot completes the rotation again from it).
+  for (auto [name, text, mode] : {std::tuple{"device.cert.pem", &r.certificate_pem, 0644},
+                                  std::tuple{"device.private.key", &r.private_key_pem, 0600}}) {
+    if (auto st = fk::write_file_atomic(folder_ + "/" + name, *text, static_cast<mode_t>(mode));
+        !st.is_ok()) {
+      error = storage_error(st.message());
+      return false;
+    }
+  }
+  ProvisioningRecord provisioned;
+  Error ignored;
+  if (load(provisioned, ignored) && provisioned.stage == Stage::kRegistered) {
+    provisioned.certificate_pem = r.certificate_pem;
+    provisioned.certificate_id = r.certificate_id;
+    provisioned.private_key_pem = r.private_key_pem;
+    provisioned.csr_pem.clear();
+    if (!save(provisioned, error)) return false;
+  }
+  if (std::remove((folder_ + "/" + kRotationFile).c_str()) != 0 && errno != ENOENT) {
+    error = storage_error("cannot remove " + folder_ + "/" + kRotationFile);
+    return false;
+  }
+  return true;
+}
 
 FileCredentialStore::FileCredentialStore(std::string folder) : folder_(std::move(folder)) {}
 
@@ -110,7 +236,7 @@ bool FileCredentialStore::save(const ProvisioningRecord& r, Error& error) {
 }
 
 bool FileCredentialStore::clear(Error& error) {
-  for (const char* name : {kRecordFile, "device.cert.pem", "device.private.key"}) {
+  for (const char* name : {kRecordFile, kRotationFile, "device.cert.pem", "device.private.key"}) {
     const std::string path = folder_ + "/" + name;
     if (std::remove(path.c_str()) != 0 && errno != ENOENT) {
       error = storage_error("cannot remove " + path);

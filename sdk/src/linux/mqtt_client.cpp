@@ -3,6 +3,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include <algorithm>
 #include <array>
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
@@ -481,6 +482,7 @@ class DeviceConnectionState : public std::enable_shared_from_this<DeviceConnecti
   asio::steady_timer timer_;
   std::mt19937_64 rng_;
   std::unique_ptr<MqttClient> client_;
+  std::unique_ptr<MqttClient> retiring_;  // the previous identity's, closing
   std::vector<std::string> filters_;
   bool stopped_ = true;
   std::uint32_t attempts_ = 0;
@@ -605,9 +607,42 @@ void DeviceConnection::stop() {
 }
 
 void DeviceConnection::subscribe(const std::string& filter) {
-  state_->filters_.push_back(filter);
+  subscribe(std::vector<std::string>{filter}, {});
+}
+
+void DeviceConnection::subscribe(const std::vector<std::string>& filters,
+                                 std::function<void(bool ok)> done) {
+  for (const auto& f : filters)
+    if (std::find(state_->filters_.begin(), state_->filters_.end(), f) == state_->filters_.end())
+      state_->filters_.push_back(f);
   if (state_->client_ && state_->client_->connected())
-    state_->client_->subscribe({filter}, 1, [](bool) {});
+    state_->client_->subscribe(
+        filters, 1, done ? std::move(done) : [](bool) {});
+}
+
+void DeviceConnection::switch_identity(TlsIdentity identity) {
+  auto& s = *state_;
+  s.identity_ = std::move(identity);
+  s.timer_.cancel();
+  if (s.client_) {
+    s.client_->disconnect();  // DISCONNECT written, then closed (kept until then)
+    s.retiring_ = std::move(s.client_);
+  }
+  s.stopped_ = false;
+  s.attempts_ = 0;
+  auto delay = std::chrono::milliseconds(0);
+  if (s.last_attempt_) {  // AWS: at most one connect per second per client id
+    const auto earliest = *s.last_attempt_ + std::chrono::seconds(1);
+    const auto now = SteadyClock::now();
+    if (now < earliest)
+      delay = std::chrono::duration_cast<std::chrono::milliseconds>(earliest - now);
+  }
+  s.timer_.expires_after(delay);
+  std::weak_ptr<DeviceConnectionState> weak = state_;
+  s.timer_.async_wait([weak](const boost::system::error_code& e) {
+    auto self = weak.lock();
+    if (!e && self) self->attempt();
+  });
 }
 
 void DeviceConnection::publish(const std::string& topic, std::string payload, std::uint8_t qos,
