@@ -19,6 +19,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
   }
   (void)fk::provisioning::parse_request_topic(in);
+  (void)fk::provisioning::parse_rotation_topic(in);
   static const fk::provisioning::OwnershipTokens tokens(std::string(32, 'k'));
   (void)tokens.verify(in, "claim", 0);
   return 0;
