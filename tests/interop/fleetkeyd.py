@@ -73,6 +73,61 @@ ALLOW_ALL = {"Version": "2012-10-17",
              "Statement": [{"Effect": "Allow", "Action": "iot:*", "Resource": "*"}]}
 
 
+def write_config(path, toml, schema):
+    """A fleetkeyd config file: `toml`, and with FK_TEST_STORAGE=postgres the registry on the
+    PostgreSQL the CTest fixture started, in schema `schema` of this run's own. Returns path."""
+    with open(path, "w") as f:
+        f.write(toml)
+        if os.environ.get("FK_TEST_STORAGE") == "postgres":
+            with open(os.environ["FK_POSTGRES_URL_FILE"]) as u:
+                url = u.read().strip()
+            f.write('\n[storage]\nbackend = "postgres"\nurl = "%s"\nschema = "%s_%d"\n'
+                    % (url, schema, os.getpid()))
+    return path
+
+
+class LockerProcess:
+    """A locker-controller process on fleetkeyd's MQTT port; its stdout lines are collected."""
+
+    def __init__(self, binary, port, *args, env=None):
+        import queue
+        import threading
+        self.lines = queue.Queue()
+        self.all = []
+        self.p = subprocess.Popen([binary, "--port", str(port), *args],
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                  env=dict(os.environ, **(env or {})))
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self):
+        with self.p.stdout:
+            for line in self.p.stdout:
+                self.all.append(line.rstrip("\n"))
+                self.lines.put(line.rstrip("\n"))
+
+    def wait_for(self, text, timeout=30):
+        import queue
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                line = self.lines.get(timeout=max(0.05, deadline - time.time()))
+            except queue.Empty:
+                break
+            if text in line:
+                return line
+        raise AssertionError("locker never said %r; it said:\n%s" % (text, "\n".join(self.all)))
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
+        return self.p.wait(timeout=20)
+
+    def finish(self, timeout=60):
+        code = self.p.wait(timeout=timeout)
+        time.sleep(0.1)
+        return code, "\n".join(self.all)
+
+
 def error_code(fn, *a, **k):
     """(AWS error code, HTTP status) of a boto3 call that must fail."""
     import botocore.exceptions  # the python3 on PATH has it; /usr/bin/python3 tests never call

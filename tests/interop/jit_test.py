@@ -18,7 +18,7 @@ import unittest
 import paho.mqtt.client as mqtt
 
 sys.path.insert(0, os.path.dirname(__file__))
-from fleetkeyd import ALLOW_ALL, Fleetkeyd  # noqa: E402
+from fleetkeyd import ALLOW_ALL, Fleetkeyd, write_config  # noqa: E402
 
 SERVER = None  # AWS's behaviour: the first connect is refused
 EAGER = None  # [provisioning] jitp_first_connect = "accept"
@@ -70,15 +70,8 @@ def setUpModule():
 
 
 def start(mode):
-    cfg = os.path.join(TMP, mode + ".toml")
-    with open(cfg, "w") as f:
-        f.write('[provisioning]\njitp_first_connect = "%s"\n' % mode)
-        # FK_TEST_STORAGE=postgres: the registry on the PostgreSQL the CTest fixture started.
-        if os.environ.get("FK_TEST_STORAGE") == "postgres":
-            with open(os.environ["FK_POSTGRES_URL_FILE"]) as u:
-                url = u.read().strip()
-            f.write('[storage]\nbackend = "postgres"\nurl = "%s"\nschema = "jit_%s_%d"\n'
-                    % (url, mode, os.getpid()))
+    cfg = write_config(os.path.join(TMP, mode + ".toml"),
+                       '[provisioning]\njitp_first_connect = "%s"\n' % mode, "jit_" + mode)
     os.makedirs(os.path.join(TMP, mode), exist_ok=True)
     server = Fleetkeyd(os.path.join(TMP, mode, "data"), "--config", cfg)
     server.create_policy("admin", ALLOW_ALL)

@@ -16,7 +16,7 @@ import urllib.parse
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(__file__))
-from fleetkeyd import Fleetkeyd, cli_env, free_port  # noqa: E402
+from fleetkeyd import Fleetkeyd, cli_env, free_port, write_config  # noqa: E402
 
 FLEETKEY = os.environ.get("FLEETKEY", "build/bin/fleetkey")
 SERVER = None
@@ -28,16 +28,9 @@ def setUpModule():
     TMP = tempfile.mkdtemp(prefix="fk_revocation_")
     port = free_port()
     base = "http://127.0.0.1:%d" % port
-    cfg = os.path.join(TMP, "fleetkeyd.toml")
-    with open(cfg, "w") as f:
-        f.write('[ca]\ncrl_url = "%s/crl"\nocsp_url = "%s/ocsp"\n' % (base, base))
-        # FK_TEST_STORAGE=postgres: the registry (and its serial and status lookups) on the
-        # PostgreSQL the CTest fixture started, in a schema of this run's own.
-        if os.environ.get("FK_TEST_STORAGE") == "postgres":
-            with open(os.environ["FK_POSTGRES_URL_FILE"]) as u:
-                url = u.read().strip()
-            f.write('[storage]\nbackend = "postgres"\nurl = "%s"\nschema = "rev_%d"\n'
-                    % (url, os.getpid()))
+    # FK_TEST_STORAGE=postgres: the registry (and its serial and status lookups) on PostgreSQL.
+    cfg = write_config(os.path.join(TMP, "fleetkeyd.toml"),
+                       '[ca]\ncrl_url = "%s/crl"\nocsp_url = "%s/ocsp"\n' % (base, base), "rev")
     SERVER = Fleetkeyd(os.path.join(TMP, "data"), "--config", cfg, api_port=port)
 
 

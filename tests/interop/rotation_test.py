@@ -18,7 +18,7 @@ import cbor2
 import paho.mqtt.client as mqtt
 
 sys.path.insert(0, os.path.dirname(__file__))
-from fleetkeyd import Fleetkeyd, cli_env  # noqa: E402
+from fleetkeyd import Fleetkeyd, cli_env, write_config  # noqa: E402
 
 FLEETKEY = os.path.abspath(os.environ.get("FLEETKEY", "build/bin/fleetkey"))
 SERVER = None  # overlap 1 day, 4 rotation requests per hour
@@ -41,14 +41,7 @@ def setUpModule():
 
 
 def start(name, toml):
-    cfg = os.path.join(TMP, name + ".toml")
-    with open(cfg, "w") as f:
-        f.write(toml)
-        if os.environ.get("FK_TEST_STORAGE") == "postgres":
-            with open(os.environ["FK_POSTGRES_URL_FILE"]) as u:
-                url = u.read().strip()
-            f.write('[storage]\nbackend = "postgres"\nurl = "%s"\nschema = "rot_%s_%d"\n'
-                    % (url, name, os.getpid()))
+    cfg = write_config(os.path.join(TMP, name + ".toml"), toml, "rot_" + name)
     os.makedirs(os.path.join(TMP, name), exist_ok=True)
     server = Fleetkeyd(os.path.join(TMP, name, "data"), "--config", cfg)
     server.create_policy("rotator", ROTATOR)

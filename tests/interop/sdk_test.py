@@ -8,13 +8,11 @@ fleet simulator provisions a storm of devices."""
 import datetime
 import json
 import os
-import queue
 import signal
 import stat
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import unittest
 
@@ -24,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 sys.path.insert(0, os.path.dirname(__file__))
-from fleetkeyd import ALLOW_ALL, Fleetkeyd, free_port  # noqa: E402
+from fleetkeyd import ALLOW_ALL, Fleetkeyd, LockerProcess, free_port  # noqa: E402
 
 BIN = os.path.dirname(os.path.abspath(os.environ.get("FLEETKEYD", "build/bin/fleetkeyd")))
 FLEETKEY = os.path.abspath(os.environ.get("FLEETKEY", os.path.join(BIN, "fleetkey")))
@@ -84,43 +82,9 @@ def cert_status(cert_id):
                     cert_id)["certificateDescription"]["status"]
 
 
-class Locker:
-    """A locker-controller process; its stdout lines are collected."""
-
-    def __init__(self, *args, env=None):
-        self.lines = queue.Queue()
-        self.all = []
-        self.p = subprocess.Popen([LOCKER, "--port", str(SERVER.mqtt_port), *args],
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                  env=dict(os.environ, **(env or {})))
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self):
-        with self.p.stdout:
-            for line in self.p.stdout:
-                self.all.append(line.rstrip("\n"))
-                self.lines.put(line.rstrip("\n"))
-
-    def wait_for(self, text, timeout=30):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            try:
-                line = self.lines.get(timeout=max(0.05, deadline - time.time()))
-            except queue.Empty:
-                break
-            if text in line:
-                return line
-        raise AssertionError("locker never said %r; it said:\n%s" % (text, "\n".join(self.all)))
-
-    def stop(self):
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
-        return self.p.wait(timeout=20)
-
-    def finish(self, timeout=60):
-        code = self.p.wait(timeout=timeout)
-        time.sleep(0.1)
-        return code, "\n".join(self.all)
+def Locker(*args, env=None):
+    """The locker controller on the current fleetkeyd (tests restart it on the same port)."""
+    return LockerProcess(LOCKER, SERVER.mqtt_port, *args, env=env)
 
 
 def admin_pub(topic, payload):

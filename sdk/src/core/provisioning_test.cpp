@@ -10,6 +10,8 @@
 #include <set>
 #include <sstream>
 
+#include "core/test_payloads.h"
+
 namespace fleetkey {
 namespace {
 
@@ -33,16 +35,8 @@ ProvisioningConfig config(PayloadFormat f = PayloadFormat::kJson,
   return c;
 }
 
-std::string encode(PayloadFormat f, const json& j) {
-  if (f == PayloadFormat::kJson) return j.dump();
-  std::string out;
-  json::to_cbor(j, out);
-  return out;
-}
-
-json decode(PayloadFormat f, const std::string& s) {
-  return f == PayloadFormat::kJson ? json::parse(s) : json::from_cbor(s);
-}
+using test::decode;
+using test::encode;
 
 // Drives a Provisioner like a transport would, recording every action it asks for.
 struct Script {

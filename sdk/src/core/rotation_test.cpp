@@ -8,6 +8,8 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "core/test_payloads.h"
+
 namespace fleetkey {
 namespace {
 
@@ -27,16 +29,8 @@ RotationConfig config(PayloadFormat f = PayloadFormat::kJson) {
   return c;
 }
 
-std::string encode(PayloadFormat f, const json& j) {
-  if (f == PayloadFormat::kJson) return j.dump();
-  std::string out;
-  json::to_cbor(j, out);
-  return out;
-}
-
-json decode(PayloadFormat f, const std::string& s) {
-  return f == PayloadFormat::kJson ? json::parse(s) : json::from_cbor(s);
-}
+using test::decode;
+using test::encode;
 
 // fleetkeyd's rotation as the device sees it: one pending new certificate per CSR (the same CSR
 // gets the same certificate), the old certificate INACTIVE at the new one's first connect.

@@ -26,6 +26,68 @@ Error storage_error(std::string message) {
   return {ErrorKind::kStorage, std::move(message), 0, ""};
 }
 
+// A record file: `exists` false (and true returned) when there is none.
+bool read_record(const std::string& path, json& out, bool& exists, Error& error) {
+  exists = fk::file_exists(path);
+  if (!exists) return true;
+  auto text = fk::read_file(path);
+  if (!text.is_ok()) {
+    error = storage_error(text.status().message());
+    return false;
+  }
+  out = json::parse(*text, nullptr, /*allow_exceptions=*/false);
+  return true;
+}
+
+// `folder`/`name` (0600), atomically.
+bool write_record(const std::string& folder, const char* name, const json& j, Error& error) {
+  if (auto st = fk::make_dirs(folder, 0700); !st.is_ok()) {
+    error = storage_error(st.message());
+    return false;
+  }
+  if (auto st = fk::write_file_atomic(folder + "/" + name, j.dump(2) + "\n", 0600); !st.is_ok()) {
+    error = storage_error(st.message());
+    return false;
+  }
+  return true;
+}
+
+// The direct layout: device.cert.pem and device.private.key (0600), each written atomically.
+bool write_identity(const std::string& folder, const std::string& certificate_pem,
+                    const std::string& private_key_pem, Error& error) {
+  for (auto [name, text, mode] : {std::tuple{"device.cert.pem", &certificate_pem, 0644},
+                                  std::tuple{"device.private.key", &private_key_pem, 0600}}) {
+    if (auto st = fk::write_file_atomic(folder + "/" + name, *text, static_cast<mode_t>(mode));
+        !st.is_ok()) {
+      error = storage_error(st.message());
+      return false;
+    }
+  }
+  return true;
+}
+
+// The record at `path` with its stage read by `parse`: `exists` false (and true returned) when
+// there is none; false with an error for a file that is not such a record.
+template <typename StageT>
+bool read_staged_record(const std::string& path, const char* what,
+                        bool (*parse)(const std::string&, StageT&), json& j, StageT& stage,
+                        bool& exists, Error& error) {
+  if (!read_record(path, j, exists, error)) return false;
+  if (!exists) return true;
+  if (j.is_discarded() || !j.is_object() || !j.contains("stage") || !j["stage"].is_string() ||
+      !parse(j["stage"].get<std::string>(), stage)) {
+    error = storage_error(path + ": not a " + what + " record (written by another program?)");
+    return false;
+  }
+  return true;
+}
+
+// A string member, "" when absent or not a string.
+std::string member(const json& j, const char* k) {
+  auto it = j.find(k);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
 bool parse_rotation_stage(const std::string& s, RotationStage& out) {
   for (RotationStage st : {RotationStage::kNone, RotationStage::kKeyReady, RotationStage::kIssued})
     if (s == to_string(st)) {
@@ -55,30 +117,19 @@ bool CredentialStore::commit_rotation(const RotationRecord&, Error& error) {
 bool FileCredentialStore::load_rotation(RotationRecord& out, Error& error) {
   out = {};
   const std::string path = folder_ + "/" + kRotationFile;
-  if (!fk::file_exists(path)) return true;
-  auto text = fk::read_file(path);
-  if (!text.is_ok()) {
-    error = storage_error(text.status().message());
-    return false;
-  }
-  json j = json::parse(*text, nullptr, /*allow_exceptions=*/false);
+  json j;
+  bool exists = false;
   RotationStage stage = RotationStage::kNone;
-  if (j.is_discarded() || !j.is_object() || !j.contains("stage") || !j["stage"].is_string() ||
-      !parse_rotation_stage(j["stage"].get<std::string>(), stage)) {
-    error = storage_error(path + ": not a rotation record");
+  if (!read_staged_record(path, "rotation", parse_rotation_stage, j, stage, exists, error))
     return false;
-  }
-  auto str = [&](const char* k) {
-    auto it = j.find(k);
-    return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
-  };
+  if (!exists) return true;
   out.stage = stage;
-  out.private_key_pem = str("privateKey");
-  out.csr_pem = str("certificateSigningRequest");
-  out.certificate_pem = str("certificatePem");
-  out.certificate_id = str("certificateId");
-  out.previous_certificate_pem = str("previousCertificatePem");
-  out.previous_private_key_pem = str("previousPrivateKey");
+  out.private_key_pem = member(j, "privateKey");
+  out.csr_pem = member(j, "certificateSigningRequest");
+  out.certificate_pem = member(j, "certificatePem");
+  out.certificate_id = member(j, "certificateId");
+  out.previous_certificate_pem = member(j, "previousCertificatePem");
+  out.previous_private_key_pem = member(j, "previousPrivateKey");
   if (auto it = j.find("previousDeactivatesAt"); it != j.end() && it->is_number_integer())
     out.previous_deactivates_at = it->get<std::int64_t>();
   const bool previous =
@@ -97,10 +148,6 @@ bool FileCredentialStore::load_rotation(RotationRecord& out, Error& error) {
 }
 
 bool FileCredentialStore::save_rotation(const RotationRecord& r, Error& error) {
-  if (auto st = fk::make_dirs(folder_, 0700); !st.is_ok()) {
-    error = storage_error(st.message());
-    return false;
-  }
   json j = {{"stage", to_string(r.stage)}};
   auto put = [&](const char* k, const std::string& v) {
     if (!v.empty()) j[k] = v;
@@ -114,12 +161,7 @@ bool FileCredentialStore::save_rotation(const RotationRecord& r, Error& error) {
     put("previousPrivateKey", r.previous_private_key_pem);
     if (r.previous_deactivates_at != 0) j["previousDeactivatesAt"] = r.previous_deactivates_at;
   }
-  if (auto st = fk::write_file_atomic(folder_ + "/" + kRotationFile, j.dump(2) + "\n", 0600);
-      !st.is_ok()) {
-    error = storage_error(st.message());
-    return false;
-  }
-  return true;
+  return write_record(folder_, kRotationFile, j, error);
 }
 
 bool FileCredentialStore::commit_rotation(const RotationRecord& r, Error& error) {
@@ -129,14 +171,7 @@ bool FileCredentialStore::commit_rotation(const RotationRecord& r, Error& error)
   }
   // The direct layout, then a registered provisioning record, then the rotation record (last:
   // until it is cleared, the next boot completes the rotation again from it).
-  for (auto [name, text, mode] : {std::tuple{"device.cert.pem", &r.certificate_pem, 0644},
-                                  std::tuple{"device.private.key", &r.private_key_pem, 0600}}) {
-    if (auto st = fk::write_file_atomic(folder_ + "/" + name, *text, static_cast<mode_t>(mode));
-        !st.is_ok()) {
-      error = storage_error(st.message());
-      return false;
-    }
-  }
+  if (!write_identity(folder_, r.certificate_pem, r.private_key_pem, error)) return false;
   ProvisioningRecord provisioned;
   Error ignored;
   if (load(provisioned, ignored) && provisioned.stage == Stage::kRegistered) {
@@ -158,30 +193,18 @@ FileCredentialStore::FileCredentialStore(std::string folder) : folder_(std::move
 bool FileCredentialStore::load(ProvisioningRecord& out, Error& error) {
   out = {};
   const std::string path = folder_ + "/" + kRecordFile;
-  if (!fk::file_exists(path)) return true;  // nothing saved yet
-  auto text = fk::read_file(path);
-  if (!text.is_ok()) {
-    error = storage_error(text.status().message());
-    return false;
-  }
-  json j = json::parse(*text, nullptr, /*allow_exceptions=*/false);
+  json j;
+  bool exists = false;
   Stage stage = Stage::kNone;
-  if (j.is_discarded() || !j.is_object() || !j.contains("stage") || !j["stage"].is_string() ||
-      !parse_stage(j["stage"].get<std::string>(), stage)) {
-    error = storage_error(path + ": not a provisioning record (written by another program?)");
-    return false;
-  }
-  auto str = [&](const char* k) {
-    auto it = j.find(k);
-    return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
-  };
+  if (!read_staged_record(path, "provisioning", parse_stage, j, stage, exists, error)) return false;
+  if (!exists) return true;  // nothing saved yet
   out.stage = stage;
-  out.private_key_pem = str("privateKey");
-  out.csr_pem = str("certificateSigningRequest");
-  out.certificate_pem = str("certificatePem");
-  out.certificate_id = str("certificateId");
-  out.ownership_token = str("certificateOwnershipToken");
-  out.thing_name = str("thingName");
+  out.private_key_pem = member(j, "privateKey");
+  out.csr_pem = member(j, "certificateSigningRequest");
+  out.certificate_pem = member(j, "certificatePem");
+  out.certificate_id = member(j, "certificateId");
+  out.ownership_token = member(j, "certificateOwnershipToken");
+  out.thing_name = member(j, "thingName");
   if (auto it = j.find("deviceConfiguration"); it != j.end() && it->is_object())
     for (const auto& [k, v] : it->items())
       if (v.is_string()) out.device_configuration[k] = v.get<std::string>();
@@ -205,17 +228,10 @@ bool FileCredentialStore::save(const ProvisioningRecord& r, Error& error) {
     error = storage_error(st.message());
     return false;
   }
-  if (r.stage == Stage::kRegistered) {
-    // The direct layout first: once the record says "registered" these files exist.
-    for (auto [name, text, mode] : {std::tuple{"device.cert.pem", &r.certificate_pem, 0644},
-                                    std::tuple{"device.private.key", &r.private_key_pem, 0600}}) {
-      if (auto st = fk::write_file_atomic(folder_ + "/" + name, *text, static_cast<mode_t>(mode));
-          !st.is_ok()) {
-        error = storage_error(st.message());
-        return false;
-      }
-    }
-  }
+  // The direct layout first: once the record says "registered" these files exist.
+  if (r.stage == Stage::kRegistered &&
+      !write_identity(folder_, r.certificate_pem, r.private_key_pem, error))
+    return false;
   json j = {{"stage", to_string(r.stage)}};
   auto put = [&](const char* k, const std::string& v) {
     if (!v.empty()) j[k] = v;
@@ -227,12 +243,7 @@ bool FileCredentialStore::save(const ProvisioningRecord& r, Error& error) {
   put("certificateOwnershipToken", r.ownership_token);
   put("thingName", r.thing_name);
   if (!r.device_configuration.empty()) j["deviceConfiguration"] = r.device_configuration;
-  if (auto st = fk::write_file_atomic(folder_ + "/" + kRecordFile, j.dump(2) + "\n", 0600);
-      !st.is_ok()) {
-    error = storage_error(st.message());
-    return false;
-  }
-  return true;
+  return write_record(folder_, kRecordFile, j, error);
 }
 
 bool FileCredentialStore::clear(Error& error) {

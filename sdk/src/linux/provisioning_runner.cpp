@@ -4,6 +4,8 @@
 #include <chrono>
 #include <deque>
 
+#include "linux/machine_timer.h"
+
 namespace fleetkey {
 
 namespace asio = boost::asio;
@@ -27,10 +29,9 @@ class RunnerState : public std::enable_shared_from_this<RunnerState> {
   ProvisioningConfig config_;
   CredentialStore& store_;
   ConnectOptions options_;
-  asio::steady_timer timer_;
+  linux_platform::MachineTimer timer_;
   Provisioner machine_;
   std::unique_ptr<MqttClient> client_;
-  unsigned timer_generation_ = 0;
   unsigned client_generation_ = 0;
   std::uint32_t connects_ = 0;
   std::uint32_t throttled_ = 0;
@@ -160,10 +161,7 @@ class RunnerState : public std::enable_shared_from_this<RunnerState> {
         return machine_.on(e, now_ms());
       }
       case Action::Type::kStartTimer: {
-        const unsigned gen = ++timer_generation_;
-        timer_.expires_after(std::chrono::milliseconds(a.delay_ms));
-        timer_.async_wait([self, gen](const boost::system::error_code& ec) {
-          if (ec || gen != self->timer_generation_) return;
+        timer_.start(a.delay_ms, [self] {
           Event e;
           e.type = Event::Type::kTimer;
           self->feed(e);
@@ -171,7 +169,6 @@ class RunnerState : public std::enable_shared_from_this<RunnerState> {
         return {};
       }
       case Action::Type::kCancelTimer:
-        ++timer_generation_;
         timer_.cancel();
         return {};
       case Action::Type::kComplete:
@@ -187,7 +184,6 @@ class RunnerState : public std::enable_shared_from_this<RunnerState> {
   void finish(bool ok, const Error& error) {
     if (finished_) return;
     finished_ = true;
-    ++timer_generation_;
     timer_.cancel();
     ProvisioningResult r;
     r.ok = ok;
@@ -216,7 +212,6 @@ ProvisioningRunner::ProvisioningRunner(asio::io_context& io, Endpoint endpoint, 
 
 ProvisioningRunner::~ProvisioningRunner() {
   state_->finished_ = true;
-  ++state_->timer_generation_;
   ++state_->client_generation_;
   state_->timer_.cancel();
   state_->client_.reset();

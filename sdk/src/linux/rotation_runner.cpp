@@ -4,6 +4,8 @@
 #include <chrono>
 #include <deque>
 
+#include "linux/machine_timer.h"
+
 namespace fleetkey {
 
 namespace asio = boost::asio;
@@ -25,10 +27,9 @@ class RotationRunnerState : public std::enable_shared_from_this<RotationRunnerSt
   CredentialStore& store_;
   RotationConfig config_;
   std::string root_ca_pem_;
-  asio::steady_timer timer_;
+  linux_platform::MachineTimer timer_;
   Rotator machine_;
   TlsIdentity current_;  // what the connection uses
-  unsigned timer_generation_ = 0;
   bool running_ = false;
   RotationState last_state_ = RotationState::kIdle;
   std::function<void(RotationResult)> done_;
@@ -116,11 +117,9 @@ class RotationRunnerState : public std::enable_shared_from_this<RotationRunnerSt
         });
         return {};
       case Action::Type::kStartTimer: {
-        const unsigned gen = ++timer_generation_;
-        timer_.expires_after(std::chrono::milliseconds(a.delay_ms));
-        timer_.async_wait([weak, gen](const boost::system::error_code& ec) {
+        timer_.start(a.delay_ms, [weak] {
           auto self = weak.lock();
-          if (ec || !self || gen != self->timer_generation_) return;
+          if (!self) return;
           Event e;
           e.type = Event::Type::kTimer;
           self->feed(e);
@@ -128,7 +127,6 @@ class RotationRunnerState : public std::enable_shared_from_this<RotationRunnerSt
         return {};
       }
       case Action::Type::kCancelTimer:
-        ++timer_generation_;
         timer_.cancel();
         return {};
       case Action::Type::kConnect: {
@@ -168,7 +166,6 @@ class RotationRunnerState : public std::enable_shared_from_this<RotationRunnerSt
   void finish(bool ok, const Error& error) {
     if (!running_) return;
     running_ = false;
-    ++timer_generation_;
     timer_.cancel();
     RotationResult result;
     result.ok = ok;
