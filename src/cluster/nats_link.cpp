@@ -111,6 +111,22 @@ class Workers {
   std::vector<std::thread> threads_;
 };
 
+// Adds a stream (an existing one is fine). Right after the servers start, or on a loaded
+// machine, JetStream may still be electing its leaders or placing peers ("no suitable peers for
+// placement") and the connection may still be settling: tried again for up to 30 s.
+natsStatus add_stream(jsCtx* js, jsStreamConfig& cfg, jsErrCode* code) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  for (;;) {
+    jsStreamInfo* si = nullptr;
+    *code = static_cast<jsErrCode>(0);
+    natsStatus s = js_AddStream(&si, js, &cfg, nullptr, code);
+    if (si != nullptr) jsStreamInfo_Destroy(si);
+    if (s == NATS_OK || *code == JSStreamNameExistErr) return NATS_OK;
+    if (std::chrono::steady_clock::now() >= deadline) return s;
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  }
+}
+
 // Creates a key-value bucket's stream ourselves, without direct gets: reads then go to the
 // stream's leader and see every acknowledged write (read-your-writes across nodes).
 Status ensure_bucket(jsCtx* js, const char* bucket, int replicas, kvStore** kv) {
@@ -131,11 +147,9 @@ Status ensure_bucket(jsCtx* js, const char* bucket, int replicas, kvStore** kv) 
   cfg.DenyDelete = true;
   cfg.Discard = js_DiscardNew;
   cfg.AllowDirect = false;
-  jsStreamInfo* si = nullptr;
   jsErrCode code = static_cast<jsErrCode>(0);
-  natsStatus s = js_AddStream(&si, js, &cfg, nullptr, &code);
-  if (si != nullptr) jsStreamInfo_Destroy(si);
-  if (s != NATS_OK && code != JSStreamNameExistErr)
+  natsStatus s = add_stream(js, cfg, &code);
+  if (s != NATS_OK)
     return Status(ErrorCode::kUnavailable,
                   std::string("JetStream bucket ") + bucket + ": " + nats_error(s));
   s = js_KeyValue(kv, js, bucket);
@@ -1012,17 +1026,8 @@ struct NatsLink::Impl : std::enable_shared_from_this<NatsLink::Impl> {
     cfg.MaxAge = opt.stream_max_age_seconds * 1000000000LL;
     cfg.MaxBytes = opt.stream_max_bytes;
     cfg.Discard = js_DiscardOld;
-    jsStreamInfo* si = nullptr;
     jsErrCode code = static_cast<jsErrCode>(0);
-    // JetStream may still be electing its leaders right after the servers start.
-    for (int attempt = 0; attempt < 20; ++attempt) {
-      s = js_AddStream(&si, js, &cfg, nullptr, &code);
-      if (si != nullptr) jsStreamInfo_Destroy(si);
-      si = nullptr;
-      if (s == NATS_OK || code == JSStreamNameExistErr) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(250));
-    }
-    if (s != NATS_OK && code != JSStreamNameExistErr)
+    if ((s = add_stream(js, cfg, &code)) != NATS_OK)
       return Status(ErrorCode::kUnavailable,
                     std::string("JetStream stream ") + kStream + ": " + nats_error(s));
     FK_RETURN_IF_ERROR(ensure_bucket(js, kClients, opt.replicas, &clients));

@@ -14,7 +14,8 @@ using storage::CertificateStatus;
 
 // The rotation's state, in registry settings (so it commits with the certificates):
 // rotation.to/<old id> = {"new": <new id>, "key": <the CSR key's SHA-256>, "until": <epoch s>}
-// rotation.from/<new id> = <old id>. An empty value is no rotation.
+// rotation.from/<new id> = <old id>. Deleted when the rotation ends (an empty value, as older
+// code might leave, is no rotation either).
 constexpr std::string_view kTo = "rotation.to/";
 constexpr std::string_view kFrom = "rotation.from/";
 
@@ -38,8 +39,8 @@ Result<std::optional<Pending>> pending_of(registry::Txn& t, std::string_view old
 }
 
 Status clear(registry::Txn& t, std::string_view old_id, std::string_view new_id) {
-  FK_RETURN_IF_ERROR(t.store().put_setting(key_of(kTo, old_id), ""));
-  return t.store().put_setting(key_of(kFrom, new_id), "");
+  FK_RETURN_IF_ERROR(t.store().delete_setting(key_of(kTo, old_id)));
+  return t.store().delete_setting(key_of(kFrom, new_id));
 }
 
 // Takes back a new certificate that was never used (replaced by another request): its things
@@ -225,7 +226,7 @@ Status CertificateRotation::complete(std::string_view new_id) {
     FK_ASSIGN_OR_RETURN(auto pending, pending_of(t, old_id));
     if (!pending || pending->new_id != new_id) {  // replaced meanwhile: only this side goes
       old_id.clear();
-      return t.store().put_setting(key_of(kFrom, new_id), "");
+      return t.store().delete_setting(key_of(kFrom, new_id));
     }
     return finish(t, old_id, new_id);
   }));

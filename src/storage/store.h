@@ -107,6 +107,7 @@ class Transaction {
   // Small named values (e.g. the CA registration code).
   virtual Maybe<std::string> get_setting(std::string_view key) = 0;
   virtual Status put_setting(std::string_view key, std::string_view value) = 0;
+  virtual Status delete_setting(std::string_view key) = 0;  // absent: nothing to do
   // The settings whose key starts with `prefix`, in key order, after page.after (a full key).
   virtual List<std::pair<std::string, std::string>> list_settings(std::string_view prefix,
                                                                   const Page& page) = 0;

@@ -375,6 +375,12 @@ TEST_P(StoreContract, Settings) {
   ASSERT_TRUE(w->commit().is_ok());
   EXPECT_EQ(**read()->get_setting("registration_code"), "abc");
   EXPECT_FALSE(read()->get_setting("missing")->has_value());
+  w = write();
+  ASSERT_TRUE(w->delete_setting("registration_code").is_ok());
+  ASSERT_TRUE(w->delete_setting("missing").is_ok());
+  ASSERT_TRUE(w->commit().is_ok());
+  EXPECT_FALSE(read()->get_setting("registration_code")->has_value());
+  EXPECT_TRUE(read()->list_settings("registration", {})->empty());
 }
 
 TEST_P(StoreContract, SettingsListedByPrefixInPages) {

@@ -320,6 +320,11 @@ class MemoryTransaction final : public Transaction {
     work_.settings[std::string(k)] = std::string(v);
     return Status::ok();
   }
+  Status delete_setting(std::string_view k) override {
+    FK_RETURN_IF_ERROR(writable());
+    work_.settings.erase(std::string(k));
+    return Status::ok();
+  }
   List<std::pair<std::string, std::string>> list_settings(std::string_view prefix,
                                                           const Page& p) override {
     std::vector<std::pair<std::string, std::string>> out;

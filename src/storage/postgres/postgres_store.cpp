@@ -544,6 +544,9 @@ class PostgresTransaction final : public Transaction {
         "INSERT INTO settings VALUES (?,?) ON CONFLICT (key) DO UPDATE SET value=EXCLUDED.value",
         key, value);
   }
+  Status delete_setting(std::string_view key) override {
+    return write("DELETE FROM settings WHERE key=?", key);
+  }
   List<std::pair<std::string, std::string>> list_settings(std::string_view prefix,
                                                           const Page& p) override {
     const std::string from = std::max(std::string(prefix), p.after);

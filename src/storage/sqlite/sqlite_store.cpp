@@ -449,6 +449,9 @@ class SqliteTransaction final : public Transaction {
   Status put_setting(std::string_view key, std::string_view value) override {
     return write("INSERT OR REPLACE INTO settings VALUES (?,?)", key, value);
   }
+  Status delete_setting(std::string_view key) override {
+    return write("DELETE FROM settings WHERE key=?", key);
+  }
   List<std::pair<std::string, std::string>> list_settings(std::string_view prefix,
                                                           const Page& p) override {
     // A range on the primary key: [max(prefix, after), prefix's successor).
