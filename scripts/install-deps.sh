@@ -12,6 +12,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev libnats-dev libgnutls28-dev
   # real tools used by tests and benchmarks
   openssl sqlite3 curl mosquitto mosquitto-clients python3-paho-mqtt python3-cbor2 python3-cryptography
+  python3-prometheus-client
   # servers the tests start on loopback themselves (scripts/postgres.sh, scripts/cluster.sh)
   postgresql-15 haproxy nats-server
 )

@@ -3,6 +3,7 @@
 #include "api/routing.h"
 #include "api/sigv4.h"
 #include "base/log.h"
+#include "base/strings.h"
 #include "codec/bounded_json.h"
 #include "crypto/hash.h"
 #include "crypto/x509.h"
@@ -182,6 +183,27 @@ struct IotApi::Impl {
     add_register_routes(table, ctx);
   }
 
+  // GET /metrics (Prometheus, no SigV4): with [api] metrics_token set, only with that bearer
+  // token; without one, only from a loopback address.
+  net::HttpResponse metrics(const net::HttpRequest& req) {
+    if (!ctx.config.prometheus) return net::HttpResponse{404, "text/plain", {}, "no metrics\n"};
+    if (!ctx.config.metrics_token.empty()) {
+      const std::string auth = req.header("authorization");
+      const std::string want = "Bearer " + ctx.config.metrics_token;
+      if (!constant_time_equals(auth, want))
+        return net::HttpResponse{
+            401, "text/plain", {{"WWW-Authenticate", "Bearer"}}, "a bearer token is required\n"};
+    } else if (!is_loopback_address(req.remote_address)) {
+      return net::HttpResponse{403,
+                               "text/plain",
+                               {},
+                               "/metrics answers loopback clients only; set [api] metrics_token "
+                               "to scrape from elsewhere\n"};
+    }
+    return net::HttpResponse{
+        200, "text/plain; version=0.0.4; charset=utf-8", {}, ctx.config.prometheus()};
+  }
+
   // GET /crl, /crl.pem; POST /ocsp, GET /ocsp/<request>: nullopt for any other request.
   std::optional<net::HttpResponse> revocation_data(const net::HttpRequest& req) {
     const std::string path = req.target.substr(0, req.target.find('?'));
@@ -232,6 +254,8 @@ struct IotApi::Impl {
       return {ok ? 200 : 503, "application/json", {}, out.dump()};
     }
     if (auto revocation = revocation_data(req)) return *revocation;
+    if (req.method == "GET" && req.target.substr(0, req.target.find('?')) == "/metrics")
+      return metrics(req);
     auto secret_of = [this](const std::string& key) -> std::optional<std::string> {
       auto it = ctx.config.credentials.find(key);
       if (it == ctx.config.credentials.end()) return std::nullopt;

@@ -44,6 +44,10 @@ struct ApiConfig {
   // GET /crl.pem, POST /ocsp and GET /ocsp/<base64 request> (RFC 6960 appendix A). Unset: 404.
   std::function<Result<std::string>()> crl;           // DER
   std::function<std::string(std::string_view)> ocsp;  // DER request -> DER response
+  // GET /metrics: the Prometheus text (no SigV4); unset: 404. `metrics_token` non-empty: the
+  // scrape must bring "Authorization: Bearer <token>"; empty: loopback clients only.
+  std::function<std::string()> prometheus;
+  std::string metrics_token;
   // POST /fleetkey/certificates/rotate (`fleetkey certs rotate`); null: 404.
   provisioning::CertificateRotation* rotation = nullptr;
 };

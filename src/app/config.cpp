@@ -232,8 +232,15 @@ Status parse_config(std::string_view text, const std::string& source, Config& co
   if (auto n = root.get("api")) {
     const toml::table* t = n->as_table();
     if (t == nullptr) return bad("api", "must be a table");
-    FK_RETURN_IF_ERROR(only_known(
-        *t, "api.", {"bind", "port", "tls", "credentials_file", "allow_plain_http_on_network"}));
+    FK_RETURN_IF_ERROR(only_known(*t, "api.",
+                                  {"bind", "port", "tls", "credentials_file",
+                                   "allow_plain_http_on_network", "metrics_token"}));
+    if (auto v = t->get("metrics_token")) {
+      FK_RETURN_IF_ERROR(get_string(*v, "api.metrics_token", config.api.metrics_token));
+      if (!config.api.metrics_token.empty() && config.api.metrics_token.size() < 16)
+        return bad("api.metrics_token",
+                   "must be at least 16 characters (or \"\" for loopback only)");
+    }
     if (auto v = t->get("allow_plain_http_on_network")) {
       if (!v->is_boolean()) return bad("api.allow_plain_http_on_network", "must be true or false");
       config.api.allow_plain_http_on_network = *v->value<bool>();

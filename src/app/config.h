@@ -28,6 +28,8 @@ struct ApiListenerConfig : ListenerConfig {
   // Plain HTTP on an address other than loopback sends every signed admin request (and the
   // private keys CreateKeysAndCertificate returns) in clear: refused unless this is true.
   bool allow_plain_http_on_network = false;
+  // GET /metrics: "" = loopback clients only; else scrapes must bring this bearer token.
+  std::string metrics_token;
 };
 
 struct MqttConfig : ListenerConfig {
@@ -98,8 +100,8 @@ struct Config {
                   /*max_publishes_per_second=*/100,
                   /*max_bytes_per_second=*/512 * 1024,
                   /*enforce_policies=*/true};
-  ApiListenerConfig api{{"127.0.0.1", 8443}, false, ""};  // the control-plane API (admin)
-  ProvisioningConfig provisioning;                        // [provisioning]
+  ApiListenerConfig api{{"127.0.0.1", 8443}, false, "", false, ""};  // the control-plane API
+  ProvisioningConfig provisioning;                                   // [provisioning]
   crypto::CaConfig ca;       // [ca] key_type, organization, server_names, ...
   registry::ArnScope aws;    // [aws] region, account_id
   std::string storage_path;  // [storage] path; "" = <data_dir>/registry.db

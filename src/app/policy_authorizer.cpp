@@ -286,8 +286,14 @@ broker::ConnectDecision PolicyAuthorizer::decide(const broker::ClientIdentity& c
         return {AuthDecision::deny("registry error: " + loaded.status().message()), nullptr};
       facts = std::move(*loaded);
     }
-    if (facts->unregistered && just_in_time_ != nullptr && !tried_just_in_time &&
-        !client.certificate_der.empty()) {
+    if (facts->unregistered && just_in_time_ != nullptr && client.certificate_der.empty()) {
+      // Asked again with the certificate's DER (read from the TLS session only for this).
+      broker::ConnectDecision ask;
+      ask.decision = AuthDecision::deny("certificate " + key.first + " is not registered");
+      ask.wants_certificate_der = true;
+      return ask;
+    }
+    if (facts->unregistered && just_in_time_ != nullptr && !tried_just_in_time) {
       tried_just_in_time = true;
       using Kind = provisioning::JustInTimeOutcome::Kind;
       auto outcome = just_in_time_->on_unregistered_certificate(client.certificate_der);

@@ -12,6 +12,7 @@
 #include "app/revocation.h"
 #include "base/files.h"
 #include "base/log.h"
+#include "base/metrics.h"
 #include "base/strings.h"
 #include "broker/broker.h"
 #include "cluster/nats_link.h"
@@ -67,6 +68,54 @@ struct Server::Parts {
   int listener_id = 0;
   bool stopped = false;
 
+  // GET /metrics: every part's families, and the certificates expiring within 30 days (a
+  // registry scan, made again after a certificate event, at most once a minute otherwise).
+  std::atomic<bool> expiring_stale{true};
+  std::mutex expiring_mu;
+  std::chrono::steady_clock::time_point expiring_at{};
+  std::optional<std::uint64_t> expiring_count;
+  std::string prometheus_text() {
+    metrics::Exposition out;
+    if (broker) broker->write_metrics(out);
+    for (auto* l : {mqtt.get(), mqtt_alpn.get()})
+      if (l) l->write_metrics(out);
+    if (provisioning) provisioning->write_metrics(out);
+    out.histogram("fleetkey_registry_commit_duration_seconds",
+                  "Registry COMMITs (a batch of changes each): the fsync or PostgreSQL round trip.",
+                  registry->commit_durations());
+    out.counter("fleetkey_registry_commits_total", "Registry COMMITs.",
+                static_cast<double>(registry->commits()));
+    {
+      std::lock_guard<std::mutex> lock(expiring_mu);
+      const auto now = std::chrono::steady_clock::now();
+      if (!expiring_count || expiring_stale.exchange(false) ||
+          now - expiring_at > std::chrono::minutes(1)) {
+        std::uint64_t n = 0;
+        const EpochSeconds limit = SystemClock::instance().now() + 30 * 86400;
+        Status st = registry->read([&](registry::Txn& t) -> Status {
+          storage::CertificateQuery q;
+          q.page.limit = 1000;
+          for (;;) {
+            FK_ASSIGN_OR_RETURN(auto list, t.store().list_certificates(q));
+            for (const auto& c : list)
+              if (c.status == storage::CertificateStatus::kActive && c.not_after < limit) ++n;
+            if (list.size() < q.page.limit) return Status::ok();
+            q.page.after = storage::certificate_page_key(list.back());
+          }
+        });
+        if (st.is_ok()) {
+          expiring_count = n;
+          expiring_at = now;
+        }
+      }
+      if (expiring_count)
+        out.gauge("fleetkey_certificates_expiring_soon",
+                  "ACTIVE certificates whose notAfter is within 30 days (refreshed each minute).",
+                  static_cast<double>(*expiring_count), {{"within", "30d"}});
+    }
+    return out.text();
+  }
+
   // Our root and issuing CA, and every ACTIVE registered CA.
   std::vector<std::string> trust_anchors() {
     std::vector<std::string> pems = {ca->root_certificate().pem, ca->issuing_certificate().pem};
@@ -94,10 +143,6 @@ registry::Registry& Server::registry() {
 }
 
 namespace {
-
-bool is_loopback(const std::string& address) {
-  return address == "localhost" || address == "::1" || address.rfind("127.", 0) == 0;
-}
 
 std::string absolute(const std::string& path) {
   std::error_code ec;
@@ -154,7 +199,7 @@ Result<std::unique_ptr<Server>> Server::start(const Config& config, boost::asio:
   FK_ASSIGN_OR_RETURN(p.admin, load_or_create_admin_credentials(
                                    e.credentials_path, e.aws_config_path, p.config.aws.region));
 
-  if (!p.config.api.tls && !is_loopback(p.config.api.bind)) {
+  if (!p.config.api.tls && !is_loopback_address(p.config.api.bind)) {
     if (!p.config.api.allow_plain_http_on_network)
       return invalid_request(
           "api.bind: " + p.config.api.bind +
@@ -258,11 +303,13 @@ Result<std::unique_ptr<Server>> Server::start(const Config& config, boost::asio:
           using K = registry::RegistryEvent::Kind;
           // A certificate just recorded has no session yet but the one whose connect made it
           // (just-in-time registration), which its refusal answers.
-          if (ev.kind == K::kCertificateStatusChanged &&
-              ev.status != storage::CertificateStatus::kActive && ev.detail != "created") {
-            b->disconnect_certificate(ev.subject, "certificate " + ev.subject + " is now " +
-                                                      std::string(storage::to_string(ev.status)));
+          if (ev.kind == K::kCertificateStatusChanged) {
+            parts->expiring_stale = true;
+            if (ev.status != storage::CertificateStatus::kActive && ev.detail != "created")
+              b->disconnect_certificate(ev.subject, "certificate " + ev.subject + " is now " +
+                                                        std::string(storage::to_string(ev.status)));
           } else if (ev.kind == K::kCertificateDeleted) {
+            parts->expiring_stale = true;
             b->disconnect_certificate(ev.subject, "certificate " + ev.subject + " was deleted");
           } else if (ev.kind == K::kCaCertificateChanged) {
             cas_changed = true;
@@ -332,6 +379,8 @@ Result<std::unique_ptr<Server>> Server::start(const Config& config, boost::asio:
   api_config.crl = [r = p.revocation.get()] { return r->crl(); };
   api_config.ocsp = [r = p.revocation.get()](std::string_view req) { return r->ocsp(req); };
   api_config.rotation = p.rotation.get();
+  api_config.metrics_token = p.config.api.metrics_token;
+  api_config.prometheus = [parts = &p] { return parts->prometheus_text(); };
   api_config.health = [parts = &p, feed] {
     // role: "single" (the registry is this process's own) or "cluster-node" (shared).
     std::map<std::string, std::string> h = {{"node", parts->node_id},

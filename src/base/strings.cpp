@@ -102,4 +102,9 @@ std::vector<std::string> ini_section_names(std::string_view text) {
   return out;
 }
 
+bool is_loopback_address(std::string_view address) {
+  if (address.rfind("::ffff:", 0) == 0) address.remove_prefix(7);
+  return address == "localhost" || address == "::1" || address.rfind("127.", 0) == 0;
+}
+
 }  // namespace fk

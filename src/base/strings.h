@@ -17,6 +17,9 @@ std::string to_hex(std::string_view bytes);
 // Compares two secrets in time that depends only on their lengths, never on their contents.
 bool constant_time_equals(std::string_view a, std::string_view b);
 
+// "localhost", 127.0.0.0/8, ::1 and IPv4-mapped 127.x: an address of this machine's loopback.
+bool is_loopback_address(std::string_view address);
+
 // Counts characters that are not JSON whitespace (AWS's policy size rule).
 std::size_t count_non_whitespace(std::string_view s);
 

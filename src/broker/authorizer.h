@@ -31,6 +31,10 @@ using PermissionsPtr = std::shared_ptr<const Permissions>;
 struct ConnectDecision {
   AuthDecision decision;
   PermissionsPtr permissions;  // set when decision.allowed
+  // Not decided yet: ask again with ClientIdentity::certificate_der set (an unknown certificate
+  // that a registered CA may have signed: just-in-time registration). Read from the TLS session
+  // only then, so that a known certificate's connect never copies its DER.
+  bool wants_certificate_der = false;
 };
 
 class Authorizer {

@@ -13,6 +13,7 @@
 #include <unordered_set>
 
 #include "base/log.h"
+#include "base/metrics.h"
 #include "broker/cluster_link.h"
 #include "broker/subscription_trie.h"
 #include "mqtt/codec.h"
@@ -36,6 +37,10 @@ std::int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
+}
+
+double seconds_since(SteadyClock::time_point t) {
+  return std::chrono::duration<double>(SteadyClock::now() - t).count();
 }
 
 std::uint64_t random_word() {
@@ -210,6 +215,11 @@ struct Broker::Impl : std::enable_shared_from_this<Broker::Impl>, ClusterLink::N
   std::atomic<std::uint64_t> messages_in{0};
   std::atomic<std::uint64_t> messages_out{0};
   std::atomic<std::uint64_t> connects_refused{0};
+  // For GET /metrics: CONNECT -> CONNACK time of accepted connects, connects by result and
+  // MQTT reason, and how long a certificate event took to close its sessions.
+  metrics::Histogram connect_seconds;
+  metrics::LabeledCounter connects{{"result", "reason"}};
+  metrics::Histogram revocation_cut_seconds;
   std::atomic<std::uint64_t> dropped_qos0{0};
   std::atomic<std::uint64_t> dropped_qos1{0};
   std::atomic<std::uint64_t> retained_refused{0};
@@ -444,6 +454,8 @@ class Session : public std::enable_shared_from_this<Session> {
     active_ = true;
     online_flag_ = true;
     b_->connections++;
+    b_->connect_seconds.observe(seconds_since(connect_at_));
+    b_->connects.with({"accepted", "success"}).add();
     mqtt::Connack ack;
     ack.session_present = present;
     ack.reason_code = 0;
@@ -652,6 +664,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void on_connect_frame(const mqtt::Frame& frame) {
     connect_received_ = true;
+    connect_at_ = SteadyClock::now();
     timer_.cancel();
     auto decoded = mqtt::decode_connect(frame);
     if (auto* e = std::get_if<mqtt::DecodeError>(&decoded)) {
@@ -740,9 +753,12 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     identity_.persistent_connect = session_expiry_ > 0;
     identity_.last_will = will_ != nullptr;
+    ask_authorizer();
+  }
+
+  void ask_authorizer() {
     std::weak_ptr<Session> weak = shared_from_this();
     auto conn = conn_;
-    identity_.certificate_der = conn_->peer_certificate_der();
     b_->authorizer.authorize_connect(identity_, [weak, conn](ConnectDecision decision) {
       conn->post([weak, decision = std::move(decision)] {
         if (auto self = weak.lock()) self->on_authorized(decision);
@@ -753,6 +769,11 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void refuse_connect(std::uint8_t reason_v5, std::uint8_t code311, const std::string& why) {
     b_->connects_refused++;
+    b_->connects
+        .with({"refused",
+               mqtt::reason_name(reason_v5 != 0 ? reason_v5
+                                                : mqtt::reason::kClientIdentifierNotValid)})
+        .add();
     log::warn("broker.connection_refused", {{"peer", identity_.remote_address},
                                             {"client", identity_.client_id},
                                             {"certificate", identity_.certificate().certificate_id},
@@ -766,6 +787,12 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void on_authorized(const ConnectDecision& connect) {
     if (!conn_ || !conn_->is_open()) return;
+    if (connect.wants_certificate_der && !der_given_) {
+      der_given_ = true;  // once: an authorizer that asks again is answered with a refusal
+      identity_.certificate_der = conn_->peer_certificate_der();
+      ask_authorizer();
+      return;
+    }
     const AuthDecision& decision = connect.decision;
     if (!decision.allowed || !connect.permissions) {
       refuse_connect(mqtt::reason::kNotAuthorized, mqtt::connack311::kNotAuthorized,
@@ -1479,9 +1506,11 @@ class Session : public std::enable_shared_from_this<Session> {
   Timer timer_;
   std::unique_ptr<Timer> expiry_timer_;  // only once a persistent session is offline
   ClientIdentity identity_;
-  PermissionsPtr permissions_;  // set when the connect is allowed; never changed after
+  PermissionsPtr permissions_;            // set when the connect is allowed; never changed after
+  SteadyClock::time_point connect_at_{};  // when CONNECT arrived (the connect latency metric)
   Version version_ = Version::kV311;
   bool connect_received_ = false;
+  bool der_given_ = false;  // the authorizer asked for the certificate's DER and got it
   bool active_ = false;
   std::atomic<bool> online_flag_{false};
   bool surrendered_ = false;
@@ -1732,6 +1761,34 @@ Broker::Broker(net::IoPool& pool, BrokerConfig config, Authorizer& authorizer,
 
 Broker::~Broker() = default;
 
+void Broker::write_metrics(metrics::Exposition& out) const {
+  const BrokerStats s = stats();
+  out.gauge("fleetkey_mqtt_connections", "Live MQTT connections on this node.",
+            static_cast<double>(s.connections));
+  out.gauge("fleetkey_mqtt_sessions", "Sessions on this node, connected or offline persistent.",
+            static_cast<double>(s.sessions));
+  out.counters("fleetkey_mqtt_connects_total",
+               "MQTT CONNECTs answered, by result and MQTT reason code name.", impl_->connects);
+  out.histogram("fleetkey_mqtt_connect_duration_seconds",
+                "CONNECT received to CONNACK sent, accepted connects (authorization included).",
+                impl_->connect_seconds);
+  out.counter("fleetkey_mqtt_messages_received_total", "PUBLISH packets received from clients.",
+              static_cast<double>(s.messages_in));
+  out.counter("fleetkey_mqtt_messages_sent_total", "PUBLISH packets delivered to clients.",
+              static_cast<double>(s.messages_out));
+  out.counter("fleetkey_mqtt_messages_dropped_total", "Messages not delivered, by reason.",
+              static_cast<double>(s.dropped_qos0), {{"reason", "write_backlog_full"}});
+  out.counter("fleetkey_mqtt_messages_dropped_total", "Messages not delivered, by reason.",
+              static_cast<double>(s.dropped_qos1), {{"reason", "session_queue_full"}});
+  out.counter("fleetkey_mqtt_messages_dropped_total", "Messages not delivered, by reason.",
+              static_cast<double>(s.retained_refused), {{"reason", "retained_limit"}});
+  out.gauge("fleetkey_mqtt_retained_messages", "Retained messages held.",
+            static_cast<double>(s.retained_messages));
+  out.histogram("fleetkey_revocation_cut_duration_seconds",
+                "A certificate leaving ACTIVE (registry event) to each of its sessions closed.",
+                impl_->revocation_cut_seconds);
+}
+
 void Broker::publish_event(const std::string& topic, std::string payload) {
   auto msg = std::make_shared<Message>();
   msg->topic = topic;
@@ -1768,9 +1825,12 @@ void Broker::disconnect_certificate(const std::string& certificate_id, const std
       if (auto s = i->second.lock()) hit.push_back(std::move(s));
     }
   }
+  const auto started = SteadyClock::now();
   for (auto& s : hit) {
-    asio::post(s->io(),
-               [s, reason] { s->kick(mqtt::reason::kNotAuthorized, reason, "AUTH_ERROR"); });
+    asio::post(s->io(), [s, reason, started, impl = impl_] {
+      s->kick(mqtt::reason::kNotAuthorized, reason, "AUTH_ERROR");
+      impl->revocation_cut_seconds.observe(seconds_since(started));
+    });
   }
 }
 

@@ -22,6 +22,10 @@
 #include "net/io_pool.h"
 #include "net/tls/tls_connection.h"
 
+namespace fk::metrics {
+class Exposition;
+}
+
 namespace fk::broker {
 
 struct BrokerConfig {
@@ -97,6 +101,8 @@ class Broker {
   void publish_event(const std::string& topic, std::string payload);
 
   BrokerStats stats() const;
+  // The broker's families for GET /metrics (connections, connects, messages, revocation cuts).
+  void write_metrics(metrics::Exposition& out) const;
 
   // Closes every connection (MQTT 5: DISCONNECT 0x8B first) and drops all sessions; call while
   // the I/O pool still runs. Returns when every shard has done it.

@@ -23,8 +23,8 @@ struct ClientIdentity {
     return peer ? *peer : kNone;
   }
   std::string remote_address;
-  // The certificate's DER while the connect is being decided (for just-in-time registration
-  // of a certificate from a registered CA); empty in every copy kept after it.
+  // The certificate's DER when the authorizer asked for it (ConnectDecision::
+  // wants_certificate_der: just-in-time registration); empty in every copy kept after it.
   std::string certificate_der;
   mqtt::Version version = mqtt::Version::kV311;
   // AWS's iot:ConnectAttributes: a session that outlives the connection, and a last will.

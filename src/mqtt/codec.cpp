@@ -4,6 +4,53 @@
 
 namespace fk::mqtt {
 
+const char* reason_name(std::uint8_t code) {
+  switch (code) {
+    case reason::kSuccess:
+      return "success";
+    case reason::kUnspecifiedError:
+      return "unspecified_error";
+    case reason::kMalformedPacket:
+      return "malformed_packet";
+    case reason::kProtocolError:
+      return "protocol_error";
+    case reason::kImplementationSpecific:
+      return "implementation_specific_error";
+    case reason::kUnsupportedProtocolVersion:
+      return "unsupported_protocol_version";
+    case reason::kClientIdentifierNotValid:
+      return "client_identifier_not_valid";
+    case reason::kBadUserNameOrPassword:
+      return "bad_user_name_or_password";
+    case reason::kNotAuthorized:
+      return "not_authorized";
+    case reason::kServerUnavailable:
+      return "server_unavailable";
+    case reason::kServerBusy:
+      return "server_busy";
+    case reason::kBanned:
+      return "banned";
+    case reason::kServerShuttingDown:
+      return "server_shutting_down";
+    case reason::kKeepAliveTimeout:
+      return "keep_alive_timeout";
+    case reason::kSessionTakenOver:
+      return "session_taken_over";
+    case reason::kTopicNameInvalid:
+      return "topic_name_invalid";
+    case reason::kPacketTooLarge:
+      return "packet_too_large";
+    case reason::kMessageRateTooHigh:
+      return "message_rate_too_high";
+    case reason::kQuotaExceeded:
+      return "quota_exceeded";
+    case reason::kConnectionRateExceeded:
+      return "connection_rate_exceeded";
+    default:
+      return "unknown";
+  }
+}
+
 const char* to_string(PacketType type) {
   static constexpr std::array<const char*, 16> kNames = {
       "RESERVED", "CONNECT",  "CONNACK",    "PUBLISH", "PUBACK",      "PUBREC",

@@ -231,4 +231,8 @@ using Packet = std::variant<Connect, Connack, Publish, Ack, Subscribe, Suback, U
 
 PacketType type_of(const Packet& packet);
 
+// An MQTT 5 reason code's name in snake case ("not_authorized", "server_unavailable"), for logs
+// and metric labels; "unknown" for a code the specification does not define.
+const char* reason_name(std::uint8_t code);
+
 }  // namespace fk::mqtt

@@ -134,15 +134,40 @@ Reply FleetProvisioning::handle(const RequestTopic& r, std::string_view payload,
 
 Reply FleetProvisioning::handle_admitted(const RequestTopic& r, std::string_view payload,
                                          const Requester& who) {
-  switch (r.operation) {
-    case Operation::kCreateKeysAndCertificate:
-      return create_keys(r, payload, who);
-    case Operation::kCreateCertificateFromCsr:
-      return create_from_csr(r, payload, who);
-    case Operation::kRegisterThing:
-      return register_thing(r, payload, who);
+  const auto started = std::chrono::steady_clock::now();
+  Reply reply = [&] {
+    switch (r.operation) {
+      case Operation::kCreateKeysAndCertificate:
+        return create_keys(r, payload, who);
+      case Operation::kCreateCertificateFromCsr:
+        return create_from_csr(r, payload, who);
+      case Operation::kRegisterThing:
+        return register_thing(r, payload, who);
+    }
+    return reject(r, who, 400, "InvalidRequest", "unknown operation");
+  }();
+  durations_.with({std::string(operation_name(r.operation))})
+      .observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+  return reply;
+}
+
+void FleetProvisioning::write_metrics(metrics::Exposition& out) const {
+  metrics::LabeledCounter requests({"operation", "result"});
+  for (const auto& [key, n] : counters()) {
+    // "RegisterThing.Success", "CreateCertificateFromCsr.Failure.InvalidPayload"
+    const auto dot = key.find('.');
+    const std::string op = key.substr(0, dot);
+    std::string rest = dot == std::string::npos ? "" : key.substr(dot + 1);
+    if (rest == "Success") rest = "accepted";
+    if (rest.rfind("Failure.", 0) == 0) rest = rest.substr(8);
+    requests.with({op, rest}).add(n);
   }
-  return reject(r, who, 400, "InvalidRequest", "unknown operation");
+  out.counters("fleetkey_provisioning_requests_total",
+               "Fleet provisioning requests answered, by operation and result (accepted or the "
+               "errorCode).",
+               requests);
+  out.histograms("fleetkey_provisioning_request_duration_seconds",
+                 "Fleet provisioning requests, dequeued to answered, by operation.", durations_);
 }
 
 Reply FleetProvisioning::throttled(const RequestTopic& r, const Requester& who, std::string why) {

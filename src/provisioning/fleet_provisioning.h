@@ -29,6 +29,7 @@
 #include <string_view>
 
 #include "base/clock.h"
+#include "base/metrics.h"
 #include "provisioning/messages.h"
 #include "provisioning/ownership_token.h"
 #include "provisioning/pre_provisioning_hook.h"
@@ -86,6 +87,8 @@ class FleetProvisioning {
 
   // Outcomes so far: "RegisterThing.Success", "CreateCertificateFromCsr.Failure.InvalidPayload"...
   std::map<std::string, std::uint64_t> counters() const;
+  // Requests by operation and result, and their durations, for GET /metrics.
+  void write_metrics(metrics::Exposition& out) const;
 
  private:
   FleetProvisioning(registry::Registry& registry, const Clock& clock,
@@ -106,6 +109,7 @@ class FleetProvisioning {
 
   mutable std::mutex mu_;
   std::map<std::string, std::uint64_t> counters_;
+  metrics::LabeledHistogram durations_{{"operation"}};
   KeyedRateLimiter claim_rate_;   // requests per claim certificate
   KeyedRateLimiter keygen_rate_;  // CreateKeysAndCertificate per claim certificate
   KeyedRateLimiter client_rate_;  // requests per connection of a claim

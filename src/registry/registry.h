@@ -246,6 +246,7 @@ class Registry {
 
   // Storage commits so far (each one fsync); with group commit, fewer than write() calls.
   std::uint64_t commits() const { return committer_.commits(); }
+  const metrics::Histogram& commit_durations() const { return committer_.commit_durations(); }
 
   // Listeners hear each committed change's events, in commit order per writing thread.
   int add_listener(RegistryListener listener);

@@ -1,5 +1,6 @@
 #include "storage/group_committer.h"
 
+#include <chrono>
 #include <vector>
 
 namespace fk::storage {
@@ -70,7 +71,10 @@ void GroupCommitter::run_batch(std::deque<Job>& batch) {
     Status end = results[i].is_ok() ? t.release_savepoint() : t.rollback_to_savepoint();
     if (!end.is_ok() && results[i].is_ok()) results[i] = end;
   }
+  const auto committing = std::chrono::steady_clock::now();
   Status commit = t.commit();
+  commit_seconds_.observe(
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - committing).count());
   {
     std::lock_guard<std::mutex> lock(mu_);
     ++commits_;

@@ -17,6 +17,7 @@
 #include <mutex>
 #include <thread>
 
+#include "base/metrics.h"
 #include "storage/store.h"
 
 namespace fk::storage {
@@ -35,8 +36,10 @@ class GroupCommitter {
   std::future<Status> submit(Change change);
   Status run(Change change) { return submit(std::move(change)).get(); }
 
-  // Commits so far (for metrics and benchmarks).
+  // Commits so far (for metrics and benchmarks), and how long each COMMIT took (the fsync or
+  // PostgreSQL's round trip; the batch's changes before it not included).
   std::uint64_t commits() const;
+  const metrics::Histogram& commit_durations() const { return commit_seconds_; }
 
  private:
   struct Job {
@@ -52,6 +55,7 @@ class GroupCommitter {
   std::condition_variable cv_;
   std::deque<Job> queue_;
   bool stopping_ = false;
+  metrics::Histogram commit_seconds_;
   std::uint64_t commits_ = 0;
   std::thread thread_;
 };

@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "base/log.h"
+#include "base/metrics.h"
 #include "net/tcp_listener.h"
 #include "net/tls/tls_connection.h"
 
@@ -28,16 +29,26 @@ using Timer = asio::basic_waitable_timer<std::chrono::steady_clock,
 // socket, Asio readiness waits) rather than through asio::ssl::stream, whose engine keeps
 // about 34 KB of buffers per connection. With one read buffer per thread, an idle connection
 // keeps only the TLS library's session state and ours.
+// A listener's handshakes: how many are under way (the accept gate), how long the finished ones
+// took, how many failed (refused certificate, timeout, closed). Shared with each connection until
+// its handshake ends.
+struct HandshakeCounters {
+  std::atomic<int> pending{0};
+  metrics::Histogram seconds;
+  metrics::Counter failed;
+};
+
 class FdTlsConnection final : public TlsConnection {
  public:
   FdTlsConnection(asio::io_context& io, Socket socket, TlsEngine& engine,
-                  std::size_t max_write_backlog, std::shared_ptr<std::atomic<int>> pending)
+                  std::size_t max_write_backlog, std::shared_ptr<HandshakeCounters> pending)
       : io_(io),
         socket_(std::move(socket)),
         timer_(std::make_unique<Timer>(io.get_executor())),
         pending_handshakes_(std::move(pending)),
         max_write_backlog_(max_write_backlog) {
-    ++*pending_handshakes_;
+    ++pending_handshakes_->pending;
+    handshake_started_ = std::chrono::steady_clock::now();
     boost::system::error_code ec;
     socket_.non_blocking(true, ec);
     auto ep = socket_.remote_endpoint(ec);
@@ -162,7 +173,14 @@ class FdTlsConnection final : public TlsConnection {
   // The listener counts handshakes under way; this one is no longer (done, failed, timed out).
   void handshake_ended() {
     if (pending_handshakes_) {
-      --*pending_handshakes_;
+      --pending_handshakes_->pending;
+      if (handshake_done_) {
+        pending_handshakes_->seconds.observe(
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - handshake_started_)
+                .count());
+      } else {
+        pending_handshakes_->failed.add();
+      }
       pending_handshakes_.reset();
     }
   }
@@ -282,7 +300,8 @@ class FdTlsConnection final : public TlsConnection {
   std::optional<std::chrono::steady_clock::time_point> resume_reading_at_;
   bool read_paused_ = false;
   std::unique_ptr<TlsSession> tls_;
-  std::shared_ptr<std::atomic<int>> pending_handshakes_;  // until the handshake ends
+  std::shared_ptr<HandshakeCounters> pending_handshakes_;  // until the handshake ends
+  std::chrono::steady_clock::time_point handshake_started_;
   std::string pending_;            // bytes waiting to be sent (written ones are erased)
   std::size_t max_write_backlog_;  // 0 = no limit
   bool overflowed_ = false;        // past max_write_backlog_: closing
@@ -312,7 +331,7 @@ struct TlsListener::State : std::enable_shared_from_this<TlsListener::State> {
   OnConnection on_connection;
   std::unique_ptr<TlsEngine> engine;
   std::unique_ptr<TcpListener> tcp;
-  std::shared_ptr<std::atomic<int>> pending = std::make_shared<std::atomic<int>>(0);
+  std::shared_ptr<HandshakeCounters> pending = std::make_shared<HandshakeCounters>();
   // Past the cap, new connections wait only while the I/O threads lag (IoPool::busy):
   // handshakes that merely wait (a client that sends nothing) cost no CPU, so idle sockets
   // cannot shut the accept gate.
@@ -382,7 +401,7 @@ Status TlsListener::start() {
     state_->pool.measure_lag();
     state_->tcp->set_gate([gate_state = std::weak_ptr<State>(state_), cap] {
       auto s = gate_state.lock();
-      return !s || s->pending->load() < cap || !s->pool.busy(State::kBusyLagMs);
+      return !s || s->pending->pending.load() < cap || !s->pool.busy(State::kBusyLagMs);
     });
   }
   return state_->tcp->start();
@@ -390,6 +409,18 @@ Status TlsListener::start() {
 
 void TlsListener::stop() {
   if (state_->tcp) state_->tcp->stop();
+}
+
+void TlsListener::write_metrics(metrics::Exposition& out) const {
+  const metrics::Labels labels = {{"listener", state_->config.name}};
+  out.histogram("fleetkey_tls_handshake_duration_seconds",
+                "Mutual-TLS handshakes that succeeded, accept to finished, by listener.",
+                state_->pending->seconds, labels);
+  out.counter("fleetkey_tls_handshake_failures_total",
+              "Handshakes that failed (refused certificate, timeout, peer closed), by listener.",
+              static_cast<double>(state_->pending->failed.value()), labels);
+  out.gauge("fleetkey_tls_handshakes_in_progress", "Handshakes under way, by listener.",
+            state_->pending->pending.load(), labels);
 }
 
 std::uint16_t TlsListener::port() const {

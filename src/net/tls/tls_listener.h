@@ -21,6 +21,10 @@
 #include "net/tls/peer_certificate.h"
 #include "net/tls/tls_engine.h"
 
+namespace fk::metrics {
+class Exposition;
+}
+
 namespace fk::net {
 
 class TlsConnection;
@@ -52,6 +56,8 @@ class TlsListener {
   Status start();
   void stop();
   std::uint16_t port() const;
+  // Handshake latency, failures and handshakes under way, labelled with the listener's name.
+  void write_metrics(metrics::Exposition& out) const;
   // Replaces the trust anchors (e.g. after a CA is registered); new handshakes use them.
   Status set_trust_anchors(const std::vector<std::string>& pems);
 
