@@ -201,18 +201,21 @@ void PolicyAuthorizer::stop() {
 Result<PolicyAuthorizer::FactsPtr> PolicyAuthorizer::load(const Key& key,
                                                           const net::PeerCertificate* peer) {
   auto facts = std::make_shared<Facts>();
-  facts->certificate = AuthDecision::deny("registry unavailable");
+  facts->certificate = AuthDecision::deny("registry unavailable", "registry_unavailable");
   Status st = registry_.read([&](registry::Txn& t) -> Status {
     const std::string& id = key.first;
     FK_ASSIGN_OR_RETURN(auto cert, t.store().get_certificate(id));
     if (!cert) {
-      facts->certificate = AuthDecision::deny("certificate " + id + " is not registered");
+      facts->certificate =
+          AuthDecision::deny("certificate " + id + " is not registered", "certificate_unknown");
       facts->unregistered = true;
       return Status::ok();
     }
     if (cert->status != storage::CertificateStatus::kActive) {
-      facts->certificate = AuthDecision::deny("certificate " + id + " is " +
-                                              std::string(storage::to_string(cert->status)));
+      facts->certificate = AuthDecision::deny(
+          "certificate " + id + " is " + std::string(storage::to_string(cert->status)),
+          cert->status == storage::CertificateStatus::kRevoked ? "certificate_revoked"
+                                                               : "certificate_not_active");
       return Status::ok();
     }
     if (!cert->ca_certificate_id.empty()) {
@@ -220,7 +223,8 @@ Result<PolicyAuthorizer::FactsPtr> PolicyAuthorizer::load(const Key& key,
       if (ca && ca->status != storage::CertificateStatus::kActive) {
         facts->certificate =
             AuthDecision::deny("the CA certificate " + ca->certificate_id + " is " +
-                               std::string(storage::to_string(ca->status)));
+                                   std::string(storage::to_string(ca->status)),
+                               "ca_not_active");
         return Status::ok();
       }
     }
@@ -283,13 +287,16 @@ broker::ConnectDecision PolicyAuthorizer::decide(const broker::ClientIdentity& c
     if (!facts) {
       auto loaded = load(key, &client.certificate());
       if (!loaded.is_ok())
-        return {AuthDecision::deny("registry error: " + loaded.status().message()), nullptr};
+        return {AuthDecision::deny("registry error: " + loaded.status().message(),
+                                   "registry_unavailable"),
+                nullptr};
       facts = std::move(*loaded);
     }
     if (facts->unregistered && just_in_time_ != nullptr && client.certificate_der.empty()) {
       // Asked again with the certificate's DER (read from the TLS session only for this).
       broker::ConnectDecision ask;
-      ask.decision = AuthDecision::deny("certificate " + key.first + " is not registered");
+      ask.decision = AuthDecision::deny("certificate " + key.first + " is not registered",
+                                        "certificate_unknown");
       ask.wants_certificate_der = true;
       return ask;
     }
@@ -300,7 +307,8 @@ broker::ConnectDecision PolicyAuthorizer::decide(const broker::ClientIdentity& c
       switch (outcome.kind) {
         case Kind::kRegistered:
         case Kind::kProvisioned:
-          if (!outcome.accept_now) return {AuthDecision::deny(outcome.reason), nullptr};
+          if (!outcome.accept_now)
+            return {AuthDecision::deny(outcome.reason, "registered_just_in_time"), nullptr};
           continue;  // JITP with accept_first_connect: decide on what it made
         case Kind::kAlreadyKnown:
           continue;
@@ -310,7 +318,8 @@ broker::ConnectDecision PolicyAuthorizer::decide(const broker::ClientIdentity& c
           // attempt (a CA change clears the cache).
           auto refused = std::make_shared<Facts>(*facts);
           refused->unregistered = false;
-          if (!outcome.reason.empty()) refused->certificate = AuthDecision::deny(outcome.reason);
+          if (!outcome.reason.empty())
+            refused->certificate = AuthDecision::deny(outcome.reason, "certificate_unknown");
           facts = std::move(refused);
           break;
         }
@@ -332,7 +341,8 @@ broker::ConnectDecision PolicyAuthorizer::decide(const broker::ClientIdentity& c
         policy::Verdict v = grant->check(MqttAction::kConnect, resource);
         return {
             AuthDecision::deny("iot:Connect on client/" + client.client_id + " for certificate " +
-                               client.certificate().certificate_id + ": " + v.explain()),
+                                   client.certificate().certificate_id + ": " + v.explain(),
+                               "policy_denied"),
             nullptr};
       }
       perms->bind(std::move(grant));
@@ -377,7 +387,7 @@ void PolicyAuthorizer::authorize_connect(const broker::ClientIdentity& client,
   if (gate_) {
     if (auto why = gate_()) {
       broker::ConnectDecision refused;
-      refused.decision = broker::AuthDecision::deny(*why);
+      refused.decision = broker::AuthDecision::deny(*why, "registry_unavailable");
       done(std::move(refused));
       return;
     }

@@ -767,12 +767,15 @@ class Session : public std::enable_shared_from_this<Session> {
     identity_.certificate_der = std::string();  // the authorizer copied what it needs
   }
 
-  void refuse_connect(std::uint8_t reason_v5, std::uint8_t code311, const std::string& why) {
+  void refuse_connect(std::uint8_t reason_v5, std::uint8_t code311, const std::string& why,
+                      const char* cause = nullptr) {
     b_->connects_refused++;
     b_->connects
         .with({"refused",
-               mqtt::reason_name(reason_v5 != 0 ? reason_v5
-                                                : mqtt::reason::kClientIdentifierNotValid)})
+               cause != nullptr
+                   ? cause
+                   : mqtt::reason_name(reason_v5 != 0 ? reason_v5
+                                                      : mqtt::reason::kClientIdentifierNotValid)})
         .add();
     log::warn("broker.connection_refused", {{"peer", identity_.remote_address},
                                             {"client", identity_.client_id},
@@ -796,7 +799,7 @@ class Session : public std::enable_shared_from_this<Session> {
     const AuthDecision& decision = connect.decision;
     if (!decision.allowed || !connect.permissions) {
       refuse_connect(mqtt::reason::kNotAuthorized, mqtt::connack311::kNotAuthorized,
-                     decision.reason.empty() ? "not authorized" : decision.reason);
+                     decision.reason.empty() ? "not authorized" : decision.reason, decision.cause);
       return;
     }
     // Set once, before the session can be found by a publisher on another thread.

@@ -35,9 +35,14 @@ struct ClientIdentity {
 struct AuthDecision {
   bool allowed = false;
   std::string reason;  // for the log (and MQTT 5 reason strings)
+  // A refusal's cause as a short, fixed word (a metric label: "certificate_inactive",
+  // "policy_denied", ...); null: the MQTT reason code says it.
+  const char* cause = nullptr;
 
-  static AuthDecision allow() { return {true, {}}; }
-  static AuthDecision deny(std::string why) { return {false, std::move(why)}; }
+  static AuthDecision allow() { return {true, {}, nullptr}; }
+  static AuthDecision deny(std::string why, const char* cause = nullptr) {
+    return {false, std::move(why), cause};
+  }
 };
 
 // One application message as routed (immutable once made; shared by all its deliveries).
