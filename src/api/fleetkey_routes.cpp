@@ -2,7 +2,9 @@
 // parameter values and single use; counters, status, expiring certificates and the root CA for
 // the fleetkey CLI; certificate rotation for direct certificates.
 #include <algorithm>
+#include <cerrno>
 #include <functional>
+#include <limits>
 
 #include "api/routing.h"
 #include "provisioning/register_thing.h"
@@ -61,7 +63,56 @@ Result<std::string> rotation_source(ApiContext& ctx, const Call& c) {
 
 }  // namespace
 
+// A query parameter as an integer in [min, max]; absent: `fallback`.
+Result<std::int64_t> int_param(const Call& c, const char* name, std::int64_t fallback,
+                               std::int64_t min, std::int64_t max) {
+  auto v = c.q(name);
+  if (!v) return fallback;
+  char* end = nullptr;
+  errno = 0;
+  const long long n = std::strtoll(v->c_str(), &end, 10);
+  if (v->empty() || *end != '\0' || errno != 0 || n < min || n > max)
+    return bad_member(name,
+                      "an integer from " + std::to_string(min) + " to " + std::to_string(max));
+  return static_cast<std::int64_t>(n);
+}
+
 void add_fleetkey_routes(RouteTable& t, ApiContext& ctx) {
+  // The audit log (`fleetkey audit`): changes in [from, to) (epoch ms), by access key and
+  // resource, in commit order, a page at a time (`after` = the last sequence seen).
+  t.add("GET", "/fleetkey/audit", [&ctx](Call& c) -> Result<json> {
+    storage::AuditQuery q;
+    const std::int64_t kMax = std::numeric_limits<std::int64_t>::max();
+    FK_ASSIGN_OR_RETURN(q.from_ms, int_param(c, "from", 0, 0, kMax));
+    FK_ASSIGN_OR_RETURN(q.to_ms, int_param(c, "to", kMax, 0, kMax));
+    if (q.from_ms > q.to_ms) return invalid_request("from must not be after to");
+    FK_ASSIGN_OR_RETURN(q.after_sequence, int_param(c, "after", 0, 0, kMax));
+    FK_ASSIGN_OR_RETURN(std::int64_t limit, int_param(c, "limit", 100, 1, 1000));
+    q.limit = static_cast<std::size_t>(limit);
+    if (auto k = c.q("accessKey")) q.access_key = *k;
+    if (auto r = c.q("resource")) q.resource = *r;
+    std::vector<storage::AuditRecord> found;
+    FK_RETURN_IF_ERROR(ctx.registry.read([&](Txn& txn) -> Status {
+      FK_ASSIGN_OR_RETURN(found, txn.store().list_audit(q));
+      return Status::ok();
+    }));
+    json records = json::array();
+    for (const auto& a : found) {
+      json request = json::parse(a.request, nullptr, false);
+      records.push_back({{"sequence", a.sequence},
+                         {"time", a.at_ms},
+                         {"accessKey", a.access_key},
+                         {"source", a.source},
+                         {"operation", a.operation},
+                         {"resource", a.resource},
+                         {"request", request.is_discarded() ? json(a.request) : request},
+                         {"status", a.status},
+                         {"errorCode", a.error_code}});
+    }
+    json out = {{"records", records}};
+    if (found.size() == q.limit) out["after"] = found.back().sequence;
+    return out;
+  });
   // A new certificate for the CSR, attached like the one it replaces (docs/rotation.md).
   t.add("POST", "/fleetkey/certificates/rotate", [&ctx](Call& c) -> Result<json> {
     if (ctx.config.rotation == nullptr) return not_found("rotation is not available");

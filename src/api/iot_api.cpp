@@ -149,6 +149,52 @@ Result<PageRequest> page_request(const Call& c, const std::string& token_name,
   return p;
 }
 
+namespace {
+
+// The request's parameters for the audit log: path labels, query and body, with the values of
+// members that may carry secrets (private keys, tokens, passwords) replaced and long values cut.
+json redacted(const json& j, std::size_t depth = 0) {
+  if (depth > codec::kDefaultMaxDepth) return "(too deep)";
+  if (j.is_object()) {
+    json out = json::object();
+    for (const auto& [k, v] : j.items()) {
+      std::string lower = k;
+      for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      const bool secret =
+          lower.find("private") != std::string::npos || lower.find("secret") != std::string::npos ||
+          lower.find("password") != std::string::npos || lower.find("token") != std::string::npos;
+      out[k] = secret ? json("(redacted)") : redacted(v, depth + 1);
+    }
+    return out;
+  }
+  if (j.is_array()) {
+    json out = json::array();
+    for (const auto& v : j) out.push_back(redacted(v, depth + 1));
+    return out;
+  }
+  if (j.is_string() && j.get_ref<const std::string&>().size() > 1024)
+    return j.get_ref<const std::string&>().substr(0, 1024) + "...(" +
+           std::to_string(j.get_ref<const std::string&>().size()) + " characters)";
+  return j;
+}
+
+// The access key of a verified request (its SigV4 credential scope's first part).
+std::string access_key_of(const net::HttpRequest& req) {
+  std::string auth = req.header("authorization");
+  std::size_t at = auth.find("Credential=");
+  if (at != std::string::npos) {
+    at += 11;
+    return auth.substr(at, auth.find('/', at) - at);
+  }
+  at = req.target.find("X-Amz-Credential=");
+  if (at == std::string::npos) return "";
+  at += 17;
+  std::string v = uri_decode(req.target.substr(at, req.target.find('&', at) - at));
+  return v.substr(0, v.find('/'));
+}
+
+}  // namespace
+
 void RouteTable::add(const std::string& method, const std::string& path, Handler h) {
   // "/certificates/{certificateId}" -> ^/certificates/([^/]+)$
   std::string re = "^";
@@ -165,7 +211,7 @@ void RouteTable::add(const std::string& method, const std::string& path, Handler
     }
   }
   re += "$";
-  routes_.push_back({method, std::regex(re), names, std::move(h)});
+  routes_.push_back({method, path, std::regex(re), names, std::move(h)});
 }
 
 struct IotApi::Impl {
@@ -312,6 +358,26 @@ struct IotApi::Impl {
         it->second = *raw;
       }
       Result<json> out = r.handler(call);
+      // Every change is in the audit log, committed before the answer (reads are not).
+      if (req.method != "GET" && req.method != "HEAD") {
+        storage::AuditRecord a;
+        a.at_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count();
+        a.access_key = access_key_of(req);
+        a.source = req.remote_address;
+        a.operation = req.method + " " + r.path;
+        a.resource = r.label_names.empty() ? "" : call.labels[r.label_names.front()];
+        json params = {{"path", json(call.labels)},
+                       {"query", json(call.query)},
+                       {"body", redacted(call.body)}};
+        a.request = params.dump();
+        a.status = out.is_ok() ? 200 : http_status(out.status().code());
+        if (!out.is_ok()) a.error_code = std::string(aws_exception_name(out.status().code()));
+        if (Status st = ctx.registry.write([&](Txn& t) { return t.store().append_audit(a); });
+            !st.is_ok())
+          log::error("api.audit_failed", {{"operation", a.operation}, {"error", st.message()}});
+      }
       if (out.is_ok() && out->is_object()) {
         for (const char* k : {"nextToken", "nextMarker"})
           if (out->contains(k) && (*out)[k].is_string())

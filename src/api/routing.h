@@ -57,6 +57,8 @@ using Handler = std::function<Result<json>(Call&)>;
 
 struct Route {
   std::string method;
+  std::string path;  // the template ("/things/{thingName}"): with the method, the audit log's
+                     // operation
   std::regex pattern;
   std::vector<std::string> label_names;
   Handler handler;

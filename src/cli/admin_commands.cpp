@@ -495,6 +495,67 @@ void add_expiring(CLI::App& app, Globals& g) {
   });
 }
 
+// `audit`: the control-plane changes (who, what, from where, the result), oldest first.
+void add_audit(CLI::App& app, Globals& g) {
+  struct Flags {
+    std::string since, until, access_key, resource;
+    std::int64_t limit = 1000;
+    bool jsonl = false;
+  };
+  auto f = std::make_shared<Flags>();
+  auto* a =
+      app.add_subcommand("audit", "control-plane changes: who changed what, when, from where");
+  a->add_option("--since", f->since, "e.g. 2h, 7d (ago)");
+  a->add_option("--until", f->until, "e.g. 1h (ago); default now");
+  a->add_option("--access-key", f->access_key, "only this access key's changes");
+  a->add_option("--resource", f->resource, "only changes of this thing, certificate, policy...");
+  a->add_option("--limit", f->limit, "at most this many records (default 1000)")
+      ->check(CLI::Range(1, 1000000));
+  a->add_flag("--jsonl", f->jsonl, "one JSON record per line (for export)");
+  a->callback([&g, f] {
+    const std::int64_t now_ms = SystemClock::instance().now() * 1000;
+    std::string base = "/fleetkey/audit?";
+    for (auto [flag, param] : {std::pair{&f->since, "from"}, std::pair{&f->until, "to"}}) {
+      if (flag->empty()) continue;
+      auto secs = parse_duration(*flag);
+      if (!secs.is_ok()) {
+        g.exit_code = report_error(secs.status());
+        return;
+      }
+      base += std::string(param) + "=" + std::to_string(now_ms - *secs * 1000) + "&";
+    }
+    if (!f->access_key.empty()) base += "accessKey=" + encode(f->access_key) + "&";
+    if (!f->resource.empty()) base += "resource=" + encode(f->resource) + "&";
+    g.exit_code = with_client(g, [&](IotClient& api) {
+      json all = json::array();
+      std::int64_t after = 0;
+      while (static_cast<std::int64_t>(all.size()) < f->limit) {
+        const std::int64_t page = std::min<std::int64_t>(1000, f->limit - all.size());
+        auto x = api.call(
+            "GET", base + "limit=" + std::to_string(page) + "&after=" + std::to_string(after));
+        if (!x.is_ok()) return report_error(x.status());
+        for (auto& r : (*x)["records"]) all.push_back(std::move(r));
+        if (!x->contains("after")) break;
+        after = (*x)["after"].get<std::int64_t>();
+      }
+      if (f->jsonl) {
+        for (const auto& r : all) std::cout << r.dump() << "\n";
+        return static_cast<int>(kExitOk);
+      }
+      std::vector<std::vector<std::string>> rows;
+      for (const auto& r : all)
+        rows.push_back(
+            {format_utc(r.value("time", std::int64_t{0}) / 1000), r.value("accessKey", ""),
+             r.value("source", ""), r.value("operation", ""), r.value("resource", ""),
+             std::to_string(r.value("status", 0)) +
+                 (r.value("errorCode", "").empty() ? "" : " " + r.value("errorCode", ""))});
+      print(g.format(), json{{"records", all}},
+            {"TIME", "ACCESS KEY", "SOURCE", "OPERATION", "RESOURCE", "RESULT"}, rows);
+      return static_cast<int>(kExitOk);
+    });
+  });
+}
+
 void add_status(CLI::App& app, Globals& g) {
   app.add_subcommand("status", "server health, things, certificates by status, connections")
       ->callback([&g] {
@@ -532,6 +593,7 @@ void add_admin_commands(CLI::App& app, Globals& g) {
   add_things(app, g);
   add_certs(app, g);
   add_expiring(app, g);
+  add_audit(app, g);
   add_status(app, g);
 }
 

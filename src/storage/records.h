@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <map>
 #include <optional>
 #include <string>
@@ -157,6 +158,29 @@ struct CertificateQuery {
   std::optional<CertificateStatus> status;       // only certificates in this status
   bool ascending = true;                         // by creation time, then id
   Page page;  // `after` is certificate_page_key() of the last certificate
+};
+
+// One control-plane change as the audit log keeps it (issue 20): append-only.
+struct AuditRecord {
+  std::int64_t sequence = 0;  // given by the store, increasing in commit order
+  std::int64_t at_ms = 0;     // when it was answered, epoch milliseconds
+  std::string access_key;
+  std::string source;      // the client's address
+  std::string operation;   // AWS's operation name ("CreateThing") or fleetkey's route
+  std::string resource;    // what it changed (a name or an ARN), "" when none
+  std::string request;     // the request's parameters as JSON text, secrets removed
+  int status = 0;          // the HTTP status answered
+  std::string error_code;  // AWS's error code when it failed, else ""
+  bool operator==(const AuditRecord&) const = default;
+};
+
+struct AuditQuery {
+  std::int64_t from_ms = 0;                                       // at_ms >= from_ms
+  std::int64_t to_ms = std::numeric_limits<std::int64_t>::max();  // at_ms < to_ms
+  std::optional<std::string> access_key;
+  std::optional<std::string> resource;
+  std::int64_t after_sequence = 0;  // paging: records with a greater sequence
+  std::size_t limit = 100;          // 0 = no limit
 };
 
 // The key CertificateQuery pages on: creation time and id.

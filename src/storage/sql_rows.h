@@ -84,6 +84,26 @@ inline constexpr auto ca_row = [](const auto& s) -> CaCertificateRecord {
   return c;
 };
 
+// The audit log: its INSERT (sequence given by the database) and the columns a read selects.
+inline constexpr const char* kAuditInsert =
+    "INSERT INTO audit (at_ms, access_key, source, operation, resource, request, status, "
+    "error_code) VALUES (?,?,?,?,?,?,?,?)";
+inline constexpr const char* kAuditCols =
+    "sequence, at_ms, access_key, source, operation, resource, request, status, error_code";
+inline constexpr auto audit_row = [](const auto& s) -> AuditRecord {
+  AuditRecord a;
+  a.sequence = s.int64(0);
+  a.at_ms = s.int64(1);
+  a.access_key = s.text(2);
+  a.source = s.text(3);
+  a.operation = s.text(4);
+  a.resource = s.text(5);
+  a.request = s.text(6);
+  a.status = static_cast<int>(s.int64(7));
+  a.error_code = s.text(8);
+  return a;
+};
+
 inline constexpr const char* kPolicyCols =
     "name, default_version_id, next_version_id, created_at, updated_at, generation_id";
 inline constexpr auto policy_row = [](const auto& s) -> PolicyRecord {

@@ -108,6 +108,11 @@ class Transaction {
   virtual Maybe<std::string> get_setting(std::string_view key) = 0;
   virtual Status put_setting(std::string_view key, std::string_view value) = 0;
   virtual Status delete_setting(std::string_view key) = 0;  // absent: nothing to do
+
+  // The audit log: appended in the writing transaction (the record's sequence is the store's),
+  // read by time range, access key and resource, in sequence order.
+  virtual Status append_audit(const AuditRecord& record) = 0;
+  virtual List<AuditRecord> list_audit(const AuditQuery& query) = 0;
   // The settings whose key starts with `prefix`, in key order, after page.after (a full key).
   virtual List<std::pair<std::string, std::string>> list_settings(std::string_view prefix,
                                                                   const Page& page) = 0;

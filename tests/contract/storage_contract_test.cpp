@@ -383,6 +383,65 @@ TEST_P(StoreContract, Settings) {
   EXPECT_TRUE(read()->list_settings("registration", {})->empty());
 }
 
+TEST_P(StoreContract, AuditLogAppendsInOrderAndFilters) {
+  auto rec = [](std::int64_t at, const char* key, const char* op, const char* resource) {
+    AuditRecord r;
+    r.at_ms = at;
+    r.access_key = key;
+    r.source = "127.0.0.1";
+    r.operation = op;
+    r.resource = resource;
+    r.request = R"({"thingName":"x"})";
+    r.status = 200;
+    return r;
+  };
+  auto w = write();
+  ASSERT_TRUE(w->append_audit(rec(1000, "AKIA1", "CreateThing", "locker-1")).is_ok());
+  ASSERT_TRUE(w->append_audit(rec(2000, "AKIA2", "UpdateThing", "locker-1")).is_ok());
+  ASSERT_TRUE(w->commit().is_ok());
+  // A rolled-back change leaves no record.
+  w = write();
+  ASSERT_TRUE(w->append_audit(rec(2500, "AKIA1", "DeleteThing", "locker-1")).is_ok());
+  w.reset();
+  w = write();
+  AuditRecord failed = rec(3000, "AKIA1", "DeleteThing", "locker-2");
+  failed.status = 404;
+  failed.error_code = "ResourceNotFoundException";
+  ASSERT_TRUE(w->append_audit(failed).is_ok());
+  ASSERT_TRUE(w->commit().is_ok());
+
+  auto all = read()->list_audit({});
+  ASSERT_TRUE(all.is_ok()) << all.status().message();
+  ASSERT_EQ(all->size(), 3u);
+  EXPECT_LT((*all)[0].sequence, (*all)[1].sequence);
+  EXPECT_LT((*all)[1].sequence, (*all)[2].sequence);
+  EXPECT_EQ((*all)[0].operation, "CreateThing");
+  EXPECT_EQ((*all)[2].error_code, "ResourceNotFoundException");
+  EXPECT_EQ((*all)[2].status, 404);
+  EXPECT_EQ((*all)[0].request, R"({"thingName":"x"})");
+
+  AuditQuery by_time;
+  by_time.from_ms = 1500;
+  by_time.to_ms = 3000;
+  auto t = read()->list_audit(by_time);
+  ASSERT_EQ(t->size(), 1u);
+  EXPECT_EQ((*t)[0].operation, "UpdateThing");
+  AuditQuery by_key;
+  by_key.access_key = "AKIA1";
+  EXPECT_EQ(read()->list_audit(by_key)->size(), 2u);
+  AuditQuery by_resource;
+  by_resource.resource = "locker-2";
+  EXPECT_EQ(read()->list_audit(by_resource)->size(), 1u);
+  AuditQuery page;
+  page.limit = 2;
+  auto first = read()->list_audit(page);
+  ASSERT_EQ(first->size(), 2u);
+  page.after_sequence = first->back().sequence;
+  auto rest = read()->list_audit(page);
+  ASSERT_EQ(rest->size(), 1u);
+  EXPECT_EQ((*rest)[0].resource, "locker-2");
+}
+
 TEST_P(StoreContract, SettingsListedByPrefixInPages) {
   auto w = write();
   for (const char* k : {"allow.t.1.b", "allow.t.1.a", "allow.t.1.c", "allow.t.10.x", "allow.u.1.a",

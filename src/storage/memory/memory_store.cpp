@@ -23,6 +23,7 @@ struct MemoryStore::State {
   std::map<std::string, TemplateRecord, std::less<>> templates;
   std::map<VersionKey, TemplateVersionRecord> template_versions;
   std::map<std::string, std::string, std::less<>> settings;
+  std::vector<AuditRecord> audit;
 };
 
 namespace {
@@ -319,6 +320,24 @@ class MemoryTransaction final : public Transaction {
     FK_RETURN_IF_ERROR(writable());
     work_.settings[std::string(k)] = std::string(v);
     return Status::ok();
+  }
+  Status append_audit(const AuditRecord& r) override {
+    FK_RETURN_IF_ERROR(writable());
+    AuditRecord copy = r;
+    copy.sequence = work_.audit.empty() ? 1 : work_.audit.back().sequence + 1;
+    work_.audit.push_back(std::move(copy));
+    return Status::ok();
+  }
+  List<AuditRecord> list_audit(const AuditQuery& q) override {
+    std::vector<AuditRecord> out;
+    for (const auto& r : view().audit) {
+      if (r.sequence <= q.after_sequence || r.at_ms < q.from_ms || r.at_ms >= q.to_ms) continue;
+      if (q.access_key && r.access_key != *q.access_key) continue;
+      if (q.resource && r.resource != *q.resource) continue;
+      out.push_back(r);
+      if (q.limit != 0 && out.size() >= q.limit) break;
+    }
+    return out;
   }
   Status delete_setting(std::string_view k) override {
     FK_RETURN_IF_ERROR(writable());

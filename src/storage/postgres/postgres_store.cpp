@@ -547,6 +547,28 @@ class PostgresTransaction final : public Transaction {
   Status delete_setting(std::string_view key) override {
     return write("DELETE FROM settings WHERE key=?", key);
   }
+  Status append_audit(const AuditRecord& r) override {
+    return write(kAuditInsert, r.at_ms, r.access_key, r.source, r.operation, r.resource, r.request,
+                 static_cast<std::int64_t>(r.status), r.error_code);
+  }
+  List<AuditRecord> list_audit(const AuditQuery& q) override {
+    std::string sql = std::string("SELECT ") + kAuditCols +
+                      " FROM audit WHERE sequence > ?::bigint AND at_ms >= ?::bigint AND "
+                      "at_ms < ?::bigint";
+    std::vector<std::string> params = {std::to_string(q.after_sequence), std::to_string(q.from_ms),
+                                       std::to_string(q.to_ms)};
+    if (q.access_key) {
+      sql += " AND access_key = ?";
+      params.push_back(*q.access_key);
+    }
+    if (q.resource) {
+      sql += " AND resource = ?";
+      params.push_back(*q.resource);
+    }
+    sql += " ORDER BY sequence";
+    if (q.limit != 0) sql += " LIMIT " + std::to_string(q.limit);
+    return collect<AuditRecord>(sql, params, audit_row);
+  }
   List<std::pair<std::string, std::string>> list_settings(std::string_view prefix,
                                                           const Page& p) override {
     const std::string from = std::max(std::string(prefix), p.after);

@@ -9,7 +9,7 @@
 
 namespace fk::storage::postgres_schema {
 
-inline constexpr std::array<const char*, 4> kMigrations = {
+inline constexpr std::array<const char*, 5> kMigrations = {
     // 1: the registry
     R"sql(
 CREATE TABLE things (
@@ -111,6 +111,16 @@ CREATE TABLE nodes (
     R"sql(
 CREATE INDEX certificates_by_serial ON certificates (serial_hex);
 CREATE INDEX certificates_by_status ON certificates (status, created_at, certificate_id);
+)sql",
+    // 5: the audit log of control-plane changes (append-only; one writer at a time, so sequences
+    // are in commit order)
+    R"sql(
+CREATE TABLE audit (
+  sequence BIGSERIAL PRIMARY KEY, at_ms BIGINT NOT NULL, access_key TEXT NOT NULL,
+  source TEXT NOT NULL, operation TEXT NOT NULL, resource TEXT NOT NULL, request TEXT NOT NULL,
+  status BIGINT NOT NULL, error_code TEXT NOT NULL
+);
+CREATE INDEX audit_by_time ON audit (at_ms, sequence);
 )sql",
 };
 

@@ -6,7 +6,7 @@
 
 namespace fk::storage::sqlite_schema {
 
-inline constexpr std::array<const char*, 2> kMigrations = {
+inline constexpr std::array<const char*, 3> kMigrations = {
     // 1: the registry
     R"sql(
 CREATE TABLE things (
@@ -89,6 +89,15 @@ CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
     R"sql(
 CREATE INDEX certificates_by_serial ON certificates (serial_hex);
 CREATE INDEX certificates_by_status ON certificates (status, created_at, certificate_id);
+)sql",
+    // 3: the audit log of control-plane changes (append-only)
+    R"sql(
+CREATE TABLE audit (
+  sequence INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER NOT NULL, access_key TEXT NOT NULL,
+  source TEXT NOT NULL, operation TEXT NOT NULL, resource TEXT NOT NULL, request TEXT NOT NULL,
+  status INTEGER NOT NULL, error_code TEXT NOT NULL
+);
+CREATE INDEX audit_by_time ON audit (at_ms, sequence);
 )sql",
 };
 

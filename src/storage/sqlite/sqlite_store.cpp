@@ -452,6 +452,24 @@ class SqliteTransaction final : public Transaction {
   Status delete_setting(std::string_view key) override {
     return write("DELETE FROM settings WHERE key=?", key);
   }
+  Status append_audit(const AuditRecord& r) override {
+    return write(kAuditInsert, r.at_ms, r.access_key, r.source, r.operation, r.resource, r.request,
+                 static_cast<std::int64_t>(r.status), r.error_code);
+  }
+  List<AuditRecord> list_audit(const AuditQuery& q) override {
+    std::string sql = std::string("SELECT ") + kAuditCols +
+                      " FROM audit WHERE sequence > ? AND at_ms >= ? AND at_ms < ?";
+    if (q.access_key) sql += " AND access_key = ?";
+    if (q.resource) sql += " AND resource = ?";
+    sql += " ORDER BY sequence";
+    if (q.limit != 0) sql += " LIMIT " + std::to_string(q.limit);
+    FK_ASSIGN_OR_RETURN(sqlite3_stmt * raw, conn_.prepare(sql));
+    Stmt s(conn_.db(), raw);
+    s.bind(q.after_sequence).bind(q.from_ms).bind(q.to_ms);
+    if (q.access_key) s.bind(*q.access_key);
+    if (q.resource) s.bind(*q.resource);
+    return collect<AuditRecord>(s, audit_row);
+  }
   List<std::pair<std::string, std::string>> list_settings(std::string_view prefix,
                                                           const Page& p) override {
     // A range on the primary key: [max(prefix, after), prefix's successor).
