@@ -244,6 +244,14 @@ class RevocationTest(unittest.TestCase):
             status, ctype, resp = http("POST", url, body, hdr)
             self.assertEqual(status, 200)
             self.assertEqual(resp, b"\x30\x03\x0a\x01\x01", body[:8])
+        # A question whose CertID parses but cannot be encoded back (its hash algorithm's
+        # parameters are an empty constructed value; found by the ocsp_request fuzzer).
+        unencodable = bytes.fromhex(
+            "30683066303f303d303b300906052b0e03021d200004" + "1413f4a535cf31c9c30eef2b40a90ac9"
+            "00d7ec39e70414cacffb0684e8d545ebb8d41db92457af9e9f8125020212"
+            "34a2233021301f06092b0601050507300102041204107eda640aa41bff5c29444f7428fbf2a6")
+        status, _, resp = http("POST", url, unencodable, hdr)
+        self.assertEqual((status, resp), (200, b"\x30\x03\x0a\x01\x01"))
         status, _, resp = http("GET", url + "/not%20base64!")
         self.assertEqual((status, resp), (200, b"\x30\x03\x0a\x01\x01"))
         # Too many questions in one request.

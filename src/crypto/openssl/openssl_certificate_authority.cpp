@@ -483,9 +483,12 @@ std::string OpensslCertificateAuthority::answer_ocsp(std::string_view request_de
     }
     if (OCSP_basic_add1_status(basic.get(), id, status, OCSP_REVOKED_STATUS_NOSTATUS,
                                revoked_at.get(), this_update.get(), next_update.get()) == nullptr)
-      return ocsp_failure(OCSP_RESPONSE_STATUS_INTERNALERROR);
+      // The question's CertID parsed but does not encode again (e.g. a hash algorithm whose
+      // parameters are an empty constructed value): the request is malformed, not the CA.
+      return ocsp_failure(OCSP_RESPONSE_STATUS_MALFORMEDREQUEST);
   }
-  OCSP_copy_nonce(basic.get(), req.get());
+  if (OCSP_copy_nonce(basic.get(), req.get()) == 0)
+    return ocsp_failure(OCSP_RESPONSE_STATUS_MALFORMEDREQUEST);
   if (OCSP_basic_sign(basic.get(), keys_->issuing_cert.get(), keys_->issuing_key.get(),
                       EVP_sha256(), nullptr, 0) != 1) {
     log::warn("ca.ocsp_sign_failed", {{"error", last_error()}});
