@@ -24,8 +24,14 @@ fleetkeyd=$(realpath "${FLEETKEYD:-build/bin/fleetkeyd}")
 # (as root the server runs as `postgres`): a folder under /tmp named after DIR.
 pgdir="/tmp/fk_cluster_pg_$(echo -n "$dir" | md5sum | cut -c1-16)"
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+free_port() {  # below the kernel's ephemeral range: no outgoing connection takes it meanwhile
+  python3 -c 'import random, socket
+while True:
+    s = socket.socket(); p = random.randint(20000, 32000)
+    try:
+        s.bind(("127.0.0.1", p)); print(p); break
+    except OSError:
+        s.close()'
 }
 
 wait_endpoints() {  # node-dir pid: until its endpoints.json names the pid (60 s at most)
@@ -74,11 +80,11 @@ case "$cmd" in
       cat >"$nd/fleetkeyd.toml" <<EOF
 [mqtt]
 bind = "127.0.0.1"
-port = $(free_port)
-alpn_port = $(free_port)
+port = 0
+alpn_port = 0
 ${MQTT_TOML:-}
 [api]
-port = $(free_port)
+port = 0
 [storage]
 backend = "postgres"
 url = "$url"

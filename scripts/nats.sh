@@ -11,8 +11,14 @@ set -euo pipefail
 cmd=${1:?start|stop|kill|start-one}
 dir=$(realpath -m "${2:?DIR}")
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+free_port() {  # below the kernel's ephemeral range: no outgoing connection takes it meanwhile
+  python3 -c 'import random, socket
+while True:
+    s = socket.socket(); p = random.randint(20000, 32000)
+    try:
+        s.bind(("127.0.0.1", p)); print(p); break
+    except OSError:
+        s.close()'
 }
 
 ports() {  # client, cluster and monitoring port of each server, chosen once

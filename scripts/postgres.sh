@@ -26,7 +26,14 @@ case "$cmd" in
   start)
     port=${3:-0}
     if [[ "$port" == 0 ]]; then
-      port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+      # Below the kernel's ephemeral range: no outgoing connection takes it before PostgreSQL.
+      port=$(python3 -c 'import random, socket
+while True:
+    s = socket.socket(); p = random.randint(20000, 32000)
+    try:
+        s.bind(("127.0.0.1", p)); print(p); break
+    except OSError:
+        s.close()')
     fi
     mkdir -p "$dir"
     if [[ $(id -u) -eq 0 ]]; then chown postgres: "$dir"; chmod 0700 "$dir"; fi

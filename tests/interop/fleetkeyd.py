@@ -51,10 +51,18 @@ def signed_call(endpoints, method, path, body_text=None):
 
 
 def free_port():
-    """A loopback TCP port free now (for a server that must know its port before it starts)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback TCP port free now (for a server that must know its port before it starts),
+    chosen below the kernel's ephemeral range (32768-60999), where an outgoing connection of a
+    test running beside this one cannot take it before the server binds it (CI saw that)."""
+    import random
+    while True:
+        with socket.socket() as s:
+            port = random.randint(20000, 32000)
+            try:
+                s.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
 
 
 def cli_env(data_dir, extra=None):
