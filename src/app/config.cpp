@@ -61,7 +61,31 @@ Status parse_config(std::string_view text, const std::string& source, Config& co
   }
   FK_RETURN_IF_ERROR(only_known(root, "",
                                 {"data_dir", "log_level", "mqtt", "api", "ca", "aws", "storage",
-                                 "provisioning", "cluster", "rotation"}));
+                                 "provisioning", "cluster", "rotation", "timeline"}));
+  if (auto n = root.get("timeline")) {
+    const toml::table* t = n->as_table();
+    if (t == nullptr) return bad("timeline", "must be a table");
+    FK_RETURN_IF_ERROR(
+        only_known(*t, "timeline.", {"retention_days", "max_events", "per_device_per_minute"}));
+    if (auto k = t->get("retention_days")) {
+      auto v = k->value<std::int64_t>();
+      if (!k->is_integer() || *v < 1 || *v > 3650)
+        return bad("timeline.retention_days", "must be an integer from 1 to 3650");
+      config.timeline.retention_days = *v;
+    }
+    if (auto k = t->get("max_events")) {
+      auto v = k->value<std::int64_t>();
+      if (!k->is_integer() || *v < 100 || *v > 1'000'000'000)
+        return bad("timeline.max_events", "must be an integer from 100 to 1000000000");
+      config.timeline.max_events = *v;
+    }
+    if (auto k = t->get("per_device_per_minute")) {
+      auto v = k->value<double>();
+      if (!(k->is_integer() || k->is_floating_point()) || *v < 1 || *v > 6000)
+        return bad("timeline.per_device_per_minute", "must be a number from 1 to 6000");
+      config.timeline.per_device_per_minute = *v;
+    }
+  }
   if (auto n = root.get("rotation")) {
     const toml::table* t = n->as_table();
     if (t == nullptr) return bad("rotation", "must be a table");

@@ -89,6 +89,14 @@ struct RotationSettings {
   double max_requests_per_hour = 6;          // per certificate; 0 = no limit
 };
 
+// [timeline]: the device timeline's bounds (docs/timeline.md).
+struct TimelineConfig {
+  std::int64_t retention_days = 30;
+  std::int64_t max_events = 1'000'000;  // in the whole table
+  double per_device_per_minute = 30;    // after a burst of as many
+  std::size_t queue_limit = 10'000;     // events waiting to be written (not configurable)
+};
+
 struct Config {
   std::string data_dir = "./fleetkey-data";
   std::string log_level = "info";  // debug, info, warn, error
@@ -120,6 +128,7 @@ struct Config {
   int fail_closed_after_seconds = 30;
   ClusterConfig cluster;
   RotationSettings rotation;
+  TimelineConfig timeline;  // [timeline] retention_days, max_events, per_device_per_minute
 
   std::string registry_path() const {
     return storage_path.empty() ? data_dir + "/registry.db" : storage_path;

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
+#include "base/clock.h"
 #include "base/log.h"
 
 namespace fk::app {
@@ -15,12 +16,6 @@ namespace {
 
 // A CRL is made again at least this often even without events (a node that missed one).
 constexpr EpochSeconds kCrlMaxAge = 60;
-
-std::uint64_t now_ms() {
-  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                        std::chrono::system_clock::now().time_since_epoch())
-                                        .count());
-}
 
 struct Tombstone {
   EpochSeconds revoked_at = 0;
@@ -100,7 +95,7 @@ Result<std::string> Revocation::crl() {
     return revoked.status();
   }
   // CRL numbers only grow, across restarts and across nodes: the time in milliseconds.
-  crl_number_ = std::max(crl_number_ + 1, now_ms());
+  crl_number_ = std::max(crl_number_ + 1, static_cast<std::uint64_t>(epoch_ms()));
   auto made = ca_.make_crl(*revoked, now, now + kCrlValidity, crl_number_);
   if (!made.is_ok()) {
     dirty_ = true;

@@ -10,6 +10,12 @@ EpochSeconds SystemClock::now() const {
       .count();
 }
 
+std::int64_t epoch_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 SystemClock& SystemClock::instance() {
   static SystemClock clock;
   return clock;

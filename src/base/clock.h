@@ -34,4 +34,8 @@ class ManualClock final : public Clock {
   std::atomic<EpochSeconds> now_;
 };
 
+// The wall clock in milliseconds since the epoch: for event timestamps (lifecycle events, the
+// device timeline), which no test needs to move.
+std::int64_t epoch_ms();
+
 }  // namespace fk

@@ -12,6 +12,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "base/clock.h"
 #include "base/log.h"
 #include "base/metrics.h"
 #include "broker/cluster_link.h"
@@ -32,12 +33,6 @@ using mqtt::Version;
 namespace {
 
 constexpr std::size_t kPacketOverhead = 4096;  // topic, properties and headers
-
-std::int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 double seconds_since(SteadyClock::time_point t) {
   return std::chrono::duration<double>(SteadyClock::now() - t).count();
@@ -456,6 +451,9 @@ class Session : public std::enable_shared_from_this<Session> {
     b_->connections++;
     b_->connect_seconds.observe(seconds_since(connect_at_));
     b_->connects.with({"accepted", "success"}).add();
+    connected_at_ms_.store(epoch_ms(), std::memory_order_relaxed);
+    record("connected", version_ == Version::kV5 ? "MQTT 5" : "MQTT 3.1.1",
+           present ? "session resumed" : "");
     mqtt::Connack ack;
     ack.session_present = present;
     ack.reason_code = 0;
@@ -494,7 +492,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (lifecycle_allowed()) {
       b_->lifecycle("$aws/events/presence/connected/" + identity_.client_id,
                     {{"clientId", identity_.client_id},
-                     {"timestamp", now_ms()},
+                     {"timestamp", epoch_ms()},
                      {"eventType", "connected"},
                      {"sessionIdentifier", session_id()},
                      {"principalIdentifier", identity_.certificate().certificate_id},
@@ -505,6 +503,27 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void set_version_number(std::uint64_t v) { version_number_ = v; }
+
+  // For Broker::connections_of (any thread): set while connected.
+  std::optional<LiveConnection> live() const {
+    if (!online_flag_.load(std::memory_order_acquire)) return std::nullopt;
+    return LiveConnection{identity_.client_id, identity_.certificate().certificate_id,
+                          identity_.remote_address,
+                          connected_at_ms_.load(std::memory_order_relaxed)};
+  }
+
+  // One entry of the device timeline (the reason a fixed word, the detail a sentence).
+  void record(const char* event, std::string reason, std::string detail) {
+    if (b_->config.device_events == nullptr) return;
+    DeviceEvent e;
+    e.certificate_id = identity_.certificate().certificate_id;
+    e.client_id = identity_.client_id;
+    e.source = identity_.remote_address;
+    e.event = event;
+    e.reason = std::move(reason);
+    e.detail = std::move(detail);
+    b_->config.device_events->record(std::move(e));
+  }
 
   // new_filter: the session did not hold this filter before (counts towards the node's
   // cluster interest).
@@ -610,6 +629,7 @@ class Session : public std::enable_shared_from_this<Session> {
                                             {"client", identity_.client_id},
                                             {"certificate", identity_.certificate().certificate_id},
                                             {"reason", why}});
+    if (!active_) record("connect_refused", "protocol_error", why);
     if (conn_) conn_->close(why);
   }
 
@@ -781,6 +801,12 @@ class Session : public std::enable_shared_from_this<Session> {
                                             {"client", identity_.client_id},
                                             {"certificate", identity_.certificate().certificate_id},
                                             {"reason", why}});
+    record("connect_refused",
+           cause != nullptr
+               ? cause
+               : mqtt::reason_name(reason_v5 != 0 ? reason_v5
+                                                  : mqtt::reason::kClientIdentifierNotValid),
+           why);
     mqtt::Connack ack;
     ack.reason_code = version_ == Version::kV5 ? reason_v5 : code311;
     if (version_ == Version::kV5) ack.properties.reason_string = why;
@@ -860,7 +886,7 @@ class Session : public std::enable_shared_from_this<Session> {
     s.connected = connected;
     s.lifecycle_events = lifecycle_allowed();
     s.expiry_seconds = session_expiry_;
-    if (!connected) s.disconnected_at_ms = now_ms();
+    if (!connected) s.disconnected_at_ms = epoch_ms();
     for (const auto& [filter, o] : state_.subscriptions)
       s.subscriptions.emplace_back(filter, o.qos);
     if (connected && will_ && permissions_ &&
@@ -1348,7 +1374,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (!subscribed.empty() && lifecycle_allowed()) {
       b_->lifecycle("$aws/events/subscriptions/subscribed/" + identity_.client_id,
                     {{"clientId", identity_.client_id},
-                     {"timestamp", now_ms()},
+                     {"timestamp", epoch_ms()},
                      {"eventType", "subscribed"},
                      {"sessionIdentifier", session_id()},
                      {"principalIdentifier", identity_.certificate().certificate_id},
@@ -1375,7 +1401,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (!removed.empty() && lifecycle_allowed()) {
       b_->lifecycle("$aws/events/subscriptions/unsubscribed/" + identity_.client_id,
                     {{"clientId", identity_.client_id},
-                     {"timestamp", now_ms()},
+                     {"timestamp", epoch_ms()},
                      {"eventType", "unsubscribed"},
                      {"sessionIdentifier", session_id()},
                      {"principalIdentifier", identity_.certificate().certificate_id},
@@ -1408,6 +1434,8 @@ class Session : public std::enable_shared_from_this<Session> {
     online_flag_ = false;
     b_->connections--;
     FK_LOG_INFO("broker.disconnected", {{"client", identity_.client_id}, {"reason", reason}});
+    record("disconnected", lifecycle_reason_ != nullptr ? lifecycle_reason_ : "CONNECTION_LOST",
+           reason);
     if (will_ && !client_disconnect_) publish_will();
     if (lifecycle_allowed()) {
       const std::string_view reason_text =
@@ -1415,7 +1443,7 @@ class Session : public std::enable_shared_from_this<Session> {
       const bool by_client = reason_text == "CLIENT_INITIATED_DISCONNECT";
       b_->lifecycle("$aws/events/presence/disconnected/" + identity_.client_id,
                     {{"clientId", identity_.client_id},
-                     {"timestamp", now_ms()},
+                     {"timestamp", epoch_ms()},
                      {"eventType", "disconnected"},
                      {"sessionIdentifier", session_id()},
                      {"principalIdentifier", identity_.certificate().certificate_id},
@@ -1516,6 +1544,7 @@ class Session : public std::enable_shared_from_this<Session> {
   bool der_given_ = false;  // the authorizer asked for the certificate's DER and got it
   bool active_ = false;
   std::atomic<bool> online_flag_{false};
+  std::atomic<std::int64_t> connected_at_ms_{0};
   bool surrendered_ = false;
   bool indexed_ = false;  // listed in by_certificate
   bool clean_start_ = true;
@@ -1835,6 +1864,20 @@ void Broker::disconnect_certificate(const std::string& certificate_id, const std
       impl->revocation_cut_seconds.observe(seconds_since(started));
     });
   }
+}
+
+std::vector<LiveConnection> Broker::connections_of(const std::string& certificate_id) const {
+  std::vector<std::shared_ptr<Session>> hit;
+  {
+    std::lock_guard<std::mutex> lock(impl_->certs_mu);
+    auto range = impl_->by_certificate.equal_range(certificate_id);
+    for (auto i = range.first; i != range.second; ++i)
+      if (auto s = i->second.lock()) hit.push_back(std::move(s));
+  }
+  std::vector<LiveConnection> out;
+  for (const auto& s : hit)
+    if (auto l = s->live()) out.push_back(std::move(*l));
+  return out;
 }
 
 void Broker::shutdown() {

@@ -15,7 +15,9 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
+#include "base/device_events.h"
 #include "broker/authorizer.h"
 #include "broker/cluster_link.h"
 #include "broker/reserved_topic_handler.h"
@@ -64,6 +66,17 @@ struct BrokerConfig {
   std::uint16_t topic_alias_maximum = 8;
   int connect_timeout_seconds = 10;
   bool lifecycle_events = true;
+  // Where connects, refusals and disconnects go for the device timeline (with their reasons);
+  // null: nowhere. Outlives the broker.
+  DeviceEventSink* device_events = nullptr;
+};
+
+// A connection on this node, as the console and `fleetkey diagnose` show it.
+struct LiveConnection {
+  std::string client_id;
+  std::string certificate_id;
+  std::string remote_address;
+  std::int64_t connected_at_ms = 0;
 };
 
 struct BrokerStats {
@@ -99,6 +112,9 @@ class Broker {
   // $aws/events/certificates/registered/<caCertificateId>) to this node's and, in a cluster,
   // every node's subscribers. Any thread.
   void publish_event(const std::string& topic, std::string payload);
+
+  // The connections on this node authenticated with this certificate (any thread).
+  std::vector<LiveConnection> connections_of(const std::string& certificate_id) const;
 
   BrokerStats stats() const;
   // The broker's families for GET /metrics (connections, connects, messages, revocation cuts).

@@ -5,6 +5,7 @@
 #include <optional>
 #include <variant>
 
+#include "base/clock.h"
 #include "base/log.h"
 #include "crypto/x509.h"
 #include "provisioning/provisioning_template.h"
@@ -15,12 +16,6 @@ namespace {
 
 using Kind = JustInTimeOutcome::Kind;
 using storage::CertificateStatus;
-
-std::int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 Status bad_config(const std::string& why) {
   return invalid_request("registrationConfig: " + why);
@@ -216,7 +211,7 @@ JustInTimeOutcome JustInTime::on_unregistered_certificate(std::string_view der) 
   FK_LOG_INFO("provisioning.jitr",
               {{"certificate", out.certificate_id}, {"ca_certificate", ca->certificate_id}});
   if (publish_) {
-    const std::int64_t ms = now_ms();
+    const std::int64_t ms = epoch_ms();
     nlohmann::json event = {{"certificateId", out.certificate_id},
                             {"caCertificateId", ca->certificate_id},
                             {"timestamp", ms},

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
+#include "base/clock.h"
 #include "base/log.h"
 #include "base/strings.h"
 #include "crypto/x509.h"
@@ -76,6 +77,7 @@ Result<ThingRecord> Txn::create_thing(const CreateThingRequest& req) {
                     1,        clock_.now()};
   FK_RETURN_IF_ERROR(t_.put_thing(thing));
   emit(RegistryEvent::Kind::kThingChanged, thing.name);
+  FK_RETURN_IF_ERROR(timeline("thing_created", "", "", thing.name, ""));
   return thing;
 }
 
@@ -126,7 +128,7 @@ Status Txn::delete_thing(std::string_view name, std::optional<std::int64_t> expe
   }
   FK_RETURN_IF_ERROR(t_.delete_thing(name));
   emit(RegistryEvent::Kind::kThingChanged, std::string(name));
-  return Status::ok();
+  return timeline("thing_deleted", "", "", std::string(name), "");
 }
 
 // ---------------------------------------------------------------- thing types
@@ -294,6 +296,13 @@ Result<CertificateRecord> Txn::record_certificate(const NewCertificate& c) {
   r.generation_id = crypto::random_uuid();
   FK_RETURN_IF_ERROR(t_.put_certificate(r));
   emit(RegistryEvent::Kind::kCertificateStatusChanged, r.certificate_id, "created", r.status);
+  FK_RETURN_IF_ERROR(timeline(
+      "certificate_created", std::string(storage::to_string(r.status)),
+      "recorded as " + std::string(storage::to_string(r.status)) +
+          (r.ca_certificate_id.empty() ? std::string()
+                                       : ", issued by the registered CA " + r.ca_certificate_id) +
+          ", valid until " + format_utc(r.not_after),
+      "", r.certificate_id));
   return r;
 }
 
@@ -323,12 +332,17 @@ Status Txn::update_certificate_status(std::string_view id, CertificateStatus sta
       return cert_state("certificate " + std::string(id) + " cannot be activated: its CA " +
                         c.ca_certificate_id + " is " + std::string(storage::to_string(ca->status)));
   }
+  const CertificateStatus before = c.status;
   c.status = status;
   c.updated_at = clock_.now();
   ++c.customer_version;
   c.generation_id = crypto::random_uuid();
   FK_RETURN_IF_ERROR(t_.put_certificate(c));
   emit(RegistryEvent::Kind::kCertificateStatusChanged, c.certificate_id, {}, status);
+  FK_RETURN_IF_ERROR(timeline(
+      "certificate_status", std::string(storage::to_string(status)),
+      std::string(storage::to_string(before)) + " -> " + std::string(storage::to_string(status)),
+      "", c.certificate_id));
   return Status::ok();
 }
 
@@ -362,6 +376,8 @@ Status Txn::delete_certificate(std::string_view id, bool force) {
   }
   FK_RETURN_IF_ERROR(t_.delete_certificate(id));
   emit(RegistryEvent::Kind::kCertificateDeleted, std::string(id));
+  FK_RETURN_IF_ERROR(timeline("certificate_deleted", std::string(storage::to_string(c.status)), "",
+                              "", std::string(id)));
   return Status::ok();
 }
 
@@ -575,18 +591,19 @@ Result<std::string> Txn::certificate_id_of_principal(std::string_view principal)
 
 Status Txn::attach_thing_principal(std::string_view thing, std::string_view principal) {
   FK_RETURN_IF_ERROR(describe_thing(thing).status());
-  FK_RETURN_IF_ERROR(certificate_id_of_principal(principal).status());
+  FK_ASSIGN_OR_RETURN(std::string certificate_id, certificate_id_of_principal(principal));
   FK_RETURN_IF_ERROR(t_.attach_thing_principal(thing, principal));
   emit(RegistryEvent::Kind::kThingPrincipalChanged, std::string(thing), std::string(principal));
-  return Status::ok();
+  return timeline("principal_attached", "", "", std::string(thing), std::move(certificate_id));
 }
 
 Status Txn::detach_thing_principal(std::string_view thing, std::string_view principal) {
   FK_RETURN_IF_ERROR(describe_thing(thing).status());
-  FK_RETURN_IF_ERROR(parse_arn(config_.arns, principal).status());
+  FK_ASSIGN_OR_RETURN(ParsedArn arn, parse_arn(config_.arns, principal));
   FK_RETURN_IF_ERROR(t_.detach_thing_principal(thing, principal));
   emit(RegistryEvent::Kind::kThingPrincipalChanged, std::string(thing), std::string(principal));
-  return Status::ok();
+  return timeline("principal_detached", "", "", std::string(thing),
+                  arn.kind == "cert" ? arn.id : std::string());
 }
 
 // ---------------------------------------------------------------- templates
@@ -710,10 +727,39 @@ Registry::Registry(storage::Store& store, crypto::CertificateAuthority& ca, cons
 
 Registry::~Registry() = default;
 
+namespace {
+thread_local std::string current_actor = "fleetkeyd";
+}  // namespace
+
+ActorScope::ActorScope(std::string actor) : previous_(std::move(current_actor)) {
+  current_actor = std::move(actor);
+}
+ActorScope::~ActorScope() {
+  current_actor = std::move(previous_);
+}
+const std::string& ActorScope::current() {
+  return current_actor;
+}
+
+Status Txn::timeline(const char* event, std::string reason, std::string detail, std::string thing,
+                     std::string certificate_id) {
+  DeviceEvent e;
+  e.at_ms = epoch_ms();
+  e.thing = std::move(thing);
+  e.certificate_id = std::move(certificate_id);
+  e.event = event;
+  e.reason = std::move(reason);
+  e.detail = std::move(detail);
+  e.actor = actor_;
+  return t_.append_timeline({std::move(e)});
+}
+
 Status Registry::write(const std::function<Status(Txn&)>& change) {
   std::vector<RegistryEvent> events;
+  const std::string& actor = ActorScope::current();  // of the calling thread
   Status st = committer_.run([&](storage::Transaction& t) {
     Txn txn(t, config_, clock_);
+    txn.set_actor(actor);
     Status s = change(txn);
     if (s.is_ok()) {
       events = txn.events();

@@ -134,13 +134,31 @@ struct NewCertificate {
   CertificateStatus status = CertificateStatus::kInactive;
 };
 
+// Who makes the registry changes written on this thread, for the device timeline: the API
+// sets the caller's access key for a request, the server's own jobs say what they are
+// ("fleetkeyd: rotation"). Registry::write() hands it to its Txn (whatever thread commits).
+class ActorScope {
+ public:
+  explicit ActorScope(std::string actor);
+  ~ActorScope();
+  ActorScope(const ActorScope&) = delete;
+  ActorScope& operator=(const ActorScope&) = delete;
+  static const std::string& current();  // "fleetkeyd" outside any scope
+
+ private:
+  std::string previous_;
+};
+
 // The domain operations inside one transaction. Errors are AWS's exceptions (see ErrorCode).
+// Changes to things, certificates and their links also go on the device timeline, in the same
+// transaction, with the actor who made them.
 class Txn {
  public:
   Txn(storage::Transaction& t, const RegistryConfig& config, const Clock& clock)
       : t_(t), config_(config), clock_(clock) {}
 
   storage::Transaction& store() { return t_; }
+  void set_actor(std::string actor) { actor_ = std::move(actor); }
   const std::vector<RegistryEvent>& events() const { return events_; }
 
   // Things. create_thing is idempotent for an identical thing.
@@ -222,8 +240,12 @@ class Txn {
     events_.push_back({kind, std::move(subject), std::move(detail), status});
   }
   Result<std::string> certificate_id_of_principal(std::string_view principal);
+  // One device timeline event of this change (made by actor_).
+  Status timeline(const char* event, std::string reason, std::string detail, std::string thing,
+                  std::string certificate_id);
 
   storage::Transaction& t_;
+  std::string actor_ = "fleetkeyd";
   const RegistryConfig& config_;
   const Clock& clock_;
   std::vector<RegistryEvent> events_;

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "base/clock.h"
+#include "base/device_events.h"
 #include "base/status.h"
 
 namespace fk::storage {
@@ -181,6 +182,18 @@ struct AuditQuery {
   std::optional<std::string> resource;
   std::int64_t after_sequence = 0;  // paging: records with a greater sequence
   std::size_t limit = 100;          // 0 = no limit
+};
+
+// The device timeline (issue 20): events of any of these things, certificates or client ids,
+// newest first.
+struct TimelineQuery {
+  std::vector<std::string> things;
+  std::vector<std::string> certificate_ids;
+  std::vector<std::string> client_ids;
+  std::int64_t from_ms = 0;                                       // at_ms >= from_ms
+  std::int64_t to_ms = std::numeric_limits<std::int64_t>::max();  // at_ms < to_ms
+  std::int64_t before_sequence = 0;  // paging: events with a smaller sequence (0: from newest)
+  std::size_t limit = 100;           // at least 1
 };
 
 // The key CertificateQuery pages on: creation time and id.

@@ -104,6 +104,33 @@ inline constexpr auto audit_row = [](const auto& s) -> AuditRecord {
   return a;
 };
 
+// The device timeline: its INSERT (sequence given by the database), the columns a read selects,
+// and the WHERE clause of a query (placeholders bound by timeline_params, in order).
+inline constexpr const char* kTimelineInsert =
+    "INSERT INTO timeline (at_ms, thing, certificate_id, client_id, source, event, reason, "
+    "detail, actor) VALUES (?,?,?,?,?,?,?,?,?)";
+inline constexpr const char* kTimelineCols =
+    "sequence, at_ms, thing, certificate_id, client_id, source, event, reason, detail, actor";
+inline constexpr auto timeline_row = [](const auto& s) -> DeviceEvent {
+  DeviceEvent e;
+  e.sequence = s.int64(0);
+  e.at_ms = s.int64(1);
+  e.thing = s.text(2);
+  e.certificate_id = s.text(3);
+  e.client_id = s.text(4);
+  e.source = s.text(5);
+  e.event = s.text(6);
+  e.reason = s.text(7);
+  e.detail = s.text(8);
+  e.actor = s.text(9);
+  return e;
+};
+// "SELECT <cols> FROM timeline WHERE (thing IN (?..) OR ...) AND at_ms >= ? AND at_ms < ?
+// [AND sequence < ?] ORDER BY sequence DESC LIMIT n", every parameter bound as text (integer
+// ones cast in SQL). The parameters in the same order: timeline_params().
+std::string timeline_select(const TimelineQuery& q, bool postgres);
+std::vector<std::string> timeline_params(const TimelineQuery& q);
+
 inline constexpr const char* kPolicyCols =
     "name, default_version_id, next_version_id, created_at, updated_at, generation_id";
 inline constexpr auto policy_row = [](const auto& s) -> PolicyRecord {

@@ -113,6 +113,11 @@ class Transaction {
   // read by time range, access key and resource, in sequence order.
   virtual Status append_audit(const AuditRecord& record) = 0;
   virtual List<AuditRecord> list_audit(const AuditQuery& query) = 0;
+  // The device timeline: appended in batches, read newest first, pruned by age (events older
+  // than `before_ms`) and size (all but the newest `keep_last`); returns how many went.
+  virtual Status append_timeline(const std::vector<DeviceEvent>& events) = 0;
+  virtual List<DeviceEvent> list_timeline(const TimelineQuery& query) = 0;
+  virtual Result<std::int64_t> prune_timeline(std::int64_t before_ms, std::int64_t keep_last) = 0;
   // The settings whose key starts with `prefix`, in key order, after page.after (a full key).
   virtual List<std::pair<std::string, std::string>> list_settings(std::string_view prefix,
                                                                   const Page& page) = 0;

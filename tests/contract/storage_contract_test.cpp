@@ -442,6 +442,91 @@ TEST_P(StoreContract, AuditLogAppendsInOrderAndFilters) {
   EXPECT_EQ((*rest)[0].resource, "locker-2");
 }
 
+TEST_P(StoreContract, TimelineFindsAnyIdentityNewestFirstAndPrunes) {
+  auto ev = [](std::int64_t at, const char* thing, const char* cert, const char* client,
+               const char* event) {
+    DeviceEvent e;
+    e.at_ms = at;
+    e.thing = thing;
+    e.certificate_id = cert;
+    e.client_id = client;
+    e.source = "127.0.0.1:5000";
+    e.event = event;
+    e.reason = "why";
+    e.detail = "a sentence";
+    e.actor = "AKIA1";
+    return e;
+  };
+  auto w = write();
+  ASSERT_TRUE(w->append_timeline({ev(1000, "", "c1", "locker-1", "connected"),
+                                  ev(2000, "", "c1", "locker-1", "disconnected"),
+                                  ev(3000, "locker-1", "", "", "certificate_status"),
+                                  ev(4000, "", "c2", "other", "connect_refused"),
+                                  ev(5000, "", "", "locker-1", "connect_refused")})
+                  .is_ok());
+  ASSERT_TRUE(w->commit().is_ok());
+  w = write();  // rolled back: nothing kept
+  ASSERT_TRUE(w->append_timeline({ev(6000, "locker-1", "c1", "locker-1", "connected")}).is_ok());
+  w.reset();
+
+  TimelineQuery q;
+  q.things = {"locker-1"};
+  q.certificate_ids = {"c1"};
+  q.client_ids = {"locker-1", ""};
+  auto all = read()->list_timeline(q);
+  ASSERT_TRUE(all.is_ok()) << all.status().message();
+  ASSERT_EQ(all->size(), 4u);        // not c2's
+  EXPECT_EQ((*all)[0].at_ms, 5000);  // newest first
+  EXPECT_EQ((*all)[3].at_ms, 1000);
+  EXPECT_GT((*all)[0].sequence, (*all)[1].sequence);
+  EXPECT_EQ((*all)[3], [&] {
+    DeviceEvent e = ev(1000, "", "c1", "locker-1", "connected");
+    e.sequence = (*all)[3].sequence;
+    return e;
+  }());
+  // An empty identity matches nothing, even events that lack it.
+  TimelineQuery none;
+  none.things = {""};
+  EXPECT_TRUE(read()->list_timeline(none)->empty());
+  // Time range, then pages.
+  TimelineQuery range = q;
+  range.from_ms = 2000;
+  range.to_ms = 5000;
+  EXPECT_EQ(read()->list_timeline(range)->size(), 2u);
+  TimelineQuery page = q;
+  page.limit = 3;
+  auto first = read()->list_timeline(page);
+  ASSERT_EQ(first->size(), 3u);
+  page.before_sequence = first->back().sequence;
+  auto rest = read()->list_timeline(page);
+  ASSERT_EQ(rest->size(), 1u);
+  EXPECT_EQ((*rest)[0].at_ms, 1000);
+
+  // Pruning: older than 1500 ms, then all but the newest 2.
+  w = write();
+  auto gone = w->prune_timeline(1500, 100);
+  ASSERT_TRUE(gone.is_ok()) << gone.status().message();
+  EXPECT_EQ(*gone, 1);
+  gone = w->prune_timeline(0, 2);
+  ASSERT_TRUE(gone.is_ok());
+  EXPECT_EQ(*gone, 2);
+  ASSERT_TRUE(w->commit().is_ok());
+  TimelineQuery everyone = q;
+  everyone.certificate_ids = {"c1", "c2"};
+  auto left = read()->list_timeline(everyone);
+  ASSERT_EQ(left->size(), 2u);
+  EXPECT_EQ((*left)[0].at_ms, 5000);
+  EXPECT_EQ((*left)[1].at_ms, 4000);
+  // New events after a prune still come after the old ones.
+  w = write();
+  ASSERT_TRUE(w->append_timeline({ev(7000, "", "c2", "", "connected")}).is_ok());
+  ASSERT_TRUE(w->commit().is_ok());
+  left = read()->list_timeline(everyone);
+  ASSERT_EQ(left->size(), 3u);
+  EXPECT_EQ((*left)[0].at_ms, 7000);
+  EXPECT_GT((*left)[0].sequence, (*left)[1].sequence);
+}
+
 TEST_P(StoreContract, SettingsListedByPrefixInPages) {
   auto w = write();
   for (const char* k : {"allow.t.1.b", "allow.t.1.a", "allow.t.1.c", "allow.t.10.x", "allow.u.1.a",

@@ -36,6 +36,8 @@ struct HandshakeCounters {
   std::atomic<int> pending{0};
   metrics::Histogram seconds;
   metrics::Counter failed;
+  // TlsListenerConfig::on_handshake_failed (set before the first connection).
+  std::function<void(const std::string&, const std::string&, const std::string&)> on_failed;
 };
 
 class FdTlsConnection final : public TlsConnection {
@@ -203,6 +205,11 @@ class FdTlsConnection final : public TlsConnection {
                                                : tls_->failure();
     log::warn("tls.handshake_failed",
               {{"listener", listener_}, {"peer", remote_}, {"reason", why}});
+    if (step == TlsStep::kFailed && pending_handshakes_ && pending_handshakes_->on_failed) {
+      // Read only now (a refused handshake is rare): who it was, for the device timeline.
+      if (std::string der = tls_->peer_certificate_der(); !der.empty())
+        pending_handshakes_->on_failed(remote_, der, why);
+    }
     abort();
   }
 
@@ -323,7 +330,9 @@ class FdTlsConnection final : public TlsConnection {
 
 struct TlsListener::State : std::enable_shared_from_this<TlsListener::State> {
   State(IoPool& p, asio::io_context& accept, TlsListenerConfig c, OnConnection fn)
-      : pool(p), accept_context(accept), config(std::move(c)), on_connection(std::move(fn)) {}
+      : pool(p), accept_context(accept), config(std::move(c)), on_connection(std::move(fn)) {
+    pending->on_failed = config.on_handshake_failed;
+  }
 
   IoPool& pool;
   asio::io_context& accept_context;

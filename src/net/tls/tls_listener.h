@@ -43,6 +43,12 @@ struct TlsListenerConfig {
   // peer does not read). 0 = no limit.
   std::size_t max_write_backlog_bytes = 4 << 20;
   std::string name = "mqtt";  // for logs
+  // A handshake refused after the client sent a certificate (expired, unknown issuer, ...):
+  // the peer's address, that certificate's DER and why (the device timeline). Called on the
+  // connection's I/O thread; null: nobody is told.
+  std::function<void(const std::string& remote, const std::string& certificate_der,
+                     const std::string& why)>
+      on_handshake_failed;
 };
 
 class TlsListener {

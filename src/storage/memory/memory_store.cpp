@@ -1,6 +1,7 @@
 #include "storage/memory/memory_store.h"
 
 #include <algorithm>
+#include <deque>
 #include <map>
 #include <set>
 
@@ -24,6 +25,8 @@ struct MemoryStore::State {
   std::map<VersionKey, TemplateVersionRecord> template_versions;
   std::map<std::string, std::string, std::less<>> settings;
   std::vector<AuditRecord> audit;
+  std::deque<DeviceEvent> timeline;  // in sequence order
+  std::int64_t timeline_sequence = 0;
 };
 
 namespace {
@@ -338,6 +341,41 @@ class MemoryTransaction final : public Transaction {
       if (q.limit != 0 && out.size() >= q.limit) break;
     }
     return out;
+  }
+  Status append_timeline(const std::vector<DeviceEvent>& events) override {
+    FK_RETURN_IF_ERROR(writable());
+    for (DeviceEvent e : events) {
+      e.sequence = ++work_.timeline_sequence;
+      work_.timeline.push_back(std::move(e));
+    }
+    return Status::ok();
+  }
+  List<DeviceEvent> list_timeline(const TimelineQuery& q) override {
+    auto in = [](const std::vector<std::string>& v, const std::string& x) {
+      return !x.empty() && std::find(v.begin(), v.end(), x) != v.end();
+    };
+    std::vector<DeviceEvent> out;
+    const auto& all = view().timeline;
+    for (auto it = all.rbegin(); it != all.rend(); ++it) {
+      const DeviceEvent& e = *it;
+      if (q.before_sequence != 0 && e.sequence >= q.before_sequence) continue;
+      if (e.at_ms < q.from_ms || e.at_ms >= q.to_ms) continue;
+      if (!in(q.things, e.thing) && !in(q.certificate_ids, e.certificate_id) &&
+          !in(q.client_ids, e.client_id))
+        continue;
+      out.push_back(e);
+      if (out.size() >= std::max<std::size_t>(q.limit, 1)) break;
+    }
+    return out;
+  }
+  Result<std::int64_t> prune_timeline(std::int64_t before_ms, std::int64_t keep_last) override {
+    FK_RETURN_IF_ERROR(writable());
+    auto& t = work_.timeline;
+    const auto old_size = static_cast<std::int64_t>(t.size());
+    std::erase_if(t, [&](const DeviceEvent& e) { return e.at_ms < before_ms; });
+    while (static_cast<std::int64_t>(t.size()) > std::max<std::int64_t>(keep_last, 0))
+      t.pop_front();
+    return old_size - static_cast<std::int64_t>(t.size());
   }
   Status delete_setting(std::string_view k) override {
     FK_RETURN_IF_ERROR(writable());

@@ -569,6 +569,40 @@ class PostgresTransaction final : public Transaction {
     if (q.limit != 0) sql += " LIMIT " + std::to_string(q.limit);
     return collect<AuditRecord>(sql, params, audit_row);
   }
+  Status append_timeline(const std::vector<DeviceEvent>& events) override {
+    if (events.empty()) return Status::ok();
+    // One INSERT of many rows: one round trip for a batch.
+    std::string sql =
+        "INSERT INTO timeline (at_ms, thing, certificate_id, client_id, source, event, reason, "
+        "detail, actor) VALUES ";
+    std::vector<std::string> params;
+    params.reserve(events.size() * 9);
+    for (std::size_t i = 0; i < events.size(); ++i) {
+      const DeviceEvent& e = events[i];
+      sql += i == 0 ? "(?::bigint,?,?,?,?,?,?,?,?)" : ",(?::bigint,?,?,?,?,?,?,?,?)";
+      for (const std::string& v : {std::to_string(e.at_ms), e.thing, e.certificate_id, e.client_id,
+                                   e.source, e.event, e.reason, e.detail, e.actor})
+        params.push_back(v);
+    }
+    FK_RETURN_IF_ERROR(writable());
+    FK_ASSIGN_OR_RETURN(auto rows, conn_->query(sql, params));
+    (void)rows;
+    return Status::ok();
+  }
+  List<DeviceEvent> list_timeline(const TimelineQuery& q) override {
+    return collect<DeviceEvent>(timeline_select(q, true), timeline_params(q), timeline_row);
+  }
+  Result<std::int64_t> prune_timeline(std::int64_t before_ms, std::int64_t keep_last) override {
+    FK_RETURN_IF_ERROR(writable());
+    FK_ASSIGN_OR_RETURN(
+        auto rows,
+        conn_->query(
+            "WITH gone AS (DELETE FROM timeline WHERE at_ms < ?::bigint OR sequence <= "
+            "(SELECT max(sequence) FROM timeline) - ?::bigint RETURNING 1) "
+            "SELECT count(*) FROM gone",
+            {std::to_string(before_ms), std::to_string(std::max<std::int64_t>(keep_last, 0))}));
+    return rows.size() > 0 ? rows.int64(0, 0) : 0;
+  }
   List<std::pair<std::string, std::string>> list_settings(std::string_view prefix,
                                                           const Page& p) override {
     const std::string from = std::max(std::string(prefix), p.after);

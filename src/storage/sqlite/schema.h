@@ -6,7 +6,7 @@
 
 namespace fk::storage::sqlite_schema {
 
-inline constexpr std::array<const char*, 3> kMigrations = {
+inline constexpr std::array<const char*, 4> kMigrations = {
     // 1: the registry
     R"sql(
 CREATE TABLE things (
@@ -98,6 +98,19 @@ CREATE TABLE audit (
   status INTEGER NOT NULL, error_code TEXT NOT NULL
 );
 CREATE INDEX audit_by_time ON audit (at_ms, sequence);
+)sql",
+    // 4: the device timeline (bounded by age and size; app/timeline_recorder prunes it)
+    R"sql(
+CREATE TABLE timeline (
+  sequence INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER NOT NULL, thing TEXT NOT NULL,
+  certificate_id TEXT NOT NULL, client_id TEXT NOT NULL, source TEXT NOT NULL,
+  event TEXT NOT NULL, reason TEXT NOT NULL, detail TEXT NOT NULL, actor TEXT NOT NULL
+);
+CREATE INDEX timeline_by_time ON timeline (at_ms);
+CREATE INDEX timeline_by_thing ON timeline (thing, sequence) WHERE thing <> '';
+CREATE INDEX timeline_by_certificate ON timeline (certificate_id, sequence)
+  WHERE certificate_id <> '';
+CREATE INDEX timeline_by_client ON timeline (client_id, sequence) WHERE client_id <> '';
 )sql",
 };
 

@@ -470,6 +470,26 @@ class SqliteTransaction final : public Transaction {
     if (q.resource) s.bind(*q.resource);
     return collect<AuditRecord>(s, audit_row);
   }
+  Status append_timeline(const std::vector<DeviceEvent>& events) override {
+    for (const DeviceEvent& e : events)
+      FK_RETURN_IF_ERROR(write(kTimelineInsert, e.at_ms, e.thing, e.certificate_id, e.client_id,
+                               e.source, e.event, e.reason, e.detail, e.actor));
+    return Status::ok();
+  }
+  List<DeviceEvent> list_timeline(const TimelineQuery& q) override {
+    FK_ASSIGN_OR_RETURN(sqlite3_stmt * raw, conn_.prepare(timeline_select(q, false)));
+    Stmt s(conn_.db(), raw);
+    for (const std::string& p : timeline_params(q)) s.bind(std::string_view(p));
+    return collect<DeviceEvent>(s, timeline_row);
+  }
+  Result<std::int64_t> prune_timeline(std::int64_t before_ms, std::int64_t keep_last) override {
+    FK_RETURN_IF_ERROR(write("DELETE FROM timeline WHERE at_ms < ?", before_ms));
+    std::int64_t gone = sqlite3_changes(conn_.db());
+    FK_RETURN_IF_ERROR(
+        write("DELETE FROM timeline WHERE sequence <= (SELECT max(sequence) FROM timeline) - ?",
+              std::max<std::int64_t>(keep_last, 0)));
+    return gone + sqlite3_changes(conn_.db());
+  }
   List<std::pair<std::string, std::string>> list_settings(std::string_view prefix,
                                                           const Page& p) override {
     // A range on the primary key: [max(prefix, after), prefix's successor).
