@@ -63,20 +63,6 @@ Result<std::string> rotation_source(ApiContext& ctx, const Call& c) {
 
 }  // namespace
 
-// A query parameter as an integer in [min, max]; absent: `fallback`.
-Result<std::int64_t> int_param(const Call& c, const char* name, std::int64_t fallback,
-                               std::int64_t min, std::int64_t max) {
-  auto v = c.q(name);
-  if (!v) return fallback;
-  char* end = nullptr;
-  errno = 0;
-  const long long n = std::strtoll(v->c_str(), &end, 10);
-  if (v->empty() || *end != '\0' || errno != 0 || n < min || n > max)
-    return bad_member(name,
-                      "an integer from " + std::to_string(min) + " to " + std::to_string(max));
-  return static_cast<std::int64_t>(n);
-}
-
 void add_fleetkey_routes(RouteTable& t, ApiContext& ctx) {
   // The audit log (`fleetkey audit`): changes in [from, to) (epoch ms), by access key and
   // resource, in commit order, a page at a time (`after` = the last sequence seen).

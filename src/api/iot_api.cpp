@@ -1,5 +1,8 @@
 #include "api/iot_api.h"
 
+#include <cerrno>
+#include <cstdlib>
+
 #include "api/routing.h"
 #include "api/sigv4.h"
 #include "base/log.h"
@@ -130,6 +133,19 @@ json names_page(std::vector<std::string> names, std::size_t size, std::string* n
   return json(names);
 }
 
+Result<std::int64_t> int_param(const Call& c, const char* name, std::int64_t fallback,
+                               std::int64_t min, std::int64_t max) {
+  auto v = c.q(name);
+  if (!v) return fallback;
+  char* end = nullptr;
+  errno = 0;
+  const long long n = std::strtoll(v->c_str(), &end, 10);
+  if (v->empty() || *end != '\0' || errno != 0 || n < min || n > max)
+    return bad_member(name,
+                      "an integer from " + std::to_string(min) + " to " + std::to_string(max));
+  return static_cast<std::int64_t>(n);
+}
+
 Status bad_member(const std::string& name, const std::string& constraint) {
   return invalid_request("1 validation error detected: Value at '" + name +
                          "' failed to satisfy constraint: Member must be " + constraint);
@@ -227,6 +243,7 @@ struct IotApi::Impl {
     add_type_and_group_routes(table, ctx);
     add_ca_routes(table, ctx);
     add_register_routes(table, ctx);
+    add_device_routes(table, ctx);
   }
 
   // GET /metrics (Prometheus, no SigV4): with [api] metrics_token set, only with that bearer
@@ -357,7 +374,11 @@ struct IotApi::Impl {
                                 request_id);
         it->second = *raw;
       }
-      Result<json> out = r.handler(call);
+      Result<json> out = [&] {
+        // The registry changes it makes are this caller's (the device timeline's actor).
+        registry::ActorScope actor(access_key_of(req));
+        return r.handler(call);
+      }();
       // Every change is in the audit log, committed before the answer (reads are not).
       if (req.method != "GET" && req.method != "HEAD") {
         storage::AuditRecord a;

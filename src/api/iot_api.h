@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "base/clock.h"
 #include "net/http_server.h"
@@ -21,6 +22,20 @@ class CertificateRotation;
 }
 
 namespace fk::api {
+
+// What the broker would answer a connect now (no side effects), for GET /fleetkey/diagnose.
+struct ConnectCheck {
+  bool allowed = false;
+  std::string cause;   // the refusal's fixed word ("certificate_not_active", "policy_denied")
+  std::string reason;  // the sentence, with the deciding statement for a policy refusal
+};
+
+// A live MQTT connection on this node.
+struct LiveConnectionInfo {
+  std::string client_id;
+  std::string remote_address;
+  std::int64_t connected_at_ms = 0;
+};
 
 struct ApiConfig {
   std::string region = "us-east-1";
@@ -50,6 +65,15 @@ struct ApiConfig {
   std::string metrics_token;
   // POST /fleetkey/certificates/rotate (`fleetkey certs rotate`); null: 404.
   provisioning::CertificateRotation* rotation = nullptr;
+  // The device timeline and diagnose (GET /fleetkey/timeline/{name}, /fleetkey/diagnose/{name};
+  // docs/timeline.md). flush_timeline: writes the events still queued (an answer includes what
+  // just happened); check_connect: the connect decision for (certificate, client id);
+  // live_connections: this node's connections of a certificate. Unset: not consulted.
+  std::function<void()> flush_timeline;
+  std::function<ConnectCheck(const std::string& certificate_id, const std::string& client_id)>
+      check_connect;
+  std::function<std::vector<LiveConnectionInfo>(const std::string& certificate_id)>
+      live_connections;
 };
 
 class IotApi {

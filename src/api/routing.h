@@ -37,6 +37,9 @@ struct Call {
 // A body member that is a list of strings (absent: empty, unless required).
 Result<std::vector<std::string>> string_list_member(const Call& c, const std::string& name,
                                                     bool required);
+// An optional integer query parameter in [min, max] (absent: fallback).
+Result<std::int64_t> int_param(const Call& c, const char* name, std::int64_t fallback,
+                               std::int64_t min, std::int64_t max);
 // A path label that must be a version number ("policyVersionId", "versionId").
 Result<std::int64_t> integer_label(const Call& c, const std::string& name);
 // At most `size` names as a JSON list; `*next` = the last one when more were read.
@@ -90,5 +93,6 @@ void add_fleetkey_routes(RouteTable& t, ApiContext& ctx);
 void add_type_and_group_routes(RouteTable& t, ApiContext& ctx);
 void add_ca_routes(RouteTable& t, ApiContext& ctx);
 void add_register_routes(RouteTable& t, ApiContext& ctx);
+void add_device_routes(RouteTable& t, ApiContext& ctx);
 
 }  // namespace fk::api

@@ -277,6 +277,25 @@ void PolicyAuthorizer::retire(std::map<Key, Live>::iterator it, bool stale) {
   live_.erase(it);
 }
 
+AuthDecision PolicyAuthorizer::explain_connect(const std::string& certificate_id,
+                                               const std::string& client_id) {
+  auto loaded = load(Key{certificate_id, client_id});
+  if (!loaded.is_ok())
+    return AuthDecision::deny("registry error: " + loaded.status().message(),
+                              "registry_unavailable");
+  const Facts& facts = **loaded;
+  if (!facts.certificate.allowed || !enforce_) return facts.certificate;
+  broker::ClientIdentity client;  // no TLS peer: the stored certificate's facts are used
+  client.client_id = client_id;
+  policy::Grant grant(policies_of(*loaded), connection_context(facts, client), arn_prefix_);
+  const std::string resource = *arn_prefix_ + "client/" + client_id;
+  if (grant.allows(MqttAction::kConnect, resource)) return AuthDecision::allow();
+  return AuthDecision::deny("iot:Connect on client/" + client_id + " for certificate " +
+                                certificate_id + ": " +
+                                grant.check(MqttAction::kConnect, resource).explain(),
+                            "policy_denied");
+}
+
 broker::ConnectDecision PolicyAuthorizer::decide(const broker::ClientIdentity& client) {
   const Key key{client.certificate().certificate_id, client.client_id};
   bool tried_just_in_time = false;
@@ -303,6 +322,7 @@ broker::ConnectDecision PolicyAuthorizer::decide(const broker::ClientIdentity& c
     if (facts->unregistered && just_in_time_ != nullptr && !tried_just_in_time) {
       tried_just_in_time = true;
       using Kind = provisioning::JustInTimeOutcome::Kind;
+      registry::ActorScope actor("fleetkeyd: just-in-time registration");
       auto outcome = just_in_time_->on_unregistered_certificate(client.certificate_der);
       switch (outcome.kind) {
         case Kind::kRegistered:
@@ -351,6 +371,9 @@ broker::ConnectDecision PolicyAuthorizer::decide(const broker::ClientIdentity& c
       // Allowed: this connect completes the rotation (the old certificate becomes INACTIVE),
       // then decides again on facts read after it.
       tried_rotation = true;
+      registry::ActorScope actor(
+          "fleetkeyd: rotation completed by the new certificate's "
+          "first connect");
       if (Status st = rotation_->complete(key.first); !st.is_ok())
         log::warn("rotation.complete_failed",
                   {{"certificate", key.first}, {"reason", st.message()}});

@@ -50,6 +50,12 @@ class PolicyAuthorizer : public broker::Authorizer {
   // worker, and by tests).
   broker::ConnectDecision decide(const broker::ClientIdentity& client);
 
+  // The decision for a connect with this registered certificate and client id as if it came
+  // now, read afresh and without side effects (no just-in-time registration, no rotation
+  // completed, nothing cached): for `fleetkey diagnose`.
+  broker::AuthDecision explain_connect(const std::string& certificate_id,
+                                       const std::string& client_id);
+
   // A gate on new connects, asked before any decision (cached or read): a reason to refuse
   // them all (e.g. the node has lost the shared registry and would decide from stale facts),
   // or nothing. Set once, before connections arrive.

@@ -176,6 +176,9 @@ void ProvisioningTopics::on_request(const broker::ClientIdentity& client,
   }
   std::string why;
   auto job = [this, t = *topic, payload = request.payload, who, send] {
+    // What the request changes is made by the device with this claim.
+    registry::ActorScope actor("claim certificate " + who.claim_certificate_id + " (client " +
+                               who.client_id + ")");
     send(service_.handle_admitted(t, payload, who));
   };
   if (!pool_->push(who.claim_certificate_id, who.client_id, std::move(job), why)) {
@@ -198,6 +201,8 @@ void ProvisioningTopics::on_rotation(provisioning::Format format,
   }
   std::string why;
   auto job = [this, format, payload = request.payload, who, send] {
+    registry::ActorScope actor("certificate " + who.claim_certificate_id + " (rotation, client " +
+                               who.client_id + ")");
     send(rotation_->handle_admitted(format, payload, who));
   };
   if (!pool_->push(who.claim_certificate_id, who.client_id, std::move(job), why))

@@ -10,12 +10,14 @@
 #include "app/policy_authorizer.h"
 #include "app/provisioning_topics.h"
 #include "app/revocation.h"
+#include "app/timeline_recorder.h"
 #include "base/files.h"
 #include "base/log.h"
 #include "base/metrics.h"
 #include "base/strings.h"
 #include "broker/broker.h"
 #include "cluster/nats_link.h"
+#include "crypto/hash.h"
 #include "crypto/openssl/openssl_certificate_authority.h"
 #include "crypto/x509.h"
 #include "net/http_server.h"
@@ -47,6 +49,8 @@ struct Server::Parts {
            " s: new connects are refused until it is back (fail closed)";
   }
   std::unique_ptr<registry::Registry> registry;
+  // The device timeline: goes after everything that records into it, before the registry.
+  std::unique_ptr<TimelineRecorder> timeline;
   std::unique_ptr<Revocation> revocation;  // the issuing CA's CRL and OCSP answers
   AdminCredentials admin;
   std::unique_ptr<api::IotApi> iot_api;
@@ -80,6 +84,7 @@ struct Server::Parts {
     for (auto* l : {mqtt.get(), mqtt_alpn.get()})
       if (l) l->write_metrics(out);
     if (provisioning) provisioning->write_metrics(out);
+    if (timeline) timeline->write_metrics(out);
     out.histogram("fleetkey_registry_commit_duration_seconds",
                   "Registry COMMITs (a batch of changes each): the fsync or PostgreSQL round trip.",
                   registry->commit_durations());
@@ -144,6 +149,18 @@ registry::Registry& Server::registry() {
 
 namespace {
 
+// A refused handshake's cause as a fixed word (the TLS engines' failure() texts are OpenSSL's
+// verify strings).
+std::string tls_failure_cause(const std::string& why) {
+  if (why.find("expired") != std::string::npos) return "certificate_expired";
+  if (why.find("not yet valid") != std::string::npos) return "certificate_not_yet_valid";
+  if (why.find("revoked") != std::string::npos) return "certificate_revoked";
+  if (why.find("issuer") != std::string::npos || why.find("CA") != std::string::npos)
+    return "unknown_ca";
+  if (why.find("signature") != std::string::npos) return "bad_signature";
+  return "tls_error";
+}
+
 std::string absolute(const std::string& path) {
   std::error_code ec;
   auto p = std::filesystem::absolute(path, ec);
@@ -178,6 +195,8 @@ Result<std::unique_ptr<Server>> Server::start(const Config& config, boost::asio:
   rc.arns = p.config.aws;
   p.registry = std::make_unique<registry::Registry>(*p.store, *p.ca, SystemClock::instance(), rc);
   p.revocation = std::make_unique<Revocation>(*p.ca, *p.registry, SystemClock::instance());
+  p.timeline =
+      std::make_unique<TimelineRecorder>(*p.registry, SystemClock::instance(), p.config.timeline);
   if (p.postgres) {
     // Changes other nodes commit reach this node's listeners (broker, authorizer) as its own.
     p.event_feed = std::make_unique<storage::PostgresEventFeed>(po);
@@ -239,11 +258,13 @@ Result<std::unique_ptr<Server>> Server::start(const Config& config, boost::asio:
   broker_config.max_retained_messages =
       static_cast<std::size_t>(p.config.mqtt.max_retained_messages);
   broker_config.max_retained_bytes = static_cast<std::size_t>(p.config.mqtt.max_retained_bytes);
+  broker_config.device_events = p.timeline.get();
   provisioning::FleetProvisioningConfig fp;
   fp.max_requests_per_second = p.config.provisioning.max_requests_per_second;
   fp.thing_must_not_exist = p.config.provisioning.thing_must_not_exist;
   fp.max_server_keys_per_second = p.config.provisioning.max_server_keys_per_second;
   fp.max_requests_per_client_per_second = p.config.provisioning.max_requests_per_client_per_second;
+  fp.events = p.timeline.get();
   p.hook = std::make_unique<WebhookHook>(
       std::chrono::milliseconds(p.config.provisioning.hook_timeout_ms));
   FK_ASSIGN_OR_RETURN(p.provisioning, provisioning::FleetProvisioning::create(
@@ -251,7 +272,7 @@ Result<std::unique_ptr<Server>> Server::start(const Config& config, boost::asio:
   p.rotation = std::make_unique<provisioning::CertificateRotation>(
       *p.registry, SystemClock::instance(),
       provisioning::RotationConfig{p.config.rotation.overlap_seconds,
-                                   p.config.rotation.max_requests_per_hour});
+                                   p.config.rotation.max_requests_per_hour, p.timeline.get()});
   p.authorizer->set_rotation(p.rotation.get());
   p.provisioning_topics = std::make_unique<ProvisioningTopics>(
       *p.provisioning, static_cast<std::size_t>(p.config.provisioning.workers),
@@ -331,6 +352,18 @@ Result<std::unique_ptr<Server>> Server::start(const Config& config, boost::asio:
   tls.tls.trust_anchors = p.trust_anchors();
   tls.tls.session_tickets = p.config.mqtt.tls_session_tickets;
   tls.max_pending_handshakes = p.config.mqtt.max_pending_handshakes;
+  // A refused handshake that brought a certificate goes on that certificate's timeline (its id
+  // is the SHA-256 of its DER, as AWS's certificate ids are).
+  tls.on_handshake_failed = [t = p.timeline.get()](const std::string& remote,
+                                                   const std::string& der, const std::string& why) {
+    DeviceEvent refused;
+    refused.certificate_id = to_hex(crypto::sha256(der));
+    refused.source = remote;
+    refused.event = "tls_failed";
+    refused.reason = tls_failure_cause(why);
+    refused.detail = "TLS handshake refused: " + why;
+    t->record(std::move(refused));
+  };
   auto on_connection = [b](std::shared_ptr<net::TlsConnection> c) { b->accept(std::move(c)); };
   // A connection whose peer does not read is closed at twice the broker's backlog budget.
   tls.max_write_backlog_bytes = 2 * broker_config.max_write_backlog_bytes;
@@ -438,6 +471,18 @@ Result<std::unique_ptr<Server>> Server::start(const Config& config, boost::asio:
     m["broker.retained_bytes"] = s.retained_bytes;
     return m;
   };
+  api_config.flush_timeline = [t = p.timeline.get()] { t->flush(); };
+  api_config.check_connect = [authz](const std::string& certificate_id,
+                                     const std::string& client_id) {
+    broker::AuthDecision d = authz->explain_connect(certificate_id, client_id);
+    return api::ConnectCheck{d.allowed, d.cause != nullptr ? d.cause : "", d.reason};
+  };
+  api_config.live_connections = [b](const std::string& certificate_id) {
+    std::vector<api::LiveConnectionInfo> out;
+    for (auto& l : b->connections_of(certificate_id))
+      out.push_back({l.client_id, l.remote_address, l.connected_at_ms});
+    return out;
+  };
   p.iot_api = std::make_unique<api::IotApi>(*p.registry, SystemClock::instance(), api_config);
   api::IotApi* iot = p.iot_api.get();
   // API handlers on their own threads (one per core, at least two): a slow one (RSA key
@@ -483,9 +528,15 @@ void Server::schedule_sweep() {
     const auto now = std::chrono::steady_clock::now();
     if (now - p->provisioning_swept >= std::chrono::minutes(1)) {
       p->provisioning_swept = now;
-      p->provisioning_topics->run([p] { (void)p->provisioning->sweep(); });
+      p->provisioning_topics->run([p] {
+        registry::ActorScope actor("fleetkeyd: unclaimed provisioning certificates swept");
+        (void)p->provisioning->sweep();
+      });
     }
-    p->provisioning_topics->run([p] { (void)p->rotation->sweep(); });
+    p->provisioning_topics->run([p] {
+      registry::ActorScope actor("fleetkeyd: rotation overlap window ended");
+      (void)p->rotation->sweep();
+    });
     schedule_sweep();
   });
 }

@@ -16,11 +16,12 @@ constexpr std::size_t kMaxBatch = 2'000;  // events in one transaction
 constexpr auto kPruneEvery = std::chrono::minutes(10);
 constexpr std::size_t kMaxLeftOutKeys = 100'000;
 
-// The device an event counts against: its certificate, else its client id, else its thing,
-// else its address without the port.
+// The device an event counts against: its certificate and client id (a fleet's devices share
+// one claim certificate while they provision), else its thing, else its address without the
+// port.
 std::string device_key(const DeviceEvent& e) {
-  if (!e.certificate_id.empty()) return "c:" + e.certificate_id;
-  if (!e.client_id.empty()) return "i:" + e.client_id;
+  if (!e.certificate_id.empty() || !e.client_id.empty())
+    return "c:" + e.certificate_id + "/" + e.client_id;
   if (!e.thing.empty()) return "t:" + e.thing;
   std::string host = e.source;
   if (auto colon = host.rfind(':'); colon != std::string::npos && host.find(':') == colon)

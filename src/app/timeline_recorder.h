@@ -3,8 +3,8 @@
 // record() only queues (it is called on the I/O threads); a writer thread appends what is
 // queued in one registry transaction every 200 ms (or sooner when 256 are waiting), and prunes
 // the table by age and size every 10 minutes. Bounds: at most `queue_limit` events wait (more
-// are counted, not kept); one device (its certificate, else its client id, else its thing,
-// else its address) keeps at most `per_device_per_minute` events a minute after a burst of as
+// are counted, not kept); one device (its certificate and client id, else its thing, else its
+// address) keeps at most `per_device_per_minute` events a minute after a burst of as
 // many, and the next event kept after a pause says how many were left out. Events an operator
 // or the server made (an actor) are never left out.
 //

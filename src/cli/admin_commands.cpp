@@ -556,6 +556,118 @@ void add_audit(CLI::App& app, Globals& g) {
   });
 }
 
+// `timeline NAME`: what happened to a thing, certificate or client id, oldest first.
+void add_timeline(CLI::App& app, Globals& g) {
+  struct Flags {
+    std::string name, since, until;
+    std::int64_t limit = 100;
+    bool jsonl = false;
+  };
+  auto f = std::make_shared<Flags>();
+  auto* t = app.add_subcommand(
+      "timeline", "what happened to a device: connects, refusals, provisioning, status changes");
+  t->add_option("name", f->name, "thing name, certificate id or client id")->required();
+  t->add_option("--since", f->since, "e.g. 2h, 7d (ago)");
+  t->add_option("--until", f->until, "e.g. 1h (ago); default now");
+  t->add_option("--limit", f->limit, "the newest this many events (default 100)")
+      ->check(CLI::Range(1, 100000));
+  t->add_flag("--jsonl", f->jsonl, "one JSON event per line (for export)");
+  t->callback([&g, f] {
+    const std::int64_t now_ms = SystemClock::instance().now() * 1000;
+    std::string base = "/fleetkey/timeline/" + encode(f->name) + "?";
+    for (auto [flag, param] : {std::pair{&f->since, "from"}, std::pair{&f->until, "to"}}) {
+      if (flag->empty()) continue;
+      auto secs = parse_duration(*flag);
+      if (!secs.is_ok()) {
+        g.exit_code = report_error(secs.status());
+        return;
+      }
+      base += std::string(param) + "=" + std::to_string(now_ms - *secs * 1000) + "&";
+    }
+    g.exit_code = with_client(g, [&](IotClient& api) {
+      json newest_first = json::array();
+      std::int64_t before = 0;
+      json first;
+      while (static_cast<std::int64_t>(newest_first.size()) < f->limit) {
+        const std::int64_t page = std::min<std::int64_t>(1000, f->limit - newest_first.size());
+        auto x = api.call("GET", base + "limit=" + std::to_string(page) +
+                                     (before != 0 ? "&before=" + std::to_string(before) : ""));
+        if (!x.is_ok()) return report_error(x.status());
+        if (first.is_null()) first = *x;
+        for (auto& e : (*x)["events"]) newest_first.push_back(std::move(e));
+        if (!x->contains("before")) break;
+        before = (*x)["before"].get<std::int64_t>();
+      }
+      json events = json::array();
+      for (auto it = newest_first.rbegin(); it != newest_first.rend(); ++it) events.push_back(*it);
+      if (f->jsonl) {
+        for (const auto& e : events) std::cout << e.dump() << "\n";
+        return static_cast<int>(kExitOk);
+      }
+      std::vector<std::vector<std::string>> rows;
+      for (const auto& e : events) {
+        std::string cert = e.value("certificateId", "");
+        if (cert.size() > 12) cert = cert.substr(0, 12) + "...";
+        rows.push_back({format_utc(e.value("time", std::int64_t{0}) / 1000), e.value("event", ""),
+                        e.value("reason", ""), e.value("clientId", ""), cert, e.value("actor", ""),
+                        e.value("detail", "")});
+      }
+      print(
+          g.format(),
+          json{{"name", f->name}, {"certificateIds", first["certificateIds"]}, {"events", events}},
+          {"TIME", "EVENT", "REASON", "CLIENT", "CERTIFICATE", "BY", "DETAIL"}, rows);
+      return static_cast<int>(kExitOk);
+    });
+  });
+}
+
+// `diagnose NAME`: can this device connect now, and if not, why (exit 0: it can or is
+// connected; 9: it cannot, or is not provisioned; 5: nothing is known of NAME).
+void add_diagnose(CLI::App& app, Globals& g) {
+  struct Flags {
+    std::string name, client_id;
+  };
+  auto f = std::make_shared<Flags>();
+  auto* d = app.add_subcommand("diagnose",
+                               "why a device cannot connect or provision: a verdict to act on");
+  d->add_option("name", f->name, "thing name, certificate id or client id")->required();
+  d->add_option("--client-id", f->client_id,
+                "the client id the device connects with (default: the thing's name)");
+  d->callback([&g, f] {
+    g.exit_code = with_client(g, [&](IotClient& api) {
+      auto x =
+          api.call("GET", "/fleetkey/diagnose/" + encode(f->name) +
+                              (f->client_id.empty() ? "" : "?clientId=" + encode(f->client_id)));
+      if (!x.is_ok()) return report_error(x.status());
+      const std::string verdict = x->value("verdict", "");
+      if (g.format() == OutputFormat::kJson) {
+        std::cout << x->dump(2) << "\n";
+      } else {
+        std::cout << x->value("summary", "") << "\n";
+        for (const auto& c : (*x)["certificates"]) {
+          std::string line =
+              "  certificate " + c.value("certificateId", "") + ": " + c.value("status", "");
+          if (c.contains("notAfter")) line += ", valid until " + c.value("notAfter", "");
+          if (c.contains("statusSince"))
+            line +=
+                ", since " + c.value("statusSince", "") + " by " + c.value("statusChangedBy", "");
+          if (c.contains("connect") && !c["connect"].value("allowed", false))
+            line += "; connect refused: " + c["connect"].value("reason", "");
+          std::cout << line << "\n";
+        }
+        if (x->contains("lastRefusal")) {
+          const json& r = (*x)["lastRefusal"];
+          std::cout << "  last refusal: " << format_utc(r.value("time", std::int64_t{0}) / 1000)
+                    << " " << r.value("event", "") << " " << r.value("reason", "") << ": "
+                    << r.value("detail", "") << "\n";
+        }
+      }
+      return static_cast<int>(
+          verdict == "connected" || verdict == "can_connect" ? kExitOk : kExitCannotConnect);
+    });
+  });
+}
+
 void add_status(CLI::App& app, Globals& g) {
   app.add_subcommand("status", "server health, things, certificates by status, connections")
       ->callback([&g] {
@@ -594,6 +706,8 @@ void add_admin_commands(CLI::App& app, Globals& g) {
   add_certs(app, g);
   add_expiring(app, g);
   add_audit(app, g);
+  add_timeline(app, g);
+  add_diagnose(app, g);
   add_status(app, g);
 }
 

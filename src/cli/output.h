@@ -14,14 +14,15 @@ namespace fk::cli {
 
 enum ExitCode : int {
   kExitOk = 0,
-  kExitError = 1,         // anything not listed below
-  kExitUsage = 2,         // bad flags or arguments, a refused (invalid) request
-  kExitUnreachable = 3,   // fleetkeyd cannot be reached
-  kExitCredentials = 4,   // fleetkeyd refused the credentials or signature (403)
-  kExitNotFound = 5,      // the thing, certificate, policy or template does not exist
-  kExitConflict = 6,      // already exists, still in use, or a state that forbids it
-  kExitLocalFiles = 7,    // a local file could not be read or written (disk full, permissions)
-  kExitBatchPartial = 8,  // a batch finished with some devices failed (listed)
+  kExitError = 1,          // anything not listed below
+  kExitUsage = 2,          // bad flags or arguments, a refused (invalid) request
+  kExitUnreachable = 3,    // fleetkeyd cannot be reached
+  kExitCredentials = 4,    // fleetkeyd refused the credentials or signature (403)
+  kExitNotFound = 5,       // the thing, certificate, policy or template does not exist
+  kExitConflict = 6,       // already exists, still in use, or a state that forbids it
+  kExitLocalFiles = 7,     // a local file could not be read or written (disk full, permissions)
+  kExitBatchPartial = 8,   // a batch finished with some devices failed (listed)
+  kExitCannotConnect = 9,  // diagnose: the device cannot connect (or is not provisioned)
 };
 
 int exit_code_for(const Status& status);

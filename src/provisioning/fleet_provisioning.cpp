@@ -93,12 +93,30 @@ Reply FleetProvisioning::reject(const RequestTopic& r, const Requester& who, int
                                       {"claim_certificate", who.claim_certificate_id},
                                       {"error", code},
                                       {"reason", message}});
+  record(who, "provisioning_rejected", code,
+         std::string(operation_name(r.operation)) + " rejected (" + std::to_string(status) +
+             "): " + message);
   return {reply_topic(r, false), encode(r.format, Rejection{status, code, message}), false};
 }
 
-Reply FleetProvisioning::accept(const RequestTopic& r, std::string payload) {
+Reply FleetProvisioning::accept(const RequestTopic& r, const Requester& who, std::string payload,
+                                std::string detail) {
   count(r, "Success");
+  record(who, "provisioning_accepted", std::string(operation_name(r.operation)), std::move(detail));
   return {reply_topic(r, true), std::move(payload), true};
+}
+
+void FleetProvisioning::record(const Requester& who, const char* event, std::string reason,
+                               std::string detail, std::string thing) {
+  if (config_.events == nullptr) return;
+  DeviceEvent e;
+  e.certificate_id = who.claim_certificate_id;
+  e.client_id = who.client_id;
+  e.thing = std::move(thing);
+  e.event = event;
+  e.reason = std::move(reason);
+  e.detail = std::move(detail);
+  config_.events->record(std::move(e));
 }
 
 namespace {
@@ -195,8 +213,10 @@ Reply FleetProvisioning::create_keys(const RequestTopic& r, std::string_view pay
   std::string token =
       tokens_.issue({id, who.claim_certificate_id, clock_.now() + kOwnershipTokenLifetime,
                      crypto::random_hex(8)});
-  return accept(r, encode(r.format, KeysAccepted{id, made->certificate.pem,
-                                                 made->keys.private_key_pem, token}));
+  return accept(
+      r, who,
+      encode(r.format, KeysAccepted{id, made->certificate.pem, made->keys.private_key_pem, token}),
+      "certificate " + id + " issued (PENDING_ACTIVATION until RegisterThing)");
 }
 
 Reply FleetProvisioning::create_from_csr(const RequestTopic& r, std::string_view payload,
@@ -215,7 +235,9 @@ Reply FleetProvisioning::create_from_csr(const RequestTopic& r, std::string_view
   std::string token =
       tokens_.issue({made->certificate_id, who.claim_certificate_id,
                      clock_.now() + kOwnershipTokenLifetime, crypto::random_hex(8)});
-  return accept(r, encode(r.format, CsrAccepted{made->certificate_id, made->pem, token}));
+  return accept(
+      r, who, encode(r.format, CsrAccepted{made->certificate_id, made->pem, token}),
+      "certificate " + made->certificate_id + " issued (PENDING_ACTIVATION until RegisterThing)");
 }
 
 Reply FleetProvisioning::register_thing(const RequestTopic& r, std::string_view payload,
@@ -328,7 +350,10 @@ Reply FleetProvisioning::register_thing(const RequestTopic& r, std::string_view 
                                           {"certificate", claims->certificate_id},
                                           {"claim_certificate", who.claim_certificate_id},
                                           {"template", r.template_name}});
-  return accept(r, encode(r.format, RegisterAccepted{plan.device_configuration, done.thing_name}));
+  return accept(r, who,
+                encode(r.format, RegisterAccepted{plan.device_configuration, done.thing_name}),
+                "thing " + done.thing_name + " registered with certificate " +
+                    claims->certificate_id + " (template " + r.template_name + ")");
 }
 
 Result<std::size_t> FleetProvisioning::sweep() {

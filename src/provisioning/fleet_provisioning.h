@@ -29,6 +29,7 @@
 #include <string_view>
 
 #include "base/clock.h"
+#include "base/device_events.h"
 #include "base/metrics.h"
 #include "provisioning/messages.h"
 #include "provisioning/ownership_token.h"
@@ -48,6 +49,9 @@ struct FleetProvisioningConfig {
   double max_requests_per_client_per_second = 5;
   bool thing_must_not_exist = true;
   crypto::KeySpec server_key = crypto::KeySpec::rsa(2048);  // CreateKeysAndCertificate, as AWS
+  // Every answer (accepted, or rejected with its errorCode) goes on the requesting device's
+  // timeline (its claim certificate and client id); null: nowhere.
+  DeviceEventSink* events = nullptr;
 };
 
 struct Requester {
@@ -98,7 +102,10 @@ class FleetProvisioning {
   Reply register_thing(const RequestTopic& r, std::string_view payload, const Requester& who);
   Reply reject(const RequestTopic& r, const Requester& who, int status, std::string code,
                std::string message);
-  Reply accept(const RequestTopic& r, std::string payload);
+  Reply accept(const RequestTopic& r, const Requester& who, std::string payload,
+               std::string detail);
+  void record(const Requester& who, const char* event, std::string reason, std::string detail,
+              std::string thing = {});
   void count(const RequestTopic& r, const std::string& outcome);
 
   registry::Registry& registry_;

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/log.h"
+#include "base/strings.h"
 #include "crypto/x509.h"
 #include "registry/effective_policies.h"
 
@@ -74,8 +75,23 @@ CertificateRotation::CertificateRotation(registry::Registry& registry, const Clo
                                          RotationConfig config)
     : registry_(registry), clock_(clock), config_(config) {}
 
-Reply CertificateRotation::reject(Format format, int status, std::string code,
+void CertificateRotation::record(const Requester& who, const char* event, std::string reason,
+                                 std::string detail) const {
+  if (config_.events == nullptr) return;
+  DeviceEvent e;
+  e.certificate_id = who.claim_certificate_id;
+  e.client_id = who.client_id;
+  e.event = event;
+  e.reason = std::move(reason);
+  e.detail = std::move(detail);
+  config_.events->record(std::move(e));
+}
+
+Reply CertificateRotation::reject(Format format, const Requester* who, int status, std::string code,
                                   std::string message) const {
+  if (who != nullptr)
+    record(*who, "rotation_rejected", code,
+           "rotation rejected (" + std::to_string(status) + "): " + message);
   Reply r;
   r.topic = rotation_topic(format) + "/rejected";
   r.payload = encode(format, Rejection{status, std::move(code), std::move(message)});
@@ -83,7 +99,7 @@ Reply CertificateRotation::reject(Format format, int status, std::string code,
 }
 
 Reply CertificateRotation::throttled(Format format, std::string why) const {
-  return reject(format, 429, "Throttled", std::move(why));
+  return reject(format, nullptr, 429, "Throttled", std::move(why));
 }
 
 std::optional<Reply> CertificateRotation::admit(Format format, const Requester& who) {
@@ -95,15 +111,17 @@ std::optional<Reply> CertificateRotation::admit(Format format, const Requester& 
             {{"certificate", who.claim_certificate_id}, {"client", who.client_id}});
   char rate[32];
   std::snprintf(rate, sizeof rate, "%g", config_.max_requests_per_hour);
-  return throttled(format, std::string("more than ") + rate +
-                               " rotation requests per hour for this certificate");
+  return reject(
+      format, &who, 429, "Throttled",
+      std::string("more than ") + rate + " rotation requests per hour for this certificate");
 }
 
 Reply CertificateRotation::handle_admitted(Format format, std::string_view payload,
                                            const Requester& who) {
   const std::string& id = who.claim_certificate_id;
   auto request = decode_csr_request(format, payload);
-  if (!request.is_ok()) return reject(format, 400, "InvalidPayload", request.status().message());
+  if (!request.is_ok())
+    return reject(format, &who, 400, "InvalidPayload", request.status().message());
   // Who may rotate: the certificate's policies (and its thing's groups'), like every action.
   policy::Verdict verdict;
   Status st = registry_.read([&](registry::Txn& t) -> Status {
@@ -113,11 +131,11 @@ Reply CertificateRotation::handle_admitted(Format format, std::string_view paylo
                                registry_.config().arns.certificate(id), effective.context);
     return Status::ok();
   });
-  if (!st.is_ok()) return reject(format, 500, "InternalError", st.message());
+  if (!st.is_ok()) return reject(format, &who, 500, "InternalError", st.message());
   if (!verdict.allowed()) {
     log::warn("rotation.refused",
               {{"certificate", id}, {"client", who.client_id}, {"reason", verdict.explain()}});
-    return reject(format, 403, "AccessDenied",
+    return reject(format, &who, 403, "AccessDenied",
                   std::string(kRotateAction) + " on cert/" + id + ": " + verdict.explain());
   }
   auto rotated = rotate(id, request->certificate_signing_request);
@@ -125,15 +143,19 @@ Reply CertificateRotation::handle_admitted(Format format, std::string_view paylo
     const Status& e = rotated.status();
     switch (e.code()) {
       case ErrorCode::kCertificateValidation:
-        return reject(format, 400, "InvalidCertificateSigningRequest", e.message());
+        return reject(format, &who, 400, "InvalidCertificateSigningRequest", e.message());
       case ErrorCode::kCertificateState:
-        return reject(format, 409, "CertificateStateConflict", e.message());
+        return reject(format, &who, 409, "CertificateStateConflict", e.message());
       case ErrorCode::kInvalidRequest:
-        return reject(format, 400, "InvalidRequest", e.message());
+        return reject(format, &who, 400, "InvalidRequest", e.message());
       default:
-        return reject(format, 500, "InternalError", e.message());
+        return reject(format, &who, 500, "InternalError", e.message());
     }
   }
+  record(who, "rotation_accepted", rotated->replayed ? "replayed" : "issued",
+         "new certificate " + rotated->certificate.certificate_id + "; this one becomes INACTIVE " +
+             "at the new one's first connect or at " +
+             format_utc(rotated->previous_deactivates_at));
   Reply r;
   r.topic = rotation_topic(format) + "/accepted";
   r.accepted = true;

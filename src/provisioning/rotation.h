@@ -22,6 +22,7 @@
 #include <string_view>
 
 #include "base/clock.h"
+#include "base/device_events.h"
 #include "provisioning/fleet_provisioning.h"
 #include "provisioning/messages.h"
 #include "provisioning/rate_limiter.h"
@@ -35,6 +36,8 @@ inline constexpr std::string_view kRotateAction = "fleetkey:RotateCertificate";
 struct RotationConfig {
   std::int64_t overlap_seconds = 7 * 86400;  // the old certificate's ACTIVE time at most
   double max_requests_per_hour = 6;          // per certificate; 0 = no limit
+  // MQTT requests' answers go on the requesting certificate's timeline; null: nowhere.
+  DeviceEventSink* events = nullptr;
 };
 
 struct Rotated {
@@ -73,7 +76,11 @@ class CertificateRotation {
   const RotationConfig& config() const { return config_; }
 
  private:
-  Reply reject(Format format, int status, std::string code, std::string message) const;
+  // A rejection; `who` non-null: also on its timeline.
+  Reply reject(Format format, const Requester* who, int status, std::string code,
+               std::string message) const;
+  void record(const Requester& who, const char* event, std::string reason,
+              std::string detail) const;
 
   registry::Registry& registry_;
   const Clock& clock_;

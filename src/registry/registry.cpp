@@ -296,13 +296,13 @@ Result<CertificateRecord> Txn::record_certificate(const NewCertificate& c) {
   r.generation_id = crypto::random_uuid();
   FK_RETURN_IF_ERROR(t_.put_certificate(r));
   emit(RegistryEvent::Kind::kCertificateStatusChanged, r.certificate_id, "created", r.status);
-  FK_RETURN_IF_ERROR(timeline(
-      "certificate_created", std::string(storage::to_string(r.status)),
-      "recorded as " + std::string(storage::to_string(r.status)) +
-          (r.ca_certificate_id.empty() ? std::string()
-                                       : ", issued by the registered CA " + r.ca_certificate_id) +
-          ", valid until " + format_utc(r.not_after),
-      "", r.certificate_id));
+  FK_RETURN_IF_ERROR(
+      timeline("certificate_created", std::string(storage::to_string(r.status)),
+               "recorded as " + std::string(storage::to_string(r.status)) +
+                   (r.ca_certificate_id.empty() ? std::string()
+                                                : ", CA certificate " + r.ca_certificate_id) +
+                   ", valid until " + format_utc(r.not_after),
+               "", r.certificate_id));
   return r;
 }
 
