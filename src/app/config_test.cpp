@@ -135,6 +135,15 @@ TEST(Config, Rotation) {
       parse("[rotation]\noverlap_seconds = 3600\nmax_requests_per_hour = 0.5\n", c).is_ok());
   EXPECT_EQ(c.rotation.overlap_seconds, 3600);
   EXPECT_EQ(c.rotation.max_requests_per_hour, 0.5);
+  EXPECT_EQ(c.timeline.retention_days, 30);
+  EXPECT_EQ(c.timeline.max_events, 1'000'000);
+  ASSERT_TRUE(parse("[timeline]\nretention_days = 7\nmax_events = 5000\n"
+                    "per_device_per_minute = 12\n",
+                    c)
+                  .is_ok());
+  EXPECT_EQ(c.timeline.retention_days, 7);
+  EXPECT_EQ(c.timeline.max_events, 5000);
+  EXPECT_EQ(c.timeline.per_device_per_minute, 12);
 }
 
 TEST(Config, ErrorsNameTheSetting) {
@@ -160,6 +169,13 @@ TEST(Config, ErrorsNameTheSetting) {
                 "rotation.overlap_seconds: must be an integer from 1"},
            Case{"[rotation]\nmax_requests_per_hour = -1\n",
                 "rotation.max_requests_per_hour: must be a number from 0"},
+           Case{"[timeline]\nretention_days = 0\n",
+                "timeline.retention_days: must be an integer from 1 to 3650"},
+           Case{"[timeline]\nmax_events = 10\n",
+                "timeline.max_events: must be an integer from 100"},
+           Case{"[timeline]\nper_device_per_minute = \"many\"\n",
+                "timeline.per_device_per_minute: must be a number from 1 to 6000"},
+           Case{"[timeline]\nkeep = 1\n", "timeline.keep"},
            Case{"[provisioning]\njitp_first_connect = true\n",
                 "provisioning.jitp_first_connect: must be \"refuse\" (AWS) or \"accept\""},
            Case{"log_level = \"loud\"\n", "log_level: must be debug"},

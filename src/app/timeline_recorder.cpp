@@ -111,7 +111,10 @@ void TimelineRecorder::write_batch(std::vector<DeviceEvent> batch) {
 }
 
 void TimelineRecorder::run() {
-  auto next_prune = std::chrono::steady_clock::now();
+  // Once at start (a server that was down past the retention), then every kPruneEvery.
+  if (auto gone = prune(); !gone.is_ok())
+    log::warn("timeline.prune_failed", {{"reason", gone.status().message()}});
+  auto next_prune = std::chrono::steady_clock::now() + kPruneEvery;
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
     wake_.wait_for(lock, kFlushEvery, [&] {
