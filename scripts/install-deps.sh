@@ -13,6 +13,8 @@ packages=(
   # real tools used by tests and benchmarks
   openssl sqlite3 curl mosquitto mosquitto-clients python3-paho-mqtt python3-cbor2 python3-cryptography
   python3-prometheus-client
+  # the web console's browser test (Debian's Chromium driven by Selenium through ChromeDriver)
+  chromium chromium-driver python3-selenium fonts-dejavu-core
   # servers the tests start on loopback themselves (scripts/postgres.sh, scripts/cluster.sh)
   postgresql-15 haproxy nats-server
 )

@@ -117,6 +117,38 @@ bool is_refusal(const DeviceEvent& e) {
 }  // namespace
 
 void add_device_routes(RouteTable& t, ApiContext& ctx) {
+  // The fleet's activity over the last `minutes` (1..1440, default 60), from the timeline (all
+  // nodes): connects and provisionings per minute, refusals by cause, every (event, reason).
+  t.add("GET", "/fleetkey/activity", [&ctx](Call& c) -> Result<json> {
+    FK_ASSIGN_OR_RETURN(std::int64_t minutes, int_param(c, "minutes", 60, 1, 1440));
+    if (ctx.config.flush_timeline) ctx.config.flush_timeline();
+    const std::int64_t since = (ctx.clock.now() - minutes * 60) * 1000;
+    std::vector<storage::TimelineCount> counts;
+    FK_RETURN_IF_ERROR(ctx.registry.read([&](Txn& txn) -> Status {
+      FK_ASSIGN_OR_RETURN(counts, txn.store().count_timeline(since));
+      return Status::ok();
+    }));
+    json all = json::array();
+    json refusals = json::object();
+    std::int64_t connects = 0, provisioned = 0;
+    for (const auto& n : counts) {
+      all.push_back({{"event", n.event}, {"reason", n.reason}, {"count", n.count}});
+      if (n.event == "connected") connects += n.count;
+      if (n.event == "provisioning_accepted" && n.reason == "RegisterThing") provisioned += n.count;
+      if (is_refusal(DeviceEvent{0, 0, "", "", "", "", n.event, "", "", ""})) {
+        const std::string key = n.event + ":" + n.reason;
+        refusals[key] = refusals.value(key, std::int64_t{0}) + n.count;
+      }
+    }
+    const double m = static_cast<double>(minutes);
+    return json{{"since", since},
+                {"minutes", minutes},
+                {"connectsPerMinute", static_cast<double>(connects) / m},
+                {"provisioningsPerMinute", static_cast<double>(provisioned) / m},
+                {"refusals", refusals},
+                {"counts", all}};
+  });
+
   // What happened to a thing, certificate or client id, newest first, a page at a time
   // (`before` = the last sequence seen), within [from, to) (epoch ms).
   t.add("GET", "/fleetkey/timeline/{name}", [&ctx](Call& c) -> Result<json> {

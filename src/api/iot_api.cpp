@@ -3,6 +3,7 @@
 #include <cerrno>
 #include <cstdlib>
 
+#include "api/console.h"
 #include "api/routing.h"
 #include "api/sigv4.h"
 #include "base/log.h"
@@ -233,8 +234,19 @@ void RouteTable::add(const std::string& method, const std::string& path, Handler
 struct IotApi::Impl {
   ApiContext ctx;
   RouteTable table;
+  Console console;
+  static constexpr std::string_view kConsoleApi = "/console/api/";
 
-  Impl(registry::Registry& r, const Clock& c, ApiConfig cfg) : ctx{r, c, std::move(cfg)} {
+  std::function<std::optional<std::string>(const std::string&)> secret_of() {
+    return [this](const std::string& key) -> std::optional<std::string> {
+      auto it = ctx.config.credentials.find(key);
+      if (it == ctx.config.credentials.end()) return std::nullopt;
+      return it->second;
+    };
+  }
+
+  Impl(registry::Registry& r, const Clock& c, ApiConfig cfg)
+      : ctx{r, c, std::move(cfg)}, console(secret_of(), ctx.config.console_secure_cookie) {
     add_certificate_routes(table, ctx);
     add_policy_routes(table, ctx);
     add_thing_routes(table, ctx);
@@ -319,16 +331,24 @@ struct IotApi::Impl {
     if (auto revocation = revocation_data(req)) return *revocation;
     if (req.method == "GET" && req.target.substr(0, req.target.find('?')) == "/metrics")
       return metrics(req);
-    auto secret_of = [this](const std::string& key) -> std::optional<std::string> {
-      auto it = ctx.config.credentials.find(key);
-      if (it == ctx.config.credentials.end()) return std::nullopt;
-      return it->second;
-    };
-    if (auto e = verify_sigv4(req, secret_of, ctx.config.region, ctx.clock.now())) {
-      log::warn("api.auth_failed", {{"peer", req.remote_address}, {"error", e->exception}});
-      return error_response(403, e->exception, e->message, request_id);
-    }
     std::string path = req.target.substr(0, req.target.find('?'));
+    // Who asks: a SigV4 signature, or (under /console/api/) a console session.
+    std::string access_key;
+    if (path.rfind("/console", 0) == 0) {
+      if (auto page = console.serve(req, path)) return *page;
+      if (path.rfind(kConsoleApi, 0) != 0)
+        return error_response(404, "ResourceNotFoundException", "no such console page", request_id);
+      auto who = console.authorize(req);
+      if (auto* refusal = std::get_if<net::HttpResponse>(&who)) return *refusal;
+      access_key = std::get<std::string>(who);
+      path = path.substr(kConsoleApi.size() - 1);  // "/console/api/things" -> "/things"
+    } else {
+      if (auto e = verify_sigv4(req, secret_of(), ctx.config.region, ctx.clock.now())) {
+        log::warn("api.auth_failed", {{"peer", req.remote_address}, {"error", e->exception}});
+        return error_response(403, e->exception, e->message, request_id);
+      }
+      access_key = access_key_of(req);
+    }
     std::string raw_query = req.target.find('?') == std::string::npos
                                 ? ""
                                 : req.target.substr(req.target.find('?') + 1);
@@ -376,7 +396,7 @@ struct IotApi::Impl {
       }
       Result<json> out = [&] {
         // The registry changes it makes are this caller's (the device timeline's actor).
-        registry::ActorScope actor(access_key_of(req));
+        registry::ActorScope actor(access_key);
         return r.handler(call);
       }();
       // Every change is in the audit log, committed before the answer (reads are not).
@@ -385,7 +405,7 @@ struct IotApi::Impl {
         a.at_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                       std::chrono::system_clock::now().time_since_epoch())
                       .count();
-        a.access_key = access_key_of(req);
+        a.access_key = access_key;
         a.source = req.remote_address;
         a.operation = req.method + " " + r.path;
         a.resource = r.label_names.empty() ? "" : call.labels[r.label_names.front()];

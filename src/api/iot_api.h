@@ -74,6 +74,9 @@ struct ApiConfig {
       check_connect;
   std::function<std::vector<LiveConnectionInfo>(const std::string& certificate_id)>
       live_connections;
+  // The web console (/console/; docs/console.md): its session cookie gets Secure (the API is
+  // served over TLS).
+  bool console_secure_cookie = false;
 };
 
 class IotApi {

@@ -413,6 +413,7 @@ Result<std::unique_ptr<Server>> Server::start(const Config& config, boost::asio:
   api_config.ocsp = [r = p.revocation.get()](std::string_view req) { return r->ocsp(req); };
   api_config.rotation = p.rotation.get();
   api_config.metrics_token = p.config.api.metrics_token;
+  api_config.console_secure_cookie = p.config.api.tls;
   api_config.prometheus = [parts = &p] { return parts->prometheus_text(); };
   api_config.health = [parts = &p, feed] {
     // role: "single" (the registry is this process's own) or "cluster-node" (shared).

@@ -93,6 +93,7 @@ Reply FleetProvisioning::reject(const RequestTopic& r, const Requester& who, int
                                       {"claim_certificate", who.claim_certificate_id},
                                       {"error", code},
                                       {"reason", message}});
+  count_by_source(r, who, false);
   record(who, "provisioning_rejected", code,
          std::string(operation_name(r.operation)) + " rejected (" + std::to_string(status) +
              "): " + message);
@@ -102,8 +103,20 @@ Reply FleetProvisioning::reject(const RequestTopic& r, const Requester& who, int
 Reply FleetProvisioning::accept(const RequestTopic& r, const Requester& who, std::string payload,
                                 std::string detail) {
   count(r, "Success");
+  count_by_source(r, who, true);
   record(who, "provisioning_accepted", std::string(operation_name(r.operation)), std::move(detail));
   return {reply_topic(r, true), std::move(payload), true};
+}
+
+void FleetProvisioning::count_by_source(const RequestTopic& r, const Requester& who,
+                                        bool accepted) {
+  const char* result = accepted ? ".accepted" : ".rejected";
+  std::lock_guard<std::mutex> lock(mu_);
+  // Claims and templates are the operator's (a connection needs a registered certificate and
+  // each template is a registry record), but bound the table anyway.
+  if (counters_.size() >= kMaxCounters) return;
+  ++counters_["claim." + who.claim_certificate_id + result];
+  if (r.operation == Operation::kRegisterThing) ++counters_["template." + r.template_name + result];
 }
 
 void FleetProvisioning::record(const Requester& who, const char* event, std::string reason,
@@ -172,6 +185,7 @@ Reply FleetProvisioning::handle_admitted(const RequestTopic& r, std::string_view
 void FleetProvisioning::write_metrics(metrics::Exposition& out) const {
   metrics::LabeledCounter requests({"operation", "result"});
   for (const auto& [key, n] : counters()) {
+    if (key.rfind("claim.", 0) == 0 || key.rfind("template.", 0) == 0) continue;  // console only
     // "RegisterThing.Success", "CreateCertificateFromCsr.Failure.InvalidPayload"
     const auto dot = key.find('.');
     const std::string op = key.substr(0, dot);

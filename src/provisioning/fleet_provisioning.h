@@ -89,7 +89,8 @@ class FleetProvisioning {
   // provisioned; returns how many.
   Result<std::size_t> sweep();
 
-  // Outcomes so far: "RegisterThing.Success", "CreateCertificateFromCsr.Failure.InvalidPayload"...
+  // Outcomes so far: "RegisterThing.Success", "CreateCertificateFromCsr.Failure.InvalidPayload"...,
+  // and by claim certificate and template: "claim.<id>.accepted", "template.<name>.rejected".
   std::map<std::string, std::uint64_t> counters() const;
   // Requests by operation and result, and their durations, for GET /metrics.
   void write_metrics(metrics::Exposition& out) const;
@@ -106,6 +107,10 @@ class FleetProvisioning {
                std::string detail);
   void record(const Requester& who, const char* event, std::string reason, std::string detail,
               std::string thing = {});
+  // "claim.<certificateId>.accepted|rejected" and "template.<name>.accepted|rejected" (the
+  // console's counters; not Prometheus series, whose labels must stay few).
+  void count_by_source(const RequestTopic& r, const Requester& who, bool accepted);
+  static constexpr std::size_t kMaxCounters = 10'000;
   void count(const RequestTopic& r, const std::string& outcome);
 
   registry::Registry& registry_;

@@ -196,6 +196,15 @@ struct TimelineQuery {
   std::size_t limit = 100;           // at least 1
 };
 
+// How many timeline events of each (event, reason) there were since a time (the console's
+// overview: connects and provisionings per minute, refusals by cause).
+struct TimelineCount {
+  std::string event;
+  std::string reason;
+  std::int64_t count = 0;
+  bool operator==(const TimelineCount&) const = default;
+};
+
 // The key CertificateQuery pages on: creation time and id.
 std::string certificate_page_key(const CertificateRecord& c);
 

@@ -125,6 +125,12 @@ inline constexpr auto timeline_row = [](const auto& s) -> DeviceEvent {
   e.actor = s.text(9);
   return e;
 };
+inline constexpr const char* kTimelineCount =
+    "SELECT event, reason, count(*) FROM timeline WHERE at_ms >= ? GROUP BY event, reason "
+    "ORDER BY event, reason";
+inline constexpr auto timeline_count_row = [](const auto& s) -> TimelineCount {
+  return {s.text(0), s.text(1), s.int64(2)};
+};
 // "SELECT <cols> FROM timeline WHERE (thing IN (?..) OR ...) AND at_ms >= ? AND at_ms < ?
 // [AND sequence < ?] ORDER BY sequence DESC LIMIT n", every parameter bound as text (integer
 // ones cast in SQL). The parameters in the same order: timeline_params().

@@ -118,6 +118,8 @@ class Transaction {
   virtual Status append_timeline(const std::vector<DeviceEvent>& events) = 0;
   virtual List<DeviceEvent> list_timeline(const TimelineQuery& query) = 0;
   virtual Result<std::int64_t> prune_timeline(std::int64_t before_ms, std::int64_t keep_last) = 0;
+  // Events at or after `since_ms`, counted by (event, reason), in that order.
+  virtual List<TimelineCount> count_timeline(std::int64_t since_ms) = 0;
   // The settings whose key starts with `prefix`, in key order, after page.after (a full key).
   virtual List<std::pair<std::string, std::string>> list_settings(std::string_view prefix,
                                                                   const Page& page) = 0;

@@ -502,6 +502,12 @@ TEST_P(StoreContract, TimelineFindsAnyIdentityNewestFirstAndPrunes) {
   ASSERT_EQ(rest->size(), 1u);
   EXPECT_EQ((*rest)[0].at_ms, 1000);
 
+  // Counted by (event, reason) since a time.
+  auto counts = read()->count_timeline(2000);
+  ASSERT_TRUE(counts.is_ok()) << counts.status().message();
+  EXPECT_EQ(*counts, (std::vector<TimelineCount>{{"certificate_status", "why", 1},
+                                                 {"connect_refused", "why", 2},
+                                                 {"disconnected", "why", 1}}));
   // Pruning: older than 1500 ms, then all but the newest 2.
   w = write();
   auto gone = w->prune_timeline(1500, 100);

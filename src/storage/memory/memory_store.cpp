@@ -368,6 +368,14 @@ class MemoryTransaction final : public Transaction {
     }
     return out;
   }
+  List<TimelineCount> count_timeline(std::int64_t since_ms) override {
+    std::map<std::pair<std::string, std::string>, std::int64_t> counts;
+    for (const auto& e : view().timeline)
+      if (e.at_ms >= since_ms) ++counts[{e.event, e.reason}];
+    std::vector<TimelineCount> out;
+    for (const auto& [k, n] : counts) out.push_back({k.first, k.second, n});
+    return out;
+  }
   Result<std::int64_t> prune_timeline(std::int64_t before_ms, std::int64_t keep_last) override {
     FK_RETURN_IF_ERROR(writable());
     auto& t = work_.timeline;

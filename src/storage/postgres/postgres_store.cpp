@@ -592,6 +592,11 @@ class PostgresTransaction final : public Transaction {
   List<DeviceEvent> list_timeline(const TimelineQuery& q) override {
     return collect<DeviceEvent>(timeline_select(q, true), timeline_params(q), timeline_row);
   }
+  List<TimelineCount> count_timeline(std::int64_t since_ms) override {
+    std::string sql = kTimelineCount;
+    sql.replace(sql.find('?'), 1, "?::bigint");
+    return collect<TimelineCount>(sql, {std::to_string(since_ms)}, timeline_count_row);
+  }
   Result<std::int64_t> prune_timeline(std::int64_t before_ms, std::int64_t keep_last) override {
     FK_RETURN_IF_ERROR(writable());
     FK_ASSIGN_OR_RETURN(

@@ -482,6 +482,12 @@ class SqliteTransaction final : public Transaction {
     for (const std::string& p : timeline_params(q)) s.bind(std::string_view(p));
     return collect<DeviceEvent>(s, timeline_row);
   }
+  List<TimelineCount> count_timeline(std::int64_t since_ms) override {
+    FK_ASSIGN_OR_RETURN(sqlite3_stmt * raw, conn_.prepare(kTimelineCount));
+    Stmt s(conn_.db(), raw);
+    s.bind(since_ms);
+    return collect<TimelineCount>(s, timeline_count_row);
+  }
   Result<std::int64_t> prune_timeline(std::int64_t before_ms, std::int64_t keep_last) override {
     FK_RETURN_IF_ERROR(write("DELETE FROM timeline WHERE at_ms < ?", before_ms));
     std::int64_t gone = sqlite3_changes(conn_.db());
