@@ -66,6 +66,7 @@ void print_banner(const fk::app::Config& config, const fk::app::Endpoints& e) {
       "\nfleetkeyd is running.\n"
       "  MQTT (mutual TLS)  %s:%u   and ALPN x-amzn-mqtt-ca on port %u\n"
       "  control-plane API  %s   (AWS IoT REST, SigV4)\n"
+      "  web console        %s/console/   (sign in with the admin credentials below)\n"
       "  root CA (devices trust this, like AmazonRootCA1.pem)  %s\n"
       "  admin credentials (AWS shared-credentials format)     %s\n"
       "  registry           %s\n\n"
@@ -93,12 +94,12 @@ void print_banner(const fk::app::Config& config, const fk::app::Endpoints& e) {
       "  build/bin/locker-controller --endpoint %s --port %u fleet --claim-dir claim "
       "--serial SN-0001 --state-dir sn-0001\n\n"
       "Stop with Ctrl-C (SIGINT) or SIGTERM. Endpoints: %s/endpoints.json\n",
-      e.mqtt_host.c_str(), e.mqtt_port, e.mqtt_alpn_port, e.api_url.c_str(), e.root_ca_path.c_str(),
-      e.credentials_path.c_str(), e.registry_path.c_str(), e.credentials_path.c_str(),
-      e.aws_config_path.c_str(), e.api_url.c_str(), e.api_url.c_str(), e.api_url.c_str(),
-      e.mqtt_host.c_str(), e.mqtt_port, e.root_ca_path.c_str(), e.mqtt_host.c_str(), e.mqtt_port,
-      e.root_ca_path.c_str(), e.api_url.c_str(), config.data_dir.c_str(), e.mqtt_host.c_str(),
-      e.mqtt_port, config.data_dir.c_str());
+      e.mqtt_host.c_str(), e.mqtt_port, e.mqtt_alpn_port, e.api_url.c_str(), e.api_url.c_str(),
+      e.root_ca_path.c_str(), e.credentials_path.c_str(), e.registry_path.c_str(),
+      e.credentials_path.c_str(), e.aws_config_path.c_str(), e.api_url.c_str(), e.api_url.c_str(),
+      e.api_url.c_str(), e.mqtt_host.c_str(), e.mqtt_port, e.root_ca_path.c_str(),
+      e.mqtt_host.c_str(), e.mqtt_port, e.root_ca_path.c_str(), e.api_url.c_str(),
+      config.data_dir.c_str(), e.mqtt_host.c_str(), e.mqtt_port, config.data_dir.c_str());
   std::fflush(stdout);
 }
 

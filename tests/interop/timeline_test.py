@@ -291,6 +291,48 @@ def provisioning_bad_token():
     return "serial-7003", ()
 
 
+def provisioning_template_disabled():
+    SERVER.aws("create-provisioning-template", "--template-name", "Paused", "--template-body",
+               json.dumps(TEMPLATE), "--provisioning-role-arn",
+               "arn:aws:iam::123456789012:role/provisioning", "--no-enabled")
+    claim = SERVER.create_device("claim-tl-5", policy="claim")
+    c = Paho(claim["cert"], claim["key"], "serial-7005")
+    ok, made = c.request("$aws/certificates/create-from-csr/json",
+                         json.dumps({"certificateSigningRequest": csr("7005")}))
+    assert ok, made
+    ok, r = c.request("$aws/provisioning-templates/Paused/provision/json",
+                      json.dumps({"certificateOwnershipToken": made["certificateOwnershipToken"],
+                                  "parameters": {"SerialNumber": "7005"}}))
+    c.stop()
+    assert not ok and r["errorCode"] == "TemplateDisabled", r
+    return "serial-7005", ()
+
+
+def provisioning_thing_exists():
+    SERVER.aws("create-thing", "--thing-name", "locker-7006")  # lock-down: no takeover
+    claim = SERVER.create_device("claim-tl-6", policy="claim")
+    c = Paho(claim["cert"], claim["key"], "serial-7006")
+    ok, made = c.request("$aws/certificates/create-from-csr/json",
+                         json.dumps({"certificateSigningRequest": csr("7006")}))
+    assert ok, made
+    ok, r = c.request("$aws/provisioning-templates/Lockers/provision/json",
+                      json.dumps({"certificateOwnershipToken": made["certificateOwnershipToken"],
+                                  "parameters": {"SerialNumber": "7006"}}))
+    c.stop()
+    assert not ok and r["errorCode"] == "ResourceConflict", r
+    return "serial-7006", ()
+
+
+def rotation_refused():
+    d = device("tl-rotate")  # its policy has no fleetkey:RotateCertificate
+    c = Paho(d["cert"], d["key"], "tl-rotate")
+    ok, r = c.request("$fleetkey/certificates/rotate/json",
+                      json.dumps({"certificateSigningRequest": csr("tl-rotate")}))
+    c.stop()
+    assert not ok and r["errorCode"] == "AccessDenied", r
+    return "tl-rotate", ()
+
+
 def provisioned():
     claim = SERVER.create_device("claim-tl-4", policy="claim")
     c = Paho(claim["cert"], claim["key"], "serial-7004")
@@ -337,6 +379,15 @@ ROWS = [
     ("provisioning: bad ownership token", provisioning_bad_token,
      ("provisioning_rejected", "InvalidCertificateOwnershipToken"), "not_provisioned", 9,
      ["InvalidCertificateOwnershipToken"], None),
+    ("provisioning: template disabled", provisioning_template_disabled,
+     ("provisioning_rejected", "TemplateDisabled"), "not_provisioned", 9,
+     ["TemplateDisabled"], None),
+    ("provisioning: the thing exists (lock-down)", provisioning_thing_exists,
+     ("provisioning_rejected", "ResourceConflict"), "not_provisioned", 9,
+     ["ResourceConflict"], None),
+    ("rotation without the policy action", rotation_refused,
+     ("rotation_rejected", "AccessDenied"), "can_connect", 0,
+     ["can connect as tl-rotate", "last refusal", "fleetkey:RotateCertificate"], None),
     ("provisioned by RegisterThing", provisioned, ("principal_attached", ""),
      "can_connect", 0, ["can connect as locker-7004"],
      ("certificate_status", "ACTIVE", "claim certificate")),
