@@ -24,15 +24,7 @@ fleetkeyd=$(realpath "${FLEETKEYD:-build/bin/fleetkeyd}")
 # (as root the server runs as `postgres`): a folder under /tmp named after DIR.
 pgdir="/tmp/fk_cluster_pg_$(echo -n "$dir" | md5sum | cut -c1-16)"
 
-free_port() {  # below the kernel's ephemeral range: no outgoing connection takes it meanwhile
-  python3 -c 'import random, socket
-while True:
-    s = socket.socket(); p = random.randint(20000, 32000)
-    try:
-        s.bind(("127.0.0.1", p)); print(p); break
-    except OSError:
-        s.close()'
-}
+free_port() { "$repo/scripts/free-port"; }
 
 wait_endpoints() {  # node-dir pid: until its endpoints.json names the pid (60 s at most)
   local f="$1/data/endpoints.json" pid=$2

@@ -11,15 +11,7 @@ set -euo pipefail
 cmd=${1:?start|stop|kill|start-one}
 dir=$(realpath -m "${2:?DIR}")
 
-free_port() {  # below the kernel's ephemeral range: no outgoing connection takes it meanwhile
-  python3 -c 'import random, socket
-while True:
-    s = socket.socket(); p = random.randint(20000, 32000)
-    try:
-        s.bind(("127.0.0.1", p)); print(p); break
-    except OSError:
-        s.close()'
-}
+free_port() { "$(dirname "$0")/free-port"; }
 
 ports() {  # client, cluster and monitoring port of each server, chosen once
   if [[ ! -f "$dir/ports" ]]; then

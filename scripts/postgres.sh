@@ -26,14 +26,7 @@ case "$cmd" in
   start)
     port=${3:-0}
     if [[ "$port" == 0 ]]; then
-      # Below the kernel's ephemeral range: no outgoing connection takes it before PostgreSQL.
-      port=$(python3 -c 'import random, socket
-while True:
-    s = socket.socket(); p = random.randint(20000, 32000)
-    try:
-        s.bind(("127.0.0.1", p)); print(p); break
-    except OSError:
-        s.close()')
+      port=$("$(dirname "$0")/free-port")
     fi
     mkdir -p "$dir"
     if [[ $(id -u) -eq 0 ]]; then chown postgres: "$dir"; chmod 0700 "$dir"; fi

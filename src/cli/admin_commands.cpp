@@ -495,6 +495,18 @@ void add_expiring(CLI::App& app, Globals& g) {
   });
 }
 
+// --since/--until ("2h": that long ago) as the query "from=<ms>&to=<ms>&" (each only if given).
+Result<std::string> time_range_query(const std::string& since, const std::string& until) {
+  const std::int64_t now_ms = SystemClock::instance().now() * 1000;
+  std::string out;
+  for (auto [flag, param] : {std::pair{&since, "from"}, std::pair{&until, "to"}}) {
+    if (flag->empty()) continue;
+    FK_ASSIGN_OR_RETURN(std::int64_t secs, parse_duration(*flag));
+    out += std::string(param) + "=" + std::to_string(now_ms - secs * 1000) + "&";
+  }
+  return out;
+}
+
 // `audit`: the control-plane changes (who, what, from where, the result), oldest first.
 void add_audit(CLI::App& app, Globals& g) {
   struct Flags {
@@ -513,17 +525,12 @@ void add_audit(CLI::App& app, Globals& g) {
       ->check(CLI::Range(1, 1000000));
   a->add_flag("--jsonl", f->jsonl, "one JSON record per line (for export)");
   a->callback([&g, f] {
-    const std::int64_t now_ms = SystemClock::instance().now() * 1000;
-    std::string base = "/fleetkey/audit?";
-    for (auto [flag, param] : {std::pair{&f->since, "from"}, std::pair{&f->until, "to"}}) {
-      if (flag->empty()) continue;
-      auto secs = parse_duration(*flag);
-      if (!secs.is_ok()) {
-        g.exit_code = report_error(secs.status());
-        return;
-      }
-      base += std::string(param) + "=" + std::to_string(now_ms - *secs * 1000) + "&";
+    auto range = time_range_query(f->since, f->until);
+    if (!range.is_ok()) {
+      g.exit_code = report_error(range.status());
+      return;
     }
+    std::string base = "/fleetkey/audit?" + *range;
     if (!f->access_key.empty()) base += "accessKey=" + encode(f->access_key) + "&";
     if (!f->resource.empty()) base += "resource=" + encode(f->resource) + "&";
     g.exit_code = with_client(g, [&](IotClient& api) {
@@ -573,17 +580,12 @@ void add_timeline(CLI::App& app, Globals& g) {
       ->check(CLI::Range(1, 100000));
   t->add_flag("--jsonl", f->jsonl, "one JSON event per line (for export)");
   t->callback([&g, f] {
-    const std::int64_t now_ms = SystemClock::instance().now() * 1000;
-    std::string base = "/fleetkey/timeline/" + encode(f->name) + "?";
-    for (auto [flag, param] : {std::pair{&f->since, "from"}, std::pair{&f->until, "to"}}) {
-      if (flag->empty()) continue;
-      auto secs = parse_duration(*flag);
-      if (!secs.is_ok()) {
-        g.exit_code = report_error(secs.status());
-        return;
-      }
-      base += std::string(param) + "=" + std::to_string(now_ms - *secs * 1000) + "&";
+    auto range = time_range_query(f->since, f->until);
+    if (!range.is_ok()) {
+      g.exit_code = report_error(range.status());
+      return;
     }
+    std::string base = "/fleetkey/timeline/" + encode(f->name) + "?" + *range;
     g.exit_code = with_client(g, [&](IotClient& api) {
       json newest_first = json::array();
       std::int64_t before = 0;

@@ -255,39 +255,44 @@ def client_disconnect():
     return "tl-bye", ()
 
 
+def provision(serial, template="Lockers", csr_pem=None, token=None):
+    """A device of its own claim (client id serial-<serial>): CreateCertificateFromCsr (unless
+    `token` is given), then RegisterThing with `template`. Returns the last (accepted, reply)."""
+    claim = SERVER.create_device("claim-" + serial, policy="claim")
+    c = Paho(claim["cert"], claim["key"], "serial-" + serial)
+    try:
+        if token is None:
+            ok, made = c.request("$aws/certificates/create-from-csr/json",
+                                 json.dumps({"certificateSigningRequest": csr_pem or csr(serial)}))
+            if not ok or template is None:
+                return ok, made
+            token = made["certificateOwnershipToken"]
+        return c.request("$aws/provisioning-templates/%s/provision/json" % template,
+                         json.dumps({"certificateOwnershipToken": token,
+                                     "parameters": {"SerialNumber": serial}}))
+    finally:
+        c.stop()
+
+
+def rejected_with(code, *args, **kwargs):
+    ok, r = provision(*args, **kwargs)
+    assert not ok and r["errorCode"] == code, r
+
+
 def provisioning_bad_csr():
-    claim = SERVER.create_device("claim-tl-1", policy="claim")
-    c = Paho(claim["cert"], claim["key"], "serial-7001")
-    ok, r = c.request("$aws/certificates/create-from-csr/json",
-                      json.dumps({"certificateSigningRequest": "-----BEGIN CERTIFICATE REQUEST-----"
-                                  "\ngarbage\n-----END CERTIFICATE REQUEST-----\n"}))
-    c.stop()
-    assert not ok and r["errorCode"] == "InvalidCertificateSigningRequest", r
+    rejected_with("InvalidCertificateSigningRequest", "7001", template=None,
+                  csr_pem="-----BEGIN CERTIFICATE REQUEST-----\ngarbage\n"
+                          "-----END CERTIFICATE REQUEST-----\n")
     return "serial-7001", ()
 
 
 def provisioning_missing_template():
-    claim = SERVER.create_device("claim-tl-2", policy="claim")
-    c = Paho(claim["cert"], claim["key"], "serial-7002")
-    ok, made = c.request("$aws/certificates/create-from-csr/json",
-                         json.dumps({"certificateSigningRequest": csr("7002")}))
-    assert ok, made
-    ok, r = c.request("$aws/provisioning-templates/NoSuchTemplate/provision/json",
-                      json.dumps({"certificateOwnershipToken": made["certificateOwnershipToken"],
-                                  "parameters": {"SerialNumber": "7002"}}))
-    c.stop()
-    assert not ok and r["errorCode"] == "ResourceNotFound", r
+    rejected_with("ResourceNotFound", "7002", template="NoSuchTemplate")
     return "serial-7002", ()
 
 
 def provisioning_bad_token():
-    claim = SERVER.create_device("claim-tl-3", policy="claim")
-    c = Paho(claim["cert"], claim["key"], "serial-7003")
-    ok, r = c.request("$aws/provisioning-templates/Lockers/provision/json",
-                      json.dumps({"certificateOwnershipToken": "not-a-token",
-                                  "parameters": {"SerialNumber": "7003"}}))
-    c.stop()
-    assert not ok and r["errorCode"] == "InvalidCertificateOwnershipToken", r
+    rejected_with("InvalidCertificateOwnershipToken", "7003", token="not-a-token")
     return "serial-7003", ()
 
 
@@ -295,31 +300,13 @@ def provisioning_template_disabled():
     SERVER.aws("create-provisioning-template", "--template-name", "Paused", "--template-body",
                json.dumps(TEMPLATE), "--provisioning-role-arn",
                "arn:aws:iam::123456789012:role/provisioning", "--no-enabled")
-    claim = SERVER.create_device("claim-tl-5", policy="claim")
-    c = Paho(claim["cert"], claim["key"], "serial-7005")
-    ok, made = c.request("$aws/certificates/create-from-csr/json",
-                         json.dumps({"certificateSigningRequest": csr("7005")}))
-    assert ok, made
-    ok, r = c.request("$aws/provisioning-templates/Paused/provision/json",
-                      json.dumps({"certificateOwnershipToken": made["certificateOwnershipToken"],
-                                  "parameters": {"SerialNumber": "7005"}}))
-    c.stop()
-    assert not ok and r["errorCode"] == "TemplateDisabled", r
+    rejected_with("TemplateDisabled", "7005", template="Paused")
     return "serial-7005", ()
 
 
 def provisioning_thing_exists():
     SERVER.aws("create-thing", "--thing-name", "locker-7006")  # lock-down: no takeover
-    claim = SERVER.create_device("claim-tl-6", policy="claim")
-    c = Paho(claim["cert"], claim["key"], "serial-7006")
-    ok, made = c.request("$aws/certificates/create-from-csr/json",
-                         json.dumps({"certificateSigningRequest": csr("7006")}))
-    assert ok, made
-    ok, r = c.request("$aws/provisioning-templates/Lockers/provision/json",
-                      json.dumps({"certificateOwnershipToken": made["certificateOwnershipToken"],
-                                  "parameters": {"SerialNumber": "7006"}}))
-    c.stop()
-    assert not ok and r["errorCode"] == "ResourceConflict", r
+    rejected_with("ResourceConflict", "7006")
     return "serial-7006", ()
 
 
@@ -334,15 +321,7 @@ def rotation_refused():
 
 
 def provisioned():
-    claim = SERVER.create_device("claim-tl-4", policy="claim")
-    c = Paho(claim["cert"], claim["key"], "serial-7004")
-    ok, made = c.request("$aws/certificates/create-from-csr/json",
-                         json.dumps({"certificateSigningRequest": csr("7004")}))
-    assert ok, made
-    ok, r = c.request("$aws/provisioning-templates/Lockers/provision/json",
-                      json.dumps({"certificateOwnershipToken": made["certificateOwnershipToken"],
-                                  "parameters": {"SerialNumber": "7004"}}))
-    c.stop()
+    ok, r = provision("7004")
     assert ok, r
     return "locker-7004", ()
 
