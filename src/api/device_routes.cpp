@@ -97,6 +97,15 @@ std::string short_id(const std::string& id) {
   return id.size() > 12 ? id.substr(0, 12) + "..." : id;
 }
 
+// What made a status change: the API operation the registry noted at the end of its detail
+// ("ACTIVE -> INACTIVE (UpdateCertificate)"), else what the event says.
+std::string what_changed(const DeviceEvent& e) {
+  const auto open = e.detail.rfind(" (");
+  if (open != std::string::npos && !e.detail.empty() && e.detail.back() == ')')
+    return e.detail.substr(open + 2, e.detail.size() - open - 3);
+  return e.event == "certificate_created" ? "recorded" : "status changed";
+}
+
 std::string join(const std::vector<std::string>& parts, const char* sep) {
   std::string out;
   for (const auto& p : parts) out += (out.empty() ? "" : sep) + p;
@@ -268,9 +277,8 @@ void add_device_routes(RouteTable& t, ApiContext& ctx) {
       if (auto se = status_events.find(cid); se != status_events.end()) {
         cj["statusSince"] = iso_ms(se->second.at_ms);
         cj["statusChangedBy"] = se->second.actor;
-        since = " since " + iso_ms(se->second.at_ms) + " (" +
-                (se->second.event == "certificate_created" ? "recorded" : "status changed") +
-                " by " + se->second.actor + ")";
+        since = " since " + iso_ms(se->second.at_ms) + " (" + what_changed(se->second) + " by " +
+                se->second.actor + ")";
       }
       if (ctx.config.live_connections) {
         json conns = json::array();

@@ -396,7 +396,7 @@ struct IotApi::Impl {
       }
       Result<json> out = [&] {
         // The registry changes it makes are this caller's (the device timeline's actor).
-        registry::ActorScope actor(access_key);
+        registry::ActorScope actor(access_key, operation_name(req.method, r.path));
         return r.handler(call);
       }();
       // Every change is in the audit log, committed before the answer (reads are not).
@@ -407,7 +407,7 @@ struct IotApi::Impl {
                       .count();
         a.access_key = access_key;
         a.source = req.remote_address;
-        a.operation = req.method + " " + r.path;
+        a.operation = operation_name(req.method, r.path);
         a.resource = r.label_names.empty() ? "" : call.labels[r.label_names.front()];
         json params = {{"path", json(call.labels)},
                        {"query", json(call.query)},

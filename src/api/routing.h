@@ -37,6 +37,10 @@ struct Call {
 // A body member that is a list of strings (absent: empty, unless required).
 Result<std::vector<std::string>> string_list_member(const Call& c, const std::string& name,
                                                     bool required);
+// AWS's name for a route's operation ("UpdateCertificate"), as CloudTrail logs it; fleetkey's
+// own routes are "METHOD /route" ("POST /fleetkey/certificates/rotate").
+std::string operation_name(std::string_view method, std::string_view route_path);
+
 // An optional integer query parameter in [min, max] (absent: fallback).
 Result<std::int64_t> int_param(const Call& c, const char* name, std::int64_t fallback,
                                std::int64_t min, std::int64_t max);

@@ -728,17 +728,24 @@ Registry::Registry(storage::Store& store, crypto::CertificateAuthority& ca, cons
 Registry::~Registry() = default;
 
 namespace {
-thread_local std::string current_actor = "fleetkeyd";
+thread_local std::string tl_actor = "fleetkeyd";
+thread_local std::string tl_operation;
 }  // namespace
 
-ActorScope::ActorScope(std::string actor) : previous_(std::move(current_actor)) {
-  current_actor = std::move(actor);
+ActorScope::ActorScope(std::string actor, std::string operation)
+    : previous_(std::move(tl_actor)), previous_operation_(std::move(tl_operation)) {
+  tl_actor = std::move(actor);
+  tl_operation = std::move(operation);
 }
 ActorScope::~ActorScope() {
-  current_actor = std::move(previous_);
+  tl_actor = std::move(previous_);
+  tl_operation = std::move(previous_operation_);
 }
 const std::string& ActorScope::current() {
-  return current_actor;
+  return tl_actor;
+}
+const std::string& ActorScope::current_operation() {
+  return tl_operation;
 }
 
 Status Txn::timeline(const char* event, std::string reason, std::string detail, std::string thing,
@@ -750,6 +757,7 @@ Status Txn::timeline(const char* event, std::string reason, std::string detail, 
   e.event = event;
   e.reason = std::move(reason);
   e.detail = std::move(detail);
+  if (!operation_.empty()) e.detail += (e.detail.empty() ? "" : " ") + ("(" + operation_ + ")");
   e.actor = actor_;
   return t_.append_timeline({std::move(e)});
 }
@@ -757,9 +765,10 @@ Status Txn::timeline(const char* event, std::string reason, std::string detail, 
 Status Registry::write(const std::function<Status(Txn&)>& change) {
   std::vector<RegistryEvent> events;
   const std::string& actor = ActorScope::current();  // of the calling thread
+  const std::string& operation = ActorScope::current_operation();
   Status st = committer_.run([&](storage::Transaction& t) {
     Txn txn(t, config_, clock_);
-    txn.set_actor(actor);
+    txn.set_actor(actor, operation);
     Status s = change(txn);
     if (s.is_ok()) {
       events = txn.events();

@@ -137,16 +137,19 @@ struct NewCertificate {
 // Who makes the registry changes written on this thread, for the device timeline: the API
 // sets the caller's access key for a request, the server's own jobs say what they are
 // ("fleetkeyd: rotation"). Registry::write() hands it to its Txn (whatever thread commits).
+// `operation`: what the actor called (AWS's operation name), "" when it is not an API call.
 class ActorScope {
  public:
-  explicit ActorScope(std::string actor);
+  explicit ActorScope(std::string actor, std::string operation = {});
   ~ActorScope();
   ActorScope(const ActorScope&) = delete;
   ActorScope& operator=(const ActorScope&) = delete;
-  static const std::string& current();  // "fleetkeyd" outside any scope
+  static const std::string& current();            // "fleetkeyd" outside any scope
+  static const std::string& current_operation();  // "" outside any scope
 
  private:
   std::string previous_;
+  std::string previous_operation_;
 };
 
 // The domain operations inside one transaction. Errors are AWS's exceptions (see ErrorCode).
@@ -158,7 +161,10 @@ class Txn {
       : t_(t), config_(config), clock_(clock) {}
 
   storage::Transaction& store() { return t_; }
-  void set_actor(std::string actor) { actor_ = std::move(actor); }
+  void set_actor(std::string actor, std::string operation = {}) {
+    actor_ = std::move(actor);
+    operation_ = std::move(operation);
+  }
   const std::vector<RegistryEvent>& events() const { return events_; }
 
   // Things. create_thing is idempotent for an identical thing.
@@ -246,6 +252,7 @@ class Txn {
 
   storage::Transaction& t_;
   std::string actor_ = "fleetkeyd";
+  std::string operation_;  // the actor's API operation, appended to the timeline's details
   const RegistryConfig& config_;
   const Clock& clock_;
   std::vector<RegistryEvent> events_;

@@ -214,7 +214,7 @@ class Console(unittest.TestCase):
         self.assertEqual(status_code, 200, body)
         records = json.loads(body)["records"]
         self.assertEqual([(r["operation"], r["accessKey"]) for r in records],
-                         [("PUT /certificates/{certificateId}", KEY)])
+                         [("UpdateCertificate", KEY)])
 
         # The templates page.
         click("nav-provisioning")

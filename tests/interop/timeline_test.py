@@ -330,10 +330,10 @@ def provisioned():
 #  exit code, what the summary says, the actor of a status change or None)
 ROWS = [
     ("INACTIVE certificate", inactive, ("connect_refused", "certificate_not_active"),
-     "cannot_connect", 9, ["is INACTIVE since", "by {key}"],
+     "cannot_connect", 9, ["is INACTIVE since", "(UpdateCertificate by {key})"],
      ("certificate_status", "INACTIVE", "{key}")),
     ("REVOKED certificate", revoked, ("connect_refused", "certificate_revoked"),
-     "cannot_connect", 9, ["is REVOKED since", "by {key}"],
+     "cannot_connect", 9, ["is REVOKED since", "(UpdateCertificate by {key})"],
      ("certificate_status", "REVOKED", "{key}")),
     ("unregistered certificate", unknown_certificate, ("connect_refused", "certificate_unknown"),
      "cannot_connect", 9, ["is not registered", "certificate_unknown"], None),
