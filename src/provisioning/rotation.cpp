@@ -166,8 +166,7 @@ Reply CertificateRotation::handle_admitted(Format format, std::string_view paylo
 }
 
 Result<Rotated> CertificateRotation::rotate(std::string_view old_id, std::string_view csr_pem) {
-  FK_ASSIGN_OR_RETURN(auto csr, crypto::parse_csr(csr_pem));
-  (void)csr;
+  FK_RETURN_IF_ERROR(crypto::parse_csr(csr_pem).status());  // well-formed and signed
   FK_ASSIGN_OR_RETURN(std::string key, crypto::public_key_sha256(csr_pem));
   const auto& arns = registry_.config().arns;
   Rotated out;
