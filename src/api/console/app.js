@@ -5,6 +5,9 @@
 
 let csrf = null;        // the session's CSRF token (memory only; a reload asks the server again)
 let refreshTimer = null;
+// Each navigation starts a new generation; a page still loading for an older one (a slow refresh
+// of the page left) must not draw over the new one.
+let generation = 0;
 
 // ---------------------------------------------------------------- DOM helpers (no innerHTML)
 
@@ -62,6 +65,7 @@ async function api(method, path, body) {
 
 function showSignIn(message) {
   csrf = null;
+  generation++;  // nothing still loading draws any more
   clearInterval(refreshTimer);
   document.getElementById("nav").hidden = true;
   document.getElementById("sign-out").hidden = true;
@@ -126,7 +130,8 @@ function confirmAction(text) {
 
 // ---------------------------------------------------------------- views
 
-function setView(title, ...content) {
+function setView(gen, title, ...content) {
+  if (gen !== generation) return;
   const v = document.getElementById("view");
   v.replaceChildren(el("h1", {}, title), ...content);
 }
@@ -135,7 +140,7 @@ function activeNav(id) {
   for (const a of document.querySelectorAll("header nav a")) a.classList.toggle("active", a.id === id);
 }
 
-async function overview() {
+async function overview(gen) {
   activeNav("nav-overview");
   const [status, activity, hour, expiring] = await Promise.all([
     api("GET", "/fleetkey/status"),
@@ -147,7 +152,7 @@ async function overview() {
                                                              : status.connections;
   const certs = status.certificates || {};
   const refusals = Object.entries(hour.refusals || {}).sort((a, b) => b[1] - a[1]);
-  setView("Fleet overview",
+  setView(gen, "Fleet overview",
     el("div", { class: "cards" },
       card("Connected now", connected ?? "–", "card-connected"),
       card("Connects / min (10 min)", activity.connectsPerMinute.toFixed(1), "card-connects"),
@@ -166,7 +171,7 @@ async function overview() {
       el("td", { class: "mono" }, c.certificateId), c.status, iso(c.notAfter * 1000)])));
 }
 
-async function things(params) {
+async function things(gen, params) {
   activeNav("nav-things");
   const query = new URLSearchParams({ maxResults: "250" });
   if (params.get("type")) query.set("thingTypeName", params.get("type"));
@@ -195,7 +200,7 @@ async function things(params) {
     el("label", {}, "Attribute", el("input", { name: "attr", value: params.get("attr") || "" })),
     el("label", {}, "= value", el("input", { name: "value", value: params.get("value") || "" })),
     el("button", { type: "submit", id: "thing-search-button" }, "Filter"));
-  setView("Things",
+  setView(gen, "Things",
     form,
     table(["thing", "type", "attributes"], shown.map((t) => [
       el("td", {}, el("a", { href: "#/things/" + encodeURIComponent(t.thingName),
@@ -205,7 +210,7 @@ async function things(params) {
     search ? "No thing matches." : "No things yet."));
 }
 
-async function thing(name) {
+async function thing(gen, name) {
   activeNav("nav-things");
   const enc = encodeURIComponent(name);
   const [desc, principals, groups, diagnosis, timeline] = await Promise.all([
@@ -240,7 +245,7 @@ async function thing(name) {
       el("td", { id: "connections-" + id }, conns.length ? conns.join("; ") : "not connected"),
       el("td", {}, actions)]);
   }
-  setView(name,
+  setView(gen, name,
     el("div", { class: "verdict " + diagnosis.verdict, id: "verdict" },
        el("strong", {}, diagnosis.verdict.replace("_", " ")), ": ", diagnosis.summary),
     el("p", {}, "Type: ", desc.thingTypeName || "none", " · version ", desc.version,
@@ -265,10 +270,10 @@ async function changeStatus(thingName, id, status) {
     : "Deactivate certificate " + id + "? Its connections are cut at once; it can be activated again.";
   if (!(await confirmAction(what))) return;
   await api("PUT", "/certificates/" + id + "?newStatus=" + status);
-  await thing(thingName);
+  await thing(generation, thingName);
 }
 
-async function provisioning() {
+async function provisioning(gen) {
   activeNav("nav-provisioning");
   const [templates, counters] = await Promise.all([
     api("GET", "/provisioning-templates"),
@@ -280,7 +285,7 @@ async function provisioning() {
     const m = /^provisioning\.claim\.([0-9a-f]{64})\.(accepted|rejected)$/.exec(k);
     if (m) (claims[m[1]] = claims[m[1]] || { accepted: 0, rejected: 0 })[m[2]] = v;
   }
-  setView("Provisioning templates and claims",
+  setView(gen, "Provisioning templates and claims",
     el("h2", {}, "Templates"),
     table(["template", "type", "enabled", "RegisterThing accepted", "rejected", "description"],
       (templates.templates || []).map((t) => [t.templateName, t.type || "FLEET_PROVISIONING",
@@ -302,14 +307,15 @@ async function route() {
   const hash = location.hash.replace(/^#/, "") || "/";
   const [path, qs] = hash.split("?");
   const params = new URLSearchParams(qs || "");
+  const gen = ++generation;
   let render;
-  if (path === "/") render = overview;
-  else if (path === "/things") render = () => things(params);
-  else if (path.startsWith("/things/")) render = () => thing(decodeURIComponent(path.slice(8)));
-  else if (path === "/provisioning") render = provisioning;
-  else render = overview;
+  if (path === "/") render = () => overview(gen);
+  else if (path === "/things") render = () => things(gen, params);
+  else if (path.startsWith("/things/")) render = () => thing(gen, decodeURIComponent(path.slice(8)));
+  else if (path === "/provisioning") render = () => provisioning(gen);
+  else render = () => overview(gen);
   const run = () => render().catch((e) => {
-    if (e.message !== "signed out")
+    if (e.message !== "signed out" && gen === generation)
       document.getElementById("view").prepend(el("p", { class: "error" }, e.message));
   });
   await run();
